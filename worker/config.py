@@ -1,0 +1,94 @@
+"""Queue settings: one typed object, built once at the edge.
+
+``QueueConfig(...)`` never reads the environment; ``QueueConfig.from_env()`` does, from the
+``QUEUE_*`` variables listed in the README.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BeforeValidator, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/queue.db"
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _env(field: str, variable: str) -> Any:
+    return AliasChoices(field, variable)
+
+
+class QueueConfig(BaseSettings):
+    """Settings of a :class:`~worker.WorkerQueue`. Durations are seconds (float)."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, case_sensitive=False
+    )
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL, validation_alias=_env("database_url", "QUEUE_DATABASE_URL")
+    )
+    default_max_attempts: int = Field(
+        3, ge=1, validation_alias=_env("default_max_attempts", "QUEUE_MAX_ATTEMPTS")
+    )
+    default_visibility_timeout: float = Field(
+        3600.0, gt=0, validation_alias=_env("default_visibility_timeout", "QUEUE_VISIBILITY_TIMEOUT")
+    )
+    retry_backoff_multiplier: float = Field(
+        2.0, ge=1.0, validation_alias=_env("retry_backoff_multiplier", "QUEUE_RETRY_BACKOFF_MULTIPLIER")
+    )
+    retry_base_delay: float = Field(
+        60.0, ge=0, validation_alias=_env("retry_base_delay", "QUEUE_RETRY_BASE_DELAY")
+    )
+    max_retry_delay: float = Field(
+        3600.0, ge=0, validation_alias=_env("max_retry_delay", "QUEUE_MAX_RETRY_DELAY")
+    )
+    batch_size: int = Field(100, ge=1, validation_alias=_env("batch_size", "QUEUE_BATCH_SIZE"))
+    sqlite_synchronous: Annotated[Literal["NORMAL", "FULL"], BeforeValidator(_upper)] = Field(
+        "NORMAL", validation_alias=_env("sqlite_synchronous", "QUEUE_SQLITE_SYNCHRONOUS")
+    )
+    busy_timeout: float = Field(
+        30.0, gt=0, validation_alias=_env("busy_timeout", "QUEUE_BUSY_TIMEOUT")
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Plain construction is pure: only the keyword arguments count.
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> QueueConfig:
+        """Read the ``QUEUE_*`` variables (from ``environ``, else the process environment)."""
+        if environ is None:
+            return cls.model_validate(_FromEnvironment().model_dump())
+        wanted = {k: v for k, v in environ.items() if k.upper().startswith("QUEUE_")}
+        return cls.model_validate({k.upper(): v for k, v in wanted.items()})
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+class _FromEnvironment(QueueConfig):
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)

@@ -1,0 +1,131 @@
+"""The database connection: engine, SQLite pragmas, write transactions, driver-error conversion.
+
+Every write transaction on SQLite starts with ``BEGIN IMMEDIATE``: it takes the write lock up
+front (waiting up to the busy timeout), so a transaction never reads, then fails to upgrade its
+lock with "database is locked". Reads start with a plain ``BEGIN`` and never block writers (WAL).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from worker.config import QueueConfig
+from worker.errors import QueueClosedError, QueueError, StorageError
+
+log = logging.getLogger(__name__)
+
+_READ_ONLY = "worker_read_only"
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file behind a SQLite URL, or None (another backend, or in memory)."""
+    url = make_url(database_url)
+    if not url.get_backend_name().startswith("sqlite"):
+        return None
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+class Database:
+    """Owns the engine. ``open()`` connects; the constructor does nothing."""
+
+    def __init__(self, config: QueueConfig) -> None:
+        self._config = config
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def url(self) -> str:
+        return self._config.database_url
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise QueueClosedError("the queue is not open: call initialize() (or use async with)")
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def open(self) -> None:
+        if self._engine is not None:
+            return
+        path = sqlite_path(self.url)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StorageError(self.url, "creating the database directory", error) from error
+        kwargs: dict[str, Any] = {}
+        if self._config.is_sqlite:
+            kwargs["connect_args"] = {"timeout": self._config.busy_timeout}
+        try:
+            engine = create_async_engine(self.url, **kwargs)
+        except (exc.ArgumentError, ImportError) as error:
+            raise StorageError(self.url, "creating the engine", error) from error
+        if engine.dialect.name == "sqlite":
+            _install_sqlite_hooks(engine, self._config, in_memory=path is None)
+        self._engine = engine
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            await engine.dispose()
+
+    @asynccontextmanager
+    async def write(self, action: str) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except exc.DBAPIError as error:
+            raise self._storage_error(action, error) from error
+
+    @asynccontextmanager
+    async def read(self, action: str) -> AsyncIterator[AsyncConnection]:
+        """A read transaction; never takes the write lock."""
+        try:
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(**{_READ_ONLY: True})
+                async with conn.begin():
+                    yield conn
+        except exc.DBAPIError as error:
+            raise self._storage_error(action, error) from error
+
+    def _storage_error(self, action: str, error: exc.DBAPIError) -> QueueError:
+        cause = error.orig if error.orig is not None else error
+        return StorageError(self.url, action, cause)
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, config: QueueConfig, *, in_memory: bool) -> None:
+    busy_ms = int(config.busy_timeout * 1000)
+    synchronous = config.sqlite_synchronous
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself (the documented recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute(f"PRAGMA synchronous = {synchronous}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

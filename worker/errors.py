@@ -1,0 +1,97 @@
+"""Every error the queue raises.
+
+The tree::
+
+    QueueError                       root: ``except QueueError`` catches everything below
+    ├── TaskNotFoundError            no task has that id
+    ├── InvalidStateTransitionError  the task is not in a state the operation accepts
+    │   └── LeaseLostError           the caller's lease is stale: another claim owns the task now
+    ├── DuplicateTaskError           an enqueued id already exists
+    ├── InvalidInputError            an argument was refused (ValueError too)
+    │   └── InvalidTaskError         enqueue refused a task; nothing was written
+    ├── UnknownRequestKindError      a request kind (or model) is not registered
+    ├── QueueClosedError             the queue was used before ``initialize()`` or after ``close()``
+    └── StorageError                 the database failed (locked, unwritable, not a database, full)
+
+Driver errors are converted once, in :mod:`worker.db`, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class QueueError(Exception):
+    """Root of every error this library raises."""
+
+
+class TaskNotFoundError(QueueError, KeyError):
+    """No task has the given id."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id!r} not found")
+        self.task_id = task_id
+
+    def __str__(self) -> str:  # KeyError would add quotes around the message
+        return str(self.args[0])
+
+
+class InvalidStateTransitionError(QueueError):
+    """The task's state does not allow the requested operation."""
+
+    def __init__(self, task_id: str, operation: str, state: str, expected: tuple[str, ...]) -> None:
+        allowed = " or ".join(expected)
+        super().__init__(
+            f"cannot {operation} task {task_id!r}: it is {state}, {operation} needs {allowed}"
+        )
+        self.task_id = task_id
+        self.operation = operation
+        self.state = state
+        self.expected = expected
+
+
+class LeaseLostError(InvalidStateTransitionError):
+    """The caller's lease is no longer the task's lease; its write changed nothing."""
+
+    def __init__(self, task_id: str, operation: str, state: str, lease_id: str) -> None:
+        QueueError.__init__(
+            self,
+            f"cannot {operation} task {task_id!r}: lease {lease_id!r} was lost "
+            f"(the task is {state} under another lease)",
+        )
+        self.task_id = task_id
+        self.operation = operation
+        self.state = state
+        self.expected = ("processing",)
+        self.lease_id = lease_id
+
+
+class DuplicateTaskError(QueueError):
+    """A task with this id already exists."""
+
+    def __init__(self, task_ids: list[str]) -> None:
+        super().__init__(f"task id already exists: {', '.join(task_ids)}")
+        self.task_ids = task_ids
+
+
+class InvalidInputError(QueueError, ValueError):
+    """An argument was refused; the message names it."""
+
+
+class InvalidTaskError(InvalidInputError):
+    """Enqueue refused a task; the message names the task's index and the field."""
+
+
+class UnknownRequestKindError(QueueError, LookupError):
+    """A request kind or request model is not registered."""
+
+
+class QueueClosedError(QueueError):
+    """The queue is not open: call ``initialize()`` first, and not after ``close()``."""
+
+
+class StorageError(QueueError):
+    """The database failed; the message names the database URL and the driver's cause."""
+
+    def __init__(self, database_url: str, action: str, cause: BaseException) -> None:
+        super().__init__(f"{action} failed on {database_url}: {cause}")
+        self.database_url = database_url
+        self.cause = cause

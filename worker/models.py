@@ -1,0 +1,123 @@
+"""The task model: what callers build, what reads return. Pure data; the store persists it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    TypeAdapter,
+    field_validator,
+)
+from pydantic import JsonValue as JsonValue
+
+from worker.ids import is_ulid
+from worker.states import TaskState
+
+_http_url = TypeAdapter(AnyHttpUrl)
+
+
+def _request(value: Any) -> BaseModel:
+    if not isinstance(value, BaseModel):
+        raise ValueError(  # noqa: TRY004 - pydantic turns ValueError into a validation error
+            "request must be an instance of a registered request model, "
+            f"e.g. TextToSpeechRequest(...), got {type(value).__name__}"
+        )
+    return value
+
+
+def _dump_request(value: BaseModel) -> dict[str, Any]:
+    return value.model_dump(mode="json")
+
+
+Request = Annotated[BaseModel, PlainValidator(_request), PlainSerializer(_dump_request)]
+
+
+class TaskItem(BaseModel):
+    """One unit of work inside a task: a request and where to post its result."""
+
+    model_config = ConfigDict(validate_assignment=True, extra="forbid")
+
+    request: Request
+    response_url: str | None = None
+    result: JsonValue = None
+    error: str | None = None
+
+    @field_validator("response_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _http_url.validate_python(value)
+        return value
+
+
+class AttemptError(BaseModel):
+    """The error that ended one attempt."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt: int
+    error: str
+    at: float
+    expired: bool = False
+
+
+class Task(BaseModel):
+    """A unit of queued work. ``id=""`` and zero times are filled in by ``enqueue``."""
+
+    model_config = ConfigDict(validate_assignment=True, extra="forbid")
+
+    id: str = ""
+    queue: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    state: TaskState = TaskState.PENDING
+    priority: int = Field(0, ge=-1_000_000, le=1_000_000)
+    schedule_at: float = Field(0.0, ge=0)
+    items: list[TaskItem] = Field(min_length=1)
+    attempt_count: int = Field(0, ge=0)
+    max_attempts: int | None = Field(None, ge=1)
+    visibility_timeout: float | None = Field(None, gt=0)
+    expired_count: int = Field(0, ge=0)
+    lease_id: str | None = None
+    lease_expires_at: float | None = None
+    worker_id: str | None = None
+    last_error: str | None = None
+    errors: list[AttemptError] = Field(default_factory=list)
+    created_at: float = Field(0.0, ge=0)
+    updated_at: float = Field(0.0, ge=0)
+    started_at: float | None = None
+    finished_at: float | None = None
+    name: str | None = Field(None, max_length=200)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if value and not is_ulid(value):
+            raise ValueError(f"id must be empty (a ULID is assigned) or a ULID, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A claimed task finished; ``results[i]`` becomes item ``i``'s result."""
+
+    task_id: str
+    lease_id: str | None = None
+    results: list[JsonValue] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A claimed task's attempt failed with ``error``; ``delay_s`` overrides the backoff."""
+
+    task_id: str
+    error: str
+    lease_id: str | None = None
+    delay_s: float | None = None

@@ -1,0 +1,270 @@
+"""``WorkerQueue``: the public API. Validates at the edge, reads the clock, delegates SQL."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from pydantic import ValidationError
+
+from worker.backoff import retry_delay_s
+from worker.config import QueueConfig
+from worker.db import Database
+from worker.errors import InvalidInputError, InvalidTaskError, UnknownRequestKindError
+from worker.ids import new_id
+from worker.migrate import upgrade_to_head
+from worker.models import Completion, Failure, JsonValue, Task
+from worker.rows import insert_row, items_to_json
+from worker.states import TERMINAL_STATES, TaskState
+from worker.store import TaskStore
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+def _validated(index: int, task: Task | Mapping[str, Any]) -> Task:
+    try:
+        checked = task if isinstance(task, Task) else Task.model_validate(task)
+    except ValidationError as exc:
+        raise InvalidTaskError(f"tasks[{index}] is invalid: {exc}") from exc
+    if checked.state is not TaskState.PENDING:
+        raise InvalidTaskError(
+            f"tasks[{index}].state: a new task must be pending, got {checked.state.value}"
+        )
+    return checked
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise InvalidInputError(f"{name} must be > 0, got {value}")
+
+
+class WorkerQueue:
+    """A durable task queue on one database. Open with ``initialize()`` or ``async with``."""
+
+    def __init__(
+        self,
+        config: QueueConfig | None = None,
+        *,
+        worker_id: str | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.config = config if config is not None else QueueConfig()
+        self.worker_id = worker_id
+        self._clock = clock
+        self._db = Database(self.config)
+        self._store = TaskStore(self._db, self.config.default_visibility_timeout)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        """Connect and bring the database to the newest schema revision."""
+        await self._db.open()
+        try:
+            async with self._db.write("schema upgrade") as conn:
+                await conn.run_sync(upgrade_to_head)
+        except BaseException:
+            await self._db.close()
+            raise
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Self:
+        await self.initialize()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- producing -----------------------------------------------------------------------
+
+    async def enqueue(self, tasks: Iterable[Task | Mapping[str, Any]]) -> int:
+        """Insert tasks atomically; returns how many were inserted.
+
+        Fills in each given :class:`Task`'s ``id`` (a new ULID, or the live task that holds
+        its idempotency key), ``created_at``, ``updated_at`` and ``schedule_at`` when zero.
+        One invalid task refuses the whole batch, naming its index and field.
+        """
+        given = list(tasks)
+        checked = [_validated(index, task) for index, task in enumerate(given)]
+        now = self._clock()
+        rows = []
+        for index, task in enumerate(checked):
+            try:
+                items = items_to_json(task.items)
+            except UnknownRequestKindError as exc:
+                raise InvalidTaskError(f"tasks[{index}].items: {exc}") from exc
+            if not task.id:
+                task.id = new_id()
+            if not task.created_at:
+                task.created_at = now
+            if not task.updated_at:
+                task.updated_at = now
+            if not task.schedule_at:
+                task.schedule_at = now
+            rows.append(insert_row(task, items))
+        if not rows:
+            return 0
+        ids, inserted = await self._store.insert(rows)
+        for task, task_id in zip(checked, ids, strict=True):
+            task.id = task_id
+        return inserted
+
+    # -- consuming -----------------------------------------------------------------------
+
+    async def dequeue(self, size: int | None = None, queues: Sequence[str] | None = None) -> list[Task]:
+        """Claim up to ``size`` due tasks (default: the config's batch size)."""
+        size = self.config.batch_size if size is None else size
+        _positive("size", size)
+        return await self._store.claim(size, self._clock(), queues, self.worker_id)
+
+    async def mark_as_complete(
+        self, task_id: str, *, lease_id: str | None = None, results: list[JsonValue] | None = None
+    ) -> None:
+        """PROCESSING -> COMPLETED. With ``lease_id``, a stale lease raises ``LeaseLostError``."""
+        await self._store.complete(
+            [Completion(task_id, lease_id, results)], self._clock(), strict=True
+        )
+
+    async def complete_many(self, completions: Sequence[Completion]) -> list[str]:
+        """Complete many claimed tasks in one transaction; returns the ids refused."""
+        return await self._store.complete(completions, self._clock(), strict=False)
+
+    async def mark_as_retry(
+        self,
+        task_id: str,
+        error: str,
+        *,
+        lease_id: str | None = None,
+        delay_s: float | None = None,
+    ) -> None:
+        """PROCESSING -> RETRYABLE; the next sweep requeues it after backoff (or ``delay_s``)."""
+        await self._store.fail(
+            "retry", [Failure(task_id, error, lease_id, delay_s)], self._clock(), strict=True
+        )
+
+    async def retry_many(self, failures: Sequence[Failure]) -> list[str]:
+        """Mark many claimed tasks retryable in one transaction; returns the ids refused."""
+        return await self._store.fail("retry", failures, self._clock(), strict=False)
+
+    async def mark_as_discarded(
+        self, task_id: str, error: str | None = None, *, lease_id: str | None = None
+    ) -> None:
+        """PROCESSING -> DISCARDED: failed for good, no more attempts."""
+        reason = error if error is not None else "discarded"
+        await self._store.fail(
+            "discard", [Failure(task_id, reason, lease_id)], self._clock(), strict=True
+        )
+
+    async def mark_as_cancelled(self, task_id: str) -> None:
+        """PENDING or RETRYABLE -> CANCELLED."""
+        now = self._clock()
+        await self._store.transition(
+            "cancel", task_id, {"finished_at": now, "updated_at": now}
+        )
+
+    async def mark_as_resume(self, task_id: str) -> None:
+        """DISCARDED -> PENDING, due now, with at least one more attempt."""
+        await self._store.resume(task_id, self._clock(), self.config.default_max_attempts)
+
+    async def extend_lease(
+        self, task_id: str, lease_id: str, seconds: float | None = None
+    ) -> float:
+        """Renew a claim's lease (heartbeat); returns the new ``lease_expires_at``."""
+        if seconds is not None:
+            _positive("seconds", seconds)
+        return await self._store.extend_lease(task_id, lease_id, self._clock(), seconds)
+
+    # -- the sweep -----------------------------------------------------------------------
+
+    async def retry(
+        self,
+        size: int | None = None,
+        visibility_timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Task]:
+        """Return expired leases, requeue retryable tasks after backoff, discard exhausted ones.
+
+        ``visibility_timeout`` (when given) counts a lease as expired that many seconds after
+        its last claim or renewal; ``max_attempts`` replaces the config default for tasks
+        that set none. Returns the tasks it moved, in their new state.
+        """
+        size = self.config.batch_size if size is None else size
+        _positive("size", size)
+        if visibility_timeout is not None:
+            _positive("visibility_timeout", visibility_timeout)
+        limit = self.config.default_max_attempts if max_attempts is None else max_attempts
+        _positive("max_attempts", limit)
+        config = self.config
+
+        def delay(attempt: int) -> float:
+            return retry_delay_s(
+                attempt,
+                base_delay_s=config.retry_base_delay,
+                multiplier=config.retry_backoff_multiplier,
+                max_delay_s=config.max_retry_delay,
+            )
+
+        return await self._store.sweep(
+            size,
+            self._clock(),
+            visibility_timeout=visibility_timeout,
+            max_attempts=limit,
+            delay=delay,
+        )
+
+    # -- reads and retention -------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> Task:
+        return await self._store.get(task_id)
+
+    async def list_tasks(
+        self,
+        state: TaskState | str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        after_id: str | None = None,
+    ) -> list[Task]:
+        """Tasks in id (enqueue) order; pass the last id as ``after_id`` for the next page."""
+        _positive("limit", limit)
+        chosen = None if state is None else _state(state)
+        return await self._store.list(state=chosen, queue=queue, limit=limit, after_id=after_id)
+
+    async def get_queue_stats(self, queue: str | None = None) -> dict[str, int]:
+        """Count per state (lower-case names, every state present) and ``total``."""
+        counts = await self._store.count_by_state(queue)
+        stats = {state.value: counts.get(state.value, 0) for state in TaskState}
+        stats["total"] = sum(stats.values())
+        return stats
+
+    async def purge(
+        self, older_than_s: float, states: Iterable[TaskState | str] = TERMINAL_STATES
+    ) -> int:
+        """Delete terminal tasks finished more than ``older_than_s`` ago; returns how many."""
+        if older_than_s < 0:
+            raise InvalidInputError(f"older_than_s must be >= 0, got {older_than_s}")
+        chosen = [_state(s) for s in states]
+        live = [s.value for s in chosen if s not in TERMINAL_STATES]
+        if live:
+            raise InvalidInputError(f"purge deletes only terminal tasks, not {', '.join(live)}")
+        if not chosen:
+            return 0
+        return await self._store.purge(self._clock() - older_than_s, chosen)
+
+
+def _state(value: TaskState | str) -> TaskState:
+    try:
+        return TaskState(value)
+    except ValueError:
+        names = ", ".join(s.value for s in TaskState)
+        raise InvalidInputError(f"unknown state {value!r}; states are {names}") from None

@@ -1,0 +1,54 @@
+"""SQL expressions shared by the store's statements.
+
+JSON editing is spelled with SQLite's JSON1 functions; a PostgreSQL backend replaces the
+functions here (``jsonb_set``, ``||``, ``greatest``) and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from worker.schema import tasks
+from worker.states import TaskState
+
+
+def state_in(*states: TaskState) -> ColumnElement[bool]:
+    """``state IN ('a', 'b')`` with the states inlined, so SQLite can use the partial indexes."""
+    if len(states) == 1:
+        return tasks.c.state == state_literal(states[0])
+    return tasks.c.state.in_([state_literal(s) for s in states])
+
+
+def state_literal(state: TaskState) -> ColumnElement[Any]:
+    return sa.literal_column(f"'{state.value}'")
+
+
+def append_error(error: ColumnElement[Any], now: float, *, expired: bool) -> ColumnElement[Any]:
+    """``errors`` with one more :class:`~worker.models.AttemptError` entry appended."""
+    entry = sa.func.json_object(
+        "attempt",
+        tasks.c.attempt_count,
+        "error",
+        error,
+        "at",
+        now,
+        "expired",
+        sa.func.json("true" if expired else "false"),
+    )
+    return sa.func.json_insert(tasks.c.errors, "$[#]", entry)
+
+
+def set_item_results(results: list[Any]) -> ColumnElement[Any]:
+    """``items`` with ``results[i]`` written into item ``i``'s ``result``."""
+    args: list[Any] = []
+    for index, value in enumerate(results):
+        args += [f"$[{index}].result", sa.func.json(json.dumps(value, separators=(",", ":")))]
+    return sa.func.json_set(tasks.c.task_items, *args)
+
+
+def greatest(*values: Any) -> ColumnElement[Any]:
+    return sa.func.max(*values)

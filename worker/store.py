@@ -1,0 +1,450 @@
+"""All SQL: one method per operation, each one transaction.
+
+State changes are compare-and-set statements built from :data:`worker.states.TRANSITIONS`
+(``UPDATE ... WHERE id = :id AND state IN (:sources) [AND lease_id = :lease]``), so two
+processes racing on one task can never both win. Rows become tasks only in :mod:`worker.rows`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from worker.db import Database
+from worker.errors import (
+    DuplicateTaskError,
+    InvalidStateTransitionError,
+    LeaseLostError,
+    TaskNotFoundError,
+)
+from worker.models import Completion, Failure, Task
+from worker.rows import PayloadError, task_from_row
+from worker.schema import tasks
+from worker.sqlfn import append_error, greatest, set_item_results, state_in
+from worker.states import TERMINAL_STATES, TaskState, sources, target
+
+log = logging.getLogger(__name__)
+
+#: Rows per statement when a caller hands over more acknowledgements than that.
+_CHUNK = 500
+_LIVE = (TaskState.PENDING, TaskState.PROCESSING, TaskState.RETRYABLE)
+EXPIRED_ERROR = "visibility timeout expired"
+
+#: ``(attempt, max_attempts) -> delay before the next attempt`` (policy lives outside SQL).
+DelayPolicy = Callable[[int], float]
+
+Ack = Completion | Failure
+
+
+def _chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+def _match(acks: Sequence[Ack]) -> ColumnElement[bool]:
+    """Rows the acknowledgements name: by id, and by lease where one is given (fencing)."""
+    fenced = [(a.task_id, a.lease_id) for a in acks if a.lease_id is not None]
+    unfenced = [a.task_id for a in acks if a.lease_id is None]
+    terms: list[ColumnElement[bool]] = []
+    if fenced:
+        terms.append(sa.tuple_(tasks.c.id, tasks.c.lease_id).in_(fenced))
+    if unfenced:
+        terms.append(tasks.c.id.in_(unfenced))
+    return sa.or_(*terms)
+
+
+def _per_task(values: dict[str, Any], default: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``CASE id WHEN :id THEN :value ... ELSE default END``."""
+    if not values:
+        return default
+    return sa.case(values, value=tasks.c.id, else_=default)
+
+
+class TaskStore:
+    def __init__(self, db: Database, default_visibility_timeout: float) -> None:
+        self._db = db
+        self._default_vt = default_visibility_timeout
+
+    # -- enqueue -------------------------------------------------------------------------
+
+    async def insert(self, rows: list[dict[str, Any]]) -> tuple[list[str], int]:
+        """Insert rows atomically; returns each row's task id and how many were inserted.
+
+        A row whose idempotency key belongs to a live task (or to an earlier row of the same
+        batch) is not inserted; its id is the existing task's.
+        """
+        async with self._db.write("enqueue") as conn:
+            ids = [row["id"] for row in rows]
+            existing = await self._live_keys(conn, rows)
+            fresh: list[dict[str, Any]] = []
+            for index, row in enumerate(rows):
+                key = row["idempotency_key"]
+                if key is not None and key in existing:
+                    ids[index] = existing[key]
+                    continue
+                if key is not None:
+                    existing[key] = row["id"]
+                fresh.append(row)
+            try:
+                for chunk in _chunks(fresh, 5000):
+                    await conn.execute(sa.insert(tasks), list(chunk))
+            except exc.IntegrityError as error:
+                taken = await self._existing_ids(conn, [row["id"] for row in fresh])
+                raise DuplicateTaskError(taken or [str(error.orig)]) from error
+        return ids, len(fresh)
+
+    async def _live_keys(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, str]:
+        keys = {row["idempotency_key"] for row in rows if row["idempotency_key"] is not None}
+        if not keys:
+            return {}
+        query = sa.select(tasks.c.idempotency_key, tasks.c.id).where(
+            tasks.c.idempotency_key.in_(keys), state_in(*_LIVE)
+        )
+        return {key: task_id for key, task_id in (await conn.execute(query)).all()}
+
+    async def _existing_ids(self, conn: AsyncConnection, ids: list[str]) -> list[str]:
+        found: list[str] = []
+        for chunk in _chunks(ids):
+            query = sa.select(tasks.c.id).where(tasks.c.id.in_(chunk))
+            found += (await conn.execute(query)).scalars().all()
+        return found
+
+    # -- claim ---------------------------------------------------------------------------
+
+    async def claim(
+        self, size: int, now: float, queues: Sequence[str] | None, worker_id: str | None
+    ) -> list[Task]:
+        """Claim up to ``size`` due pending tasks, highest priority first, then oldest."""
+        due = sa.select(tasks.c.id).where(
+            state_in(TaskState.PENDING), tasks.c.schedule_at <= now
+        )
+        if queues is not None:
+            due = due.where(tasks.c.queue.in_(list(queues)))
+        due = due.order_by(tasks.c.priority.desc(), tasks.c.id).limit(size)
+        prefix = secrets.token_hex(8) + ":"
+        claim = (
+            sa.update(tasks)
+            .where(tasks.c.id.in_(due.scalar_subquery()), state_in(TaskState.PENDING))
+            .values(
+                state=target("claim").value,
+                attempt_count=tasks.c.attempt_count + 1,
+                lease_id=sa.literal(prefix) + tasks.c.id,
+                lease_expires_at=now
+                + sa.func.coalesce(tasks.c.visibility_timeout, self._default_vt),
+                worker_id=worker_id,
+                started_at=now,
+                updated_at=now,
+            )
+            .returning(*tasks.c)
+        )
+        claimed: list[Task] = []
+        async with self._db.write("dequeue") as conn:
+            rows = (await conn.execute(claim)).mappings().all()
+            for row in rows:
+                try:
+                    claimed.append(task_from_row(row))
+                except PayloadError as error:
+                    await self._discard_unloadable(conn, row["id"], str(error), now)
+        claimed.sort(key=lambda t: (-t.priority, t.id))
+        return claimed
+
+    async def _discard_unloadable(
+        self, conn: AsyncConnection, task_id: str, reason: str, now: float
+    ) -> None:
+        message = f"system: cannot load task: {reason}"
+        log.error("discarding task %s: %s", task_id, message)
+        await conn.execute(
+            sa.update(tasks)
+            .where(tasks.c.id == task_id, state_in(TaskState.PROCESSING))
+            .values(
+                state=TaskState.DISCARDED.value,
+                last_error=message,
+                errors=append_error(sa.literal(message), now, expired=False),
+                lease_expires_at=None,
+                finished_at=now,
+                updated_at=now,
+            )
+        )
+
+    # -- acknowledgements ----------------------------------------------------------------
+
+    async def complete(self, acks: Sequence[Completion], now: float, *, strict: bool) -> list[str]:
+        """PROCESSING -> COMPLETED; returns the ids refused (stale lease or wrong state)."""
+        results = {a.task_id: set_item_results(a.results) for a in acks if a.results}
+        values: dict[str, Any] = {
+            "state": target("complete").value,
+            "finished_at": now,
+            "updated_at": now,
+            "lease_expires_at": None,
+            "retry_delay": None,
+        }
+        if results:
+            values["task_items"] = _per_task(results, tasks.c.task_items)
+        return await self._finish("complete", acks, values, strict=strict)
+
+    async def fail(
+        self, operation: str, acks: Sequence[Failure], now: float, *, strict: bool
+    ) -> list[str]:
+        """PROCESSING -> RETRYABLE (``retry``) or DISCARDED (``discard``), error recorded."""
+        error = _per_task({a.task_id: a.error for a in acks}, tasks.c.last_error)
+        values: dict[str, Any] = {
+            "state": target(operation).value,
+            "last_error": error,
+            "errors": append_error(error, now, expired=False),
+            "lease_expires_at": None,
+            "updated_at": now,
+        }
+        if operation == "retry":
+            delays = {a.task_id: a.delay_s for a in acks if a.delay_s is not None}
+            values["retry_delay"] = _per_task(delays, sa.null())
+        else:
+            values["finished_at"] = now
+        return await self._finish(operation, acks, values, strict=strict)
+
+    async def _finish(
+        self, operation: str, acks: Sequence[Ack], values: dict[str, Any], *, strict: bool
+    ) -> list[str]:
+        refused: list[str] = []
+        async with self._db.write(operation) as conn:
+            for chunk in _chunks(acks):
+                statement = (
+                    sa.update(tasks)
+                    .where(state_in(*sources(operation)), _match(chunk))
+                    .values(values)
+                    .returning(tasks.c.id)
+                )
+                done = set((await conn.execute(statement)).scalars().all())
+                missed = [a for a in chunk if a.task_id not in done]
+                if missed and strict:
+                    await self._raise_refusal(conn, operation, missed[0].task_id, missed[0].lease_id)
+                refused += [a.task_id for a in missed]
+        return refused
+
+    async def transition(
+        self,
+        operation: str,
+        task_id: str,
+        values: dict[str, Any],
+        *,
+        lease_id: str | None = None,
+    ) -> None:
+        """One compare-and-set from ``sources(operation)`` to ``target(operation)``."""
+        values = {"state": target(operation).value, **values}
+        condition = tasks.c.id == task_id
+        if lease_id is not None:
+            condition = sa.and_(condition, tasks.c.lease_id == lease_id)
+        statement = (
+            sa.update(tasks)
+            .where(condition, state_in(*sources(operation)))
+            .values(values)
+            .returning(tasks.c.id)
+        )
+        async with self._db.write(operation) as conn:
+            if (await conn.execute(statement)).first() is None:
+                await self._raise_refusal(conn, operation, task_id, lease_id)
+
+    async def resume(self, task_id: str, now: float, default_max_attempts: int) -> None:
+        """DISCARDED -> PENDING, due now, with at least one attempt left."""
+        more = greatest(
+            sa.func.coalesce(tasks.c.max_attempts, default_max_attempts),
+            tasks.c.attempt_count + 1,
+        )
+        await self.transition(
+            "resume",
+            task_id,
+            {
+                "schedule_at": now,
+                "max_attempts": more,
+                "finished_at": None,
+                "lease_expires_at": None,
+                "retry_delay": None,
+                "updated_at": now,
+            },
+        )
+
+    async def extend_lease(
+        self, task_id: str, lease_id: str, now: float, seconds: float | None
+    ) -> float:
+        """Renew a lease; returns its new expiry."""
+        length: Any = seconds if seconds is not None else sa.func.coalesce(
+            tasks.c.visibility_timeout, self._default_vt
+        )
+        statement = (
+            sa.update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.lease_id == lease_id, state_in(TaskState.PROCESSING))
+            .values(lease_expires_at=now + length, updated_at=now)
+            .returning(tasks.c.lease_expires_at)
+        )
+        async with self._db.write("extend_lease") as conn:
+            expires = (await conn.execute(statement)).scalar()
+            if expires is None:
+                await self._raise_refusal(conn, "extend_lease", task_id, lease_id)
+        return float(expires)
+
+    async def _raise_refusal(
+        self, conn: AsyncConnection, operation: str, task_id: str, lease_id: str | None
+    ) -> None:
+        query = sa.select(tasks.c.state, tasks.c.lease_id).where(tasks.c.id == task_id)
+        row = (await conn.execute(query)).first()
+        if row is None:
+            raise TaskNotFoundError(task_id)
+        state, current_lease = row
+        if lease_id is not None and current_lease != lease_id:
+            raise LeaseLostError(task_id, operation, state, lease_id)
+        expected = tuple(s.value for s in sources(operation))
+        raise InvalidStateTransitionError(task_id, operation, state, expected)
+
+    # -- the sweep -----------------------------------------------------------------------
+
+    async def sweep(
+        self,
+        size: int,
+        now: float,
+        *,
+        visibility_timeout: float | None,
+        max_attempts: int,
+        delay: DelayPolicy,
+    ) -> list[Task]:
+        """Expired leases -> RETRYABLE; RETRYABLE -> PENDING (after backoff) or DISCARDED.
+
+        One write transaction: on SQLite it holds the write lock from its first statement,
+        so nothing it decides on can change under it.
+        """
+        async with self._db.write("retry sweep") as conn:
+            expired = await self._expire_leases(conn, size, now, visibility_timeout)
+            moved = await self._requeue_or_exhaust(conn, size, now, max_attempts, delay)
+            ids = list(dict.fromkeys([*expired, *moved]))
+            rows = []
+            for chunk in _chunks(ids):
+                query = sa.select(tasks).where(tasks.c.id.in_(chunk))
+                rows += (await conn.execute(query)).mappings().all()
+        swept = []
+        for row in rows:
+            try:
+                swept.append(task_from_row(row))
+            except PayloadError as error:
+                log.warning("swept task %s cannot be loaded: %s", row["id"], error)
+        swept.sort(key=lambda t: t.id)
+        return swept
+
+    async def _expire_leases(
+        self, conn: AsyncConnection, size: int, now: float, visibility_timeout: float | None
+    ) -> list[str]:
+        if visibility_timeout is None:
+            stale = tasks.c.lease_expires_at <= now
+        else:  # the caller's timeout, counted from the last claim or renewal
+            stale = tasks.c.updated_at <= now - visibility_timeout
+        victims = (
+            sa.select(tasks.c.id).where(state_in(TaskState.PROCESSING), stale).limit(size)
+        )
+        statement = (
+            sa.update(tasks)
+            .where(tasks.c.id.in_(victims.scalar_subquery()), state_in(*sources("expire")))
+            .values(
+                state=target("expire").value,
+                last_error=EXPIRED_ERROR,
+                errors=append_error(sa.literal(EXPIRED_ERROR), now, expired=True),
+                expired_count=tasks.c.expired_count + 1,
+                lease_expires_at=None,
+                retry_delay=None,
+                updated_at=now,
+            )
+            .returning(tasks.c.id)
+        )
+        return list((await conn.execute(statement)).scalars().all())
+
+    async def _requeue_or_exhaust(
+        self, conn: AsyncConnection, size: int, now: float, max_attempts: int, delay: DelayPolicy
+    ) -> list[str]:
+        query = (
+            sa.select(
+                tasks.c.id, tasks.c.attempt_count, tasks.c.max_attempts, tasks.c.retry_delay
+            )
+            .where(state_in(TaskState.RETRYABLE))
+            .order_by(tasks.c.updated_at)
+            .limit(size)
+        )
+        requeue: list[dict[str, Any]] = []
+        exhaust: list[dict[str, Any]] = []
+        for task_id, attempts, own_max, retry_delay in (await conn.execute(query)).all():
+            if attempts >= (own_max if own_max is not None else max_attempts):
+                exhaust.append({"b_id": task_id})
+            else:
+                wait = retry_delay if retry_delay is not None else delay(max(attempts, 1))
+                requeue.append({"b_id": task_id, "b_schedule_at": now + wait})
+        if requeue:
+            await conn.execute(
+                sa.update(tasks)
+                .where(tasks.c.id == sa.bindparam("b_id"), state_in(*sources("requeue")))
+                .values(
+                    state=target("requeue").value,
+                    schedule_at=sa.bindparam("b_schedule_at"),
+                    retry_delay=None,
+                    updated_at=now,
+                ),
+                requeue,
+            )
+        if exhaust:
+            await conn.execute(
+                sa.update(tasks)
+                .where(tasks.c.id == sa.bindparam("b_id"), state_in(*sources("exhaust")))
+                .values(state=target("exhaust").value, finished_at=now, updated_at=now),
+                exhaust,
+            )
+        return [row["b_id"] for row in requeue + exhaust]
+
+    # -- reads and retention -------------------------------------------------------------
+
+    async def get(self, task_id: str) -> Task:
+        async with self._db.read("get_task") as conn:
+            row = (
+                (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id)))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise TaskNotFoundError(task_id)
+        return task_from_row(row)
+
+    async def list(
+        self,
+        *,
+        state: TaskState | None,
+        queue: str | None,
+        limit: int,
+        after_id: str | None,
+    ) -> list[Task]:
+        query = sa.select(tasks).order_by(tasks.c.id).limit(limit)
+        if state is not None:
+            query = query.where(state_in(state))
+        if queue is not None:
+            query = query.where(tasks.c.queue == queue)
+        if after_id is not None:
+            query = query.where(tasks.c.id > after_id)
+        async with self._db.read("list_tasks") as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [task_from_row(row) for row in rows]
+
+    async def count_by_state(self, queue: str | None) -> dict[str, int]:
+        query = sa.select(tasks.c.state, sa.func.count()).group_by(tasks.c.state)
+        if queue is not None:
+            query = query.where(tasks.c.queue == queue)
+        async with self._db.read("get_queue_stats") as conn:
+            return {state: count for state, count in (await conn.execute(query)).all()}
+
+    async def purge(self, cutoff: float, states: Iterable[TaskState]) -> int:
+        chosen = tuple(states)
+        statement = sa.delete(tasks).where(state_in(*chosen), tasks.c.finished_at <= cutoff)
+        async with self._db.write("purge") as conn:
+            result = await conn.execute(statement)
+        return int(result.rowcount)
+
+
+__all__ = ["EXPIRED_ERROR", "TERMINAL_STATES", "TaskStore"]
