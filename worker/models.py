@@ -57,6 +57,14 @@ class TaskItem(BaseModel):
         return value
 
 
+class UnloadedRequest(BaseModel):
+    """Stands in, on reads, for a stored request this process cannot load."""
+
+    kind: str
+    data: JsonValue
+    problem: str
+
+
 class AttemptError(BaseModel):
     """The error that ended one attempt."""
 

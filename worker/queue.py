@@ -30,12 +30,20 @@ def _validated(index: int, task: Task | Mapping[str, Any]) -> Task:
     try:
         checked = task if isinstance(task, Task) else Task.model_validate(task)
     except ValidationError as exc:
-        raise InvalidTaskError(f"tasks[{index}] is invalid: {exc}") from exc
+        problems = "; ".join(
+            f"tasks[{index}]{''.join(_loc(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise InvalidTaskError(problems) from exc
     if checked.state is not TaskState.PENDING:
         raise InvalidTaskError(
             f"tasks[{index}].state: a new task must be pending, got {checked.state.value}"
         )
     return checked
+
+
+def _loc(part: int | str) -> str:
+    return f"[{part}]" if isinstance(part, int) else f".{part}"
 
 
 def _positive(name: str, value: float) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from worker import kinds
 from worker.errors import UnknownRequestKindError
-from worker.models import AttemptError, Task, TaskItem
+from worker.models import AttemptError, Task, TaskItem, UnloadedRequest
 from worker.states import TaskState
 
 
@@ -59,18 +59,29 @@ def insert_row(task: Task, items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _item(raw: Mapping[str, Any], index: int) -> TaskItem:
+def _request(raw: Mapping[str, Any], index: int) -> BaseModel:
     kind = raw.get("kind")
     try:
         model = kinds.model_for(str(kind))
     except UnknownRequestKindError as exc:
         raise PayloadError(f"item {index}: {exc}") from exc
     try:
-        request = model.model_validate(raw.get("request"))
+        return model.model_validate(raw.get("request"))
     except ValidationError as exc:
         raise PayloadError(
             f"item {index}: stored {kind!r} request no longer validates: {exc}"
         ) from exc
+
+
+def _item(raw: Mapping[str, Any], index: int, *, lenient: bool) -> TaskItem:
+    try:
+        request = _request(raw, index)
+    except PayloadError as exc:
+        if not lenient:
+            raise
+        request = UnloadedRequest(
+            kind=str(raw.get("kind")), data=raw.get("request"), problem=str(exc)
+        )
     return TaskItem.model_construct(
         request=request,
         response_url=raw.get("response_url"),
@@ -79,12 +90,16 @@ def _item(raw: Mapping[str, Any], index: int) -> TaskItem:
     )
 
 
-def task_from_row(row: Mapping[str, Any]) -> Task:
-    """Build a task from a ``tasks`` row; raises :class:`PayloadError` for a bad request."""
+def task_from_row(row: Mapping[str, Any], *, lenient: bool = False) -> Task:
+    """Build a task from a ``tasks`` row.
+
+    A request that cannot be loaded raises :class:`PayloadError`, or with ``lenient`` (reads
+    for people: status, listings) comes back as an :class:`UnloadedRequest`.
+    """
     raw_items = row["items"]
     if not isinstance(raw_items, list) or not raw_items:
         raise PayloadError(f"stored items are not a non-empty list: {raw_items!r:.200}")
-    items = [_item(raw, index) for index, raw in enumerate(raw_items)]
+    items = [_item(raw, index, lenient=lenient) for index, raw in enumerate(raw_items)]
     errors = [AttemptError.model_construct(**entry) for entry in row["errors"] or ()]
     return Task.model_construct(
         id=row["id"],

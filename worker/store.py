@@ -67,6 +67,45 @@ def _per_task(values: dict[str, Any], default: ColumnElement[Any]) -> ColumnElem
     return sa.case(values, value=tasks.c.id, else_=default)
 
 
+def claim_statement(
+    size: int,
+    now: float,
+    queues: Sequence[str] | None,
+    worker_id: str | None,
+    default_visibility_timeout: float,
+    lease_prefix: str,
+) -> sa.Update:
+    """The one claim statement: ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING *``.
+
+    The inner SELECT is pinned to the partial claim index with SQLite's ``INDEXED BY`` (which
+    SQLAlchemy cannot express, hence the text): the planner cannot drift to a ``state`` index
+    and sort every pending row, and a schema without the index fails loudly.
+    """
+    queue_filter = "AND queue IN :queues" if queues is not None else ""
+    due = sa.text(
+        "SELECT id FROM tasks INDEXED BY ix_tasks_claim "
+        f"WHERE state = 'pending' AND schedule_at <= :now {queue_filter} "
+        "ORDER BY priority DESC, id LIMIT :size"
+    ).bindparams(sa.bindparam("now", now), sa.bindparam("size", size))
+    if queues is not None:
+        due = due.bindparams(sa.bindparam("queues", list(queues), expanding=True))
+    return (
+        sa.update(tasks)
+        .where(tasks.c.id.in_(due.columns(tasks.c.id)), state_in(TaskState.PENDING))
+        .values(
+            state=target("claim").value,
+            attempt_count=tasks.c.attempt_count + 1,
+            lease_id=sa.literal(lease_prefix) + tasks.c.id,
+            lease_expires_at=now
+            + sa.func.coalesce(tasks.c.visibility_timeout, default_visibility_timeout),
+            worker_id=worker_id,
+            started_at=now,
+            updated_at=now,
+        )
+        .returning(*tasks.c)
+    )
+
+
 class TaskStore:
     def __init__(self, db: Database, default_visibility_timeout: float) -> None:
         self._db = db
@@ -122,28 +161,8 @@ class TaskStore:
         self, size: int, now: float, queues: Sequence[str] | None, worker_id: str | None
     ) -> list[Task]:
         """Claim up to ``size`` due pending tasks, highest priority first, then oldest."""
-        due = sa.select(tasks.c.id).where(
-            state_in(TaskState.PENDING), tasks.c.schedule_at <= now
-        )
-        if queues is not None:
-            due = due.where(tasks.c.queue.in_(list(queues)))
-        due = due.order_by(tasks.c.priority.desc(), tasks.c.id).limit(size)
         prefix = secrets.token_hex(8) + ":"
-        claim = (
-            sa.update(tasks)
-            .where(tasks.c.id.in_(due.scalar_subquery()), state_in(TaskState.PENDING))
-            .values(
-                state=target("claim").value,
-                attempt_count=tasks.c.attempt_count + 1,
-                lease_id=sa.literal(prefix) + tasks.c.id,
-                lease_expires_at=now
-                + sa.func.coalesce(tasks.c.visibility_timeout, self._default_vt),
-                worker_id=worker_id,
-                started_at=now,
-                updated_at=now,
-            )
-            .returning(*tasks.c)
-        )
+        claim = claim_statement(size, now, queues, worker_id, self._default_vt, prefix)
         claimed: list[Task] = []
         async with self._db.write("dequeue") as conn:
             rows = (await conn.execute(claim)).mappings().all()
@@ -325,14 +344,7 @@ class TaskStore:
             for chunk in _chunks(ids):
                 query = sa.select(tasks).where(tasks.c.id.in_(chunk))
                 rows += (await conn.execute(query)).mappings().all()
-        swept = []
-        for row in rows:
-            try:
-                swept.append(task_from_row(row))
-            except PayloadError as error:
-                log.warning("swept task %s cannot be loaded: %s", row["id"], error)
-        swept.sort(key=lambda t: t.id)
-        return swept
+        return sorted((task_from_row(row, lenient=True) for row in rows), key=lambda t: t.id)
 
     async def _expire_leases(
         self, conn: AsyncConnection, size: int, now: float, visibility_timeout: float | None
@@ -352,6 +364,7 @@ class TaskStore:
                 last_error=EXPIRED_ERROR,
                 errors=append_error(sa.literal(EXPIRED_ERROR), now, expired=True),
                 expired_count=tasks.c.expired_count + 1,
+                lease_id=None,
                 lease_expires_at=None,
                 retry_delay=None,
                 updated_at=now,
@@ -411,7 +424,7 @@ class TaskStore:
             )
         if row is None:
             raise TaskNotFoundError(task_id)
-        return task_from_row(row)
+        return task_from_row(row, lenient=True)
 
     async def list(
         self,
@@ -430,7 +443,7 @@ class TaskStore:
             query = query.where(tasks.c.id > after_id)
         async with self._db.read("list_tasks") as conn:
             rows = (await conn.execute(query)).mappings().all()
-        return [task_from_row(row) for row in rows]
+        return [task_from_row(row, lenient=True) for row in rows]
 
     async def count_by_state(self, queue: str | None) -> dict[str, int]:
         query = sa.select(tasks.c.state, sa.func.count()).group_by(tasks.c.state)

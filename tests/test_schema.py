@@ -1,0 +1,78 @@
+"""The migrated schema matches the declared tables; initialize() is safe to race."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection
+
+from tests.support import sqlite_url
+from worker import QueueConfig, WorkerQueue
+from worker.db import Database
+from worker.migrate import head_revision
+from worker.schema import metadata
+from worker.store import claim_statement
+
+
+async def test_migrated_schema_matches_declared_tables(db_path: Path) -> None:
+    config = QueueConfig(database_url=sqlite_url(db_path))
+    async with WorkerQueue(config):
+        pass
+    db = Database(config)
+    await db.open()
+
+    def diff(conn: Connection) -> list[object]:
+        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+    try:
+        async with db.read("compare") as conn:
+            differences = await conn.run_sync(diff)
+    finally:
+        await db.close()
+    assert differences == []
+
+    with sqlite3.connect(db_path) as raw:
+        (version,) = raw.execute("SELECT version_num FROM alembic_version").fetchone()
+        indexes = {row[0]: row[1] for row in raw.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        )}
+        (mode,) = raw.execute("PRAGMA journal_mode").fetchone()
+    assert version == head_revision()
+    assert "WHERE state = 'pending'" in indexes["ix_tasks_claim"]
+    assert mode == "wal"
+
+
+@pytest.mark.parametrize("queues", [None, ["a", "b"]])
+async def test_claim_uses_the_partial_index(db_path: Path, queues: list[str] | None) -> None:
+    async with WorkerQueue(QueueConfig(database_url=sqlite_url(db_path))):
+        pass
+    statement = claim_statement(10, 1.0, queues, "w", 30.0, "lease:")
+    sql = str(
+        statement.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+    )
+    with sqlite3.connect(db_path) as raw:
+        plan = " ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}"))
+    assert "USING INDEX ix_tasks_claim" in plan
+    assert "TEMP B-TREE" not in plan, "the index order serves the ORDER BY"
+
+
+async def test_concurrent_initialize_on_a_fresh_file(db_path: Path) -> None:
+    config = QueueConfig(database_url=sqlite_url(db_path))
+    queues = [WorkerQueue(config) for _ in range(6)]
+    await asyncio.gather(*(q.initialize() for q in queues))
+    await asyncio.gather(*(q.close() for q in queues))
+    async with WorkerQueue(config) as again:  # and again, already at head
+        assert (await again.get_queue_stats())["total"] == 0
+
+
+async def test_default_database_directory_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "queue.db"
+    async with WorkerQueue(QueueConfig(database_url=sqlite_url(path))):
+        pass
+    assert path.exists()
