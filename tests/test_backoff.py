@@ -20,9 +20,7 @@ class Fixed:
 
 
 def delay(attempt: int, draw: float = 0.0) -> float:
-    return retry_delay_s(
-        attempt, base_delay_s=60, multiplier=2, max_delay_s=3600, rng=Fixed(draw)
-    )
+    return retry_delay_s(attempt, base_delay_s=60, multiplier=2, max_delay_s=3600, rng=Fixed(draw))
 
 
 def test_first_delay_is_the_base() -> None:

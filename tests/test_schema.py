@@ -39,9 +39,12 @@ async def test_migrated_schema_matches_declared_tables(db_path: Path) -> None:
 
     with sqlite3.connect(db_path) as raw:
         (version,) = raw.execute("SELECT version_num FROM alembic_version").fetchone()
-        indexes = {row[0]: row[1] for row in raw.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
-        )}
+        indexes = {
+            row[0]: row[1]
+            for row in raw.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            )
+        }
         (mode,) = raw.execute("PRAGMA journal_mode").fetchone()
     assert version == head_revision()
     assert "WHERE state = 'pending'" in indexes["ix_tasks_claim"]
@@ -52,10 +55,15 @@ async def test_migrated_schema_matches_declared_tables(db_path: Path) -> None:
 async def test_claim_uses_the_partial_index(db_path: Path, queues: list[str] | None) -> None:
     async with WorkerQueue(QueueConfig(database_url=sqlite_url(db_path))):
         pass
-    statement = claim_statement(10, 1.0, queues, "w", 30.0, "lease:")
-    sql = str(
-        statement.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+    statement = claim_statement(
+        size=10,
+        now=1.0,
+        queues=queues,
+        worker_id="w",
+        default_visibility_timeout=30.0,
+        lease_prefix="lease:",
     )
+    sql = str(statement.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
     with sqlite3.connect(db_path) as raw:
         plan = " ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}"))
     assert "USING INDEX ix_tasks_claim" in plan

@@ -15,7 +15,7 @@ from worker.errors import (
     UnknownRequestKindError,
 )
 from worker.kinds import register_request_kind
-from worker.models import AttemptError, Completion, Failure, Task, TaskItem
+from worker.models import AttemptError, Completion, Failure, Task, TaskItem, UnloadedRequest
 from worker.queue import WorkerQueue
 from worker.states import TERMINAL_STATES, Priority, TaskState
 
@@ -39,6 +39,7 @@ __all__ = [
     "TaskNotFoundError",
     "TaskState",
     "UnknownRequestKindError",
+    "UnloadedRequest",
     "WorkerQueue",
     "register_request_kind",
     "retry_delay_s",

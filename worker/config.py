@@ -37,10 +37,14 @@ class QueueConfig(BaseSettings):
         3, ge=1, validation_alias=_env("default_max_attempts", "QUEUE_MAX_ATTEMPTS")
     )
     default_visibility_timeout: float = Field(
-        3600.0, gt=0, validation_alias=_env("default_visibility_timeout", "QUEUE_VISIBILITY_TIMEOUT")
+        3600.0,
+        gt=0,
+        validation_alias=_env("default_visibility_timeout", "QUEUE_VISIBILITY_TIMEOUT"),
     )
     retry_backoff_multiplier: float = Field(
-        2.0, ge=1.0, validation_alias=_env("retry_backoff_multiplier", "QUEUE_RETRY_BACKOFF_MULTIPLIER")
+        2.0,
+        ge=1.0,
+        validation_alias=_env("retry_backoff_multiplier", "QUEUE_RETRY_BACKOFF_MULTIPLIER"),
     )
     retry_base_delay: float = Field(
         60.0, ge=0, validation_alias=_env("retry_base_delay", "QUEUE_RETRY_BASE_DELAY")

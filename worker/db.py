@@ -95,8 +95,8 @@ class Database:
     async def read(self, action: str) -> AsyncIterator[AsyncConnection]:
         """A read transaction; never takes the write lock."""
         try:
-            async with self.engine.connect() as conn:
-                conn = await conn.execution_options(**{_READ_ONLY: True})
+            async with self.engine.connect() as plain:
+                conn = await plain.execution_options(**{_READ_ONLY: True})
                 async with conn.begin():
                     yield conn
         except exc.DBAPIError as error:

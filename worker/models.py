@@ -10,12 +10,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     PlainSerializer,
     PlainValidator,
     TypeAdapter,
     field_validator,
 )
-from pydantic import JsonValue as JsonValue
 
 from worker.ids import is_ulid
 from worker.states import TaskState
@@ -25,7 +25,7 @@ _http_url = TypeAdapter(AnyHttpUrl)
 
 def _request(value: Any) -> BaseModel:
     if not isinstance(value, BaseModel):
-        raise ValueError(  # noqa: TRY004 - pydantic turns ValueError into a validation error
+        raise ValueError(
             "request must be an instance of a registered request model, "
             f"e.g. TextToSpeechRequest(...), got {type(value).__name__}"
         )

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from worker.backoff import retry_delay_s
 from worker.config import QueueConfig
@@ -16,7 +16,7 @@ from worker.db import Database
 from worker.errors import InvalidInputError, InvalidTaskError, UnknownRequestKindError
 from worker.ids import new_id
 from worker.migrate import upgrade_to_head
-from worker.models import Completion, Failure, JsonValue, Task
+from worker.models import Completion, Failure, Task
 from worker.rows import insert_row, items_to_json
 from worker.states import TERMINAL_STATES, TaskState
 from worker.store import TaskStore
@@ -130,7 +130,9 @@ class WorkerQueue:
 
     # -- consuming -----------------------------------------------------------------------
 
-    async def dequeue(self, size: int | None = None, queues: Sequence[str] | None = None) -> list[Task]:
+    async def dequeue(
+        self, size: int | None = None, queues: Sequence[str] | None = None
+    ) -> list[Task]:
         """Claim up to ``size`` due tasks (default: the config's batch size)."""
         size = self.config.batch_size if size is None else size
         _positive("size", size)
@@ -177,9 +179,7 @@ class WorkerQueue:
     async def mark_as_cancelled(self, task_id: str) -> None:
         """PENDING or RETRYABLE -> CANCELLED."""
         now = self._clock()
-        await self._store.transition(
-            "cancel", task_id, {"finished_at": now, "updated_at": now}
-        )
+        await self._store.transition("cancel", task_id, {"finished_at": now, "updated_at": now})
 
     async def mark_as_resume(self, task_id: str) -> None:
         """DISCARDED -> PENDING, due now, with at least one more attempt."""

@@ -90,7 +90,7 @@ def _item(raw: Mapping[str, Any], index: int, *, lenient: bool) -> TaskItem:
     )
 
 
-def task_from_row(row: Mapping[str, Any], *, lenient: bool = False) -> Task:
+def task_from_row(row: Mapping[Any, Any], *, lenient: bool = False) -> Task:
     """Build a task from a ``tasks`` row.
 
     A request that cannot be loaded raises :class:`PayloadError`, or with ``lenient`` (reads

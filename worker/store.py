@@ -68,6 +68,7 @@ def _per_task(values: dict[str, Any], default: ColumnElement[Any]) -> ColumnElem
 
 
 def claim_statement(
+    *,
     size: int,
     now: float,
     queues: Sequence[str] | None,
@@ -146,7 +147,7 @@ class TaskStore:
         query = sa.select(tasks.c.idempotency_key, tasks.c.id).where(
             tasks.c.idempotency_key.in_(keys), state_in(*_LIVE)
         )
-        return {key: task_id for key, task_id in (await conn.execute(query)).all()}
+        return {str(key): str(task_id) for key, task_id in (await conn.execute(query)).all()}
 
     async def _existing_ids(self, conn: AsyncConnection, ids: list[str]) -> list[str]:
         found: list[str] = []
@@ -162,7 +163,14 @@ class TaskStore:
     ) -> list[Task]:
         """Claim up to ``size`` due pending tasks, highest priority first, then oldest."""
         prefix = secrets.token_hex(8) + ":"
-        claim = claim_statement(size, now, queues, worker_id, self._default_vt, prefix)
+        claim = claim_statement(
+            size=size,
+            now=now,
+            queues=queues,
+            worker_id=worker_id,
+            default_visibility_timeout=self._default_vt,
+            lease_prefix=prefix,
+        )
         claimed: list[Task] = []
         async with self._db.write("dequeue") as conn:
             rows = (await conn.execute(claim)).mappings().all()
@@ -242,7 +250,9 @@ class TaskStore:
                 done = set((await conn.execute(statement)).scalars().all())
                 missed = [a for a in chunk if a.task_id not in done]
                 if missed and strict:
-                    await self._raise_refusal(conn, operation, missed[0].task_id, missed[0].lease_id)
+                    await self._raise_refusal(
+                        conn, operation, missed[0].task_id, missed[0].lease_id
+                    )
                 refused += [a.task_id for a in missed]
         return refused
 
@@ -292,12 +302,16 @@ class TaskStore:
         self, task_id: str, lease_id: str, now: float, seconds: float | None
     ) -> float:
         """Renew a lease; returns its new expiry."""
-        length: Any = seconds if seconds is not None else sa.func.coalesce(
-            tasks.c.visibility_timeout, self._default_vt
+        length: Any = (
+            seconds
+            if seconds is not None
+            else sa.func.coalesce(tasks.c.visibility_timeout, self._default_vt)
         )
         statement = (
             sa.update(tasks)
-            .where(tasks.c.id == task_id, tasks.c.lease_id == lease_id, state_in(TaskState.PROCESSING))
+            .where(
+                tasks.c.id == task_id, tasks.c.lease_id == lease_id, state_in(TaskState.PROCESSING)
+            )
             .values(lease_expires_at=now + length, updated_at=now)
             .returning(tasks.c.lease_expires_at)
         )
@@ -340,7 +354,7 @@ class TaskStore:
             expired = await self._expire_leases(conn, size, now, visibility_timeout)
             moved = await self._requeue_or_exhaust(conn, size, now, max_attempts, delay)
             ids = list(dict.fromkeys([*expired, *moved]))
-            rows = []
+            rows: list[Any] = []
             for chunk in _chunks(ids):
                 query = sa.select(tasks).where(tasks.c.id.in_(chunk))
                 rows += (await conn.execute(query)).mappings().all()
@@ -353,9 +367,7 @@ class TaskStore:
             stale = tasks.c.lease_expires_at <= now
         else:  # the caller's timeout, counted from the last claim or renewal
             stale = tasks.c.updated_at <= now - visibility_timeout
-        victims = (
-            sa.select(tasks.c.id).where(state_in(TaskState.PROCESSING), stale).limit(size)
-        )
+        victims = sa.select(tasks.c.id).where(state_in(TaskState.PROCESSING), stale).limit(size)
         statement = (
             sa.update(tasks)
             .where(tasks.c.id.in_(victims.scalar_subquery()), state_in(*sources("expire")))
@@ -377,9 +389,7 @@ class TaskStore:
         self, conn: AsyncConnection, size: int, now: float, max_attempts: int, delay: DelayPolicy
     ) -> list[str]:
         query = (
-            sa.select(
-                tasks.c.id, tasks.c.attempt_count, tasks.c.max_attempts, tasks.c.retry_delay
-            )
+            sa.select(tasks.c.id, tasks.c.attempt_count, tasks.c.max_attempts, tasks.c.retry_delay)
             .where(state_in(TaskState.RETRYABLE))
             .order_by(tasks.c.updated_at)
             .limit(size)
@@ -450,7 +460,7 @@ class TaskStore:
         if queue is not None:
             query = query.where(tasks.c.queue == queue)
         async with self._db.read("get_queue_stats") as conn:
-            return {state: count for state, count in (await conn.execute(query)).all()}
+            return {str(state): int(n) for state, n in (await conn.execute(query)).all()}
 
     async def purge(self, cutoff: float, states: Iterable[TaskState]) -> int:
         chosen = tuple(states)

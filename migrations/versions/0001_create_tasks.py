@@ -7,6 +7,8 @@ Create Date: 2026-11-22
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -18,7 +20,7 @@ depends_on = None
 _LIVE = "state IN ('pending', 'processing', 'retryable')"
 
 
-def _partial(where: str) -> dict[str, sa.TextClause]:
+def _partial(where: str) -> dict[str, Any]:
     return {"sqlite_where": sa.text(where), "postgresql_where": sa.text(where)}
 
 

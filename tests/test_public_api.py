@@ -1,0 +1,52 @@
+"""The public surface is pinned: changing it is a decision, not an accident."""
+
+from __future__ import annotations
+
+import tts
+import worker
+from worker import kinds
+
+
+def test_worker_exports() -> None:
+    assert len(worker.__all__) == len(set(worker.__all__))
+    assert set(worker.__all__) == {
+        "TERMINAL_STATES",
+        "AttemptError",
+        "Completion",
+        "DuplicateTaskError",
+        "Failure",
+        "InvalidInputError",
+        "InvalidStateTransitionError",
+        "InvalidTaskError",
+        "LeaseLostError",
+        "Priority",
+        "QueueClosedError",
+        "QueueConfig",
+        "QueueError",
+        "StorageError",
+        "Task",
+        "TaskItem",
+        "TaskNotFoundError",
+        "TaskState",
+        "UnknownRequestKindError",
+        "UnloadedRequest",
+        "WorkerQueue",
+        "register_request_kind",
+        "retry_delay_s",
+    }
+    for name in worker.__all__:
+        assert hasattr(worker, name)
+
+
+def test_every_error_has_one_root() -> None:
+    errors = [
+        getattr(worker, n) for n in worker.__all__ if n.endswith("Error") and n != "AttemptError"
+    ]
+    assert all(issubclass(e, worker.QueueError) for e in errors)
+    assert issubclass(worker.LeaseLostError, worker.InvalidStateTransitionError)
+
+
+def test_tts_exports_and_kind_is_found_through_the_entry_point() -> None:
+    assert set(tts.__all__) == {"OutputFormat", "TextToSpeechRequest"}
+    kinds.remove_request_kind("tts")  # as in a process that never imported tts
+    assert kinds.model_for("tts") is tts.TextToSpeechRequest
