@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from worker import register_request_kind
+
+_SPEAKABLE = re.compile(r"[^\W_]")  # a letter or digit, in any script
 
 OutputFormat = Literal["wav", "flac", "ogg", "mp3"]
 
@@ -29,6 +32,6 @@ class TextToSpeechRequest(BaseModel):
     @field_validator("text")
     @classmethod
     def _speakable(cls, value: str) -> str:
-        if not any(ch.isalnum() for ch in value):
+        if _SPEAKABLE.search(value) is None:
             raise ValueError("text must contain at least one letter or digit")
         return value

@@ -17,7 +17,7 @@ from worker.errors import InvalidInputError, InvalidTaskError, UnknownRequestKin
 from worker.ids import new_id
 from worker.migrate import upgrade_to_head
 from worker.models import Completion, Failure, Task
-from worker.rows import insert_row, items_to_json
+from worker.rows import insert_values, items_json
 from worker.states import TERMINAL_STATES, TaskState
 from worker.store import TaskStore
 
@@ -103,29 +103,27 @@ class WorkerQueue:
         its idempotency key), ``created_at``, ``updated_at`` and ``schedule_at`` when zero.
         One invalid task refuses the whole batch, naming its index and field.
         """
-        given = list(tasks)
-        checked = [_validated(index, task) for index, task in enumerate(given)]
+        checked = [_validated(index, task) for index, task in enumerate(tasks)]
         now = self._clock()
         rows = []
         for index, task in enumerate(checked):
             try:
-                items = items_to_json(task.items)
+                items = items_json(task.items)
             except UnknownRequestKindError as exc:
                 raise InvalidTaskError(f"tasks[{index}].items: {exc}") from exc
+            # Known-good values: set without re-running validation (enqueue's hot path).
+            fields = task.__dict__
             if not task.id:
-                task.id = new_id()
-            if not task.created_at:
-                task.created_at = now
-            if not task.updated_at:
-                task.updated_at = now
-            if not task.schedule_at:
-                task.schedule_at = now
-            rows.append(insert_row(task, items))
+                fields["id"] = new_id()
+            for name in ("created_at", "updated_at", "schedule_at"):
+                if not fields[name]:
+                    fields[name] = now
+            rows.append(insert_values(task, items))
         if not rows:
             return 0
         ids, inserted = await self._store.insert(rows)
         for task, task_id in zip(checked, ids, strict=True):
-            task.id = task_id
+            task.__dict__["id"] = task_id
         return inserted
 
     # -- consuming -----------------------------------------------------------------------

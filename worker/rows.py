@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,46 +18,64 @@ class PayloadError(Exception):
     """A stored request cannot be loaded: unknown kind, or it no longer validates."""
 
 
-def items_to_json(items: list[TaskItem]) -> list[dict[str, Any]]:
-    return [
-        {
-            "kind": kinds.kind_of(type(item.request)),
-            "request": item.request.model_dump(mode="json"),
-            "response_url": item.response_url,
-            "result": item.result,
-            "error": item.error,
-        }
-        for item in items
-    ]
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def insert_row(task: Task, items: list[dict[str, Any]]) -> dict[str, Any]:
-    """The column values that insert ``task`` (its id and times already filled in)."""
-    return {
-        "id": task.id,
-        "queue": task.queue,
-        "state": TaskState.PENDING.value,
-        "priority": task.priority,
-        "schedule_at": task.schedule_at,
-        "attempt_count": 0,
-        "max_attempts": task.max_attempts,
-        "visibility_timeout": task.visibility_timeout,
-        "expired_count": 0,
-        "retry_delay": None,
-        "lease_id": None,
-        "lease_expires_at": None,
-        "worker_id": None,
-        "last_error": None,
-        "errors": [],
-        "task_items": items,
-        "name": task.name,
-        "task_metadata": task.metadata,
-        "idempotency_key": task.idempotency_key,
-        "created_at": task.created_at,
-        "updated_at": task.updated_at,
-        "started_at": None,
-        "finished_at": None,
-    }
+def items_json(items: list[TaskItem]) -> str:
+    """The ``items`` column's JSON text: each item's kind name, request and outcome fields."""
+    parts = []
+    for item in items:
+        kind = kinds.kind_of(type(item.request))
+        parts.append(
+            f'{{"kind":{_dumps(kind)},"request":{item.request.model_dump_json()},'
+            f'"response_url":{_dumps(item.response_url)},"result":{_dumps(item.result)},'
+            f'"error":{_dumps(item.error)}}}'
+        )
+    return f"[{','.join(parts)}]"
+
+
+#: Column order of :func:`insert_values` (and of the bulk INSERT the store issues).
+INSERT_COLUMNS = (
+    "id",
+    "queue",
+    "state",
+    "priority",
+    "schedule_at",
+    "attempt_count",
+    "max_attempts",
+    "visibility_timeout",
+    "expired_count",
+    "errors",
+    "items",
+    "name",
+    "metadata",
+    "idempotency_key",
+    "created_at",
+    "updated_at",
+)
+
+
+def insert_values(task: Task, items: str) -> tuple[Any, ...]:
+    """Driver-level values for :data:`INSERT_COLUMNS` (JSON already encoded)."""
+    return (
+        task.id,
+        task.queue,
+        TaskState.PENDING.value,
+        task.priority,
+        task.schedule_at,
+        0,
+        task.max_attempts,
+        task.visibility_timeout,
+        0,
+        "[]",
+        items,
+        task.name,
+        _dumps(task.metadata) if task.metadata else "{}",
+        task.idempotency_key,
+        task.created_at,
+        task.updated_at,
+    )
 
 
 def _request(raw: Mapping[str, Any], index: int) -> BaseModel:
