@@ -40,6 +40,14 @@ _INSERT_SQL = (
     f"INSERT INTO tasks ({', '.join(INSERT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in INSERT_COLUMNS)})"
 )
+#: The partial index that holds each state other than completed (statistics count through it).
+_STATE_INDEXES = {
+    TaskState.PENDING: "ix_tasks_claim",
+    TaskState.PROCESSING: "ix_tasks_lease_expiry",
+    TaskState.RETRYABLE: "ix_tasks_retryable",
+    TaskState.DISCARDED: "ix_tasks_discarded",
+    TaskState.CANCELLED: "ix_tasks_cancelled",
+}
 _ID = INSERT_COLUMNS.index("id")
 _KEY = INSERT_COLUMNS.index("idempotency_key")
 
@@ -472,30 +480,31 @@ class TaskStore:
         return [task_from_row(row, lenient=True) for row in rows]
 
     async def count_by_state(self, queue: str | None) -> dict[str, int]:
-        """Tasks per state.
+        """Tasks per state, at a cost that follows the live tasks, not the history.
 
-        For the whole table, completed tasks (usually almost all rows) are not counted one by
-        one: the total comes from ``count(*)`` (which SQLite answers from b-tree page counts)
-        and the other states from their index ranges, so the cost follows the live tasks, not
-        the history. A single queue's counts walk the ``(state, queue)`` index.
+        Completed tasks (usually almost every row) are not counted one by one: the total
+        comes from ``count(*)`` (for the whole table SQLite answers it from b-tree page
+        counts; for one queue it walks the queue index), every other state from its partial
+        index, and completed is the difference.
         """
-        if queue is not None:
-            query = (
-                sa.select(tasks.c.state, sa.func.count())
-                .where(tasks.c.queue == queue)
-                .group_by(tasks.c.state)
-            )
-            async with self._db.read("get_queue_stats") as conn:
-                return {str(state): int(n) for state, n in (await conn.execute(query)).all()}
-        others = [s for s in TaskState if s is not TaskState.COMPLETED]
-        query = sa.select(
-            sa.select(sa.func.count()).select_from(tasks).scalar_subquery(),
-            *(sa.select(sa.func.count()).where(state_in(s)).scalar_subquery() for s in others),
+        filters = "" if queue is None else " AND queue = :queue"
+        counts = ", ".join(
+            f"(SELECT count(*) FROM tasks INDEXED BY {index} WHERE state = '{state.value}'"
+            f"{filters})"
+            for state, index in _STATE_INDEXES.items()
         )
+        total = (
+            "(SELECT count(*) FROM tasks)"
+            if queue is None
+            else ("(SELECT count(*) FROM tasks WHERE queue = :queue)")
+        )
+        query = sa.text(f"SELECT {total}, {counts}")
+        if queue is not None:
+            query = query.bindparams(queue=queue)
         async with self._db.read("get_queue_stats") as conn:
-            total, *counts = (await conn.execute(query)).one()
-        stats = {s.value: int(n) for s, n in zip(others, counts, strict=True)}
-        stats[TaskState.COMPLETED.value] = int(total) - sum(stats.values())
+            everything, *numbers = (await conn.execute(query)).one()
+        stats = {s.value: int(n) for s, n in zip(_STATE_INDEXES, numbers, strict=True)}
+        stats[TaskState.COMPLETED.value] = int(everything) - sum(stats.values())
         return stats
 
     async def purge(self, cutoff: float, states: Iterable[TaskState]) -> int:

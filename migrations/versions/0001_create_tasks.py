@@ -70,8 +70,9 @@ def upgrade() -> None:
         unique=True,
         **_partial(f"idempotency_key IS NOT NULL AND {_LIVE}"),
     )
-    op.create_index("ix_tasks_state_queue", "tasks", ["state", "queue"])
-    op.create_index("ix_tasks_state_finished", "tasks", ["state", "finished_at"])
+    op.create_index("ix_tasks_queue", "tasks", ["queue"])
+    for state in ("discarded", "cancelled"):
+        op.create_index(f"ix_tasks_{state}", "tasks", ["queue"], **_partial(f"state = '{state}'"))
 
 
 def downgrade() -> None:
