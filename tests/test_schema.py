@@ -17,7 +17,7 @@ from worker import QueueConfig, WorkerQueue
 from worker.db import Database
 from worker.migrate import head_revision
 from worker.schema import metadata
-from worker.store import claim_statement
+from worker.statements import Statements
 
 
 async def test_migrated_schema_matches_declared_tables(db_path: Path) -> None:
@@ -51,23 +51,31 @@ async def test_migrated_schema_matches_declared_tables(db_path: Path) -> None:
     assert mode == "wal"
 
 
-@pytest.mark.parametrize("queues", [None, ["a", "b"]])
-async def test_claim_uses_the_partial_index(db_path: Path, queues: list[str] | None) -> None:
+@pytest.mark.parametrize("by_queue", [False, True])
+async def test_claim_uses_the_partial_index(db_path: Path, by_queue: bool) -> None:
     async with WorkerQueue(QueueConfig(database_url=sqlite_url(db_path))):
         pass
-    statement = claim_statement(
-        size=10,
-        now=1.0,
-        queues=queues,
-        worker_id="w",
-        default_visibility_timeout=30.0,
-        lease_prefix="lease:",
+    statements = Statements(sqlite.dialect())
+    claim = statements.claim_by_queue if by_queue else statements.claim
+    params = claim.params(
+        now=1.0, size=10, lease_prefix="l:", default_vt=30.0, worker_id="w", queues='["a"]'
     )
-    sql = str(statement.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
     with sqlite3.connect(db_path) as raw:
-        plan = " ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        plan = " ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {claim.sql}", params))
     assert "USING INDEX ix_tasks_claim" in plan
     assert "TEMP B-TREE" not in plan, "the index order serves the ORDER BY"
+    assert "SCAN tasks " not in plan.replace("SCAN tasks USING INDEX ix_tasks_claim", "")
+
+
+async def test_acknowledgements_look_rows_up_by_id(db_path: Path) -> None:
+    async with WorkerQueue(QueueConfig(database_url=sqlite_url(db_path))):
+        pass
+    statements = Statements(sqlite.dialect())
+    with sqlite3.connect(db_path) as raw:
+        for ack in (statements.complete, statements.retry, statements.discard):
+            params = ack.params(acks='[["a", "b", null, null, null]]', now=1.0)
+            plan = " ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {ack.sql}", params))
+            assert "SEARCH tasks USING INDEX sqlite_autoindex_tasks_1 (id=?)" in plan, plan
 
 
 async def test_concurrent_initialize_on_a_fresh_file(db_path: Path) -> None:

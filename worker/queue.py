@@ -111,7 +111,7 @@ class WorkerQueue:
                 items = items_json(task.items)
             except UnknownRequestKindError as exc:
                 raise InvalidTaskError(f"tasks[{index}].items: {exc}") from exc
-            # Known-good values: set without re-running validation (enqueue's hot path).
+            # Known-good values, set without re-running validation (enqueue's hot path).
             fields = task.__dict__
             if not task.id:
                 fields["id"] = new_id()

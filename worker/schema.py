@@ -28,6 +28,8 @@ tasks = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("errors", sa.JSON, nullable=False),
     sa.Column("items", sa.JSON, nullable=False, key="task_items"),
+    # Per-item outcomes, aligned with items: [{"result": ..., "error": ...}, ...] or NULL.
+    sa.Column("outcomes", sa.JSON, nullable=True),
     sa.Column("name", sa.String(200), nullable=True),
     sa.Column("metadata", sa.JSON, nullable=False, key="task_metadata"),
     sa.Column("idempotency_key", sa.String(200), nullable=True),

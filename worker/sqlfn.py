@@ -6,7 +6,6 @@ functions here (``jsonb_set``, ``||``, ``greatest``) and nothing else.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,7 +26,7 @@ def state_literal(state: TaskState) -> ColumnElement[Any]:
     return sa.literal_column(f"'{state.value}'")
 
 
-def append_error(error: ColumnElement[Any], now: float, *, expired: bool) -> ColumnElement[Any]:
+def append_error(error: ColumnElement[Any], now: Any, *, expired: bool) -> ColumnElement[Any]:
     """``errors`` with one more :class:`~worker.models.AttemptError` entry appended."""
     entry = sa.func.json_object(
         "attempt",
@@ -40,14 +39,6 @@ def append_error(error: ColumnElement[Any], now: float, *, expired: bool) -> Col
         sa.func.json("true" if expired else "false"),
     )
     return sa.func.json_insert(tasks.c.errors, "$[#]", entry)
-
-
-def set_item_results(results: list[Any]) -> ColumnElement[Any]:
-    """``items`` with ``results[i]`` written into item ``i``'s ``result``."""
-    args: list[Any] = []
-    for index, value in enumerate(results):
-        args += [f"$[{index}].result", sa.func.json(json.dumps(value, separators=(",", ":")))]
-    return sa.func.json_set(tasks.c.task_items, *args)
 
 
 def greatest(*values: Any) -> ColumnElement[Any]:

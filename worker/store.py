@@ -2,11 +2,14 @@
 
 State changes are compare-and-set statements built from :data:`worker.states.TRANSITIONS`
 (``UPDATE ... WHERE id = :id AND state IN (:sources) [AND lease_id = :lease]``), so two
-processes racing on one task can never both win. Rows become tasks only in :mod:`worker.rows`.
+processes racing on one task can never both win. The hot path (insert, claim, acknowledge)
+runs statements compiled once in :mod:`worker.statements`; rows become tasks only in
+:mod:`worker.rows`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Sequence
@@ -15,7 +18,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import ColumnElement
 
 from worker.db import Database
 from worker.errors import (
@@ -25,21 +27,18 @@ from worker.errors import (
     TaskNotFoundError,
 )
 from worker.models import Completion, Failure, Task
-from worker.rows import INSERT_COLUMNS, PayloadError, task_from_row
+from worker.rows import RAW_COLUMNS, PayloadError, outcomes_json, task_from_values
 from worker.schema import tasks
-from worker.sqlfn import append_error, greatest, set_item_results, state_in
-from worker.states import TERMINAL_STATES, TaskState, sources, target
+from worker.sqlfn import append_error, greatest, state_in
+from worker.statements import Prepared, Statements
+from worker.states import TaskState, sources, target
 
 log = logging.getLogger(__name__)
 
-#: Rows per statement when a caller hands over more acknowledgements than that.
-_CHUNK = 500
+#: Acknowledgements per statement when a caller hands over more than that.
+_CHUNK = 1000
 _LIVE = (TaskState.PENDING, TaskState.PROCESSING, TaskState.RETRYABLE)
 EXPIRED_ERROR = "visibility timeout expired"
-_INSERT_SQL = (
-    f"INSERT INTO tasks ({', '.join(INSERT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in INSERT_COLUMNS)})"
-)
 #: The partial index that holds each state other than completed (statistics count through it).
 _STATE_INDEXES = {
     TaskState.PENDING: "ix_tasks_claim",
@@ -48,13 +47,9 @@ _STATE_INDEXES = {
     TaskState.DISCARDED: "ix_tasks_discarded",
     TaskState.CANCELLED: "ix_tasks_cancelled",
 }
-_ID = INSERT_COLUMNS.index("id")
-_KEY = INSERT_COLUMNS.index("idempotency_key")
 
-#: ``(attempt, max_attempts) -> delay before the next attempt`` (policy lives outside SQL).
+#: ``attempt -> delay before the next attempt`` (the policy lives outside SQL).
 DelayPolicy = Callable[[int], float]
-
-Ack = Completion | Failure
 
 
 def _chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -62,69 +57,20 @@ def _chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
         yield seq[start : start + size]
 
 
-def _match(acks: Sequence[Ack]) -> ColumnElement[bool]:
-    """Rows the acknowledgements name: by id, and by lease where one is given (fencing).
-
-    The plain ``id IN (...)`` leads so the planner looks rows up by primary key instead of
-    walking every row in the expected state.
-    """
-    ids = tasks.c.id.in_([a.task_id for a in acks])
-    fenced = [(a.task_id, a.lease_id) for a in acks if a.lease_id is not None]
-    if not fenced:
-        return ids
-    unfenced = [a.task_id for a in acks if a.lease_id is None]
-    lease_ok: ColumnElement[bool] = sa.tuple_(tasks.c.id, tasks.c.lease_id).in_(fenced)
-    if unfenced:
-        lease_ok = sa.or_(lease_ok, tasks.c.id.in_(unfenced))
-    return sa.and_(ids, lease_ok)
+def _completion_json(acks: Sequence[Completion]) -> str:
+    return json.dumps(
+        [
+            [a.task_id, a.lease_id, None if a.results is None else outcomes_json(a.results)]
+            for a in acks
+        ],
+        separators=(",", ":"),
+    )
 
 
-def _per_task(values: dict[str, Any], default: ColumnElement[Any]) -> ColumnElement[Any]:
-    """``CASE id WHEN :id THEN :value ... ELSE default END``."""
-    if not values:
-        return default
-    return sa.case(values, value=tasks.c.id, else_=default)
-
-
-def claim_statement(
-    *,
-    size: int,
-    now: float,
-    queues: Sequence[str] | None,
-    worker_id: str | None,
-    default_visibility_timeout: float,
-    lease_prefix: str,
-) -> sa.Update:
-    """The one claim statement: ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING *``.
-
-    The statement is atomic, so the outer UPDATE needs no state check of its own (one would
-    lead SQLite to walk every pending row instead of looking the claimed ids up). The inner
-    SELECT is pinned to the partial claim index with SQLite's ``INDEXED BY`` (which
-    SQLAlchemy cannot express, hence the text): the planner cannot drift to a ``state`` index
-    and sort every pending row, and a schema without the index fails loudly.
-    """
-    queue_filter = "AND queue IN :queues" if queues is not None else ""
-    due = sa.text(
-        "SELECT id FROM tasks INDEXED BY ix_tasks_claim "
-        f"WHERE state = 'pending' AND schedule_at <= :now {queue_filter} "
-        "ORDER BY priority DESC, id LIMIT :size"
-    ).bindparams(sa.bindparam("now", now), sa.bindparam("size", size))
-    if queues is not None:
-        due = due.bindparams(sa.bindparam("queues", list(queues), expanding=True))
-    return (
-        sa.update(tasks)
-        .where(tasks.c.id.in_(due.columns(tasks.c.id)))
-        .values(
-            state=target("claim").value,
-            attempt_count=tasks.c.attempt_count + 1,
-            lease_id=sa.literal(lease_prefix) + tasks.c.id,
-            lease_expires_at=now
-            + sa.func.coalesce(tasks.c.visibility_timeout, default_visibility_timeout),
-            worker_id=worker_id,
-            started_at=now,
-            updated_at=now,
-        )
-        .returning(*tasks.c)
+def _failure_json(acks: Sequence[Failure]) -> str:
+    return json.dumps(
+        [[a.task_id, a.lease_id, a.error, a.delay_s, None] for a in acks],
+        separators=(",", ":"),
     )
 
 
@@ -132,40 +78,52 @@ class TaskStore:
     def __init__(self, db: Database, default_visibility_timeout: float) -> None:
         self._db = db
         self._default_vt = default_visibility_timeout
+        self._prepared: Statements | None = None
+
+    @property
+    def _sql(self) -> Statements:
+        if self._prepared is None:
+            self._prepared = Statements(self._db.engine.dialect)
+        return self._prepared
+
+    async def _run(self, conn: AsyncConnection, statement: Prepared, **values: Any) -> list[Any]:
+        """Execute a prepared statement; returns its rows (raw tuples)."""
+        result = await conn.exec_driver_sql(statement.sql, statement.params(**values))
+        return list(result.all()) if result.returns_rows else []
 
     # -- enqueue -------------------------------------------------------------------------
 
-    async def insert(self, rows: list[tuple[Any, ...]]) -> tuple[list[str], int]:
-        """Insert rows (values in :data:`INSERT_COLUMNS` order) atomically.
+    async def insert(self, rows: list[dict[str, Any]]) -> tuple[list[str], int]:
+        """Insert rows (:data:`INSERT_COLUMNS` values) atomically, in one ``executemany``.
 
         Returns each row's task id and how many rows were inserted: a row whose idempotency
         key belongs to a live task (or to an earlier row of the same batch) is not inserted,
-        and its id is the existing task's. The rows go to the driver as they are (one
-        ``executemany``): the hot path of bulk enqueue skips per-row parameter processing.
+        and its id is the existing task's.
         """
+        insert = self._sql.insert
         async with self._db.write("enqueue") as conn:
-            ids = [row[_ID] for row in rows]
+            ids = [row["id"] for row in rows]
             existing = await self._live_keys(conn, rows)
             fresh: list[tuple[Any, ...]] = []
+            fresh_ids: list[str] = []
             for index, row in enumerate(rows):
-                key = row[_KEY]
+                key = row["idempotency_key"]
                 if key is not None and key in existing:
                     ids[index] = existing[key]
                     continue
                 if key is not None:
-                    existing[key] = row[_ID]
-                fresh.append(row)
+                    existing[key] = row["id"]
+                fresh.append(insert.params(**row))
+                fresh_ids.append(row["id"])
             try:
-                await conn.exec_driver_sql(_INSERT_SQL, fresh)
+                await conn.exec_driver_sql(insert.sql, fresh)
             except exc.IntegrityError as error:
-                taken = await self._existing_ids(conn, [row[_ID] for row in fresh])
+                taken = await self._existing_ids(conn, fresh_ids)
                 raise DuplicateTaskError(taken or [str(error.orig)]) from error
         return ids, len(fresh)
 
-    async def _live_keys(
-        self, conn: AsyncConnection, rows: list[tuple[Any, ...]]
-    ) -> dict[str, str]:
-        keys = {row[_KEY] for row in rows if row[_KEY] is not None}
+    async def _live_keys(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, str]:
+        keys = {row["idempotency_key"] for row in rows if row["idempotency_key"] is not None}
         if not keys:
             return {}
         query = sa.select(tasks.c.idempotency_key, tasks.c.id).where(
@@ -186,23 +144,24 @@ class TaskStore:
         self, size: int, now: float, queues: Sequence[str] | None, worker_id: str | None
     ) -> list[Task]:
         """Claim up to ``size`` due pending tasks, highest priority first, then oldest."""
-        prefix = secrets.token_hex(8) + ":"
-        claim = claim_statement(
-            size=size,
-            now=now,
-            queues=queues,
-            worker_id=worker_id,
-            default_visibility_timeout=self._default_vt,
-            lease_prefix=prefix,
-        )
+        values: dict[str, Any] = {
+            "now": now,
+            "size": size,
+            "lease_prefix": secrets.token_hex(8) + ":",
+            "default_vt": self._default_vt,
+            "worker_id": worker_id,
+        }
+        statement = self._sql.claim
+        if queues is not None:
+            statement = self._sql.claim_by_queue
+            values["queues"] = json.dumps(list(queues))
         claimed: list[Task] = []
         async with self._db.write("dequeue") as conn:
-            rows = (await conn.execute(claim)).mappings().all()
-            for row in rows:
+            for row in await self._run(conn, statement, **values):
                 try:
-                    claimed.append(task_from_row(row))
+                    claimed.append(task_from_values(row))
                 except PayloadError as error:
-                    await self._discard_unloadable(conn, row["id"], str(error), now)
+                    await self._discard_unloadable(conn, row[0], str(error), now)
         claimed.sort(key=lambda t: (-t.priority, t.id))
         return claimed
 
@@ -211,72 +170,43 @@ class TaskStore:
     ) -> None:
         message = f"system: cannot load task: {reason}"
         log.error("discarding task %s: %s", task_id, message)
-        await conn.execute(
-            sa.update(tasks)
-            .where(tasks.c.id == task_id, state_in(TaskState.PROCESSING))
-            .values(
-                state=TaskState.DISCARDED.value,
-                last_error=message,
-                errors=append_error(sa.literal(message), now, expired=False),
-                lease_expires_at=None,
-                finished_at=now,
-                updated_at=now,
-            )
-        )
+        failure = Failure(task_id, message)
+        await self._run(conn, self._sql.discard, acks=_failure_json([failure]), now=now)
 
     # -- acknowledgements ----------------------------------------------------------------
 
     async def complete(self, acks: Sequence[Completion], now: float, *, strict: bool) -> list[str]:
         """PROCESSING -> COMPLETED; returns the ids refused (stale lease or wrong state)."""
-        results = {a.task_id: set_item_results(a.results) for a in acks if a.results}
-        values: dict[str, Any] = {
-            "state": target("complete").value,
-            "finished_at": now,
-            "updated_at": now,
-            "lease_expires_at": None,
-            "retry_delay": None,
-        }
-        if results:
-            values["task_items"] = _per_task(results, tasks.c.task_items)
-        return await self._finish("complete", acks, values, strict=strict)
+        return await self._finish(
+            "complete", self._sql.complete, acks, _completion_json, now, strict=strict
+        )
 
     async def fail(
         self, operation: str, acks: Sequence[Failure], now: float, *, strict: bool
     ) -> list[str]:
         """PROCESSING -> RETRYABLE (``retry``) or DISCARDED (``discard``), error recorded."""
-        error = _per_task({a.task_id: a.error for a in acks}, tasks.c.last_error)
-        values: dict[str, Any] = {
-            "state": target(operation).value,
-            "last_error": error,
-            "errors": append_error(error, now, expired=False),
-            "lease_expires_at": None,
-            "updated_at": now,
-        }
-        if operation == "retry":
-            delays = {a.task_id: a.delay_s for a in acks if a.delay_s is not None}
-            values["retry_delay"] = _per_task(delays, sa.null())
-        else:
-            values["finished_at"] = now
-        return await self._finish(operation, acks, values, strict=strict)
+        statement = self._sql.retry if operation == "retry" else self._sql.discard
+        return await self._finish(operation, statement, acks, _failure_json, now, strict=strict)
 
     async def _finish(
-        self, operation: str, acks: Sequence[Ack], values: dict[str, Any], *, strict: bool
+        self,
+        operation: str,
+        statement: Prepared,
+        acks: Sequence[Any],
+        encode: Callable[[Any], str],
+        now: float,
+        *,
+        strict: bool,
     ) -> list[str]:
         refused: list[str] = []
         async with self._db.write(operation) as conn:
             for chunk in _chunks(acks):
-                statement = (
-                    sa.update(tasks)
-                    .where(state_in(*sources(operation)), _match(chunk))
-                    .values(values)
-                    .returning(tasks.c.id)
-                )
-                done = set((await conn.execute(statement)).scalars().all())
+                rows = await self._run(conn, statement, acks=encode(chunk), now=now)
+                done = {row[0] for row in rows}
                 missed = [a for a in chunk if a.task_id not in done]
                 if missed and strict:
-                    await self._raise_refusal(
-                        conn, operation, missed[0].task_id, missed[0].lease_id
-                    )
+                    first = missed[0]
+                    await self._raise_refusal(conn, operation, first.task_id, first.lease_id)
                 refused += [a.task_id for a in missed]
         return refused
 
@@ -380,9 +310,9 @@ class TaskStore:
             ids = list(dict.fromkeys([*expired, *moved]))
             rows: list[Any] = []
             for chunk in _chunks(ids):
-                query = sa.select(tasks).where(tasks.c.id.in_(chunk))
-                rows += (await conn.execute(query)).mappings().all()
-        return sorted((task_from_row(row, lenient=True) for row in rows), key=lambda t: t.id)
+                query = sa.select(*RAW_COLUMNS).where(tasks.c.id.in_(chunk))
+                rows += (await conn.execute(query)).all()
+        return sorted((task_from_values(row, lenient=True) for row in rows), key=lambda t: t.id)
 
     async def _expire_leases(
         self, conn: AsyncConnection, size: int, now: float, visibility_timeout: float | None
@@ -451,14 +381,11 @@ class TaskStore:
 
     async def get(self, task_id: str) -> Task:
         async with self._db.read("get_task") as conn:
-            row = (
-                (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id)))
-                .mappings()
-                .first()
-            )
+            query = sa.select(*RAW_COLUMNS).where(tasks.c.id == task_id)
+            row = (await conn.execute(query)).first()
         if row is None:
             raise TaskNotFoundError(task_id)
-        return task_from_row(row, lenient=True)
+        return task_from_values(row, lenient=True)
 
     async def list(
         self,
@@ -468,7 +395,7 @@ class TaskStore:
         limit: int,
         after_id: str | None,
     ) -> list[Task]:
-        query = sa.select(tasks).order_by(tasks.c.id).limit(limit)
+        query = sa.select(*RAW_COLUMNS).order_by(tasks.c.id).limit(limit)
         if state is not None:
             query = query.where(state_in(state))
         if queue is not None:
@@ -476,8 +403,8 @@ class TaskStore:
         if after_id is not None:
             query = query.where(tasks.c.id > after_id)
         async with self._db.read("list_tasks") as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [task_from_row(row, lenient=True) for row in rows]
+            rows = (await conn.execute(query)).all()
+        return [task_from_values(row, lenient=True) for row in rows]
 
     async def count_by_state(self, queue: str | None) -> dict[str, int]:
         """Tasks per state, at a cost that follows the live tasks, not the history.
@@ -513,6 +440,3 @@ class TaskStore:
         async with self._db.write("purge") as conn:
             result = await conn.execute(statement)
         return int(result.rowcount)
-
-
-__all__ = ["EXPIRED_ERROR", "TERMINAL_STATES", "TaskStore"]

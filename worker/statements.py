@@ -1,0 +1,162 @@
+"""The hot-path statements, built once with SQLAlchemy Core and compiled once per dialect.
+
+Claims, acknowledgements and bulk inserts run thousands of times a second. Building and
+compiling a statement, and processing every parameter and result column through SQLAlchemy's
+types, costs more than SQLite spends executing it, so these statements are compiled here once
+and executed with ``exec_driver_sql`` on the same connection and transaction. Their shape never
+depends on the batch: a batch of acknowledgements travels as one JSON parameter that the
+statement unpacks with ``json_each`` (``UPDATE ... FROM``), so one compiled form serves all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from worker.schema import tasks
+from worker.sqlfn import append_error, state_in
+from worker.states import TaskState, sources, target
+
+#: Columns a bulk insert sets, in order; the others keep their NULL defaults.
+INSERT_COLUMNS = (
+    "id",
+    "queue",
+    "state",
+    "priority",
+    "schedule_at",
+    "attempt_count",
+    "max_attempts",
+    "visibility_timeout",
+    "expired_count",
+    "errors",
+    "items",
+    "metadata",
+    "name",
+    "idempotency_key",
+    "created_at",
+    "updated_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A compiled statement: driver SQL and the order its parameters go in."""
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: Mapping[str, Any]
+
+    def params(self, **values: Any) -> tuple[Any, ...]:
+        merged = {**self.defaults, **values}
+        return tuple(merged[name] for name in self.names)
+
+
+def prepare(statement: sa.Insert | sa.Update, dialect: Dialect) -> Prepared:
+    compiled = statement.compile(dialect=dialect)
+    names = tuple(compiled.positiontup or ())
+    return Prepared(compiled.string, names, dict(compiled.params))
+
+
+def _acks(*fields: str) -> sa.Subquery:
+    """``(SELECT json_extract(value, '$[0]') AS id, ... FROM json_each(:acks)) AS a``."""
+    rows = sa.func.json_each(sa.bindparam("acks")).table_valued("value")
+    columns = [
+        sa.func.json_extract(rows.c.value, f"$[{index}]").label(name)
+        for index, name in enumerate(("id", "lease", *fields))
+    ]
+    return sa.select(*columns).subquery("a")
+
+
+def _acknowledge(operation: str, acks: sa.Subquery, values: dict[str, Any]) -> sa.Update:
+    return (
+        sa.update(tasks)
+        .where(
+            tasks.c.id == acks.c.id,
+            state_in(*sources(operation)),
+            sa.or_(acks.c.lease.is_(None), tasks.c.lease_id == acks.c.lease),
+        )
+        .values(state=target(operation).value, updated_at=sa.bindparam("now"), **values)
+        .returning(tasks.c.id)
+    )
+
+
+class Statements:
+    """The hot-path statements of one dialect (see the module docstring)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.insert = prepare(
+            sa.insert(tasks).values(
+                {c: sa.bindparam(c.name) for c in tasks.c if c.name in INSERT_COLUMNS}
+            ),
+            dialect,
+        )
+        self.claim = prepare(_claim(by_queue=False), dialect)
+        self.claim_by_queue = prepare(_claim(by_queue=True), dialect)
+        done = _acks("outcomes")
+        self.complete = prepare(
+            _acknowledge(
+                "complete",
+                done,
+                {
+                    "finished_at": sa.bindparam("now"),
+                    "lease_expires_at": None,
+                    "retry_delay": None,
+                    "outcomes": sa.func.coalesce(done.c.outcomes, tasks.c.outcomes),
+                },
+            ),
+            dialect,
+        )
+        self.retry = prepare(_fail("retry"), dialect)
+        self.discard = prepare(_fail("discard"), dialect)
+
+
+def _fail(operation: str) -> sa.Update:
+    failed = _acks("error", "delay", "outcomes")
+    values: dict[str, Any] = {
+        "last_error": failed.c.error,
+        "errors": append_error(failed.c.error, sa.bindparam("now"), expired=False),
+        "lease_expires_at": None,
+        "outcomes": sa.func.coalesce(failed.c.outcomes, tasks.c.outcomes),
+    }
+    if operation == "retry":
+        values["retry_delay"] = failed.c.delay
+    else:
+        values["finished_at"] = sa.bindparam("now")
+    return _acknowledge(operation, failed, values)
+
+
+def _claim(*, by_queue: bool) -> sa.Update:
+    """``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING *``: the one claim statement.
+
+    The statement is atomic, so the outer UPDATE needs no state check of its own (one would
+    lead SQLite to walk every pending row instead of looking the claimed ids up). The inner
+    SELECT is pinned to the partial claim index with SQLite's ``INDEXED BY`` (which
+    SQLAlchemy cannot express, hence the text): the planner cannot drift to another index and
+    sort every pending row, and a schema without the index fails loudly.
+    """
+    queue_filter = "AND queue IN (SELECT value FROM json_each(:queues)) " if by_queue else ""
+    due = sa.text(
+        "SELECT id FROM tasks INDEXED BY ix_tasks_claim "
+        f"WHERE state = '{TaskState.PENDING.value}' AND schedule_at <= :now {queue_filter}"
+        "ORDER BY priority DESC, id LIMIT :size"
+    ).columns(tasks.c.id)
+    now: sa.BindParameter[float] = sa.bindparam("now")
+    return (
+        sa.update(tasks)
+        .where(tasks.c.id.in_(due))
+        .values(
+            state=target("claim").value,
+            attempt_count=tasks.c.attempt_count + 1,
+            lease_id=sa.bindparam("lease_prefix", type_=sa.String) + tasks.c.id,
+            lease_expires_at=now
+            + sa.func.coalesce(tasks.c.visibility_timeout, sa.bindparam("default_vt")),
+            worker_id=sa.bindparam("worker_id"),
+            started_at=now,
+            updated_at=now,
+        )
+        .returning(*tasks.c)
+    )
