@@ -39,7 +39,9 @@ async def main() -> None:
         print(f"enqueued {inserted} tasks into {config.database_url}")
         for task in await queue.dequeue(size=5):
             if task.id == tasks[-1].id:
-                await queue.mark_as_retry(task.id, "demo: pretend this one failed", lease_id=task.lease_id)
+                await queue.mark_as_retry(
+                    task.id, "demo: pretend this one failed", lease_id=task.lease_id
+                )
                 print(f"  {task.id} failed once; it will be retried after backoff")
             else:
                 await queue.mark_as_complete(task.id, lease_id=task.lease_id)

@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text, nullable=True),
         sa.Column("errors", sa.JSON, nullable=False),
         sa.Column("items", sa.JSON, nullable=False),
+        sa.Column("outcomes", sa.JSON, nullable=True),
         sa.Column("name", sa.String(200), nullable=True),
         sa.Column("metadata", sa.JSON, nullable=False),
         sa.Column("idempotency_key", sa.String(200), nullable=True),
