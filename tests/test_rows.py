@@ -6,7 +6,7 @@ from typing import Any
 
 from tests.support import make_task
 from worker import AttemptError, Task, TaskItem, TaskState
-from worker.rows import trusted
+from worker.rows import ROW_COLUMNS, UNPACK_ORDER, trusted
 
 
 def test_trusted_matches_model_construct() -> None:
@@ -29,3 +29,7 @@ def test_trusted_matches_model_construct() -> None:
     assert trusted(TaskItem, dict(item_fields)) == TaskItem.model_construct(**item_fields)
     fast.priority = 7  # assignment still validates
     assert fast.priority == 7
+
+
+def test_row_unpacking_follows_the_table() -> None:
+    assert UNPACK_ORDER == ROW_COLUMNS

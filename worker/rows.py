@@ -27,7 +27,6 @@ _JSON_COLUMNS = {c.key for c in tasks.c if isinstance(c.type, sa.JSON)}
 RAW_COLUMNS = tuple(
     sa.type_coerce(c, sa.Text).label(c.name) if c.key in _JSON_COLUMNS else c for c in tasks.c
 )
-_AT = {name: index for index, name in enumerate(ROW_COLUMNS)}
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -137,45 +136,59 @@ def _item(raw: dict[str, Any], outcome: Any, index: int, *, lenient: bool) -> Ta
     )
 
 
+#: The unpacking order of :func:`task_from_values`; a test pins it to :data:`ROW_COLUMNS`.
+UNPACK_ORDER = (
+    "id", "queue", "state", "priority", "schedule_at", "attempt_count", "max_attempts",
+    "visibility_timeout", "expired_count", "retry_delay", "lease_id", "lease_expires_at",
+    "worker_id", "last_error", "errors", "items", "outcomes", "name", "metadata",
+    "idempotency_key", "created_at", "updated_at", "started_at", "finished_at",
+)  # fmt: skip
+_STATES = {state.value: state for state in TaskState}
+
+
 def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
     """Build a task from a row in :data:`ROW_COLUMNS` order (JSON columns as text).
 
     A request that cannot be loaded raises :class:`PayloadError`, or with ``lenient`` (reads
     for people: status, listings) comes back as an :class:`UnloadedRequest`.
     """
-    raw_items = _loads(row[_AT["items"]], [])
+    (
+        task_id, queue, state, priority, schedule_at, attempt_count, max_attempts,
+        visibility_timeout, expired_count, _retry_delay, lease_id, lease_expires_at,
+        worker_id, last_error, errors, items, outcomes, name, metadata,
+        idempotency_key, created_at, updated_at, started_at, finished_at,
+    ) = row  # fmt: skip
+    raw_items = _loads(items, [])
     if not isinstance(raw_items, list) or not raw_items:
         raise PayloadError(f"stored items are not a non-empty list: {raw_items!r:.200}")
-    outcomes = _loads(row[_AT["outcomes"]], [])
-    items = [
-        _item(raw, outcomes[index] if index < len(outcomes) else None, index, lenient=lenient)
-        for index, raw in enumerate(raw_items)
-    ]
-    errors = [AttemptError.model_construct(**entry) for entry in _loads(row[_AT["errors"]], [])]
+    done = _loads(outcomes, [])
     return trusted(
         Task,
         {
-            "id": row[_AT["id"]],
-            "queue": row[_AT["queue"]],
-            "state": TaskState(row[_AT["state"]]),
-            "priority": row[_AT["priority"]],
-            "schedule_at": row[_AT["schedule_at"]],
-            "items": items,
-            "attempt_count": row[_AT["attempt_count"]],
-            "max_attempts": row[_AT["max_attempts"]],
-            "visibility_timeout": row[_AT["visibility_timeout"]],
-            "expired_count": row[_AT["expired_count"]],
-            "lease_id": row[_AT["lease_id"]],
-            "lease_expires_at": row[_AT["lease_expires_at"]],
-            "worker_id": row[_AT["worker_id"]],
-            "last_error": row[_AT["last_error"]],
-            "errors": errors,
-            "created_at": row[_AT["created_at"]],
-            "updated_at": row[_AT["updated_at"]],
-            "started_at": row[_AT["started_at"]],
-            "finished_at": row[_AT["finished_at"]],
-            "name": row[_AT["name"]],
-            "metadata": _loads(row[_AT["metadata"]], {}),
-            "idempotency_key": row[_AT["idempotency_key"]],
+            "id": task_id,
+            "queue": queue,
+            "state": _STATES[state],
+            "priority": priority,
+            "schedule_at": schedule_at,
+            "items": [
+                _item(raw, done[index] if index < len(done) else None, index, lenient=lenient)
+                for index, raw in enumerate(raw_items)
+            ],
+            "attempt_count": attempt_count,
+            "max_attempts": max_attempts,
+            "visibility_timeout": visibility_timeout,
+            "expired_count": expired_count,
+            "lease_id": lease_id,
+            "lease_expires_at": lease_expires_at,
+            "worker_id": worker_id,
+            "last_error": last_error,
+            "errors": [AttemptError.model_construct(**e) for e in _loads(errors, [])],
+            "created_at": created_at,
+            "updated_at": updated_at,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "name": name,
+            "metadata": _loads(metadata, {}),
+            "idempotency_key": idempotency_key,
         },
     )
