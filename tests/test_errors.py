@@ -67,3 +67,19 @@ async def test_closed_queue(config: QueueConfig) -> None:
         pass
     with pytest.raises(QueueClosedError):
         await queue.enqueue([make_task()])
+
+
+async def test_full_database_is_a_storage_error_and_writes_nothing(db_path: Path) -> None:
+    config = QueueConfig(database_url=sqlite_url(db_path))
+    async with WorkerQueue(config) as queue:
+        await queue.enqueue([make_task()])
+        with sqlite3.connect(db_path) as raw:
+            (pages,) = raw.execute("PRAGMA page_count").fetchone()
+        # A cap on the file's size, as a full disk would set one; it lasts per connection,
+        # so it is set on the queue's own pooled connection.
+        async with queue._db.engine.connect() as conn:
+            await conn.exec_driver_sql(f"PRAGMA max_page_count = {pages + 2}")
+            await conn.commit()
+        with pytest.raises(StorageError, match="full"):
+            await queue.enqueue([make_task("x" * 2000) for _ in range(500)])
+        assert (await queue.get_queue_stats())["total"] == 1
