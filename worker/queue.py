@@ -14,7 +14,7 @@ from worker.backoff import retry_delay_s
 from worker.config import QueueConfig
 from worker.db import Database
 from worker.errors import InvalidInputError, InvalidTaskError, UnknownRequestKindError
-from worker.ids import new_id
+from worker.ids import new_ids
 from worker.migrate import upgrade_to_head
 from worker.models import Completion, Failure, Task
 from worker.rows import insert_values, items_json
@@ -105,6 +105,7 @@ class WorkerQueue:
         """
         checked = [_validated(index, task) for index, task in enumerate(tasks)]
         now = self._clock()
+        fresh_ids = iter(new_ids(sum(1 for task in checked if not task.id)))
         rows = []
         for index, task in enumerate(checked):
             try:
@@ -114,7 +115,7 @@ class WorkerQueue:
             # Known-good values, set without re-running validation (enqueue's hot path).
             fields = task.__dict__
             if not task.id:
-                fields["id"] = new_id()
+                fields["id"] = next(fresh_ids)
             for name in ("created_at", "updated_at", "schedule_at"):
                 if not fields[name]:
                     fields[name] = now

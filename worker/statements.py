@@ -55,7 +55,7 @@ class Prepared:
         return tuple(merged[name] for name in self.names)
 
 
-def prepare(statement: sa.Insert | sa.Update, dialect: Dialect) -> Prepared:
+def prepare(statement: sa.Insert | sa.Update | sa.TextualSelect, dialect: Dialect) -> Prepared:
     compiled = statement.compile(dialect=dialect)
     names = tuple(compiled.positiontup or ())
     return Prepared(compiled.string, names, dict(compiled.params))
@@ -96,6 +96,8 @@ class Statements:
         )
         self.claim = prepare(_claim(by_queue=False), dialect)
         self.claim_by_queue = prepare(_claim(by_queue=True), dialect)
+        self.any_due = prepare(_due(by_queue=False, limit=False), dialect)
+        self.any_due_by_queue = prepare(_due(by_queue=True, limit=False), dialect)
         done = _acks("outcomes")
         self.complete = prepare(
             _acknowledge(
@@ -129,6 +131,17 @@ def _fail(operation: str) -> sa.Update:
     return _acknowledge(operation, failed, values)
 
 
+def _due(*, by_queue: bool, limit: bool) -> sa.TextualSelect:
+    """Ids of due pending tasks in claim order (or, without ``limit``, whether there is one)."""
+    queue_filter = "AND queue IN (SELECT value FROM json_each(:queues)) " if by_queue else ""
+    tail = "ORDER BY priority DESC, id LIMIT :size" if limit else "LIMIT 1"
+    return sa.text(
+        "SELECT id FROM tasks INDEXED BY ix_tasks_claim "
+        f"WHERE state = '{TaskState.PENDING.value}' AND schedule_at <= :now {queue_filter}"
+        f"{tail}"
+    ).columns(tasks.c.id)
+
+
 def _claim(*, by_queue: bool) -> sa.Update:
     """``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING *``: the one claim statement.
 
@@ -138,12 +151,7 @@ def _claim(*, by_queue: bool) -> sa.Update:
     SQLAlchemy cannot express, hence the text): the planner cannot drift to another index and
     sort every pending row, and a schema without the index fails loudly.
     """
-    queue_filter = "AND queue IN (SELECT value FROM json_each(:queues)) " if by_queue else ""
-    due = sa.text(
-        "SELECT id FROM tasks INDEXED BY ix_tasks_claim "
-        f"WHERE state = '{TaskState.PENDING.value}' AND schedule_at <= :now {queue_filter}"
-        "ORDER BY priority DESC, id LIMIT :size"
-    ).columns(tasks.c.id)
+    due = _due(by_queue=by_queue, limit=True)
     now: sa.BindParameter[float] = sa.bindparam("now")
     return (
         sa.update(tasks)

@@ -27,7 +27,7 @@ from worker.errors import (
     TaskNotFoundError,
 )
 from worker.models import Completion, Failure, Task
-from worker.rows import RAW_COLUMNS, PayloadError, outcomes_json, task_from_values
+from worker.rows import RAW_COLUMNS, ROW_COLUMNS, PayloadError, outcomes_json, task_from_values
 from worker.schema import tasks
 from worker.sqlfn import append_error, greatest, state_in
 from worker.statements import Prepared, Statements
@@ -47,6 +47,8 @@ _STATE_INDEXES = {
     TaskState.DISCARDED: "ix_tasks_discarded",
     TaskState.CANCELLED: "ix_tasks_cancelled",
 }
+
+_LEASE = ROW_COLUMNS.index("lease_id")
 
 #: ``attempt -> delay before the next attempt`` (the policy lives outside SQL).
 DelayPolicy = Callable[[int], float]
@@ -79,6 +81,7 @@ class TaskStore:
         self._db = db
         self._default_vt = default_visibility_timeout
         self._prepared: Statements | None = None
+        self._maybe_empty = False
 
     @property
     def _sql(self) -> Statements:
@@ -155,23 +158,35 @@ class TaskStore:
         if queues is not None:
             statement = self._sql.claim_by_queue
             values["queues"] = json.dumps(list(queues))
-        claimed: list[Task] = []
+        if self._maybe_empty and not await self._any_due(values):
+            return []
         async with self._db.write("dequeue") as conn:
-            for row in await self._run(conn, statement, **values):
-                try:
-                    claimed.append(task_from_values(row))
-                except PayloadError as error:
-                    await self._discard_unloadable(conn, row[0], str(error), now)
+            rows = await self._run(conn, statement, **values)
+        # Rows become tasks after the commit: the write lock is held for the SQL only.
+        self._maybe_empty = len(rows) < size
+        claimed: list[Task] = []
+        unloadable: list[Failure] = []
+        for row in rows:
+            try:
+                claimed.append(task_from_values(row))
+            except PayloadError as error:
+                message = f"system: cannot load task: {error}"
+                log.error("discarding task %s: %s", row[0], message)
+                unloadable.append(Failure(row[0], message, lease_id=row[_LEASE]))
+        if unloadable:
+            await self.fail("discard", unloadable, now, strict=False)
         claimed.sort(key=lambda t: (-t.priority, t.id))
         return claimed
 
-    async def _discard_unloadable(
-        self, conn: AsyncConnection, task_id: str, reason: str, now: float
-    ) -> None:
-        message = f"system: cannot load task: {reason}"
-        log.error("discarding task %s: %s", task_id, message)
-        failure = Failure(task_id, message)
-        await self._run(conn, self._sql.discard, acks=_failure_json([failure]), now=now)
+    async def _any_due(self, values: dict[str, Any]) -> bool:
+        """A read (no write lock) that says whether a claim could find anything.
+
+        After a claim came back short the queue is probably empty; checking with a read
+        first keeps idle pollers from taking the write lock away from producers.
+        """
+        statement = self._sql.any_due_by_queue if "queues" in values else self._sql.any_due
+        async with self._db.read("dequeue") as conn:
+            return bool(await self._run(conn, statement, **values))
 
     # -- acknowledgements ----------------------------------------------------------------
 
