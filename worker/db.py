@@ -1,8 +1,12 @@
 """The database connection: engine, SQLite pragmas, write transactions, driver-error conversion.
 
-Every write transaction on SQLite starts with ``BEGIN IMMEDIATE``: it takes the write lock up
-front (waiting up to the busy timeout), so a transaction never reads, then fails to upgrade its
-lock with "database is locked". Reads start with a plain ``BEGIN`` and never block writers (WAL).
+Every write transaction on SQLite runs under ``BEGIN IMMEDIATE``: it holds the write lock from
+its first statement (waiting up to the busy timeout for it), so it never reads, then fails to
+upgrade its lock with "database is locked". A transaction whose first statement writes lets
+the driver open it (``isolation_level="IMMEDIATE"``: the BEGIN travels with that statement,
+saving a round trip to the driver's thread on the hot path); one that reads first
+(``lock_first=True``, the default) opens it explicitly before reading. Reads are single
+statements outside any transaction and never block writers (WAL).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from worker.errors import QueueClosedError, QueueError, StorageError
 
 log = logging.getLogger(__name__)
 
-_READ_ONLY = "worker_read_only"
+_LOCK_FIRST = "worker_lock_first"
 
 
 def sqlite_path(database_url: str) -> Path | None:
@@ -42,6 +46,7 @@ class Database:
     def __init__(self, config: QueueConfig) -> None:
         self._config = config
         self._engine: AsyncEngine | None = None
+        self._locking: AsyncEngine | None = None
 
     @property
     def url(self) -> str:
@@ -79,29 +84,36 @@ class Database:
         if engine.dialect.name == "sqlite":
             _install_sqlite_hooks(engine, self._config, in_memory=path is None)
         self._engine = engine
+        self._locking = engine.execution_options(**{_LOCK_FIRST: True})
 
     async def close(self) -> None:
         if self._engine is not None:
-            engine, self._engine = self._engine, None
+            engine, self._engine, self._locking = self._engine, None, None
             await engine.dispose()
 
     @asynccontextmanager
-    async def write(self, action: str) -> AsyncIterator[AsyncConnection]:
-        """A write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on success."""
+    async def write(
+        self, action: str, *, lock_first: bool = True
+    ) -> AsyncIterator[AsyncConnection]:
+        """A write transaction under ``BEGIN IMMEDIATE``; commits on success.
+
+        ``lock_first=False`` is for transactions whose first statement writes: the driver
+        then opens the transaction with that statement.
+        """
+        engine = self.engine if not lock_first else self._locking
+        assert engine is not None  # set with self.engine
         try:
-            async with self.engine.begin() as conn:
+            async with engine.begin() as conn:
                 yield conn
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
 
     @asynccontextmanager
     async def read(self, action: str) -> AsyncIterator[AsyncConnection]:
-        """A read transaction; never takes the write lock."""
+        """A connection for single-statement reads; never takes the write lock."""
         try:
-            async with self.engine.connect() as plain:
-                conn = await plain.execution_options(**{_READ_ONLY: True})
-                async with conn.begin():
-                    yield conn
+            async with self.engine.connect() as conn:
+                yield conn
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
 
@@ -116,8 +128,9 @@ def _install_sqlite_hooks(engine: AsyncEngine, config: QueueConfig, *, in_memory
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event below issue BEGIN itself (the documented recipe).
-        dbapi_connection.isolation_level = None
+        # The driver opens a transaction (BEGIN IMMEDIATE) before a statement that writes;
+        # the "begin" event below opens one explicitly for transactions that read first.
+        dbapi_connection.isolation_level = "IMMEDIATE"
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
@@ -130,5 +143,5 @@ def _install_sqlite_hooks(engine: AsyncEngine, config: QueueConfig, *, in_memory
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get(_READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(_LOCK_FIRST, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")

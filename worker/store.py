@@ -104,7 +104,8 @@ class TaskStore:
         and its id is the existing task's.
         """
         insert = self._sql.insert
-        async with self._db.write("enqueue") as conn:
+        keyed = any(row["idempotency_key"] is not None for row in rows)
+        async with self._db.write("enqueue", lock_first=keyed) as conn:
             ids = [row["id"] for row in rows]
             existing = await self._live_keys(conn, rows)
             fresh: list[tuple[Any, ...]] = []
@@ -160,7 +161,7 @@ class TaskStore:
             values["queues"] = json.dumps(list(queues))
         if self._maybe_empty and not await self._any_due(values):
             return []
-        async with self._db.write("dequeue") as conn:
+        async with self._db.write("dequeue", lock_first=False) as conn:
             rows = await self._run(conn, statement, **values)
         # Rows become tasks after the commit: the write lock is held for the SQL only.
         self._maybe_empty = len(rows) < size
@@ -214,7 +215,7 @@ class TaskStore:
         strict: bool,
     ) -> list[str]:
         refused: list[str] = []
-        async with self._db.write(operation) as conn:
+        async with self._db.write(operation, lock_first=False) as conn:
             for chunk in _chunks(acks):
                 rows = await self._run(conn, statement, acks=encode(chunk), now=now)
                 done = {row[0] for row in rows}
@@ -284,7 +285,7 @@ class TaskStore:
             .values(lease_expires_at=now + length, updated_at=now)
             .returning(tasks.c.lease_expires_at)
         )
-        async with self._db.write("extend_lease") as conn:
+        async with self._db.write("extend_lease", lock_first=False) as conn:
             expires = (await conn.execute(statement)).scalar()
             if expires is None:
                 await self._raise_refusal(conn, "extend_lease", task_id, lease_id)
