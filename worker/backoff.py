@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import random
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from worker.models import RetryPolicy
 
 #: Jitter adds at most this fraction of the delay (never subtracts, never passes the cap).
 JITTER_FRACTION = 0.1
@@ -40,3 +43,52 @@ def retry_delay_s(
         draw = (rng or random).random()
         delay = min(max_delay_s, delay * (1.0 + jitter * draw))
     return delay
+
+
+def next_attempt_at(
+    *,
+    attempt: int,
+    now: float,
+    created_at: float,
+    policy: RetryPolicy | None,
+    requested_delay_s: float | None,
+    base_delay_s: float,
+    multiplier: float,
+    max_delay_s: float,
+    rng: RandomSource | None = None,
+) -> float | None:
+    """When attempt ``attempt + 1`` may start, or None when the policy's deadline forbids it.
+
+    ``requested_delay_s`` (a handler's ``Retry(delay=...)``) wins over the policy; the task's
+    :class:`~worker.models.RetryPolicy` wins over the queue's exponential backoff.
+    """
+    if requested_delay_s is not None:
+        delay = requested_delay_s
+    elif policy is None:
+        delay = retry_delay_s(
+            attempt,
+            base_delay_s=base_delay_s,
+            multiplier=multiplier,
+            max_delay_s=max_delay_s,
+            rng=rng,
+        )
+    elif policy.kind == "exponential":
+        delay = retry_delay_s(
+            attempt,
+            base_delay_s=_given(policy.base_delay_s, base_delay_s),
+            multiplier=_given(policy.multiplier, multiplier),
+            max_delay_s=_given(policy.max_delay_s, max_delay_s),
+            rng=rng,
+        )
+    elif policy.kind == "fixed":
+        delay = policy.delay_s or 0.0
+    else:
+        delay = policy.delays_s[min(attempt, len(policy.delays_s)) - 1]
+    at = now + delay
+    if policy is not None and policy.deadline_s is not None and at > created_at + policy.deadline_s:
+        return None
+    return at
+
+
+def _given(value: float | None, default: float) -> float:
+    return default if value is None else value

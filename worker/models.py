@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
@@ -15,6 +15,7 @@ from pydantic import (
     PlainValidator,
     TypeAdapter,
     field_validator,
+    model_validator,
 )
 
 from worker.ids import is_ulid
@@ -76,6 +77,45 @@ class AttemptError(BaseModel):
     expired: bool = False
 
 
+class Progress(BaseModel):
+    """What a running handler last reported: ``current`` of ``total``, and a message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    current: float
+    total: float | None = None
+    message: str | None = None
+    at: float
+
+
+class RetryPolicy(BaseModel):
+    """How a task waits between attempts, overriding the queue's exponential backoff.
+
+    ``exponential`` (``base_delay_s``, ``multiplier``, ``max_delay_s``; unset ones come from
+    the config), ``fixed`` (``delay_s`` every time), or ``delays`` (``delays_s[n-1]`` after
+    attempt n; the last one repeats). With ``deadline_s``, no retry is scheduled later than
+    that many seconds after the task was created.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["exponential", "fixed", "delays"] = "exponential"
+    base_delay_s: float | None = Field(None, ge=0)
+    multiplier: float | None = Field(None, ge=1)
+    max_delay_s: float | None = Field(None, ge=0)
+    delay_s: float | None = Field(None, ge=0)
+    delays_s: list[Annotated[float, Field(ge=0)]] = Field(default_factory=list)
+    deadline_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> RetryPolicy:
+        if self.kind == "fixed" and self.delay_s is None:
+            raise ValueError("a fixed retry policy needs delay_s")
+        if self.kind == "delays" and not self.delays_s:
+            raise ValueError("a delays retry policy needs a non-empty delays_s")
+        return self
+
+
 class Task(BaseModel):
     """A unit of queued work. ``id=""`` and zero times are filled in by ``enqueue``."""
 
@@ -103,6 +143,22 @@ class Task(BaseModel):
     name: str | None = Field(None, max_length=200)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    timeout_s: float | None = Field(None, gt=0)
+    retry_policy: RetryPolicy | None = None
+    held: bool = False
+    depends_on: list[str] = Field(default_factory=list, max_length=1000)
+    waiting_on: int = Field(0, ge=0)
+    progress: Progress | None = None
+    checkpoint: JsonValue = None
+    cancel_requested_at: float | None = None
+
+    @field_validator("depends_on")
+    @classmethod
+    def _dependencies(cls, value: list[str]) -> list[str]:
+        for task_id in value:
+            if not is_ulid(task_id):
+                raise ValueError(f"depends_on holds task ids (ULIDs), got {task_id!r}")
+        return list(dict.fromkeys(value))
 
     @field_validator("id")
     @classmethod

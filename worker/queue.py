@@ -10,13 +10,13 @@ from typing import Any, Self
 
 from pydantic import JsonValue, ValidationError
 
-from worker.backoff import retry_delay_s
+from worker.backoff import next_attempt_at
 from worker.config import QueueConfig
 from worker.db import Database
 from worker.errors import InvalidInputError, InvalidTaskError, UnknownRequestKindError
 from worker.ids import new_ids
 from worker.migrate import upgrade_to_head
-from worker.models import Completion, Failure, Task
+from worker.models import Completion, Failure, RetryPolicy, Task
 from worker.rows import insert_values, items_json
 from worker.states import TERMINAL_STATES, TaskState
 from worker.store import TaskStore
@@ -122,7 +122,7 @@ class WorkerQueue:
             rows.append(insert_values(task, items))
         if not rows:
             return 0
-        ids, inserted = await self._store.insert(rows)
+        ids, inserted = await self._store.insert(rows, now)
         for task, task_id in zip(checked, ids, strict=True):
             task.__dict__["id"] = task_id
         return inserted
@@ -213,21 +213,24 @@ class WorkerQueue:
         limit = self.config.default_max_attempts if max_attempts is None else max_attempts
         _positive("max_attempts", limit)
         config = self.config
+        now = self._clock()
 
-        def delay(attempt: int) -> float:
-            return retry_delay_s(
-                attempt,
+        def plan(
+            attempt: int, created_at: float, policy: RetryPolicy | None, requested: float | None
+        ) -> float | None:
+            return next_attempt_at(
+                attempt=attempt,
+                now=now,
+                created_at=created_at,
+                policy=policy,
+                requested_delay_s=requested,
                 base_delay_s=config.retry_base_delay,
                 multiplier=config.retry_backoff_multiplier,
                 max_delay_s=config.max_retry_delay,
             )
 
         return await self._store.sweep(
-            size,
-            self._clock(),
-            visibility_timeout=visibility_timeout,
-            max_attempts=limit,
-            delay=delay,
+            size, now, visibility_timeout=visibility_timeout, max_attempts=limit, plan=plan
         )
 
     # -- reads and retention -------------------------------------------------------------

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from worker import kinds
 from worker.errors import UnknownRequestKindError
-from worker.models import AttemptError, Task, TaskItem, UnloadedRequest
+from worker.models import AttemptError, Progress, RetryPolicy, Task, TaskItem, UnloadedRequest
 from worker.schema import tasks
 from worker.states import TaskState
 
@@ -98,6 +98,11 @@ def insert_values(task: Task, items: str) -> dict[str, Any]:
         "idempotency_key": task.idempotency_key,
         "created_at": task.created_at,
         "updated_at": task.updated_at,
+        "timeout_s": task.timeout_s,
+        "retry_policy": None if task.retry_policy is None else task.retry_policy.model_dump_json(),
+        "held": task.held,
+        "depends_on": _dumps(task.depends_on) if task.depends_on else None,
+        "waiting_on": 0,
     }
 
 
@@ -142,8 +147,11 @@ UNPACK_ORDER = (
     "visibility_timeout", "expired_count", "retry_delay", "lease_id", "lease_expires_at",
     "worker_id", "last_error", "errors", "items", "outcomes", "name", "metadata",
     "idempotency_key", "created_at", "updated_at", "started_at", "finished_at",
+    "progress", "checkpoint", "cancel_requested_at", "timeout_s", "retry_policy", "held",
+    "waiting_on", "dependents", "depends_on",
 )  # fmt: skip
 _STATES = {state.value: state for state in TaskState}
+_POLICY = TypeAdapter(RetryPolicy)
 
 
 def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
@@ -157,6 +165,8 @@ def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
         visibility_timeout, expired_count, _retry_delay, lease_id, lease_expires_at,
         worker_id, last_error, errors, items, outcomes, name, metadata,
         idempotency_key, created_at, updated_at, started_at, finished_at,
+        progress, checkpoint, cancel_requested_at, timeout_s, retry_policy, held,
+        waiting_on, _dependents, depends_on,
     ) = row  # fmt: skip
     raw_items = _loads(items, [])
     if not isinstance(raw_items, list) or not raw_items:
@@ -190,5 +200,15 @@ def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
             "name": name,
             "metadata": _loads(metadata, {}),
             "idempotency_key": idempotency_key,
+            "timeout_s": timeout_s,
+            "retry_policy": None if retry_policy is None else _POLICY.validate_json(retry_policy),
+            "held": bool(held),
+            "depends_on": _loads(depends_on, []),
+            "waiting_on": waiting_on,
+            "progress": None
+            if progress is None
+            else Progress.model_construct(**json.loads(progress)),
+            "checkpoint": _loads(checkpoint, None),
+            "cancel_requested_at": cancel_requested_at,
         },
     )

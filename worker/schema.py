@@ -37,6 +37,47 @@ tasks = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("started_at", sa.Float, nullable=True),
     sa.Column("finished_at", sa.Float, nullable=True),
+    # Revision 0002: the runtime's columns.
+    sa.Column("progress", sa.JSON, nullable=True),
+    sa.Column("checkpoint", sa.JSON, nullable=True),
+    sa.Column("cancel_requested_at", sa.Float, nullable=True),
+    sa.Column("timeout_s", sa.Float, nullable=True),
+    sa.Column("retry_policy", sa.JSON, nullable=True),
+    sa.Column("held", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("waiting_on", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("dependents", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("depends_on", sa.JSON, nullable=True),
+)
+
+#: A paused queue has a row here; nothing is claimed from it until the row is gone.
+paused_queues = sa.Table(
+    "paused_queues",
+    metadata,
+    sa.Column("queue", sa.String(64), primary_key=True),
+    sa.Column("paused_at", sa.Float, nullable=False),
+)
+
+#: ``task_id`` is not claimed until ``depends_on`` has completed.
+task_dependencies = sa.Table(
+    "task_dependencies",
+    metadata,
+    sa.Column("task_id", sa.String(26), primary_key=True),
+    sa.Column("depends_on", sa.String(26), primary_key=True),
+)
+sa.Index("ix_task_dependencies_depends_on", task_dependencies.c.depends_on)
+
+#: Live workers register here and heartbeat; statistics count the recent ones.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("hostname", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("queues", sa.JSON, nullable=True),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+    sa.Column("stopped_at", sa.Float, nullable=True),
 )
 
 # The claim walks this index in its ORDER BY (priority DESC, id) and filters on the covered
@@ -47,6 +88,8 @@ sa.Index(
     tasks.c.id,
     tasks.c.schedule_at,
     tasks.c.queue,
+    tasks.c.held,
+    tasks.c.waiting_on,
     sqlite_where=sa.text("state = 'pending'"),
     postgresql_where=sa.text("state = 'pending'"),
 )
@@ -68,6 +111,13 @@ sa.Index(
     unique=True,
     sqlite_where=sa.text(f"idempotency_key IS NOT NULL AND {_LIVE}"),
     postgresql_where=sa.text(f"idempotency_key IS NOT NULL AND {_LIVE}"),
+)
+# Statistics over a recent window, and purge, find finished tasks by time.
+sa.Index(
+    "ix_tasks_finished",
+    tasks.c.finished_at,
+    sqlite_where=sa.text("finished_at IS NOT NULL"),
+    postgresql_where=sa.text("finished_at IS NOT NULL"),
 )
 # No index leads with ``state`` over the whole table: every transition would move an entry
 # in it, and it doubles the cost of a claim. Statistics count the states that stay small

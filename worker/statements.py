@@ -39,6 +39,11 @@ INSERT_COLUMNS = (
     "idempotency_key",
     "created_at",
     "updated_at",
+    "timeout_s",
+    "retry_policy",
+    "held",
+    "depends_on",
+    "waiting_on",
 )
 
 
@@ -80,7 +85,7 @@ def _acknowledge(operation: str, acks: sa.Subquery, values: dict[str, Any]) -> s
             sa.or_(acks.c.lease.is_(None), tasks.c.lease_id == acks.c.lease),
         )
         .values(state=target(operation).value, updated_at=sa.bindparam("now"), **values)
-        .returning(tasks.c.id)
+        .returning(tasks.c.id, tasks.c.dependents)
     )
 
 
@@ -137,8 +142,10 @@ def _due(*, by_queue: bool, limit: bool) -> sa.TextualSelect:
     tail = "ORDER BY priority DESC, id LIMIT :size" if limit else "LIMIT 1"
     return sa.text(
         "SELECT id FROM tasks INDEXED BY ix_tasks_claim "
-        f"WHERE state = '{TaskState.PENDING.value}' AND schedule_at <= :now {queue_filter}"
-        f"{tail}"
+        f"WHERE state = '{TaskState.PENDING.value}' AND schedule_at <= :now "
+        "AND held = 0 AND waiting_on = 0 "
+        "AND queue NOT IN (SELECT queue FROM paused_queues) "
+        f"{queue_filter}{tail}"
     ).columns(tasks.c.id)
 
 

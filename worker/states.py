@@ -42,6 +42,13 @@ TRANSITIONS: Final[dict[str, tuple[tuple[TaskState, ...], TaskState]]] = {
     "requeue": ((TaskState.RETRYABLE,), TaskState.PENDING),
     "exhaust": ((TaskState.RETRYABLE,), TaskState.DISCARDED),
     "extend_lease": ((TaskState.PROCESSING,), TaskState.PROCESSING),
+    # The runtime's moves.
+    "request_cancel": ((TaskState.PROCESSING,), TaskState.PROCESSING),
+    "cancel_running": ((TaskState.PROCESSING,), TaskState.CANCELLED),
+    "release": ((TaskState.PROCESSING,), TaskState.PENDING),
+    "hold": ((TaskState.PENDING,), TaskState.PENDING),
+    "unhold": ((TaskState.PENDING,), TaskState.PENDING),
+    "progress": ((TaskState.PROCESSING,), TaskState.PROCESSING),
 }
 
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from worker import dependencies
 from worker.db import Database
 from worker.errors import (
     DuplicateTaskError,
@@ -26,7 +27,7 @@ from worker.errors import (
     LeaseLostError,
     TaskNotFoundError,
 )
-from worker.models import Completion, Failure, Task
+from worker.models import Completion, Failure, RetryPolicy, Task
 from worker.rows import RAW_COLUMNS, ROW_COLUMNS, PayloadError, outcomes_json, task_from_values
 from worker.schema import tasks
 from worker.sqlfn import append_error, greatest, state_in
@@ -50,8 +51,9 @@ _STATE_INDEXES = {
 
 _LEASE = ROW_COLUMNS.index("lease_id")
 
-#: ``attempt -> delay before the next attempt`` (the policy lives outside SQL).
-DelayPolicy = Callable[[int], float]
+#: ``(attempt, created_at, policy, requested delay) -> next attempt's time``, or None for no
+#: more retries; the policy itself lives outside SQL (:func:`worker.backoff.next_attempt_at`).
+RetryPlan = Callable[[int, float, RetryPolicy | None, float | None], float | None]
 
 
 def _chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -96,20 +98,21 @@ class TaskStore:
 
     # -- enqueue -------------------------------------------------------------------------
 
-    async def insert(self, rows: list[dict[str, Any]]) -> tuple[list[str], int]:
+    async def insert(self, rows: list[dict[str, Any]], now: float) -> tuple[list[str], int]:
         """Insert rows (:data:`INSERT_COLUMNS` values) atomically, in one ``executemany``.
 
         Returns each row's task id and how many rows were inserted: a row whose idempotency
         key belongs to a live task (or to an earlier row of the same batch) is not inserted,
-        and its id is the existing task's.
+        and its id is the existing task's. Dependencies are recorded in the same transaction.
         """
         insert = self._sql.insert
-        keyed = any(row["idempotency_key"] is not None for row in rows)
-        async with self._db.write("enqueue", lock_first=keyed) as conn:
+        reads_first = any(row["idempotency_key"] or row["depends_on"] for row in rows)
+        async with self._db.write("enqueue", lock_first=reads_first) as conn:
             ids = [row["id"] for row in rows]
             existing = await self._live_keys(conn, rows)
             fresh: list[tuple[Any, ...]] = []
             fresh_ids: list[str] = []
+            fresh_rows: list[dict[str, Any]] = []
             for index, row in enumerate(rows):
                 key = row["idempotency_key"]
                 if key is not None and key in existing:
@@ -119,11 +122,14 @@ class TaskStore:
                     existing[key] = row["id"]
                 fresh.append(insert.params(**row))
                 fresh_ids.append(row["id"])
+                fresh_rows.append(row)
             try:
                 await conn.exec_driver_sql(insert.sql, fresh)
             except exc.IntegrityError as error:
                 taken = await self._existing_ids(conn, fresh_ids)
                 raise DuplicateTaskError(taken or [str(error.orig)]) from error
+            if reads_first:
+                await dependencies.link(conn, fresh_rows, now)
         return ids, len(fresh)
 
     async def _live_keys(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, str]:
@@ -224,7 +230,20 @@ class TaskStore:
                     first = missed[0]
                     await self._raise_refusal(conn, operation, first.task_id, first.lease_id)
                 refused += [a.task_id for a in missed]
+                await self._settle(conn, operation, rows, now)
         return refused
+
+    async def _settle(
+        self, conn: AsyncConnection, operation: str, rows: Sequence[Any], now: float
+    ) -> None:
+        """Release or cancel the dependents of tasks that just ended (rows: id, dependents)."""
+        waited_on = [str(row[0]) for row in rows if row[1]]
+        if not waited_on:
+            return
+        if target(operation) is TaskState.COMPLETED:
+            await dependencies.settle(conn, waited_on, [], now)
+        elif target(operation) in (TaskState.DISCARDED, TaskState.CANCELLED):
+            await dependencies.settle(conn, [], waited_on, now)
 
     async def transition(
         self,
@@ -243,11 +262,14 @@ class TaskStore:
             sa.update(tasks)
             .where(condition, state_in(*sources(operation)))
             .values(values)
-            .returning(tasks.c.id)
+            .returning(tasks.c.id, tasks.c.dependents)
         )
-        async with self._db.write(operation) as conn:
-            if (await conn.execute(statement)).first() is None:
+        async with self._db.write(operation, lock_first=False) as conn:
+            row = (await conn.execute(statement)).first()
+            if row is None:
                 await self._raise_refusal(conn, operation, task_id, lease_id)
+            else:
+                await self._settle(conn, operation, [row], float(values.get("updated_at", 0)))
 
     async def resume(self, task_id: str, now: float, default_max_attempts: int) -> None:
         """DISCARDED -> PENDING, due now, with at least one attempt left."""
@@ -313,7 +335,7 @@ class TaskStore:
         *,
         visibility_timeout: float | None,
         max_attempts: int,
-        delay: DelayPolicy,
+        plan: RetryPlan,
     ) -> list[Task]:
         """Expired leases -> RETRYABLE; RETRYABLE -> PENDING (after backoff) or DISCARDED.
 
@@ -322,7 +344,7 @@ class TaskStore:
         """
         async with self._db.write("retry sweep") as conn:
             expired = await self._expire_leases(conn, size, now, visibility_timeout)
-            moved = await self._requeue_or_exhaust(conn, size, now, max_attempts, delay)
+            moved = await self._requeue_or_exhaust(conn, size, now, max_attempts, plan)
             ids = list(dict.fromkeys([*expired, *moved]))
             rows: list[Any] = []
             for chunk in _chunks(ids):
@@ -333,16 +355,19 @@ class TaskStore:
     async def _expire_leases(
         self, conn: AsyncConnection, size: int, now: float, visibility_timeout: float | None
     ) -> list[str]:
+        """Expired leases: RETRYABLE, or CANCELLED when a cancel was asked for meanwhile."""
         if visibility_timeout is None:
             stale = tasks.c.lease_expires_at <= now
         else:  # the caller's timeout, counted from the last claim or renewal
             stale = tasks.c.updated_at <= now - visibility_timeout
         victims = sa.select(tasks.c.id).where(state_in(TaskState.PROCESSING), stale).limit(size)
+        cancelled = tasks.c.cancel_requested_at.is_not(None)
         statement = (
             sa.update(tasks)
             .where(tasks.c.id.in_(victims.scalar_subquery()), state_in(*sources("expire")))
             .values(
-                state=target("expire").value,
+                state=sa.case((cancelled, TaskState.CANCELLED.value), else_=target("expire").value),
+                finished_at=sa.case((cancelled, now), else_=None),
                 last_error=EXPIRED_ERROR,
                 errors=append_error(sa.literal(EXPIRED_ERROR), now, expired=True),
                 expired_count=tasks.c.expired_count + 1,
@@ -351,27 +376,45 @@ class TaskStore:
                 retry_delay=None,
                 updated_at=now,
             )
-            .returning(tasks.c.id)
+            .returning(tasks.c.id, tasks.c.state, tasks.c.dependents)
         )
-        return list((await conn.execute(statement)).scalars().all())
+        rows = (await conn.execute(statement)).all()
+        ended = [str(i) for i, state, n in rows if n and state == TaskState.CANCELLED.value]
+        if ended:
+            await dependencies.settle(conn, [], ended, now)
+        return [str(row[0]) for row in rows]
 
     async def _requeue_or_exhaust(
-        self, conn: AsyncConnection, size: int, now: float, max_attempts: int, delay: DelayPolicy
+        self, conn: AsyncConnection, size: int, now: float, max_attempts: int, plan: RetryPlan
     ) -> list[str]:
         query = (
-            sa.select(tasks.c.id, tasks.c.attempt_count, tasks.c.max_attempts, tasks.c.retry_delay)
+            sa.select(
+                tasks.c.id,
+                tasks.c.attempt_count,
+                tasks.c.max_attempts,
+                tasks.c.retry_delay,
+                tasks.c.created_at,
+                sa.type_coerce(tasks.c.retry_policy, sa.Text),
+            )
             .where(state_in(TaskState.RETRYABLE))
             .order_by(tasks.c.updated_at)
             .limit(size)
         )
         requeue: list[dict[str, Any]] = []
-        exhaust: list[dict[str, Any]] = []
-        for task_id, attempts, own_max, retry_delay in (await conn.execute(query)).all():
+        used_up: list[str] = []
+        too_late: list[str] = []
+        for task_id, attempts, own_max, requested, created_at, policy in (
+            await conn.execute(query)
+        ).all():
             if attempts >= (own_max if own_max is not None else max_attempts):
-                exhaust.append({"b_id": task_id})
+                used_up.append(task_id)
+                continue
+            parsed = None if policy is None else RetryPolicy.model_validate_json(policy)
+            at = plan(max(attempts, 1), created_at, parsed, requested)
+            if at is None:
+                too_late.append(task_id)
             else:
-                wait = retry_delay if retry_delay is not None else delay(max(attempts, 1))
-                requeue.append({"b_id": task_id, "b_schedule_at": now + wait})
+                requeue.append({"b_id": task_id, "b_schedule_at": at})
         if requeue:
             await conn.execute(
                 sa.update(tasks)
@@ -384,14 +427,29 @@ class TaskStore:
                 ),
                 requeue,
             )
-        if exhaust:
-            await conn.execute(
-                sa.update(tasks)
-                .where(tasks.c.id == sa.bindparam("b_id"), state_in(*sources("exhaust")))
-                .values(state=target("exhaust").value, finished_at=now, updated_at=now),
-                exhaust,
-            )
-        return [row["b_id"] for row in requeue + exhaust]
+        await self._exhaust(conn, used_up, now, None)
+        await self._exhaust(conn, too_late, now, " (no retry: past the retry policy's deadline)")
+        return [row["b_id"] for row in requeue] + used_up + too_late
+
+    async def _exhaust(
+        self, conn: AsyncConnection, ids: list[str], now: float, note: str | None
+    ) -> None:
+        if not ids:
+            return
+        values: dict[str, Any] = {
+            "state": target("exhaust").value,
+            "finished_at": now,
+            "updated_at": now,
+        }
+        if note is not None:
+            values["last_error"] = sa.func.coalesce(tasks.c.last_error, "") + note
+        statement = (
+            sa.update(tasks)
+            .where(tasks.c.id.in_(ids), state_in(*sources("exhaust")))
+            .values(values)
+            .returning(tasks.c.id, tasks.c.dependents)
+        )
+        await self._settle(conn, "exhaust", (await conn.execute(statement)).all(), now)
 
     # -- reads and retention -------------------------------------------------------------
 
