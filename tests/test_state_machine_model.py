@@ -75,7 +75,7 @@ ACCEPTS: Final[dict[Operation, frozenset[TaskState]]] = {
     "complete": frozenset({PROCESSING}),
     "retry": frozenset({PROCESSING}),
     "discard": frozenset({PROCESSING}),
-    "cancel": frozenset({PENDING, RETRYABLE}),
+    "cancel": frozenset({PENDING, RETRYABLE, PROCESSING}),
     "resume": frozenset({DISCARDED}),
     "extend_lease": frozenset({PROCESSING}),
 }
@@ -114,6 +114,8 @@ class ModelTask:
     last_error: str | None = None
     errors: list[tuple[int, str, bool]] = field(default_factory=list)
     finished_at: float | None = None
+    #: A cancel was asked for while it ran: its expiry ends it CANCELLED, not RETRYABLE.
+    cancel_requested: bool = False
 
 
 def predict(
@@ -331,7 +333,14 @@ class QueueStateMachine(RuleBasedStateMachine):
             task.lease_expires_at = now + (length or VISIBILITY_TIMEOUT)
             assert result == task.lease_expires_at
             return
-        assert result is None
+        if operation == "cancel":
+            if task.state is PROCESSING:  # its worker is asked to stop it
+                assert result is PROCESSING
+                task.cancel_requested = True
+                return
+            assert result is CANCELLED
+        else:
+            assert result is None
         task.lease_expires_at = None
         if operation == "complete":
             task.state = COMPLETED
@@ -363,7 +372,7 @@ class QueueStateMachine(RuleBasedStateMachine):
         lease_id: str | None,
         delay_s: float | None,
         seconds: float | None,
-    ) -> Coroutine[Any, Any, float | None]:
+    ) -> Coroutine[Any, Any, float | TaskState | None]:
         """The queue call that performs ``operation``."""
         if operation == "complete":
             return self.queue.mark_as_complete(task_id, lease_id=lease_id)
@@ -481,7 +490,9 @@ class QueueStateMachine(RuleBasedStateMachine):
             if task.lease_expires_at <= now:
                 expired.add(task.id)
                 touched.add(task.id)
-                task.state = RETRYABLE
+                task.state = CANCELLED if task.cancel_requested else RETRYABLE
+                if task.cancel_requested:
+                    task.finished_at = now
                 task.expired_count += 1
                 task.last_error = EXPIRED_ERROR
                 task.errors.append((task.attempt_count, EXPIRED_ERROR, True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -12,11 +13,14 @@ from pydantic import JsonValue, ValidationError
 
 from worker.backoff import next_attempt_at
 from worker.config import QueueConfig
+from worker.control import ControlStore, Heartbeat
 from worker.db import Database
 from worker.errors import InvalidInputError, InvalidTaskError, UnknownRequestKindError
+from worker.explain import explain, explain_pending
 from worker.ids import new_ids
 from worker.migrate import upgrade_to_head
-from worker.models import Completion, Failure, RetryPolicy, Task
+from worker.models import Completion, Failure, Progress, RetryPolicy, Task
+from worker.reads import ReadStore
 from worker.rows import insert_values, items_json
 from worker.states import TERMINAL_STATES, TaskState
 from worker.store import TaskStore
@@ -66,6 +70,8 @@ class WorkerQueue:
         self._clock = clock
         self._db = Database(self.config)
         self._store = TaskStore(self._db, self.config.default_visibility_timeout)
+        self._reads = ReadStore(self._db)
+        self._control = ControlStore(self._db, self.config.default_visibility_timeout)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -175,10 +181,29 @@ class WorkerQueue:
             "discard", [Failure(task_id, reason, lease_id)], self._clock(), strict=True
         )
 
-    async def mark_as_cancelled(self, task_id: str) -> None:
-        """PENDING or RETRYABLE -> CANCELLED."""
+    async def mark_as_cancelled(
+        self, task_id: str, *, lease_id: str | None = None, reason: str | None = None
+    ) -> TaskState:
+        """Cancel a task; returns its state afterwards.
+
+        PENDING or RETRYABLE tasks end CANCELLED at once. A PROCESSING task is asked to stop:
+        it stays PROCESSING (with ``cancel_requested_at`` set) until its worker, which
+        notices at its next heartbeat, stops the handler and calls this again with its
+        ``lease_id`` to end it CANCELLED; a task whose worker died ends CANCELLED when its
+        lease expires.
+        """
         now = self._clock()
-        await self._store.transition("cancel", task_id, {"finished_at": now, "updated_at": now})
+        if lease_id is not None:
+            values: dict[str, Any] = {
+                "finished_at": now,
+                "updated_at": now,
+                "lease_expires_at": None,
+            }
+            if reason is not None:
+                values["last_error"] = reason
+            await self._store.transition("cancel_running", task_id, values, lease_id=lease_id)
+            return TaskState.CANCELLED
+        return await self._store.cancel(task_id, now, reason)
 
     async def mark_as_resume(self, task_id: str) -> None:
         """DISCARDED -> PENDING, due now, with at least one more attempt."""
@@ -191,6 +216,115 @@ class WorkerQueue:
         if seconds is not None:
             _positive("seconds", seconds)
         return await self._store.extend_lease(task_id, lease_id, self._clock(), seconds)
+
+    async def heartbeat(
+        self, leases: Sequence[tuple[str, str]], seconds: float | None = None
+    ) -> Heartbeat:
+        """Renew many ``(task_id, lease_id)`` leases at once; reports lost leases and cancels."""
+        if seconds is not None:
+            _positive("seconds", seconds)
+        return await self._control.heartbeat(leases, self._clock(), seconds)
+
+    async def release(self, leases: Sequence[tuple[str, str]]) -> list[str]:
+        """Give claimed tasks back (graceful shutdown): PENDING, due now, attempt not used."""
+        return await self._control.release(leases, self._clock())
+
+    async def set_progress(
+        self,
+        task_id: str,
+        lease_id: str,
+        current: float,
+        total: float | None = None,
+        message: str | None = None,
+    ) -> Progress:
+        """Record a running task's progress (fenced by its lease)."""
+        progress = Progress(current=current, total=total, message=message, at=self._clock())
+        await self._store.transition(
+            "progress",
+            task_id,
+            {"progress": progress.model_dump_json(), "updated_at": progress.at},
+            lease_id=lease_id,
+        )
+        return progress
+
+    async def save_checkpoint(self, task_id: str, lease_id: str, data: JsonValue) -> None:
+        """Keep ``data`` with the task; a later attempt reads it back as ``task.checkpoint``."""
+        await self._store.transition(
+            "progress",
+            task_id,
+            {"checkpoint": json.dumps(data), "updated_at": self._clock()},
+            lease_id=lease_id,
+        )
+
+    # -- operators -----------------------------------------------------------------------
+
+    async def hold(self, task_id: str) -> None:
+        """Keep a pending task from being claimed until :meth:`unhold`."""
+        await self._store.transition("hold", task_id, {"held": True, "updated_at": self._clock()})
+
+    async def unhold(self, task_id: str) -> None:
+        await self._store.transition(
+            "unhold", task_id, {"held": False, "updated_at": self._clock()}
+        )
+
+    async def pause_queue(self, queue: str) -> None:
+        """Claim nothing from ``queue`` until :meth:`unpause_queue` (kept in the database)."""
+        await self._control.pause_queue(queue, self._clock())
+
+    async def unpause_queue(self, queue: str) -> bool:
+        """Resume claiming from ``queue``; False if it was not paused."""
+        return await self._control.unpause_queue(queue)
+
+    async def paused_queues(self) -> dict[str, float]:
+        """Paused queue names and when they were paused."""
+        return await self._control.paused()
+
+    async def queue_position(self, task_id: str) -> int:
+        """How many claimable tasks of its queue would be claimed before this pending task."""
+        task = await self.get_task(task_id)
+        return await self._control.position(task.id, task.queue, task.priority, self._clock())
+
+    async def why(self, task_id: str) -> str:
+        """One line on why a task is not running (or what it is doing)."""
+        task = await self.get_task(task_id)
+        now = self._clock()
+        if task.state is TaskState.PENDING:
+            paused = await self._control.paused()
+            blockers = await self._control.unfinished_dependencies(task.id)
+            position = await self._control.position(task.id, task.queue, task.priority, now)
+            return explain_pending(task, now, paused, blockers, position)
+        return explain(task, now)
+
+    # -- workers and statistics ----------------------------------------------------------
+
+    async def register_worker(self, info: Mapping[str, Any]) -> None:
+        now = self._clock()
+        await self._control.register_worker({**info, "started_at": now, "heartbeat_at": now})
+
+    async def worker_heartbeat(self, worker_id: str, *, stopped: bool = False) -> None:
+        await self._control.worker_heartbeat(worker_id, self._clock(), stopped=stopped)
+
+    async def live_workers(self, within_s: float = 30.0) -> list[dict[str, Any]]:
+        return await self._control.live_workers(self._clock() - within_s)
+
+    async def get_statistics(self, window_s: float = 300.0) -> dict[str, Any]:
+        """Counts per state and queue, and figures over tasks finished in the last window."""
+        _positive("window_s", window_s)
+        now = self._clock()
+        counts = await self.get_queue_stats()
+        recent = await self._control.window(now - window_s)
+        workers = await self.live_workers()
+        oldest = recent.pop("oldest_pending_at")
+        return {
+            "states": counts,
+            "queues": recent.pop("queues"),
+            "window_s": window_s,
+            "throughput_per_s": recent["completed"] / window_s,
+            **recent,
+            "oldest_pending_age_s": None if oldest is None else max(0.0, now - oldest),
+            "workers_alive": len(workers),
+            "workers": workers,
+        }
 
     # -- the sweep -----------------------------------------------------------------------
 
@@ -236,7 +370,7 @@ class WorkerQueue:
     # -- reads and retention -------------------------------------------------------------
 
     async def get_task(self, task_id: str) -> Task:
-        return await self._store.get(task_id)
+        return await self._reads.get(task_id)
 
     async def list_tasks(
         self,
@@ -248,11 +382,11 @@ class WorkerQueue:
         """Tasks in id (enqueue) order; pass the last id as ``after_id`` for the next page."""
         _positive("limit", limit)
         chosen = None if state is None else _state(state)
-        return await self._store.list(state=chosen, queue=queue, limit=limit, after_id=after_id)
+        return await self._reads.list(state=chosen, queue=queue, limit=limit, after_id=after_id)
 
     async def get_queue_stats(self, queue: str | None = None) -> dict[str, int]:
         """Count per state (lower-case names, every state present) and ``total``."""
-        counts = await self._store.count_by_state(queue)
+        counts = await self._reads.count_by_state(queue)
         stats = {state.value: counts.get(state.value, 0) for state in TaskState}
         stats["total"] = sum(stats.values())
         return stats
@@ -269,7 +403,7 @@ class WorkerQueue:
             raise InvalidInputError(f"purge deletes only terminal tasks, not {', '.join(live)}")
         if not chosen:
             return 0
-        return await self._store.purge(self._clock() - older_than_s, chosen)
+        return await self._control.purge(self._clock() - older_than_s, chosen)
 
 
 def _state(value: TaskState | str) -> TaskState:

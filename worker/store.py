@@ -40,14 +40,6 @@ log = logging.getLogger(__name__)
 _CHUNK = 1000
 _LIVE = (TaskState.PENDING, TaskState.PROCESSING, TaskState.RETRYABLE)
 EXPIRED_ERROR = "visibility timeout expired"
-#: The partial index that holds each state other than completed (statistics count through it).
-_STATE_INDEXES = {
-    TaskState.PENDING: "ix_tasks_claim",
-    TaskState.PROCESSING: "ix_tasks_lease_expiry",
-    TaskState.RETRYABLE: "ix_tasks_retryable",
-    TaskState.DISCARDED: "ix_tasks_discarded",
-    TaskState.CANCELLED: "ix_tasks_cancelled",
-}
 
 _LEASE = ROW_COLUMNS.index("lease_id")
 
@@ -271,6 +263,33 @@ class TaskStore:
             else:
                 await self._settle(conn, operation, [row], float(values.get("updated_at", 0)))
 
+    async def cancel(self, task_id: str, now: float, reason: str | None) -> TaskState:
+        """PENDING/RETRYABLE -> CANCELLED, or ask a PROCESSING task's worker to stop it."""
+        values: dict[str, Any] = {"finished_at": now, "updated_at": now}
+        if reason is not None:
+            values["last_error"] = reason
+        ended = (
+            sa.update(tasks)
+            .where(tasks.c.id == task_id, state_in(*sources("cancel")))
+            .values(state=target("cancel").value, **values)
+            .returning(tasks.c.id, tasks.c.dependents)
+        )
+        ask = (
+            sa.update(tasks)
+            .where(tasks.c.id == task_id, state_in(*sources("request_cancel")))
+            .values(cancel_requested_at=sa.func.coalesce(tasks.c.cancel_requested_at, now))
+            .returning(tasks.c.id)
+        )
+        async with self._db.write("cancel", lock_first=False) as conn:
+            row = (await conn.execute(ended)).first()
+            if row is not None:
+                await self._settle(conn, "cancel", [row], now)
+                return TaskState.CANCELLED
+            if (await conn.execute(ask)).first() is not None:
+                return TaskState.PROCESSING
+            await self._raise_refusal(conn, "cancel", task_id, None)
+        raise AssertionError("unreachable: _raise_refusal raises")
+
     async def resume(self, task_id: str, now: float, default_max_attempts: int) -> None:
         """DISCARDED -> PENDING, due now, with at least one attempt left."""
         more = greatest(
@@ -450,67 +469,3 @@ class TaskStore:
             .returning(tasks.c.id, tasks.c.dependents)
         )
         await self._settle(conn, "exhaust", (await conn.execute(statement)).all(), now)
-
-    # -- reads and retention -------------------------------------------------------------
-
-    async def get(self, task_id: str) -> Task:
-        async with self._db.read("get_task") as conn:
-            query = sa.select(*RAW_COLUMNS).where(tasks.c.id == task_id)
-            row = (await conn.execute(query)).first()
-        if row is None:
-            raise TaskNotFoundError(task_id)
-        return task_from_values(row, lenient=True)
-
-    async def list(
-        self,
-        *,
-        state: TaskState | None,
-        queue: str | None,
-        limit: int,
-        after_id: str | None,
-    ) -> list[Task]:
-        query = sa.select(*RAW_COLUMNS).order_by(tasks.c.id).limit(limit)
-        if state is not None:
-            query = query.where(state_in(state))
-        if queue is not None:
-            query = query.where(tasks.c.queue == queue)
-        if after_id is not None:
-            query = query.where(tasks.c.id > after_id)
-        async with self._db.read("list_tasks") as conn:
-            rows = (await conn.execute(query)).all()
-        return [task_from_values(row, lenient=True) for row in rows]
-
-    async def count_by_state(self, queue: str | None) -> dict[str, int]:
-        """Tasks per state, at a cost that follows the live tasks, not the history.
-
-        Completed tasks (usually almost every row) are not counted one by one: the total
-        comes from ``count(*)`` (for the whole table SQLite answers it from b-tree page
-        counts; for one queue it walks the queue index), every other state from its partial
-        index, and completed is the difference.
-        """
-        filters = "" if queue is None else " AND queue = :queue"
-        counts = ", ".join(
-            f"(SELECT count(*) FROM tasks INDEXED BY {index} WHERE state = '{state.value}'"
-            f"{filters})"
-            for state, index in _STATE_INDEXES.items()
-        )
-        total = (
-            "(SELECT count(*) FROM tasks)"
-            if queue is None
-            else ("(SELECT count(*) FROM tasks WHERE queue = :queue)")
-        )
-        query = sa.text(f"SELECT {total}, {counts}")
-        if queue is not None:
-            query = query.bindparams(queue=queue)
-        async with self._db.read("get_queue_stats") as conn:
-            everything, *numbers = (await conn.execute(query)).one()
-        stats = {s.value: int(n) for s, n in zip(_STATE_INDEXES, numbers, strict=True)}
-        stats[TaskState.COMPLETED.value] = int(everything) - sum(stats.values())
-        return stats
-
-    async def purge(self, cutoff: float, states: Iterable[TaskState]) -> int:
-        chosen = tuple(states)
-        statement = sa.delete(tasks).where(state_in(*chosen), tasks.c.finished_at <= cutoff)
-        async with self._db.write("purge") as conn:
-            result = await conn.execute(statement)
-        return int(result.rowcount)

@@ -1,0 +1,253 @@
+"""SQL for the runtime and for operators: heartbeats, release, progress, checkpoints, holds,
+paused queues, the worker registry, statistics and retention.
+
+Every task write is a compare-and-set fenced by the caller's lease where it has one, like the
+hot path in :mod:`worker.store`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics as stats
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from worker.db import Database
+from worker.schema import paused_queues, task_dependencies, tasks, workers
+from worker.sqlfn import state_in
+from worker.states import TaskState
+
+_PURGE_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """What a batch lease renewal found: new expiries, leases lost, cancels asked for."""
+
+    renewed: dict[str, float]
+    lost: list[str]
+    cancel_requested: list[str]
+
+
+def _pairs(name: str) -> sa.Subquery:
+    rows = sa.func.json_each(sa.bindparam(name)).table_valued("value")
+    return sa.select(
+        sa.func.json_extract(rows.c.value, "$[0]").label("id"),
+        sa.func.json_extract(rows.c.value, "$[1]").label("lease"),
+    ).subquery("a")
+
+
+class ControlStore:
+    def __init__(self, db: Database, default_visibility_timeout: float) -> None:
+        self._db = db
+        self._default_vt = default_visibility_timeout
+
+    # -- running tasks -------------------------------------------------------------------
+
+    async def heartbeat(
+        self, leases: Sequence[tuple[str, str]], now: float, seconds: float | None
+    ) -> Heartbeat:
+        """Renew many leases in one statement (a worker's heartbeat)."""
+        if not leases:
+            return Heartbeat({}, [], [])
+        claims = _pairs("leases")
+        length: Any = (
+            seconds
+            if seconds is not None
+            else sa.func.coalesce(tasks.c.visibility_timeout, self._default_vt)
+        )
+        statement = (
+            sa.update(tasks)
+            .where(
+                tasks.c.id == claims.c.id,
+                tasks.c.lease_id == claims.c.lease,
+                state_in(TaskState.PROCESSING),
+            )
+            .values(lease_expires_at=now + length, updated_at=now)
+            .returning(tasks.c.id, tasks.c.lease_expires_at, tasks.c.cancel_requested_at)
+        )
+        async with self._db.write("heartbeat", lock_first=False) as conn:
+            rows = (await conn.execute(statement, {"leases": json.dumps(list(leases))})).all()
+        renewed = {str(i): float(at) for i, at, _ in rows}
+        return Heartbeat(
+            renewed,
+            [task_id for task_id, _ in leases if task_id not in renewed],
+            [str(i) for i, _, asked in rows if asked is not None],
+        )
+
+    async def release(self, leases: Sequence[tuple[str, str]], now: float) -> list[str]:
+        """PROCESSING -> PENDING, due now, giving the attempt back; returns the ids released."""
+        if not leases:
+            return []
+        claims = _pairs("leases")
+        statement = (
+            sa.update(tasks)
+            .where(
+                tasks.c.id == claims.c.id,
+                tasks.c.lease_id == claims.c.lease,
+                state_in(TaskState.PROCESSING),
+            )
+            .values(
+                state=TaskState.PENDING.value,
+                attempt_count=sa.func.max(tasks.c.attempt_count - 1, 0),
+                schedule_at=now,
+                lease_expires_at=None,
+                progress=None,
+                updated_at=now,
+            )
+            .returning(tasks.c.id)
+        )
+        async with self._db.write("release", lock_first=False) as conn:
+            rows = (await conn.execute(statement, {"leases": json.dumps(list(leases))})).all()
+        return [str(row[0]) for row in rows]
+
+    # -- operators -----------------------------------------------------------------------
+
+    async def pause_queue(self, queue: str, now: float) -> None:
+        statement = sa.insert(paused_queues).values(queue=queue, paused_at=now)
+        async with self._db.write("pause", lock_first=False) as conn:
+            await conn.execute(statement.prefix_with("OR IGNORE", dialect="sqlite"))
+
+    async def unpause_queue(self, queue: str) -> bool:
+        statement = sa.delete(paused_queues).where(paused_queues.c.queue == queue)
+        async with self._db.write("unpause", lock_first=False) as conn:
+            return bool((await conn.execute(statement)).rowcount)
+
+    async def paused(self) -> dict[str, float]:
+        async with self._db.read("paused queues") as conn:
+            rows = (await conn.execute(sa.select(paused_queues))).all()
+        return {str(queue): float(at) for queue, at in rows}
+
+    async def position(self, task_id: str, queue: str, priority: int, now: float) -> int:
+        """How many claimable tasks of the same queue a claim would take before this one."""
+        query = sa.text(
+            "SELECT count(*) FROM tasks INDEXED BY ix_tasks_claim WHERE state = 'pending' "
+            "AND schedule_at <= :now AND held = 0 AND waiting_on = 0 AND queue = :queue "
+            "AND (priority > :priority OR (priority = :priority AND id < :id))"
+        ).bindparams(now=now, queue=queue, priority=priority, id=task_id)
+        async with self._db.read("position") as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def unfinished_dependencies(self, task_id: str) -> list[tuple[str, str]]:
+        """The dependencies of a task that have not completed, with their states."""
+        query = (
+            sa.select(tasks.c.id, tasks.c.state)
+            .select_from(
+                task_dependencies.join(tasks, tasks.c.id == task_dependencies.c.depends_on)
+            )
+            .where(
+                task_dependencies.c.task_id == task_id,
+                tasks.c.state != TaskState.COMPLETED.value,
+            )
+            .order_by(tasks.c.id)
+        )
+        async with self._db.read("dependencies") as conn:
+            return [(str(i), str(s)) for i, s in (await conn.execute(query)).all()]
+
+    # -- workers -------------------------------------------------------------------------
+
+    async def register_worker(self, row: dict[str, Any]) -> None:
+        statement = sa.insert(workers).values(row).prefix_with("OR REPLACE", dialect="sqlite")
+        async with self._db.write("register worker", lock_first=False) as conn:
+            await conn.execute(statement)
+
+    async def worker_heartbeat(self, worker_id: str, now: float, *, stopped: bool = False) -> None:
+        values: dict[str, Any] = {"heartbeat_at": now}
+        if stopped:
+            values["stopped_at"] = now
+        statement = sa.update(workers).where(workers.c.id == worker_id).values(values)
+        async with self._db.write("worker heartbeat", lock_first=False) as conn:
+            await conn.execute(statement)
+
+    async def live_workers(self, since: float) -> list[dict[str, Any]]:
+        query = (
+            sa.select(workers)
+            .where(workers.c.heartbeat_at >= since, workers.c.stopped_at.is_(None))
+            .order_by(workers.c.started_at)
+        )
+        async with self._db.read("workers") as conn:
+            return [dict(row._mapping) for row in (await conn.execute(query)).all()]
+
+    # -- statistics and retention --------------------------------------------------------
+
+    async def window(self, since: float) -> dict[str, Any]:
+        """Figures over tasks that finished since ``since`` (through the finished index)."""
+        query = (
+            sa.select(
+                tasks.c.state,
+                tasks.c.finished_at - tasks.c.started_at,
+                tasks.c.attempt_count,
+            )
+            .where(tasks.c.finished_at >= since)
+            .order_by(tasks.c.finished_at.desc())
+            .limit(100_000)
+        )
+        oldest = sa.text(
+            "SELECT min(created_at) FROM tasks INDEXED BY ix_tasks_claim WHERE state = 'pending'"
+        )
+        per_queue = sa.text("SELECT queue, state, count(*) FROM tasks GROUP BY queue, state")
+        async with self._db.read("statistics") as conn:
+            rows = (await conn.execute(query)).all()
+            oldest_pending = (await conn.execute(oldest)).scalar()
+            queues: dict[str, dict[str, int]] = {}
+            for queue, state, count in (await conn.execute(per_queue)).all():
+                queues.setdefault(str(queue), {})[str(state)] = int(count)
+        durations = sorted(
+            float(d) for s, d, _ in rows if s == TaskState.COMPLETED.value and d is not None
+        )
+        completed = sum(1 for s, _, _ in rows if s == TaskState.COMPLETED.value)
+        discarded = sum(1 for s, _, _ in rows if s == TaskState.DISCARDED.value)
+        return {
+            "completed": completed,
+            "discarded": discarded,
+            "cancelled": sum(1 for s, _, _ in rows if s == TaskState.CANCELLED.value),
+            "retries": sum(max(int(n) - 1, 0) for _, _, n in rows),
+            "avg_processing_s": stats.fmean(durations) if durations else None,
+            "p95_processing_s": _percentile(durations, 0.95),
+            "success_rate": completed / (completed + discarded) if completed + discarded else None,
+            "oldest_pending_at": None if oldest_pending is None else float(oldest_pending),
+            "queues": queues,
+        }
+
+    async def purge(self, cutoff: float, states: Iterable[TaskState]) -> int:
+        """Delete finished tasks in batches (each its own short transaction)."""
+        chosen = tuple(states)
+        deleted = 0
+        while True:
+            victims = (
+                sa.select(tasks.c.id)
+                .where(tasks.c.finished_at <= cutoff, state_in(*chosen))
+                .limit(_PURGE_BATCH)
+            )
+            async with self._db.write("purge", lock_first=False) as conn:
+                statement = sa.delete(tasks).where(tasks.c.id.in_(victims.scalar_subquery()))
+                ids = [
+                    str(row[0])
+                    for row in (await conn.execute(statement.returning(tasks.c.id))).all()
+                ]
+                await _forget_dependencies(conn, ids)
+            deleted += len(ids)
+            if len(ids) < _PURGE_BATCH:
+                return deleted
+
+
+async def _forget_dependencies(conn: AsyncConnection, ids: list[str]) -> None:
+    if not ids:
+        return
+    gone = sa.text("SELECT value FROM json_each(:gone)").bindparams(gone=json.dumps(ids))
+    await conn.execute(
+        sa.delete(task_dependencies).where(
+            sa.or_(task_dependencies.c.task_id.in_(gone), task_dependencies.c.depends_on.in_(gone))
+        )
+    )
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    index = min(len(values) - 1, max(0, round(fraction * (len(values) - 1))))
+    return values[index]
