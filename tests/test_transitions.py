@@ -15,7 +15,7 @@ from worker import (
 )
 from worker.ids import new_id
 
-Operation = Callable[[WorkerQueue, str], Awaitable[None]]
+Operation = Callable[[WorkerQueue, str], Awaitable[object]]
 
 OPERATIONS: dict[str, Operation] = {
     "complete": lambda q, i: q.mark_as_complete(i),
