@@ -9,8 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/queue.db"
 
@@ -59,6 +64,37 @@ class QueueConfig(BaseSettings):
     busy_timeout: float = Field(
         30.0, gt=0, validation_alias=_env("busy_timeout", "QUEUE_BUSY_TIMEOUT")
     )
+    # The runtime (worker loops).
+    concurrency: int = Field(4, ge=1, validation_alias=_env("concurrency", "QUEUE_CONCURRENCY"))
+    worker_timeout: float = Field(
+        300.0, gt=0, validation_alias=_env("worker_timeout", "QUEUE_WORKER_TIMEOUT")
+    )
+    poll_interval: float = Field(
+        1.0, gt=0, validation_alias=_env("poll_interval", "QUEUE_POLL_INTERVAL")
+    )
+    sweep_interval: float = Field(
+        5.0, gt=0, validation_alias=_env("sweep_interval", "QUEUE_SWEEP_INTERVAL")
+    )
+    shutdown_grace: float = Field(
+        30.0, ge=0, validation_alias=_env("shutdown_grace", "QUEUE_SHUTDOWN_GRACE")
+    )
+    memory_threshold: float = Field(
+        0.85, gt=0, le=1, validation_alias=_env("memory_threshold", "QUEUE_MEMORY_THRESHOLD")
+    )
+    allow_commands: bool = Field(
+        False, validation_alias=_env("allow_commands", "QUEUE_ALLOW_COMMANDS")
+    )
+    call_allowed_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_env("call_allowed_modules", "QUEUE_CALL_ALLOWED_MODULES"),
+    )
+
+    @field_validator("call_allowed_modules", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(
