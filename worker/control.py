@@ -96,7 +96,7 @@ class ControlStore:
                 attempt_count=sa.func.max(tasks.c.attempt_count - 1, 0),
                 schedule_at=now,
                 lease_expires_at=None,
-                progress=None,
+                progress=sa.null(),
                 updated_at=now,
             )
             .returning(tasks.c.id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -242,7 +241,7 @@ class WorkerQueue:
         await self._store.transition(
             "progress",
             task_id,
-            {"progress": progress.model_dump_json(), "updated_at": progress.at},
+            {"progress": progress.model_dump(), "updated_at": progress.at},
             lease_id=lease_id,
         )
         return progress
@@ -252,7 +251,7 @@ class WorkerQueue:
         await self._store.transition(
             "progress",
             task_id,
-            {"checkpoint": json.dumps(data), "updated_at": self._clock()},
+            {"checkpoint": data, "updated_at": self._clock()},
             lease_id=lease_id,
         )
 

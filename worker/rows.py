@@ -154,6 +154,10 @@ _STATES = {state.value: state for state in TaskState}
 _POLICY = TypeAdapter(RetryPolicy)
 
 
+def _progress(value: Any) -> Progress | None:
+    return Progress.model_construct(**value) if isinstance(value, dict) else None
+
+
 def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
     """Build a task from a row in :data:`ROW_COLUMNS` order (JSON columns as text).
 
@@ -201,13 +205,13 @@ def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
             "metadata": _loads(metadata, {}),
             "idempotency_key": idempotency_key,
             "timeout_s": timeout_s,
-            "retry_policy": None if retry_policy is None else _POLICY.validate_json(retry_policy),
+            "retry_policy": None
+            if retry_policy in (None, "null")
+            else _POLICY.validate_json(retry_policy),
             "held": bool(held),
             "depends_on": _loads(depends_on, []),
             "waiting_on": waiting_on,
-            "progress": None
-            if progress is None
-            else Progress.model_construct(**json.loads(progress)),
+            "progress": _progress(_loads(progress, None)),
             "checkpoint": _loads(checkpoint, None),
             "cancel_requested_at": cancel_requested_at,
         },
