@@ -13,6 +13,7 @@ from worker import (
     TaskState,
     WorkerQueue,
 )
+from worker.models import Resources
 
 
 async def test_held_task_is_skipped_until_unheld(queue: WorkerQueue) -> None:
@@ -158,3 +159,21 @@ async def test_statistics(queue: WorkerQueue, clock: FakeClock) -> None:
     assert stats["workers_alive"] == 1
     await queue.worker_heartbeat("w1", stopped=True)
     assert (await queue.get_statistics())["workers_alive"] == 0
+
+
+async def test_claims_only_what_fits_in_the_free_resources(queue: WorkerQueue) -> None:
+    gib = 1 << 30
+    big = make_task("big", resources=Resources(memory_bytes=6 * gib))
+    medium = [make_task(f"m{n}", resources=Resources(memory_bytes=2 * gib)) for n in range(3)]
+    gpu = make_task("gpu", resources=Resources(gpu=True, cpu=1))
+    small = make_task("small")
+    await queue.enqueue([big, *medium, gpu, small])
+    got = await queue.dequeue(size=10, resources=Resources(memory_bytes=5 * gib, cpu=4))
+    assert [t.id for t in got] == [medium[0].id, medium[1].id, small.id]
+    # the third medium task fitted alone but not together: given back, attempt unused
+    third = await queue.get_task(medium[2].id)
+    assert third.state is TaskState.PENDING
+    assert third.attempt_count == 0
+    rest = await queue.dequeue(size=10, resources=Resources(memory_bytes=8 * gib, cpu=1, gpu=True))
+    assert [t.id for t in rest] == [big.id, medium[2].id, gpu.id]
+    assert await queue.dequeue(size=10) == []

@@ -6,6 +6,7 @@ from typing import Any
 
 from tests.support import make_task
 from worker import AttemptError, Task, TaskItem, TaskState
+from worker.models import Resources
 from worker.rows import ROW_COLUMNS, UNPACK_ORDER, trusted
 
 
@@ -14,6 +15,7 @@ def test_trusted_matches_model_construct() -> None:
     fields["items"] = make_task().items
     fields["errors"] = [AttemptError(attempt=1, error="x", at=1.0)]
     fields["state"] = TaskState.PROCESSING
+    fields["resources"] = Resources(memory_bytes=1)
     fast = trusted(Task, dict(fields))
     slow = Task.model_construct(**dict(fields))
     assert fast == slow

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.db import Database
 from worker.schema import paused_queues, task_dependencies, tasks, workers
-from worker.sqlfn import state_in
+from worker.sqlfn import lease_pairs, state_in
 from worker.states import TaskState
 
 _PURGE_BATCH = 5000
@@ -31,14 +31,6 @@ class Heartbeat:
     renewed: dict[str, float]
     lost: list[str]
     cancel_requested: list[str]
-
-
-def _pairs(name: str) -> sa.Subquery:
-    rows = sa.func.json_each(sa.bindparam(name)).table_valued("value")
-    return sa.select(
-        sa.func.json_extract(rows.c.value, "$[0]").label("id"),
-        sa.func.json_extract(rows.c.value, "$[1]").label("lease"),
-    ).subquery("a")
 
 
 class ControlStore:
@@ -54,7 +46,7 @@ class ControlStore:
         """Renew many leases in one statement (a worker's heartbeat)."""
         if not leases:
             return Heartbeat({}, [], [])
-        claims = _pairs("leases")
+        claims = lease_pairs("leases")
         length: Any = (
             seconds
             if seconds is not None
@@ -78,32 +70,6 @@ class ControlStore:
             [task_id for task_id, _ in leases if task_id not in renewed],
             [str(i) for i, _, asked in rows if asked is not None],
         )
-
-    async def release(self, leases: Sequence[tuple[str, str]], now: float) -> list[str]:
-        """PROCESSING -> PENDING, due now, giving the attempt back; returns the ids released."""
-        if not leases:
-            return []
-        claims = _pairs("leases")
-        statement = (
-            sa.update(tasks)
-            .where(
-                tasks.c.id == claims.c.id,
-                tasks.c.lease_id == claims.c.lease,
-                state_in(TaskState.PROCESSING),
-            )
-            .values(
-                state=TaskState.PENDING.value,
-                attempt_count=sa.func.max(tasks.c.attempt_count - 1, 0),
-                schedule_at=now,
-                lease_expires_at=None,
-                progress=sa.null(),
-                updated_at=now,
-            )
-            .returning(tasks.c.id)
-        )
-        async with self._db.write("release", lock_first=False) as conn:
-            rows = (await conn.execute(statement, {"leases": json.dumps(list(leases))})).all()
-        return [str(row[0]) for row in rows]
 
     # -- operators -----------------------------------------------------------------------
 

@@ -116,6 +116,16 @@ class RetryPolicy(BaseModel):
         return self
 
 
+class Resources(BaseModel):
+    """What a task needs of its worker: memory, a share of CPUs, a GPU."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    memory_bytes: int = Field(0, ge=0)
+    cpu: float = Field(0.0, ge=0)
+    gpu: bool = False
+
+
 class Task(BaseModel):
     """A unit of queued work. ``id=""`` and zero times are filled in by ``enqueue``."""
 
@@ -151,6 +161,7 @@ class Task(BaseModel):
     progress: Progress | None = None
     checkpoint: JsonValue = None
     cancel_requested_at: float | None = None
+    resources: Resources = Field(default_factory=Resources)
 
     @field_validator("depends_on")
     @classmethod

@@ -18,7 +18,7 @@ from worker.errors import InvalidInputError, InvalidTaskError, UnknownRequestKin
 from worker.explain import explain, explain_pending
 from worker.ids import new_ids
 from worker.migrate import upgrade_to_head
-from worker.models import Completion, Failure, Progress, RetryPolicy, Task
+from worker.models import Completion, Failure, Progress, Resources, RetryPolicy, Task
 from worker.reads import ReadStore
 from worker.rows import insert_values, items_json
 from worker.states import TERMINAL_STATES, TaskState
@@ -135,12 +135,19 @@ class WorkerQueue:
     # -- consuming -----------------------------------------------------------------------
 
     async def dequeue(
-        self, size: int | None = None, queues: Sequence[str] | None = None
+        self,
+        size: int | None = None,
+        queues: Sequence[str] | None = None,
+        resources: Resources | None = None,
     ) -> list[Task]:
-        """Claim up to ``size`` due tasks (default: the config's batch size)."""
+        """Claim up to ``size`` due tasks (default: the config's batch size).
+
+        ``resources`` is what the caller has free: only tasks whose declared needs fit in it
+        together are claimed.
+        """
         size = self.config.batch_size if size is None else size
         _positive("size", size)
-        return await self._store.claim(size, self._clock(), queues, self.worker_id)
+        return await self._store.claim(size, self._clock(), queues, self.worker_id, resources)
 
     async def mark_as_complete(
         self, task_id: str, *, lease_id: str | None = None, results: list[JsonValue] | None = None
@@ -226,7 +233,7 @@ class WorkerQueue:
 
     async def release(self, leases: Sequence[tuple[str, str]]) -> list[str]:
         """Give claimed tasks back (graceful shutdown): PENDING, due now, attempt not used."""
-        return await self._control.release(leases, self._clock())
+        return await self._store.release(leases, self._clock())
 
     async def set_progress(
         self,

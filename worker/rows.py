@@ -16,7 +16,15 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from worker import kinds
 from worker.errors import UnknownRequestKindError
-from worker.models import AttemptError, Progress, RetryPolicy, Task, TaskItem, UnloadedRequest
+from worker.models import (
+    AttemptError,
+    Progress,
+    Resources,
+    RetryPolicy,
+    Task,
+    TaskItem,
+    UnloadedRequest,
+)
 from worker.schema import tasks
 from worker.states import TaskState
 
@@ -103,6 +111,9 @@ def insert_values(task: Task, items: str) -> dict[str, Any]:
         "held": task.held,
         "depends_on": _dumps(task.depends_on) if task.depends_on else None,
         "waiting_on": 0,
+        "memory_bytes": task.resources.memory_bytes,
+        "cpu_share": task.resources.cpu,
+        "needs_gpu": task.resources.gpu,
     }
 
 
@@ -148,10 +159,19 @@ UNPACK_ORDER = (
     "worker_id", "last_error", "errors", "items", "outcomes", "name", "metadata",
     "idempotency_key", "created_at", "updated_at", "started_at", "finished_at",
     "progress", "checkpoint", "cancel_requested_at", "timeout_s", "retry_policy", "held",
-    "waiting_on", "dependents", "depends_on",
+    "waiting_on", "dependents", "depends_on", "memory_bytes", "cpu_share", "needs_gpu",
 )  # fmt: skip
 _STATES = {state.value: state for state in TaskState}
 _POLICY = TypeAdapter(RetryPolicy)
+
+
+_NO_NEEDS = Resources()
+
+
+def _resources(memory_bytes: int, cpu: float, gpu: bool) -> Resources:
+    if not (memory_bytes or cpu or gpu):
+        return _NO_NEEDS
+    return Resources.model_construct(memory_bytes=memory_bytes, cpu=cpu, gpu=bool(gpu))
 
 
 def _progress(value: Any) -> Progress | None:
@@ -170,7 +190,7 @@ def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
         worker_id, last_error, errors, items, outcomes, name, metadata,
         idempotency_key, created_at, updated_at, started_at, finished_at,
         progress, checkpoint, cancel_requested_at, timeout_s, retry_policy, held,
-        waiting_on, _dependents, depends_on,
+        waiting_on, _dependents, depends_on, memory_bytes, cpu_share, needs_gpu,
     ) = row  # fmt: skip
     raw_items = _loads(items, [])
     if not isinstance(raw_items, list) or not raw_items:
@@ -214,5 +234,6 @@ def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
             "progress": _progress(_loads(progress, None)),
             "checkpoint": _loads(checkpoint, None),
             "cancel_requested_at": cancel_requested_at,
+            "resources": _resources(memory_bytes, cpu_share, needs_gpu),
         },
     )

@@ -47,6 +47,10 @@ tasks = sa.Table(
     sa.Column("waiting_on", sa.Integer, nullable=False, server_default="0"),
     sa.Column("dependents", sa.Integer, nullable=False, server_default="0"),
     sa.Column("depends_on", sa.JSON, nullable=True),
+    # What the task needs of its worker; a worker claims only what fits in what it has free.
+    sa.Column("memory_bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cpu_share", sa.Float, nullable=False, server_default="0"),
+    sa.Column("needs_gpu", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 #: A paused queue has a row here; nothing is claimed from it until the row is gone.
@@ -90,6 +94,9 @@ sa.Index(
     tasks.c.queue,
     tasks.c.held,
     tasks.c.waiting_on,
+    tasks.c.memory_bytes,
+    tasks.c.cpu_share,
+    tasks.c.needs_gpu,
     sqlite_where=sa.text("state = 'pending'"),
     postgresql_where=sa.text("state = 'pending'"),
 )

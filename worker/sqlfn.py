@@ -43,3 +43,12 @@ def append_error(error: ColumnElement[Any], now: Any, *, expired: bool) -> Colum
 
 def greatest(*values: Any) -> ColumnElement[Any]:
     return sa.func.max(*values)
+
+
+def lease_pairs(name: str) -> sa.Subquery:
+    """``(SELECT id, lease FROM json_each(:name)) AS a`` for a JSON list of [id, lease] pairs."""
+    rows = sa.func.json_each(sa.bindparam(name)).table_valued("value")
+    return sa.select(
+        sa.func.json_extract(rows.c.value, "$[0]").label("id"),
+        sa.func.json_extract(rows.c.value, "$[1]").label("lease"),
+    ).subquery("a")

@@ -44,6 +44,9 @@ INSERT_COLUMNS = (
     "held",
     "depends_on",
     "waiting_on",
+    "memory_bytes",
+    "cpu_share",
+    "needs_gpu",
 )
 
 
@@ -144,6 +147,7 @@ def _due(*, by_queue: bool, limit: bool) -> sa.TextualSelect:
         "SELECT id FROM tasks INDEXED BY ix_tasks_claim "
         f"WHERE state = '{TaskState.PENDING.value}' AND schedule_at <= :now "
         "AND held = 0 AND waiting_on = 0 "
+        "AND memory_bytes <= :memory AND cpu_share <= :cpu AND needs_gpu <= :gpu "
         "AND queue NOT IN (SELECT queue FROM paused_queues) "
         f"{queue_filter}{tail}"
     ).columns(tasks.c.id)

@@ -27,10 +27,10 @@ from worker.errors import (
     LeaseLostError,
     TaskNotFoundError,
 )
-from worker.models import Completion, Failure, RetryPolicy, Task
+from worker.models import Completion, Failure, Resources, RetryPolicy, Task
 from worker.rows import RAW_COLUMNS, ROW_COLUMNS, PayloadError, outcomes_json, task_from_values
 from worker.schema import tasks
-from worker.sqlfn import append_error, greatest, state_in
+from worker.sqlfn import append_error, greatest, lease_pairs, state_in
 from worker.statements import Prepared, Statements
 from worker.states import TaskState, sources, target
 
@@ -51,6 +51,25 @@ RetryPlan = Callable[[int, float, RetryPolicy | None, float | None], float | Non
 def _chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(seq), size):
         yield seq[start : start + size]
+
+
+_UNLIMITED = 2**62
+
+
+def _within(claimed: list[Task], budget: Resources) -> tuple[list[Task], list[Task]]:
+    """Split claimed tasks into those that fit the budget together, in order, and the rest."""
+    memory, cpu = budget.memory_bytes, budget.cpu
+    kept: list[Task] = []
+    extra: list[Task] = []
+    for task in claimed:
+        needs = task.resources
+        if needs.memory_bytes <= memory and needs.cpu <= cpu:
+            memory -= needs.memory_bytes
+            cpu -= needs.cpu
+            kept.append(task)
+        else:
+            extra.append(task)
+    return kept, extra
 
 
 def _completion_json(acks: Sequence[Completion]) -> str:
@@ -143,15 +162,27 @@ class TaskStore:
     # -- claim ---------------------------------------------------------------------------
 
     async def claim(
-        self, size: int, now: float, queues: Sequence[str] | None, worker_id: str | None
+        self,
+        size: int,
+        now: float,
+        queues: Sequence[str] | None,
+        worker_id: str | None,
+        budget: Resources | None = None,
     ) -> list[Task]:
-        """Claim up to ``size`` due pending tasks, highest priority first, then oldest."""
+        """Claim up to ``size`` due pending tasks, highest priority first, then oldest.
+
+        With a ``budget``, only tasks that each fit are claimed, and of those only as many as
+        fit together (in claim order); the rest are given back at once, attempt unused.
+        """
         values: dict[str, Any] = {
             "now": now,
             "size": size,
             "lease_prefix": secrets.token_hex(8) + ":",
             "default_vt": self._default_vt,
             "worker_id": worker_id,
+            "memory": _UNLIMITED if budget is None else budget.memory_bytes,
+            "cpu": float(_UNLIMITED) if budget is None else budget.cpu,
+            "gpu": 1 if budget is None or budget.gpu else 0,
         }
         statement = self._sql.claim
         if queues is not None:
@@ -175,7 +206,37 @@ class TaskStore:
         if unloadable:
             await self.fail("discard", unloadable, now, strict=False)
         claimed.sort(key=lambda t: (-t.priority, t.id))
+        if budget is not None:
+            claimed, extra = _within(claimed, budget)
+            if extra:
+                await self.release([(t.id, t.lease_id or "") for t in extra], now)
         return claimed
+
+    async def release(self, leases: Sequence[tuple[str, str]], now: float) -> list[str]:
+        """PROCESSING -> PENDING, due now, giving the attempt back; returns the ids released."""
+        if not leases:
+            return []
+        claims = lease_pairs("leases")
+        statement = (
+            sa.update(tasks)
+            .where(
+                tasks.c.id == claims.c.id,
+                tasks.c.lease_id == claims.c.lease,
+                state_in(TaskState.PROCESSING),
+            )
+            .values(
+                state=TaskState.PENDING.value,
+                attempt_count=sa.func.max(tasks.c.attempt_count - 1, 0),
+                schedule_at=now,
+                lease_expires_at=None,
+                progress=sa.null(),
+                updated_at=now,
+            )
+            .returning(tasks.c.id)
+        )
+        async with self._db.write("release", lock_first=False) as conn:
+            rows = (await conn.execute(statement, {"leases": json.dumps(list(leases))})).all()
+        return [str(row[0]) for row in rows]
 
     async def _any_due(self, values: dict[str, Any]) -> bool:
         """A read (no write lock) that says whether a claim could find anything.

@@ -26,17 +26,32 @@ def upgrade() -> None:
         batch.add_column(sa.Column("cancel_requested_at", sa.Float, nullable=True))
         batch.add_column(sa.Column("timeout_s", sa.Float, nullable=True))
         batch.add_column(sa.Column("retry_policy", sa.JSON, nullable=True))
-        batch.add_column(
-            sa.Column("held", sa.Boolean, nullable=False, server_default=sa.false())
-        )
+        batch.add_column(sa.Column("held", sa.Boolean, nullable=False, server_default=sa.false()))
         batch.add_column(sa.Column("waiting_on", sa.Integer, nullable=False, server_default="0"))
         batch.add_column(sa.Column("dependents", sa.Integer, nullable=False, server_default="0"))
         batch.add_column(sa.Column("depends_on", sa.JSON, nullable=True))
+        batch.add_column(
+            sa.Column("memory_bytes", sa.BigInteger, nullable=False, server_default="0")
+        )
+        batch.add_column(sa.Column("cpu_share", sa.Float, nullable=False, server_default="0"))
+        batch.add_column(
+            sa.Column("needs_gpu", sa.Boolean, nullable=False, server_default=sa.false())
+        )
     op.drop_index("ix_tasks_claim", "tasks")
     op.create_index(
         "ix_tasks_claim",
         "tasks",
-        [sa.text("priority DESC"), "id", "schedule_at", "queue", "held", "waiting_on"],
+        [
+            sa.text("priority DESC"),
+            "id",
+            "schedule_at",
+            "queue",
+            "held",
+            "waiting_on",
+            "memory_bytes",
+            "cpu_share",
+            "needs_gpu",
+        ],
         sqlite_where=sa.text(_PENDING),
         postgresql_where=sa.text(_PENDING),
     )
@@ -57,9 +72,7 @@ def upgrade() -> None:
         sa.Column("task_id", sa.String(26), primary_key=True),
         sa.Column("depends_on", sa.String(26), primary_key=True),
     )
-    op.create_index(
-        "ix_task_dependencies_depends_on", "task_dependencies", ["depends_on"]
-    )
+    op.create_index("ix_task_dependencies_depends_on", "task_dependencies", ["depends_on"])
     op.create_table(
         "workers",
         sa.Column("id", sa.String(128), primary_key=True),
@@ -81,8 +94,9 @@ def downgrade() -> None:
     op.drop_index("ix_tasks_claim", "tasks")
     with op.batch_alter_table("tasks") as batch:
         for column in (
-            "depends_on", "dependents", "waiting_on", "held", "retry_policy", "timeout_s",
-            "cancel_requested_at", "checkpoint", "progress",
+            "needs_gpu", "cpu_share", "memory_bytes", "depends_on", "dependents",
+            "waiting_on", "held", "retry_policy", "timeout_s", "cancel_requested_at",
+            "checkpoint", "progress",
         ):  # fmt: skip
             batch.drop_column(column)
     op.create_index(
