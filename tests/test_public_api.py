@@ -33,16 +33,33 @@ def test_worker_exports() -> None:
         "WorkerQueue",
         "register_request_kind",
         "retry_delay_s",
+        "Heartbeat",
+        "PermanentError",
+        "ProcessorRegistry",
+        "Progress",
+        "Retry",
+        "RetryPolicy",
+        "TaskContext",
+        "TaskEvent",
+        "Worker",
+        "processor",
+        "retry_sweeper",
+        "run_workers",
+        "worker_loop",
     }
     for name in worker.__all__:
         assert hasattr(worker, name)
 
 
 def test_every_error_has_one_root() -> None:
+    control_flow = {"AttemptError", "PermanentError"}
     errors = [
-        getattr(worker, n) for n in worker.__all__ if n.endswith("Error") and n != "AttemptError"
+        getattr(worker, n) for n in worker.__all__ if n.endswith("Error") and n not in control_flow
     ]
     assert all(issubclass(e, worker.QueueError) for e in errors)
+    # What handlers raise to steer the runtime is not an error of the queue.
+    assert not issubclass(worker.PermanentError, worker.QueueError)
+    assert not issubclass(worker.Retry, worker.QueueError)
     assert issubclass(worker.LeaseLostError, worker.InvalidStateTransitionError)
 
 

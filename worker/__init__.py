@@ -2,6 +2,8 @@
 
 from worker.backoff import retry_delay_s
 from worker.config import QueueConfig
+from worker.context import TaskContext
+from worker.control import Heartbeat
 from worker.errors import (
     DuplicateTaskError,
     InvalidInputError,
@@ -14,10 +16,24 @@ from worker.errors import (
     TaskNotFoundError,
     UnknownRequestKindError,
 )
+from worker.events import TaskEvent
 from worker.kinds import register_request_kind
-from worker.models import AttemptError, Completion, Failure, Task, TaskItem, UnloadedRequest
+from worker.models import (
+    AttemptError,
+    Completion,
+    Failure,
+    Progress,
+    RetryPolicy,
+    Task,
+    TaskItem,
+    UnloadedRequest,
+)
+from worker.outcomes import PermanentError, Retry
+from worker.processors import ProcessorRegistry, processor
 from worker.queue import WorkerQueue
+from worker.runtime import Worker, run_workers, worker_loop
 from worker.states import TERMINAL_STATES, Priority, TaskState
+from worker.sweeper import retry_sweeper
 
 __all__ = [
     "TERMINAL_STATES",
@@ -25,22 +41,35 @@ __all__ = [
     "Completion",
     "DuplicateTaskError",
     "Failure",
+    "Heartbeat",
     "InvalidInputError",
     "InvalidStateTransitionError",
     "InvalidTaskError",
     "LeaseLostError",
+    "PermanentError",
     "Priority",
+    "ProcessorRegistry",
+    "Progress",
     "QueueClosedError",
     "QueueConfig",
     "QueueError",
+    "Retry",
+    "RetryPolicy",
     "StorageError",
     "Task",
+    "TaskContext",
+    "TaskEvent",
     "TaskItem",
     "TaskNotFoundError",
     "TaskState",
     "UnknownRequestKindError",
     "UnloadedRequest",
+    "Worker",
     "WorkerQueue",
+    "processor",
     "register_request_kind",
     "retry_delay_s",
+    "retry_sweeper",
+    "run_workers",
+    "worker_loop",
 ]

@@ -1,0 +1,77 @@
+"""One attempt at one task: run its items in order, under the task's timeout, and say how
+it ended (:class:`Outcome`). Cancellation is not an outcome: it propagates."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import JsonValue
+
+from worker.context import TaskContext
+from worker.kinds import kind_of
+from worker.outcomes import PermanentError, judge
+from worker.processors import ProcessorRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """``complete`` with ``results`` (one per item), ``retry`` (optional delay) or ``discard``."""
+
+    verdict: Literal["complete", "retry", "discard"]
+    results: list[JsonValue] | None = None
+    error: str | None = None
+    delay_s: float | None = None
+
+
+async def run_items(ctx: TaskContext, registry: ProcessorRegistry) -> list[JsonValue]:
+    """Run every item not finished by an earlier attempt; checkpoint after each but the last."""
+    task = ctx.task
+    results: list[JsonValue] = []
+    last = len(task.items) - 1
+    for index, item in enumerate(task.items):
+        ctx.index = index
+        if index in ctx.done:
+            results.append(ctx.done[index])
+            continue
+        handler = registry.get(kind_of(type(item.request)))
+        if inspect.iscoroutinefunction(handler):
+            result = await handler(item, ctx)
+        else:
+            result = await asyncio.to_thread(handler, item, ctx)
+            if inspect.isawaitable(result):
+                result = await result
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            raise PermanentError(f"item {index}'s result is not JSON: {exc}") from exc
+        await ctx.flush_progress()
+        if index < last:
+            await ctx.finish_item(result)
+        results.append(result)
+    return results
+
+
+async def attempt(ctx: TaskContext, registry: ProcessorRegistry, timeout_s: float) -> Outcome:
+    """Run the task once; failures become outcomes, cancellation propagates."""
+    deadline = asyncio.timeout(timeout_s)
+    try:
+        async with deadline:
+            results = await run_items(ctx, registry)
+    except TimeoutError as exc:
+        if not deadline.expired():
+            return _failed(exc)
+        return Outcome("retry", error=f"timed out after {timeout_s:g} s")
+    except Exception as exc:
+        return _failed(exc)
+    finally:
+        ctx.stop_timer()
+    return Outcome("complete", results=results)
+
+
+def _failed(exc: Exception) -> Outcome:
+    judgement = judge(exc)
+    return Outcome(judgement.verdict, error=judgement.error, delay_s=judgement.delay_s)

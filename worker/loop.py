@@ -1,0 +1,255 @@
+"""``worker_loop``: claim due tasks into free slots, run them, keep their leases, ack them.
+
+One loop owns a set of running tasks. It claims in batches up to its free concurrency, wakes
+on enqueues and database changes (:mod:`worker.wakeup`), renews every running lease in one
+``heartbeat`` call at a third of the smallest visibility timeout, stops handlers whose lease
+was lost or whose task was cancelled, and on stop lets handlers finish within the grace before
+cancelling them and releasing their tasks (the attempt is given back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
+
+from worker.acks import AckBuffer
+from worker.context import TaskContext
+from worker.errors import QueueClosedError, QueueError
+from worker.events import EventBus
+from worker.execute import Outcome, attempt
+from worker.memory import MemoryGovernor
+from worker.models import Task
+from worker.outcomes import describe
+from worker.processors import ProcessorRegistry
+from worker.queue import WorkerQueue
+from worker.states import TaskState
+from worker.wakeup import DatabaseWatcher, Waker, notifier_for, sqlite_path
+
+log = logging.getLogger(__name__)
+
+StopReason = Literal["cancel", "lost", "shutdown"]
+#: After a failed claim or heartbeat, wait this long before the next try.
+ERROR_PAUSE_S = 0.5
+#: How long cancelled handlers get to unwind before the loop stops waiting for them.
+UNWIND_S = 5.0
+
+
+@dataclass
+class Running:
+    task: Task
+    ctx: TaskContext
+    job: asyncio.Task[Outcome]
+    stop_reason: StopReason | None = None
+
+    def stop(self, reason: StopReason) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.ctx.cancelled = True
+            self.job.cancel()
+
+
+class Loop:
+    def __init__(
+        self,
+        queue: WorkerQueue,
+        registry: ProcessorRegistry,
+        *,
+        concurrency: int,
+        queues: list[str] | None,
+        burst: bool,
+        events: EventBus,
+        acks: AckBuffer,
+        stop: asyncio.Event,
+        force: asyncio.Event,
+    ) -> None:
+        config = queue.config
+        self.queue = queue
+        self.registry = registry
+        self.queues = queues
+        self.burst = burst
+        self.events = events
+        self.acks = acks
+        self.stop = stop
+        self.force = force
+        self.running: dict[str, Running] = {}
+        self.memory = MemoryGovernor(concurrency, config.memory_threshold)
+        path = sqlite_path(config.database_url)
+        self.waker = Waker(DatabaseWatcher(path) if path else None, config.poll_interval)
+        self._started = asyncio.Event()
+        self._next_beat = float("inf")
+
+    async def run(self) -> None:
+        notifier = notifier_for(self.queue)
+        notifier.subscribe(self.waker.poke)
+        watch_stop = asyncio.create_task(self._poke_on(self.stop))
+        leases = asyncio.create_task(self._keep_leases())
+        try:
+            await self._claim_until_stopped()
+            await self._drain()
+        finally:
+            notifier.unsubscribe(self.waker.poke)
+            for helper in (watch_stop, leases):
+                helper.cancel()
+            await asyncio.gather(watch_stop, leases, return_exceptions=True)
+            if self.running:  # the loop itself was cancelled: give the tasks back
+                await self._stop_all()
+
+    async def _poke_on(self, event: asyncio.Event) -> None:
+        await event.wait()
+        self.waker.poke.set()
+
+    # -- claiming --------------------------------------------------------------------------
+
+    async def _claim_until_stopped(self) -> None:
+        while not self.stop.is_set():
+            free = self.memory.current() - len(self.running)
+            claimed: list[Task] = []
+            if free > 0:
+                try:
+                    claimed = await self.queue.dequeue(size=free, queues=self.queues)
+                except QueueClosedError:
+                    raise
+                except QueueError:
+                    log.exception("claiming tasks failed; trying again in %s s", ERROR_PAUSE_S)
+                    await asyncio.sleep(ERROR_PAUSE_S)
+                    continue
+                for task in claimed:
+                    self._start(task)
+            if claimed:
+                self.waker.busy()
+                if len(claimed) == free:
+                    continue
+            elif self.burst and not self.running and not await self._more_due():
+                return
+            await self.waker.wait(watch=free - len(claimed) > 0)
+
+    async def _more_due(self) -> bool:
+        """Burst mode, about to exit: write the acks and sweep; is anything due now?"""
+        await self.acks.flush()
+        moved = await self.queue.retry()
+        now = time.time()
+        return any(t.state is TaskState.PENDING and t.schedule_at <= now for t in moved)
+
+    def _start(self, task: Task) -> None:
+        ctx = TaskContext(self.queue, task, partial(self._progressed))
+        timeout_s = task.timeout_s or self.queue.config.worker_timeout
+        job = asyncio.create_task(attempt(ctx, self.registry, timeout_s), name=f"task {task.id}")
+        record = Running(task, ctx, job)
+        self.running[task.id] = record
+        job.add_done_callback(partial(self._finished, record))
+        self._next_beat = min(self._next_beat, time.monotonic() + self._lease_s(task) / 3)
+        self._started.set()
+        self.events.emit("task_started", task)
+
+    def _progressed(self, task: Task, progress: object) -> None:
+        self.events.emit("task_progress", task, progress=progress)
+
+    def _finished(self, record: Running, job: asyncio.Task[Outcome]) -> None:
+        task = record.task
+        self.running.pop(task.id, None)
+        self.waker.poke.set()
+        outcome: Outcome | None = None
+        if not job.cancelled():
+            error = job.exception()
+            if error is None:
+                outcome = job.result()
+            else:  # only BaseExceptions other than Exception get here (attempt catches those)
+                log.error("task %s: handler raised %s", task.id, describe(error))
+                outcome = Outcome("retry", error=describe(error))
+        reason = record.stop_reason
+        if outcome is not None and outcome.verdict == "complete" and reason != "lost":
+            self.acks.outcome(task, outcome)  # finished before the stop reached it
+        elif reason == "lost":
+            log.warning("task %s: lease lost; its handler was stopped, outcome dropped", task.id)
+        elif reason == "cancel":
+            self.acks.cancelled(task)
+        elif reason == "shutdown":
+            self.acks.released(task)
+        elif outcome is None:  # the handler raised CancelledError itself
+            self.acks.outcome(task, Outcome("retry", error="the handler was cancelled"))
+        else:
+            self.acks.outcome(task, outcome)
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def _lease_s(self, task: Task) -> float:
+        return task.visibility_timeout or self.queue.config.default_visibility_timeout
+
+    async def _keep_leases(self) -> None:
+        """Renew every running lease in one call, a third of the smallest timeout apart."""
+        while True:
+            self._started.clear()
+            if not self.running:
+                self._next_beat = float("inf")
+                await self._started.wait()
+                continue
+            wait = self._next_beat - time.monotonic()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):  # the beat is due
+                    await asyncio.wait_for(self._started.wait(), wait)
+                if self._started.is_set():
+                    continue  # a new task: its lease may need an earlier beat
+            records = list(self.running.values())
+            try:
+                beat = await self.queue.heartbeat(
+                    [(r.task.id, r.task.lease_id) for r in records if r.task.lease_id]
+                )
+            except QueueError:
+                log.exception("lease heartbeat failed; trying again in %s s", ERROR_PAUSE_S)
+                self._next_beat = time.monotonic() + ERROR_PAUSE_S
+                continue
+            shortest = min(self._lease_s(r.task) for r in records)
+            self._next_beat = time.monotonic() + shortest / 3
+            for task_id in beat.lost:
+                self._stop(task_id, "lost")
+            for task_id in beat.cancel_requested:
+                self._stop(task_id, "cancel")
+
+    def _stop(self, task_id: str, reason: StopReason) -> None:
+        record = self.running.get(task_id)
+        if record is not None:
+            log.info("stopping task %s: %s", task_id, reason)
+            record.stop(reason)
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """Let running handlers finish within the grace (or until forced), then stop them."""
+        grace = self.queue.config.shutdown_grace
+        if self.running and not self.force.is_set():
+            log.info("waiting up to %s s for %d running task(s)", grace, len(self.running))
+            give_up = time.monotonic() + grace
+            forced = asyncio.create_task(self.force.wait())
+            try:
+                while self.running and (left := give_up - time.monotonic()) > 0:
+                    jobs = {r.job for r in self.running.values()}
+                    done, _ = await asyncio.wait(
+                        {forced, *jobs}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if forced in done:
+                        break
+            finally:
+                forced.cancel()
+        await self._stop_all()
+
+    async def _stop_all(self) -> None:
+        records = list(self.running.values())
+        if not records:
+            return
+        log.warning("stopping %d running task(s); they will be released", len(records))
+        for record in records:
+            record.stop("shutdown")
+        _, late = await asyncio.wait({r.job for r in records}, timeout=UNWIND_S)
+        for job in late:
+            log.error(
+                "%s ignored cancellation for %s s; releasing it anyway", job.get_name(), UNWIND_S
+            )
+            for record in records:
+                if record.job is job:
+                    self.running.pop(record.task.id, None)
+                    self.acks.released(record.task)

@@ -1,0 +1,101 @@
+"""Memory awareness: fewer concurrent tasks while the machine runs short of memory.
+
+:func:`used_fraction` and :func:`adjust` are pure; :class:`MemoryGovernor` reads
+``/proc/meminfo`` (Linux) at most once per ``check_interval_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MEMINFO = Path("/proc/meminfo")
+#: Pressure must fall this far below the threshold before concurrency goes back up.
+HYSTERESIS = 0.05
+
+
+class MemoryInfoError(RuntimeError):
+    """Memory use cannot be read (not Linux, or an unexpected /proc/meminfo)."""
+
+
+def used_fraction(meminfo: str) -> float:
+    """Fraction of memory in use, ``1 - MemAvailable / MemTotal``, from /proc/meminfo text."""
+    fields: dict[str, int] = {}
+    for line in meminfo.splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            fields[name.strip()] = int(parts[0])
+    total = fields.get("MemTotal")
+    available = fields.get("MemAvailable")
+    if not total or available is None:
+        raise MemoryInfoError("/proc/meminfo has no MemTotal and MemAvailable lines")
+    return min(1.0, max(0.0, 1.0 - available / total))
+
+
+def adjust(current: int, base: int, fraction: float, threshold: float) -> int:
+    """The concurrency to use at memory use ``fraction``: halve above the threshold (min 1),
+    double back (up to ``base``) once use is clearly below it."""
+    if fraction > threshold:
+        return max(1, current // 2)
+    if fraction < threshold - HYSTERESIS:
+        return min(base, current * 2)
+    return current
+
+
+def read_meminfo() -> str:
+    try:
+        return MEMINFO.read_text()
+    except OSError as exc:
+        raise MemoryInfoError(
+            f"memory awareness reads {MEMINFO}, which only Linux has ({exc}); "
+            "set QUEUE_MEMORY_THRESHOLD=1 to turn it off"
+        ) from exc
+
+
+class MemoryGovernor:
+    """The concurrency limit a worker may use now, given memory pressure."""
+
+    def __init__(
+        self,
+        base: int,
+        threshold: float,
+        *,
+        read: Callable[[], str] = read_meminfo,
+        check_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.base = base
+        self.limit = base
+        self.threshold = threshold
+        self._read = read
+        self._interval = check_interval_s
+        self._clock = clock
+        self._next_check = clock()
+        self._enabled = threshold < 1.0
+
+    def current(self) -> int:
+        """The limit, re-read from memory use when the last check is old enough."""
+        if not self._enabled or self._clock() < self._next_check:
+            return self.limit
+        self._next_check = self._clock() + self._interval
+        try:
+            fraction = used_fraction(self._read())
+        except MemoryInfoError as exc:
+            log.warning("memory awareness is off: %s", exc)
+            self._enabled = False
+            return self.limit
+        wanted = adjust(self.limit, self.base, fraction, self.threshold)
+        if wanted < self.limit:
+            log.warning(
+                "memory use %.0f%% is above %.0f%%: concurrency %d -> %d",
+                fraction * 100, self.threshold * 100, self.limit, wanted,
+            )  # fmt: skip
+        elif wanted > self.limit:
+            log.info("memory use %.0f%%: concurrency %d -> %d", fraction * 100, self.limit, wanted)
+        self.limit = wanted
+        return wanted

@@ -1,0 +1,213 @@
+"""``Worker``: a worker loop, the retry sweeper, the worker registry and signal handling.
+
+::
+
+    async with WorkerQueue(QueueConfig.from_env()) as queue:
+        await Worker(queue, concurrency=8, queues=["audio"]).run()
+
+SIGINT or SIGTERM (handlers installed only while :meth:`Worker.run` runs) stops claiming
+and lets running handlers finish within ``shutdown_grace`` seconds; the rest are cancelled and
+released (their attempt is given back). A second signal stops them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+from collections.abc import Iterable, Sequence
+
+from worker.acks import AckBuffer
+from worker.config import QueueConfig
+from worker.errors import QueueError
+from worker.events import Callback, EventBus
+from worker.loop import Loop
+from worker.processors import ProcessorRegistry
+from worker.processors import registry as default_registry
+from worker.queue import WorkerQueue
+from worker.sweeper import retry_sweeper
+
+log = logging.getLogger(__name__)
+
+#: How often a worker tells the registry it is alive.
+REGISTRY_HEARTBEAT_S = 5.0
+
+
+async def worker_loop(
+    queue: WorkerQueue,
+    registry: ProcessorRegistry | None = None,
+    *,
+    concurrency: int | None = None,
+    queues: Sequence[str] | None = None,
+    burst: bool = False,
+    stop: asyncio.Event | None = None,
+    force: asyncio.Event | None = None,
+    events: EventBus | None = None,
+) -> dict[str, int]:
+    """Claim and run tasks until ``stop`` is set (or, with ``burst``, until nothing is due
+    and nothing runs). Every acknowledgement is written before it returns; returns counts
+    (completed, retried, discarded, cancelled, released, refused)."""
+    events = events or EventBus()
+    acks = AckBuffer(queue, events)
+    loop = Loop(
+        queue,
+        registry or default_registry,
+        concurrency=concurrency or queue.config.concurrency,
+        queues=None if queues is None else list(queues),
+        burst=burst,
+        events=events,
+        acks=acks,
+        stop=stop or asyncio.Event(),
+        force=force or asyncio.Event(),
+    )
+    flusher = asyncio.create_task(acks.run())
+    try:
+        await loop.run()
+    finally:
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        await asyncio.shield(acks.close())
+        await events.aclose()
+    return acks.counts
+
+
+class Worker:
+    """Runs tasks from ``queue`` with ``registry``'s handlers, ``concurrency`` at a time."""
+
+    def __init__(
+        self,
+        queue: WorkerQueue,
+        registry: ProcessorRegistry | None = None,
+        *,
+        concurrency: int | None = None,
+        queues: Sequence[str] | None = None,
+        burst: bool = False,
+        sweep_interval_s: float | None = None,
+        handle_signals: bool = True,
+        worker_id: str | None = None,
+    ) -> None:
+        self.queue = queue
+        self.registry = registry or default_registry
+        self.concurrency = concurrency or queue.config.concurrency
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        self.queues = None if queues is None else list(queues)
+        self.burst = burst
+        self.sweep_interval_s = sweep_interval_s
+        self.handle_signals = handle_signals
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.events = EventBus()
+        self.counts: dict[str, int] = {}
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+
+    def register_callback(self, event: str, callback: Callback) -> None:
+        """Call ``callback(TaskEvent)`` (sync or async) on ``event`` (see ``worker.events``)."""
+        self.events.register(event, callback)
+
+    def request_stop(self, *, force: bool = False) -> None:
+        """Stop claiming (and, with ``force``, stop running handlers now)."""
+        if self._stop.is_set() or force:
+            self._force.set()
+        self._stop.set()
+
+    async def run(self) -> dict[str, int]:
+        """Run until stopped (a signal, :meth:`request_stop`, or burst mode running dry)."""
+        if self.queue.worker_id is None:
+            self.queue.worker_id = self.id
+        await self.queue.register_worker(
+            {
+                "id": self.id,
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": self.queues,
+                "concurrency": self.concurrency,
+            }
+        )
+        log.info("worker %s started (concurrency %d, queues %s)", self.id, self.concurrency,
+                 self.queues or "all")  # fmt: skip
+        sweeper = asyncio.create_task(
+            retry_sweeper(self.queue, self.sweep_interval_s, stop=self._stop)
+        )
+        alive = asyncio.create_task(self._keep_registered())
+        installed = self._install_signals() if self.handle_signals else []
+        try:
+            self.counts = await worker_loop(
+                self.queue,
+                self.registry,
+                concurrency=self.concurrency,
+                queues=self.queues,
+                burst=self.burst,
+                stop=self._stop,
+                force=self._force,
+                events=self.events,
+            )
+        finally:
+            for signum in installed:
+                asyncio.get_running_loop().remove_signal_handler(signum)
+            for helper in (sweeper, alive):
+                helper.cancel()
+            await asyncio.gather(sweeper, alive, return_exceptions=True)
+            try:
+                await self.queue.worker_heartbeat(self.id, stopped=True)
+            except QueueError:
+                log.exception("could not record worker %s as stopped", self.id)
+        log.info("worker %s stopped: %s", self.id, self.counts)
+        return self.counts
+
+    async def _keep_registered(self) -> None:
+        while True:
+            await asyncio.sleep(REGISTRY_HEARTBEAT_S)
+            try:
+                await self.queue.worker_heartbeat(self.id)
+            except QueueError:
+                log.exception("worker registry heartbeat failed")
+
+    def _install_signals(self) -> list[signal.Signals]:
+        loop = asyncio.get_running_loop()
+        installed = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, self._on_signal, signum)
+            except (ValueError, RuntimeError, NotImplementedError) as exc:
+                log.warning("cannot handle %s here (%s); stop with request_stop()", signum, exc)
+                continue
+            installed.append(signum)
+        return installed
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        if self._stop.is_set():
+            log.warning("%s again: stopping running tasks now", signum.name)
+            self._force.set()
+        else:
+            log.warning(
+                "%s: no new tasks; running ones get %s s to finish (signal again to stop now)",
+                signum.name, self.queue.config.shutdown_grace,
+            )  # fmt: skip
+        self._stop.set()
+
+
+async def run_workers(
+    config: QueueConfig,
+    registry: ProcessorRegistry | None = None,
+    *,
+    modules: Iterable[str] = (),
+    concurrency: int | None = None,
+    queues: Sequence[str] | None = None,
+    burst: bool = False,
+    worker_id: str | None = None,
+) -> dict[str, int]:
+    """Open the queue, import ``modules`` (their ``@processor`` handlers register), and run
+    a :class:`Worker` until a signal (or, with ``burst``, until the queue runs dry)."""
+    chosen = registry or default_registry
+    chosen.load_modules(modules)
+    async with WorkerQueue(config) as queue:
+        worker = Worker(
+            queue, chosen, concurrency=concurrency, queues=queues, burst=burst, worker_id=worker_id
+        )
+        return await worker.run()

@@ -1,0 +1,153 @@
+"""Waking idle workers without busy polling.
+
+Two sources: an in-process :class:`Notifier` that ``enqueue`` pokes, and a
+:class:`DatabaseWatcher` that notices other processes' commits by ``stat``-ing the SQLite
+file and its ``-wal`` (size and mtime; no database round trip). A :class:`Waker` combines
+them with a bounded fallback poll, for what neither can see (a scheduled task falling due).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from worker.queue import WorkerQueue
+
+#: How often an idle worker stats the database files, and after a while of idleness.
+STAT_INTERVAL_S = 0.005
+IDLE_STAT_INTERVAL_S = 0.025
+#: Idle for this long, a worker stats less often.
+IDLE_AFTER_S = 1.0
+
+Signature = tuple[int, int, int, int]
+
+
+class Notifier:
+    """In-process wake-ups: ``notify()`` sets every subscribed event."""
+
+    def __init__(self) -> None:
+        self._events: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()
+
+    def subscribe(self, event: asyncio.Event) -> None:
+        self._events.add(event)
+
+    def unsubscribe(self, event: asyncio.Event) -> None:
+        self._events.discard(event)
+
+    def notify(self) -> None:
+        for event in list(self._events):
+            event.set()
+
+
+_notifiers: weakref.WeakKeyDictionary[WorkerQueue, Notifier] = weakref.WeakKeyDictionary()
+
+
+def notifier_for(queue: WorkerQueue) -> Notifier:
+    """The queue's notifier, poked after each of its enqueues (installed on first use).
+
+    ``WorkerQueue`` has no hook yet, so this wraps the instance's ``enqueue``.
+    """
+    notifier = _notifiers.get(queue)
+    if notifier is None:
+        notifier = _notifiers[queue] = Notifier()
+        original: Callable[..., Any] = queue.enqueue
+
+        @functools.wraps(original)
+        async def enqueue(*args: Any, **kwargs: Any) -> Any:
+            inserted = await original(*args, **kwargs)
+            if inserted:
+                notifier.notify()
+            return inserted
+
+        setattr(queue, "enqueue", enqueue)  # noqa: B010 - an instance attribute, on purpose
+    return notifier
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The database file a SQLite URL names (None for memory databases and other backends)."""
+    url = make_url(database_url)
+    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+class DatabaseWatcher:
+    """Notices commits of other connections by the database files' size and mtime."""
+
+    def __init__(self, path: Path) -> None:
+        self._paths = (path, path.with_name(path.name + "-wal"))
+        self._last = self.signature()
+
+    def signature(self) -> Signature:
+        values: list[int] = []
+        for path in self._paths:
+            try:
+                info = os.stat(path)
+            except FileNotFoundError:
+                values += [-1, -1]
+            else:
+                values += [info.st_size, info.st_mtime_ns]
+        return values[0], values[1], values[2], values[3]
+
+    def changed(self) -> bool:
+        """Whether the files changed since the last call."""
+        now = self.signature()
+        if now == self._last:
+            return False
+        self._last = now
+        return True
+
+
+class Waker:
+    """Where an idle worker waits: a poke, a database change, or the fallback poll."""
+
+    def __init__(self, watcher: DatabaseWatcher | None, poll_interval_s: float) -> None:
+        self.poke = asyncio.Event()
+        self._watcher = watcher
+        self._poll_interval_s = poll_interval_s
+        self._idle_since: float | None = None
+
+    def busy(self) -> None:
+        """Work was found: stat at the fast rate again."""
+        self._idle_since = None
+
+    async def wait(self, *, watch: bool = True) -> str:
+        """Return ``"poked"``, ``"changed"`` or ``"timeout"`` (the fallback poll is due).
+
+        With ``watch=False`` (every slot busy) only a poke ends the wait.
+        """
+        started = time.monotonic()
+        if self._idle_since is None:
+            self._idle_since = started
+        if self._watcher is not None:
+            self._watcher.changed()  # start from the files as they are now
+        poked = asyncio.create_task(self.poke.wait())
+        try:
+            if not watch:
+                await poked
+                return "poked"
+            deadline = started + self._poll_interval_s
+            while True:
+                now = time.monotonic()
+                idle = now - self._idle_since >= IDLE_AFTER_S
+                step = IDLE_STAT_INTERVAL_S if idle else STAT_INTERVAL_S
+                remaining = deadline - now
+                if remaining <= 0:
+                    return "timeout"
+                done, _ = await asyncio.wait({poked}, timeout=min(step, remaining))
+                if done:
+                    return "poked"
+                if self._watcher is not None and self._watcher.changed():
+                    return "changed"
+        finally:
+            poked.cancel()
+            self.poke.clear()
