@@ -1,0 +1,79 @@
+"""The ``wq`` command line (also ``python -m worker``), built with typer and rich.
+
+Configuration comes from the ``QUEUE_*`` environment variables (``QueueConfig.from_env()``);
+``--db URL`` (or a plain file path) replaces ``QUEUE_DATABASE_URL``. Read commands take
+``--json`` and then print exactly one JSON document on stdout. Errors print one line on
+stderr, ``wq: error: ...``, and exit with one of these codes:
+
+====  =====================================================================================
+0     ok
+1     a queue error: unknown task id, invalid state transition, refused input
+2     a usage error: bad option or argument (a duration, a priority, a request field)
+3     a storage error: the database is locked, unreadable, or not a database
+4     ``wq submit --wait``: the task ended discarded or cancelled
+130   interrupted (Ctrl-C)
+====  =====================================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from worker.cli import admin, inspect, serve
+from worker.cli.session import Options
+from worker.cli.submit import submit_app
+
+EXIT_CODES = (
+    "Exit codes: 0 ok; 1 queue error (unknown task, invalid state transition); "
+    "2 usage error; 3 storage error (database locked or unreadable); "
+    "4 submit --wait ended discarded or cancelled; 130 interrupted."
+)
+
+app = typer.Typer(
+    name="wq",
+    help="Operate a durable task queue: submit tasks, run workers, inspect and manage tasks.",
+    epilog=EXIT_CODES,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="URL",
+            help="Database URL or SQLite file path (default: QUEUE_DATABASE_URL).",
+        ),
+    ] = None,
+) -> None:
+    ctx.obj = Options(database=db)
+
+
+app.add_typer(admin.db_app, name="db")
+app.add_typer(submit_app, name="submit")
+app.command("worker")(serve.run_worker)
+app.command("status")(inspect.status)
+app.command("list")(inspect.list_tasks)
+app.command("why")(inspect.why)
+app.command("stats")(inspect.stats)
+app.command("cancel")(admin.cancel)
+app.command("resume")(admin.resume)
+app.command("hold")(admin.hold)
+app.command("pause")(admin.pause)
+app.command("unpause")(admin.unpause)
+app.command("purge")(admin.purge)
+
+
+def main() -> None:
+    """The console script: run ``app`` as ``wq``."""
+    app(prog_name="wq")
+
+
+__all__ = ["EXIT_CODES", "app", "main"]

@@ -1,0 +1,138 @@
+"""Operator commands: cancel, resume, hold, pause, unpause, purge, and ``db upgrade``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from worker.cli.inspect import JsonFlag, TaskId
+from worker.cli.parse import parse_duration
+from worker.cli.session import print_json, run
+from worker.errors import InvalidStateTransitionError
+from worker.migrate import head_revision
+from worker.queue import WorkerQueue
+from worker.states import TERMINAL_STATES, TaskState
+
+QueueName = Annotated[str, typer.Argument(metavar="QUEUE", help="The queue name.")]
+
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+
+
+def _report(task_id: str, state: TaskState, as_json: bool, note: str = "") -> None:
+    if as_json:
+        print_json({"id": task_id, "state": state.value})
+    else:
+        typer.echo(f"{task_id} {state.value}{note}")
+
+
+def cancel(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
+    """Cancel a task (a running one is asked to stop and ends cancelled shortly)."""
+
+    async def act(queue: WorkerQueue) -> TaskState:
+        return await queue.mark_as_cancelled(task_id)
+
+    state = run(ctx, act)
+    note = " (cancel requested: its worker stops it)" if state is TaskState.PROCESSING else ""
+    _report(task_id, state, as_json, note)
+
+
+def resume(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
+    """Run a discarded task again, or release a held pending task."""
+
+    async def act(queue: WorkerQueue) -> TaskState:
+        task = await queue.get_task(task_id)
+        if task.state is TaskState.DISCARDED:
+            await queue.mark_as_resume(task_id)
+        elif task.state is TaskState.PENDING and task.held:
+            await queue.unhold(task_id)
+        else:
+            state = f"{task.state.value}{' and held' if task.held else ''}"
+            raise InvalidStateTransitionError(
+                task_id, "resume", state, ("discarded", "pending and held")
+            )
+        return TaskState.PENDING
+
+    _report(task_id, run(ctx, act), as_json)
+
+
+def hold(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
+    """Keep a pending task from being claimed until `wq resume`."""
+
+    async def act(queue: WorkerQueue) -> TaskState:
+        await queue.hold(task_id)
+        return TaskState.PENDING
+
+    _report(task_id, run(ctx, act), as_json, " (held)")
+
+
+def pause(ctx: typer.Context, queue_name: QueueName, as_json: JsonFlag = False) -> None:
+    """Claim nothing from QUEUE until `wq unpause` (kept in the database)."""
+
+    async def act(queue: WorkerQueue) -> None:
+        await queue.pause_queue(queue_name)
+
+    run(ctx, act)
+    if as_json:
+        print_json({"queue": queue_name, "paused": True})
+    else:
+        typer.echo(f"queue {queue_name} paused")
+
+
+def unpause(ctx: typer.Context, queue_name: QueueName, as_json: JsonFlag = False) -> None:
+    """Resume claiming from QUEUE."""
+
+    async def act(queue: WorkerQueue) -> bool:
+        return await queue.unpause_queue(queue_name)
+
+    was_paused = run(ctx, act)
+    if as_json:
+        print_json({"queue": queue_name, "paused": False, "was_paused": was_paused})
+    elif was_paused:
+        typer.echo(f"queue {queue_name} unpaused")
+    else:
+        typer.echo(f"queue {queue_name} was not paused")
+
+
+def purge(
+    ctx: typer.Context,
+    older_than: Annotated[
+        float,
+        typer.Option(
+            "--older-than",
+            parser=parse_duration,
+            metavar="DURATION",
+            help="Finished longer ago than this: 30s, 15m, 12h, 7d.",
+        ),
+    ],
+    states: Annotated[
+        list[TaskState] | None,
+        typer.Option("--state", "-s", help="Terminal states to purge (default: all three)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete finished tasks (completed, discarded, cancelled) older than --older-than."""
+    chosen = list(states) if states else sorted(TERMINAL_STATES)
+
+    async def act(queue: WorkerQueue) -> int:
+        return await queue.purge(older_than, chosen)
+
+    deleted = run(ctx, act)
+    if as_json:
+        print_json({"deleted": deleted, "older_than_s": older_than, "states": chosen})
+    else:
+        typer.echo(f"deleted {deleted} task{'' if deleted == 1 else 's'}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Create or migrate the database to the newest schema revision; print the revision."""
+
+    async def act(queue: WorkerQueue) -> tuple[str | None, str]:
+        return head_revision(), queue.config.database_url  # opening the queue upgraded it
+
+    revision, url = run(ctx, act)
+    if as_json:
+        print_json({"revision": revision, "database_url": url})
+    else:
+        typer.echo(revision)

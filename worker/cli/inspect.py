@@ -1,0 +1,130 @@
+"""Read commands: ``status``, ``list``, ``why``, ``stats``. Each takes ``--json``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+
+from worker.cli import render
+from worker.cli.parse import parse_duration
+from worker.cli.session import print_json, run
+from worker.models import Task
+from worker.queue import WorkerQueue
+from worker.states import TaskState
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document instead.")]
+TaskId = Annotated[str, typer.Argument(metavar="ID", help="The task id.")]
+
+
+def status(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
+    """Show one task: state, attempts, progress, errors, items and results, timing, lease."""
+
+    async def read(queue: WorkerQueue) -> tuple[Task, str]:
+        task = await queue.get_task(task_id)
+        return task, await queue.why(task_id)
+
+    task, why = run(ctx, read)
+    if as_json:
+        print_json(render.task_document(task))
+    else:
+        render.stdout.print(render.task_panel(task, why))
+
+
+def list_tasks(
+    ctx: typer.Context,
+    *,
+    state: Annotated[
+        TaskState | None, typer.Option("--state", "-s", help="Only tasks in this state.")
+    ] = None,
+    queue_name: Annotated[
+        str | None, typer.Option("--queue", "-q", help="Only tasks of this queue.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 50,
+    after: Annotated[
+        str | None, typer.Option("--after", metavar="ID", help="Start after this task id.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List tasks in enqueue order; page on with --after (the last id shown)."""
+
+    async def read(queue: WorkerQueue) -> list[Task]:
+        return await queue.list_tasks(state=state, queue=queue_name, limit=limit, after_id=after)
+
+    tasks = run(ctx, read)
+    next_after = tasks[-1].id if len(tasks) == limit else None
+    if as_json:
+        print_json({"tasks": [render.task_document(t) for t in tasks], "next_after": next_after})
+        return
+    if not tasks:
+        render.stderr.print("no tasks")
+        return
+    render.stdout.print(render.tasks_table(tasks))
+    if next_after is not None:
+        render.stderr.print(f"more: wq list --after {next_after}", highlight=False)
+
+
+def why(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
+    """One line on why a task is not running (or what it is doing)."""
+
+    async def read(queue: WorkerQueue) -> str:
+        return await queue.why(task_id)
+
+    line = run(ctx, read)
+    if as_json:
+        print_json({"id": task_id, "why": line})
+    else:
+        typer.echo(line)
+
+
+def stats(
+    ctx: typer.Context,
+    *,
+    queue_name: Annotated[
+        str | None,
+        typer.Option("--queue", "-q", help="Counts of this queue only (window figures: all)."),
+    ] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval", parser=parse_duration, metavar="DURATION", help="Refresh period."
+        ),
+    ] = 2.0,
+    window: Annotated[
+        float,
+        typer.Option(
+            "--window", parser=parse_duration, metavar="DURATION", help="Figures over this."
+        ),
+    ] = 300.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Counts per queue and state, throughput, latency and workers (get_statistics)."""
+
+    async def snapshot(queue: WorkerQueue) -> dict[str, Any]:
+        figures = await queue.get_statistics(window_s=window)
+        if queue_name is not None:
+            figures["states"] = await queue.get_queue_stats(queue_name)
+            figures["queues"] = {queue_name: figures["queues"].get(queue_name, {})}
+            figures["queue"] = queue_name
+        figures["paused"] = await queue.paused_queues()
+        return figures
+
+    async def follow(queue: WorkerQueue) -> None:
+        figures = await snapshot(queue)
+        with Live(render.stats_view(figures, figures["paused"]), console=render.stdout) as live:
+            while True:
+                await asyncio.sleep(interval)
+                figures = await snapshot(queue)
+                live.update(render.stats_view(figures, figures["paused"]))
+
+    if watch and not as_json:
+        run(ctx, follow)
+        return
+    figures = run(ctx, snapshot)
+    if as_json:
+        print_json(figures)
+    else:
+        render.stdout.print(render.stats_view(figures, figures["paused"]))

@@ -1,0 +1,242 @@
+"""How tasks and statistics look: rich panels and tables, JSON documents, progress views."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from worker.errors import UnknownRequestKindError
+from worker.kinds import kind_of
+from worker.models import Task, UnloadedRequest
+from worker.states import TaskState
+
+# Piped output is not cut to 80 columns (COLUMNS still wins when set).
+_PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+stdout = Console(highlight=False, width=_PIPE_WIDTH)
+stderr = Console(stderr=True, highlight=False)
+
+STATE_STYLES = {
+    TaskState.PENDING: "cyan",
+    TaskState.PROCESSING: "yellow",
+    TaskState.COMPLETED: "green",
+    TaskState.RETRYABLE: "magenta",
+    TaskState.DISCARDED: "red",
+    TaskState.CANCELLED: "dim",
+}
+
+
+# -- plain values --------------------------------------------------------------------------
+
+
+def request_kind(request: BaseModel) -> str:
+    if isinstance(request, UnloadedRequest):
+        return request.kind
+    try:
+        return kind_of(type(request))
+    except UnknownRequestKindError:
+        return type(request).__name__
+
+
+def request_summary(request: BaseModel, width: int = 60) -> str:
+    """``kind: {fields as JSON}``, cut to ``width`` characters."""
+    data = request.data if isinstance(request, UnloadedRequest) else request.model_dump(mode="json")
+    text = f"{request_kind(request)}: {json.dumps(data, ensure_ascii=False)}"
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def duration(seconds: float | None) -> str:
+    """``"850ms"``, ``"12.3s"``, ``"4m05s"``, ``"3h20m"``, ``"2d04h"``; ``"-"`` for None."""
+    if seconds is None:
+        return "-"
+    s = abs(seconds)
+    if s < 1:
+        text = f"{s * 1000:.0f}ms"
+    elif s < 60:
+        text = f"{s:.1f}s"
+    elif s < 3600:
+        text = f"{int(s // 60)}m{int(s % 60):02d}s"
+    elif s < 86400:
+        text = f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+    else:
+        text = f"{int(s // 86400)}d{int(s % 86400 // 3600):02d}h"
+    return f"-{text}" if seconds < 0 else text
+
+
+def instant(at: float | None, now: float) -> str:
+    """Local time and how far from now: ``"2026-01-02 10:00:00 (3m05s ago)"``."""
+    if at is None:
+        return "-"
+    stamp = datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S")
+    delta = now - at
+    relation = f"{duration(delta)} ago" if delta >= 0 else f"in {duration(-delta)}"
+    return f"{stamp} ({relation})"
+
+
+def progress_text(task: Task) -> str:
+    progress = task.progress
+    if progress is None:
+        return "-"
+    amount = (
+        f"{progress.current:g}"
+        if progress.total is None
+        else f"{progress.current:g}/{progress.total:g}"
+    )
+    if progress.total:
+        amount += f" ({100 * progress.current / progress.total:.0f}%)"
+    return f"{amount} {progress.message}" if progress.message else amount
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressView:
+    """What a progress bar shows for a task: a label, how far, out of how much (None: unknown)."""
+
+    description: str
+    completed: float
+    total: float | None
+
+
+def progress_view(task: Task) -> ProgressView:
+    progress = task.progress
+    label = task.state.value
+    if progress is None:
+        done = task.state is TaskState.COMPLETED
+        return ProgressView(label, 1.0 if done else 0.0, 1.0 if done else None)
+    if progress.message:
+        label = f"{label}: {progress.message}"
+    total = progress.total
+    if task.state is TaskState.COMPLETED and total is not None:
+        return ProgressView(label, total, total)
+    return ProgressView(label, progress.current, total)
+
+
+# -- JSON ----------------------------------------------------------------------------------
+
+
+def task_document(task: Task) -> dict[str, Any]:
+    """A task as JSON: the model's fields, plus each item's request ``kind``."""
+    document = task.model_dump(mode="json")
+    for item, dumped in zip(task.items, document["items"], strict=True):
+        dumped["kind"] = request_kind(item.request)
+    return document
+
+
+# -- rich ----------------------------------------------------------------------------------
+
+
+def state_text(state: TaskState) -> Text:
+    return Text(state.value, style=STATE_STYLES[state])
+
+
+def task_panel(task: Task, why: str, now: float | None = None) -> Panel:
+    now = time.time() if now is None else now
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    attempts = f"{task.attempt_count}" + (f" of {task.max_attempts}" if task.max_attempts else "")
+    rows: list[tuple[str, RenderableType]] = [
+        ("state", state_text(task.state) + (Text(" (held)") if task.held else Text(""))),
+        ("why", why),
+        ("queue", f"{task.queue}   priority {task.priority}"),
+        ("attempts", attempts + (f", {task.expired_count} expired" if task.expired_count else "")),
+        ("progress", progress_text(task)),
+        ("created", instant(task.created_at, now)),
+        ("scheduled", instant(task.schedule_at, now)),
+        ("started", instant(task.started_at, now)),
+        ("finished", instant(task.finished_at, now)),
+    ]
+    if task.started_at is not None:
+        end = task.finished_at if task.finished_at is not None else now
+        rows.append(("ran for", duration(end - task.started_at)))
+    if task.worker_id or task.lease_expires_at is not None:
+        lease = f"worker {task.worker_id or '-'}, lease until {instant(task.lease_expires_at, now)}"
+        rows.append(("lease", lease))
+    if task.timeout_s is not None:
+        rows.append(("timeout", duration(task.timeout_s)))
+    if task.depends_on:
+        waiting = f" (waiting on {task.waiting_on})" if task.waiting_on else ""
+        rows.append(("depends on", ", ".join(task.depends_on) + waiting))
+    if task.cancel_requested_at is not None:
+        rows.append(("cancel", f"requested {instant(task.cancel_requested_at, now)}"))
+    if task.last_error:
+        rows.append(("last error", Text(task.last_error, style="red")))
+    for label, value in rows:
+        grid.add_row(label, value)
+    items = Table(title="items", title_justify="left", show_edge=False)
+    items.add_column("#", justify="right")
+    items.add_column("request")
+    items.add_column("result / error")
+    for index, item in enumerate(task.items):
+        outcome: RenderableType = "-"
+        if item.error:
+            outcome = Text(item.error, style="red")
+        elif item.result is not None:
+            outcome = json.dumps(item.result, ensure_ascii=False)
+        items.add_row(str(index), request_summary(item.request), outcome)
+    title = f"task {task.id}" + (f" · {task.name}" if task.name else "")
+    return Panel(Group(grid, Text(""), items), title=title, title_align="left", expand=False)
+
+
+def tasks_table(tasks: list[Task], now: float | None = None) -> Table:
+    now = time.time() if now is None else now
+    table = Table(show_edge=False)
+    for name in ("id", "state", "queue", "prio", "att", "age", "progress", "name / request"):
+        table.add_column(name, no_wrap=name in {"id", "state"})
+    for task in tasks:
+        state = state_text(task.state) + (Text(" held") if task.held else Text(""))
+        table.add_row(
+            task.id,
+            state,
+            task.queue,
+            str(task.priority),
+            str(task.attempt_count),
+            duration(now - task.created_at),
+            progress_text(task),
+            task.name or request_summary(task.items[0].request, 40),
+        )
+    return table
+
+
+def stats_view(stats: dict[str, Any], paused: dict[str, float]) -> Group:
+    states = [s.value for s in TaskState]
+    queues = Table(title="queues", title_justify="left", show_edge=False)
+    queues.add_column("queue")
+    for state in states:
+        queues.add_column(state, justify="right", style=STATE_STYLES[TaskState(state)])
+    queues.add_column("total", justify="right")
+    for name, counts in sorted(stats["queues"].items()):
+        label = f"{name} (paused)" if name in paused else name
+        row = [str(counts.get(state, 0)) for state in states]
+        queues.add_row(label, *row, str(sum(counts.values())))
+    totals = stats["states"]
+    queues.add_row("all", *(str(totals[s]) for s in states), str(totals["total"]), style="bold")
+    figures = Table.grid(padding=(0, 2))
+    figures.add_column(style="bold")
+    figures.add_column()
+    rate = stats["success_rate"]
+    for label, value in (
+        (f"last {duration(stats['window_s'])}", ""),
+        ("completed", str(stats["completed"])),
+        ("discarded", str(stats["discarded"])),
+        ("cancelled", str(stats["cancelled"])),
+        ("retries", str(stats["retries"])),
+        ("throughput", f"{stats['throughput_per_s']:.2f}/s"),
+        ("avg processing", duration(stats["avg_processing_s"])),
+        ("p95 processing", duration(stats["p95_processing_s"])),
+        ("success rate", "-" if rate is None else f"{100 * rate:.1f}%"),
+        ("oldest pending", duration(stats["oldest_pending_age_s"])),
+        ("workers alive", str(stats["workers_alive"])),
+        ("paused queues", ", ".join(sorted(paused)) or "-"),
+    ):
+        figures.add_row(label, value)
+    return Group(queues, Text(""), figures)

@@ -1,0 +1,278 @@
+"""``wq submit command|call|tts``: build a request, enqueue it as a task, optionally wait."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from worker.cli import render
+from worker.cli.inspect import JsonFlag
+from worker.cli.parse import (
+    parse_duration,
+    parse_env_pair,
+    parse_json_list,
+    parse_json_object,
+    parse_priority,
+)
+from worker.cli.session import ExitCode, fail, print_json, run, usage_error, validation_message
+from worker.cli.wait import wait_for
+from worker.errors import UnknownRequestKindError
+from worker.kinds import model_for
+from worker.models import Task, TaskItem
+from worker.queue import WorkerQueue
+from worker.states import TaskState
+
+T = TypeVar("T")
+
+submit_app = typer.Typer(help="Enqueue a task; prints its id.", no_args_is_help=True)
+
+QueueOpt = Annotated[str, typer.Option("--queue", "-q", help="Queue name.")]
+PriorityOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--priority",
+        "-p",
+        parser=parse_priority,
+        metavar="PRIORITY",
+        help="An integer (higher runs first) or low, normal, high, critical.",
+    ),
+]
+DelayOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--delay", parser=parse_duration, metavar="DURATION", help="Run no sooner: 10s, 5m, 2h."
+    ),
+]
+MaxAttemptsOpt = Annotated[int | None, typer.Option("--max-attempts", min=1)]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout", parser=parse_duration, metavar="DURATION", help="Stop an attempt after."
+    ),
+]
+NameOpt = Annotated[str | None, typer.Option("--name", help="A label for people.")]
+DependsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--depends-on", metavar="ID", help="Run after this task completes (repeat)."),
+]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option("--idempotency-key", metavar="KEY", help="Reuse the live task with this key."),
+]
+WaitOpt = Annotated[
+    bool, typer.Option("--wait", help="Wait until the task ends; exit 4 unless it completed.")
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """The options every ``submit`` command shares."""
+
+    queue: str = "default"
+    priority: int | None = None
+    delay_s: float | None = None
+    max_attempts: int | None = None
+    timeout_s: float | None = None
+    name: str | None = None
+    depends_on: list[str] = field(default_factory=list)
+    idempotency_key: str | None = None
+    wait: bool = False
+    as_json: bool = False
+
+    def task(self, request: BaseModel, now: float) -> Task:
+        try:
+            return Task(
+                items=[TaskItem(request=request)],
+                queue=self.queue,
+                priority=self.priority or 0,
+                schedule_at=now + self.delay_s if self.delay_s else 0.0,
+                max_attempts=self.max_attempts,
+                timeout_s=self.timeout_s,
+                name=self.name,
+                depends_on=self.depends_on,
+                idempotency_key=self.idempotency_key,
+            )
+        except ValidationError as exc:
+            usage_error(f"invalid task: {validation_message(exc)}")
+
+
+def build_request(kind: str, fields: dict[str, Any]) -> BaseModel:
+    """The registered model of ``kind``, validated from ``fields`` (None values left out)."""
+    try:
+        model = model_for(kind)
+    except UnknownRequestKindError as exc:
+        fail(ExitCode.QUEUE_ERROR, str(exc))
+    try:
+        return model.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        usage_error(f"invalid {kind} request: {validation_message(exc)}")
+
+
+def _parsed(parser: Callable[[str], T], value: str | None, option: str) -> T | None:
+    """``parser(value)``; its ValueError becomes a usage error naming ``option``."""
+    if value is None:
+        return None
+    try:
+        return parser(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
+
+
+def submit(ctx: typer.Context, submission: Submission, request: BaseModel) -> None:
+    """Enqueue, print the id (or the task as JSON); with ``--wait``, follow it to its end."""
+    task = submission.task(request, time.time())
+
+    async def act(queue: WorkerQueue) -> Task:
+        await queue.enqueue([task])  # sets task.id (the live task's, for a reused key)
+        if not submission.wait:
+            return await queue.get_task(task.id)
+        if not submission.as_json:
+            typer.echo(task.id)
+        return await wait_for(queue, task.id, show_progress=not submission.as_json)
+
+    final = run(ctx, act)
+    if submission.as_json:
+        print_json(render.task_document(final))
+    elif not submission.wait:
+        typer.echo(final.id)
+    if submission.wait and final.state is not TaskState.COMPLETED:
+        error = f": {final.last_error}" if final.last_error else ""
+        fail(ExitCode.NOT_COMPLETED, f"task {final.id} ended {final.state.value}{error}")
+
+
+@submit_app.command(
+    "command", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True}
+)
+def submit_command(
+    ctx: typer.Context,
+    *,
+    argv: Annotated[list[str], typer.Argument(metavar="ARGV", help="Program and arguments.")],
+    cwd: Annotated[str | None, typer.Option("--cwd", help="Working directory.")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", metavar="K=V", help="Add to the env.")
+    ] = None,
+    queue: QueueOpt = "default",
+    priority: PriorityOpt = None,
+    delay: DelayOpt = None,
+    max_attempts: MaxAttemptsOpt = None,
+    timeout: TimeoutOpt = None,
+    name: NameOpt = None,
+    depends_on: DependsOpt = None,
+    idempotency_key: KeyOpt = None,
+    wait: WaitOpt = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a program (no shell): wq submit command -- ffmpeg -i in.wav out.mp3"""
+    pairs = [_parsed(parse_env_pair, pair, "--env") for pair in env or []]
+    variables = dict(pair for pair in pairs if pair is not None)
+    request = build_request(
+        "command", {"argv": argv, "cwd": cwd, "env": variables, "timeout_s": timeout}
+    )
+    options = Submission(
+        queue=queue,
+        priority=priority,
+        delay_s=delay,
+        max_attempts=max_attempts,
+        timeout_s=timeout,
+        name=name,
+        depends_on=depends_on or [],
+        idempotency_key=idempotency_key,
+        wait=wait,
+        as_json=as_json,
+    )
+    submit(ctx, options, request)
+
+
+@submit_app.command("call")
+def submit_call(
+    ctx: typer.Context,
+    *,
+    target: Annotated[str, typer.Argument(help="package.module:function")],
+    args: Annotated[
+        str | None, typer.Option("--args", metavar="JSON", help="Positional args: a JSON array.")
+    ] = None,
+    kwargs: Annotated[
+        str | None,
+        typer.Option("--kwargs", metavar="JSON", help="Keyword args: a JSON object."),
+    ] = None,
+    queue: QueueOpt = "default",
+    priority: PriorityOpt = None,
+    delay: DelayOpt = None,
+    max_attempts: MaxAttemptsOpt = None,
+    timeout: TimeoutOpt = None,
+    name: NameOpt = None,
+    depends_on: DependsOpt = None,
+    idempotency_key: KeyOpt = None,
+    wait: WaitOpt = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Call a Python function: wq submit call app.jobs:resize --args '[640]'"""
+    fields = {
+        "target": target,
+        "args": _parsed(parse_json_list, args, "--args"),
+        "kwargs": _parsed(parse_json_object, kwargs, "--kwargs"),
+    }
+    request = build_request("call", fields)
+    options = Submission(
+        queue=queue,
+        priority=priority,
+        delay_s=delay,
+        max_attempts=max_attempts,
+        timeout_s=timeout,
+        name=name,
+        depends_on=depends_on or [],
+        idempotency_key=idempotency_key,
+        wait=wait,
+        as_json=as_json,
+    )
+    submit(ctx, options, request)
+
+
+@submit_app.command("tts")
+def submit_tts(
+    ctx: typer.Context,
+    *,
+    text: Annotated[str, typer.Argument(help="The text to speak.")],
+    voice: Annotated[str, typer.Option("--voice", "-v", metavar="VOICE_ID", help="engine.voice")],
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", metavar="wav|flac|ogg|mp3", help="Audio format.")
+    ] = "wav",
+    speed: Annotated[float | None, typer.Option("--speed", help="0.25 < speed <= 4.")] = None,
+    sample_rate: Annotated[int | None, typer.Option("--sample-rate", metavar="HZ")] = None,
+    queue: QueueOpt = "default",
+    priority: PriorityOpt = None,
+    delay: DelayOpt = None,
+    max_attempts: MaxAttemptsOpt = None,
+    timeout: TimeoutOpt = None,
+    name: NameOpt = None,
+    depends_on: DependsOpt = None,
+    idempotency_key: KeyOpt = None,
+    wait: WaitOpt = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Speak text: wq submit tts "Hello" --voice kokoro.af_heart --format mp3"""
+    fields = {
+        "text": text,
+        "voice_id": voice,
+        "output_format": output_format,
+        "speed": speed,
+        "sample_rate": sample_rate,
+    }
+    options = Submission(
+        queue=queue,
+        priority=priority,
+        delay_s=delay,
+        max_attempts=max_attempts,
+        timeout_s=timeout,
+        name=name,
+        depends_on=depends_on or [],
+        idempotency_key=idempotency_key,
+        wait=wait,
+        as_json=as_json,
+    )
+    submit(ctx, options, build_request("tts", fields))
