@@ -1,0 +1,462 @@
+"""The runtime in one process, on real SQLite files and in real time: outcomes, retries,
+timeouts, policies, progress and checkpoints, callbacks, burst mode and wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import JsonValue
+
+from tests.runtime_worker import JobRequest, job_task, runtime_config, task_state_is, wait_until
+from worker import (
+    PermanentError,
+    ProcessorRegistry,
+    Retry,
+    RetryPolicy,
+    Task,
+    TaskContext,
+    TaskEvent,
+    TaskItem,
+    TaskState,
+    Worker,
+    WorkerQueue,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+Handler = Callable[[TaskItem, TaskContext], Awaitable[JsonValue]]
+
+
+def registry_with(handler: Handler) -> ProcessorRegistry:
+    registry = ProcessorRegistry()
+    registry.add("job", handler)
+    return registry
+
+
+@asynccontextmanager
+async def open_queue(db_path: Path, **fields: Any) -> AsyncIterator[WorkerQueue]:
+    async with WorkerQueue(runtime_config(db_path, **fields)) as queue:
+        yield queue
+
+
+async def burst(queue: WorkerQueue, handler: Handler, **options: Any) -> dict[str, int]:
+    worker = Worker(queue, registry_with(handler), burst=True, handle_signals=False, **options)
+    async with asyncio.timeout(15):
+        return await worker.run()
+
+
+@asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[Worker]:
+    """Run ``worker`` in the background; stop it (and wait for it) on the way out."""
+    job = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.request_stop()
+        async with asyncio.timeout(10):
+            await job
+
+
+async def enqueue_one(queue: WorkerQueue, **fields: Any) -> Task:
+    task = job_task(**fields)
+    await queue.enqueue([task])
+    return task
+
+
+async def until_finished(queue: WorkerQueue, task_id: str, within: float = 10.0) -> Task:
+    await wait_until(
+        lambda: task_state_is(
+            queue, task_id, TaskState.COMPLETED, TaskState.DISCARDED, TaskState.CANCELLED
+        ),
+        within,
+        f"task {task_id} finished",
+    )
+    return await queue.get_task(task_id)
+
+
+async def ok(item: TaskItem, ctx: TaskContext) -> JsonValue:
+    return {"attempt": ctx.task.attempt_count, "index": ctx.index}
+
+
+# -- outcomes ------------------------------------------------------------------------------
+
+
+async def test_burst_runs_every_task_stores_results_and_leaves_the_registry(
+    db_path: Path,
+) -> None:
+    async with open_queue(db_path) as queue:
+        tasks = [job_task(name=str(n)) for n in range(7)]
+        await queue.enqueue(tasks)
+        counts = await burst(queue, ok, concurrency=3)
+        assert counts["completed"] == 7
+        for task in await queue.list_tasks():
+            assert task.state is TaskState.COMPLETED
+            assert task.attempt_count == 1
+            assert task.items[0].result == {"attempt": 1, "index": 0}
+        assert await queue.live_workers() == []  # it said it stopped
+
+
+async def test_burst_on_an_empty_queue_exits_at_once_and_leaves_future_tasks(
+    db_path: Path,
+) -> None:
+    async with open_queue(db_path, poll_interval=5.0) as queue:
+        later = await enqueue_one(queue, schedule_at=time.time() + 60)
+        started = time.monotonic()
+        assert (await burst(queue, ok))["completed"] == 0
+        assert time.monotonic() - started < 2.0
+        assert (await queue.get_task(later.id)).state is TaskState.PENDING
+
+
+async def test_a_failure_is_retried_by_the_sweep_and_then_completes(db_path: Path) -> None:
+    async def flaky(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        if ctx.task.attempt_count == 1:
+            raise RuntimeError("boom")
+        return "fine"
+
+    async with open_queue(db_path) as queue:
+        task = await enqueue_one(queue)
+        counts = await burst(queue, flaky)
+        done = await queue.get_task(task.id)
+        assert done.state is TaskState.COMPLETED
+        assert done.attempt_count == 2
+        assert done.errors[0].error == "RuntimeError: boom"
+        assert done.items[0].result == "fine"
+        assert counts["retried"] == 1
+        assert counts["completed"] == 1
+
+
+async def test_failures_use_up_the_attempts_and_end_discarded(db_path: Path) -> None:
+    async def broken(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        raise ValueError(f"attempt {ctx.task.attempt_count}")
+
+    async with open_queue(db_path) as queue:
+        task = await enqueue_one(queue, max_attempts=2)
+        await burst(queue, broken)
+        done = await queue.get_task(task.id)
+        assert done.state is TaskState.DISCARDED
+        assert done.attempt_count == 2
+        assert [e.error for e in done.errors] == ["ValueError: attempt 1", "ValueError: attempt 2"]
+
+
+def _validation_error() -> Exception:
+    try:
+        JobRequest.model_validate({"seconds": "soon"})
+    except Exception as exc:
+        return exc
+    raise AssertionError("expected a validation error")
+
+
+@pytest.mark.parametrize(
+    ("error", "name"),
+    [
+        (PermanentError("cannot ever work"), "PermanentError"),
+        (FileNotFoundError("no such file: in.wav"), "FileNotFoundError"),
+        (_validation_error(), "ValidationError"),
+    ],
+)
+async def test_permanent_errors_discard_without_retrying(
+    db_path: Path, error: Exception, name: str
+) -> None:
+    async def doomed(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        raise error
+
+    async with open_queue(db_path) as queue:
+        task = await enqueue_one(queue, max_attempts=5)
+        events: list[TaskEvent] = []
+        worker = Worker(queue, registry_with(doomed), burst=True, handle_signals=False)
+        worker.register_callback("task_failed", events.append)
+        async with asyncio.timeout(10):
+            await worker.run()
+        done = await queue.get_task(task.id)
+        assert done.state is TaskState.DISCARDED
+        assert done.attempt_count == 1
+        assert done.last_error is not None
+        assert done.last_error.startswith(name)
+        assert [e.task.id for e in events] == [task.id]
+
+
+async def test_an_unknown_kind_is_discarded_with_a_clear_error(db_path: Path) -> None:
+    async with open_queue(db_path) as queue:
+        task = await enqueue_one(queue)
+        worker = Worker(queue, ProcessorRegistry(), burst=True, handle_signals=False)
+        async with asyncio.timeout(10):
+            await worker.run()
+        done = await queue.get_task(task.id)
+        assert done.state is TaskState.DISCARDED
+        assert "no processor for request kind 'job'" in (done.last_error or "")
+
+
+async def test_a_result_that_is_not_json_discards_the_task(db_path: Path) -> None:
+    async def odd(item: TaskItem, ctx: TaskContext) -> Any:
+        return {1, 2}
+
+    async with open_queue(db_path) as queue:
+        task = await enqueue_one(queue)
+        await burst(queue, odd)
+        done = await queue.get_task(task.id)
+        assert done.state is TaskState.DISCARDED
+        assert "not JSON" in (done.last_error or "")
+
+
+async def test_sync_handlers_run_in_a_thread(db_path: Path) -> None:
+    import threading
+
+    main = threading.get_ident()
+
+    def blocking(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        time.sleep(0.05)
+        return threading.get_ident() != main
+
+    registry = ProcessorRegistry()
+    registry.add("job", blocking)
+    async with open_queue(db_path) as queue:
+        task = await enqueue_one(queue)
+        async with asyncio.timeout(10):
+            await Worker(queue, registry, burst=True, handle_signals=False).run()
+        assert (await queue.get_task(task.id)).items[0].result is True
+
+
+# -- timeouts ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["task", "config"])
+async def test_a_handler_past_its_timeout_is_cancelled_and_the_attempt_fails(
+    db_path: Path, where: str
+) -> None:
+    stopped = asyncio.Event()
+
+    async def slow(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+        return None
+
+    config_timeout = 0.2 if where == "config" else 300.0
+    async with open_queue(db_path, worker_timeout=config_timeout) as queue:
+        fields: dict[str, Any] = {"max_attempts": 1}
+        if where == "task":
+            fields["timeout_s"] = 0.2
+        task = await enqueue_one(queue, **fields)
+        started = time.monotonic()
+        await burst(queue, slow)
+        assert time.monotonic() - started < 5
+        done = await queue.get_task(task.id)
+        assert stopped.is_set()
+        assert done.state is TaskState.DISCARDED
+        assert done.errors[0].error == "timed out after 0.2 s"
+
+
+# -- retry requests and policies -----------------------------------------------------------
+
+
+async def starts_of(queue: WorkerQueue, handler: Handler, task_id: str) -> tuple[Task, list[float]]:
+    """Run a worker until the task ends; the monotonic times its attempts started."""
+    starts: list[float] = []
+    worker = Worker(queue, registry_with(handler), handle_signals=False)
+    worker.register_callback("task_started", lambda event: starts.append(time.monotonic()))
+    async with running(worker):
+        done = await until_finished(queue, task_id)
+    return done, starts
+
+
+async def test_retry_with_a_delay_runs_again_after_that_delay(db_path: Path) -> None:
+    async def later(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        if ctx.task.attempt_count == 1:
+            raise Retry(delay=0.5)
+        return "second time lucky"
+
+    async with open_queue(db_path, retry_base_delay=100.0) as queue:
+        task = await enqueue_one(queue)
+        done, starts = await starts_of(queue, later, task.id)
+        assert done.state is TaskState.COMPLETED
+        assert done.attempt_count == 2
+        assert 0.5 <= starts[1] - starts[0] < 3.0  # not the config's 100 s backoff
+
+
+@pytest.mark.parametrize(
+    ("policy", "gaps"),
+    [
+        (RetryPolicy(kind="fixed", delay_s=0.3), [0.3, 0.3]),
+        (RetryPolicy(kind="delays", delays_s=[0.1, 0.6]), [0.1, 0.6]),
+    ],
+)
+async def test_retry_policies_space_the_attempts(
+    db_path: Path, policy: RetryPolicy, gaps: list[float]
+) -> None:
+    async def twice_broken(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        if ctx.task.attempt_count < 3:
+            raise RuntimeError("not yet")
+        return "done"
+
+    async with open_queue(db_path, retry_base_delay=100.0) as queue:
+        task = await enqueue_one(queue, retry_policy=policy, max_attempts=3)
+        done, starts = await starts_of(queue, twice_broken, task.id)
+        assert done.state is TaskState.COMPLETED
+        assert done.attempt_count == 3
+        for got, wanted in zip([b - a for a, b in itertools.pairwise(starts)], gaps, strict=True):
+            assert wanted <= got < wanted + 1.5
+
+
+async def test_a_retry_policy_deadline_stops_retrying(db_path: Path) -> None:
+    async def broken(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        raise RuntimeError("still broken")
+
+    async with open_queue(db_path) as queue:
+        policy = RetryPolicy(kind="fixed", delay_s=5.0, deadline_s=1.0)
+        task = await enqueue_one(queue, retry_policy=policy, max_attempts=10)
+        done, _ = await starts_of(queue, broken, task.id)
+        assert done.state is TaskState.DISCARDED
+        assert done.attempt_count == 1
+        assert "deadline" in (done.last_error or "")
+
+
+# -- progress, checkpoints, several items --------------------------------------------------
+
+
+async def test_progress_is_throttled_and_the_last_value_is_written(db_path: Path) -> None:
+    async def chatty(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        for step in range(1, 51):
+            await ctx.progress(step, 50, f"step {step}")
+        return "ok"
+
+    async with open_queue(db_path) as queue:
+        task = await enqueue_one(queue)
+        written: list[TaskEvent] = []
+        worker = Worker(queue, registry_with(chatty), burst=True, handle_signals=False)
+        worker.register_callback("task_progress", written.append)
+        async with asyncio.timeout(10):
+            await worker.run()
+        assert 1 <= len(written) <= 3  # 50 reports within a few ms
+        last = written[-1].progress
+        assert last is not None
+        assert (last.current, last.total, last.message) == (50, 50, "step 50")
+        done = await queue.get_task(task.id)
+        assert done.progress is not None
+        assert done.progress.current == 50
+
+
+async def test_a_checkpoint_lets_the_next_attempt_resume(db_path: Path) -> None:
+    seen: list[JsonValue] = []
+
+    async def resumable(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        seen.append(ctx.checkpoint_data)
+        if ctx.task.attempt_count == 1:
+            await ctx.checkpoint({"frames_done": 120})
+            raise RuntimeError("crashed half way")
+        return "resumed"
+
+    async with open_queue(db_path) as queue:
+        task = await enqueue_one(queue)
+        await burst(queue, resumable)
+        done = await queue.get_task(task.id)
+        assert done.state is TaskState.COMPLETED
+        assert seen == [None, {"frames_done": 120}]
+
+
+async def test_items_run_in_order_and_a_retry_skips_the_finished_ones(db_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+
+    async def per_item(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        calls.append((ctx.task.attempt_count, ctx.index))
+        if ctx.index == 2 and ctx.task.attempt_count == 1:
+            raise RuntimeError("item 2 failed")
+        assert ctx.item is item
+        return f"result {ctx.index}"
+
+    async with open_queue(db_path) as queue:
+        task = Task(items=[TaskItem(request=JobRequest(name=str(n))) for n in range(4)])
+        await queue.enqueue([task])
+        await burst(queue, per_item)
+        done = await queue.get_task(task.id)
+        assert done.state is TaskState.COMPLETED
+        assert calls == [(1, 0), (1, 1), (1, 2), (2, 2), (2, 3)]
+        assert [i.result for i in done.items] == [f"result {n}" for n in range(4)]
+
+
+# -- callbacks -----------------------------------------------------------------------------
+
+
+async def test_callbacks_sync_async_and_failing_ones_never_break_the_loop(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def flaky(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        await ctx.progress(1, 1)
+        if ctx.task.attempt_count == 1:
+            raise RuntimeError("first attempt fails")
+        return "ok"
+
+    seen: list[tuple[str, str]] = []
+
+    def record(event: TaskEvent) -> None:
+        seen.append((event.name, event.task.id))
+
+    async def record_later(event: TaskEvent) -> None:
+        await asyncio.sleep(0)
+        seen.append(("async " + event.name, event.task.id))
+
+    def explode(event: TaskEvent) -> None:
+        raise RuntimeError("callback bug")
+
+    async def explode_later(event: TaskEvent) -> None:
+        raise RuntimeError("async callback bug")
+
+    async with open_queue(db_path) as queue:
+        task = await enqueue_one(queue)
+        worker = Worker(queue, registry_with(flaky), burst=True, handle_signals=False)
+        for name in ("task_started", "task_progress", "task_retry", "task_completed"):
+            worker.register_callback(name, explode)
+            worker.register_callback(name, record)
+            worker.register_callback(name, explode_later)
+            worker.register_callback(name, record_later)
+        with pytest.raises(ValueError, match="unknown event"):
+            worker.register_callback("task_exploded", record)
+        with caplog.at_level(logging.ERROR, logger="worker.events"):
+            async with asyncio.timeout(10):
+                await worker.run()
+        assert (await queue.get_task(task.id)).state is TaskState.COMPLETED
+        names = [name for name, task_id in seen if task_id == task.id and "async" not in name]
+        assert names == [
+            "task_started",
+            "task_progress",
+            "task_retry",
+            "task_started",
+            "task_progress",
+            "task_completed",
+        ]
+        assert len([n for n, _ in seen if n.startswith("async")]) == 6
+        failures = [r for r in caplog.records if "callback" in r.getMessage()]
+        assert len(failures) == 12
+        assert all(r.exc_info for r in failures)
+
+
+# -- wake-ups ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("producer", ["same queue", "another connection"])
+async def test_an_idle_worker_wakes_on_enqueue_without_waiting_for_the_poll(
+    db_path: Path, producer: str
+) -> None:
+    async with (
+        open_queue(db_path, poll_interval=10.0) as queue,
+        open_queue(db_path) as other,
+    ):
+        started = asyncio.Event()
+        worker = Worker(queue, registry_with(ok), handle_signals=False)
+        worker.register_callback("task_started", lambda event: started.set())
+        async with running(worker):
+            await asyncio.sleep(0.3)  # idle by now, its fallback poll 10 s away
+            sent = time.monotonic()
+            await enqueue_one(queue if producer == "same queue" else other)
+            async with asyncio.timeout(5):
+                await started.wait()
+            assert time.monotonic() - sent < 1.0
