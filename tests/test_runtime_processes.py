@@ -1,0 +1,196 @@
+"""Workers as real OS processes (``python -m tests.runtime_worker``): crashes and signals.
+
+SIGKILL mid-task (the lease expires, another worker redoes the task once), SIGTERM (running
+handlers get the shutdown grace, then their tasks are released without using an attempt), and
+a second SIGTERM (stop now).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import JsonValue
+
+from tests.runtime_worker import job_registry, job_task, runtime_config, task_state_is, wait_until
+from worker import ProcessorRegistry, TaskContext, TaskItem, TaskState, Worker, WorkerQueue
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Spawner:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, db: Path, *args: str) -> subprocess.Popen[bytes]:
+        n = len(self.procs)
+        with (
+            (self.directory / f"worker{n}.out").open("wb") as out,
+            (self.directory / f"worker{n}.err").open("wb") as err,
+        ):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.runtime_worker", "--db", str(db), *args],
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def output(self, proc: subprocess.Popen[bytes]) -> str:
+        n = self.procs.index(proc)
+        out = (self.directory / f"worker{n}.out").read_text()
+        err = (self.directory / f"worker{n}.err").read_text()
+        return f"exit {proc.poll()}\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def spawner(tmp_path: Path) -> Iterator[Spawner]:
+    spawned = Spawner(tmp_path)
+    try:
+        yield spawned
+    finally:
+        spawned.cleanup()
+
+
+def lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+async def until_logged(path: Path, line: str, proc: subprocess.Popen[bytes], sp: Spawner) -> None:
+    give_up = time.monotonic() + 20
+    while line not in lines(path):
+        if proc.poll() is not None:
+            pytest.fail(f"worker exited before {line!r}: {sp.output(proc)}")
+        if time.monotonic() > give_up:
+            pytest.fail(f"no {line!r} after 20 s: {sp.output(proc)}")
+        await asyncio.sleep(0.02)
+
+
+async def exit_code(proc: subprocess.Popen[bytes], within: float, sp: Spawner) -> int:
+    give_up = time.monotonic() + within
+    while (code := proc.poll()) is None:
+        if time.monotonic() > give_up:
+            pytest.fail(f"worker still running after {within} s: {sp.output(proc)}")
+        await asyncio.sleep(0.02)
+    return code
+
+
+async def test_a_worker_killed_mid_task_is_replaced_and_the_task_completes_once(
+    db_path: Path, tmp_path: Path, spawner: Spawner
+) -> None:
+    log = tmp_path / "job.log"
+    config = runtime_config(db_path, default_visibility_timeout=1.0)
+    async with WorkerQueue(config) as queue:
+        task = job_task(log=str(log), seconds=[30.0, 0.1])
+        await queue.enqueue([task])
+        doomed = spawner.start(db_path, "--ready-file", str(tmp_path / "r"),
+                               "--visibility-timeout", "1")  # fmt: skip
+        await until_logged(log, f"started {task.id} 1", doomed, spawner)
+        os.kill(doomed.pid, signal.SIGKILL)
+        assert await exit_code(doomed, 10, spawner) == -signal.SIGKILL
+
+        heir = Worker(queue, job_registry(), handle_signals=False)
+        job = asyncio.create_task(heir.run())
+        try:
+            await wait_until(
+                lambda: task_state_is(queue, task.id, TaskState.COMPLETED), 15, "completed"
+            )
+        finally:
+            heir.request_stop()
+            async with asyncio.timeout(10):
+                await job
+        done = await queue.get_task(task.id)
+        assert done.attempt_count == 2
+        assert done.expired_count == 1
+        assert done.items[0].result == {"pid": os.getpid(), "attempt": 2}
+        assert lines(log) == [f"started {task.id} 1", f"started {task.id} 2", f"done {task.id} 2"]
+        assert heir.counts["completed"] == 1
+
+
+async def quick(item: TaskItem, ctx: TaskContext) -> JsonValue:
+    return "quick"
+
+
+async def test_sigterm_releases_a_running_task_without_using_an_attempt(
+    db_path: Path, tmp_path: Path, spawner: Spawner
+) -> None:
+    log = tmp_path / "job.log"
+    async with WorkerQueue(runtime_config(db_path)) as queue:
+        task = job_task(log=str(log), seconds=[30.0])
+        await queue.enqueue([task])
+        worker = spawner.start(db_path, "--ready-file", str(tmp_path / "r"), "--grace", "0.3")
+        await until_logged(log, f"started {task.id} 1", worker, spawner)
+        os.kill(worker.pid, signal.SIGTERM)
+        assert await exit_code(worker, 10, spawner) == 0, spawner.output(worker)
+        assert '"released": 1' in spawner.output(worker)
+        released = await queue.get_task(task.id)
+        assert released.state is TaskState.PENDING
+        assert released.attempt_count == 0
+        assert await queue.live_workers() == []
+
+        registry = ProcessorRegistry()
+        registry.add("job", quick)
+        async with asyncio.timeout(10):
+            await Worker(queue, registry, burst=True, handle_signals=False).run()
+        done = await queue.get_task(task.id)
+        assert done.state is TaskState.COMPLETED
+        assert done.attempt_count == 1
+        assert done.items[0].result == "quick"
+
+
+async def test_sigterm_lets_a_running_task_finish_within_the_grace(
+    db_path: Path, tmp_path: Path, spawner: Spawner
+) -> None:
+    log = tmp_path / "job.log"
+    async with WorkerQueue(runtime_config(db_path)) as queue:
+        task = job_task(log=str(log), seconds=[1.0])
+        await queue.enqueue([task])
+        worker = spawner.start(db_path, "--ready-file", str(tmp_path / "r"), "--grace", "20")
+        await until_logged(log, f"started {task.id} 1", worker, spawner)
+        os.kill(worker.pid, signal.SIGTERM)
+        assert await exit_code(worker, 15, spawner) == 0, spawner.output(worker)
+        done = await queue.get_task(task.id)
+        assert done.state is TaskState.COMPLETED
+        assert done.attempt_count == 1
+
+
+async def test_a_second_sigterm_stops_at_once(
+    db_path: Path, tmp_path: Path, spawner: Spawner
+) -> None:
+    log = tmp_path / "job.log"
+    async with WorkerQueue(runtime_config(db_path)) as queue:
+        task = job_task(log=str(log), seconds=[30.0])
+        await queue.enqueue([task])
+        worker = spawner.start(db_path, "--ready-file", str(tmp_path / "r"), "--grace", "30")
+        await until_logged(log, f"started {task.id} 1", worker, spawner)
+        os.kill(worker.pid, signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        assert worker.poll() is None  # waiting for the handler, within its 30 s grace
+        os.kill(worker.pid, signal.SIGTERM)
+        assert await exit_code(worker, 5, spawner) == 0, spawner.output(worker)
+        released = await queue.get_task(task.id)
+        assert released.state is TaskState.PENDING
+        assert released.attempt_count == 0
