@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -460,3 +461,48 @@ async def test_an_idle_worker_wakes_on_enqueue_without_waiting_for_the_poll(
             async with asyncio.timeout(5):
                 await started.wait()
             assert time.monotonic() - sent < 1.0
+
+
+async def test_a_lost_lease_stops_the_handler_and_drops_its_result(db_path: Path) -> None:
+    stopped = asyncio.Event()
+
+    async def slow(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+        return "too late"
+
+    async with (
+        open_queue(db_path, default_visibility_timeout=0.6) as queue,
+        open_queue(db_path) as operator,
+    ):
+        task = await enqueue_one(queue, max_attempts=1)
+        started = asyncio.Event()
+        worker = Worker(queue, registry_with(slow), handle_signals=False, sweep_interval_s=60)
+        worker.register_callback("task_started", lambda event: started.set())
+        async with running(worker):
+            async with asyncio.timeout(5):
+                await started.wait()
+            # A sweep that counts any lease untouched for 10 ms as expired takes the task away.
+            await asyncio.sleep(0.05)
+            assert [t.id for t in await operator.retry(visibility_timeout=0.01)] == [task.id]
+            async with asyncio.timeout(5):
+                await stopped.wait()
+        done = await queue.get_task(task.id)
+        assert done.state is TaskState.DISCARDED  # its only attempt expired; nothing overwrote it
+        assert done.last_error == "visibility timeout expired"
+        assert worker.counts["completed"] == 0
+
+
+async def test_a_running_worker_is_in_the_registry(db_path: Path) -> None:
+    async with open_queue(db_path) as queue:
+        worker = Worker(queue, registry_with(ok), handle_signals=False, concurrency=3)
+        async with running(worker):
+            await asyncio.sleep(0.1)
+            [row] = await queue.live_workers()
+            assert row["id"] == worker.id
+            assert row["concurrency"] == 3
+            assert row["pid"] == os.getpid()
+        assert await queue.live_workers() == []
