@@ -203,8 +203,9 @@ class Loop:
                 log.exception("lease heartbeat failed; trying again in %s s", ERROR_PAUSE_S)
                 self._next_beat = time.monotonic() + ERROR_PAUSE_S
                 continue
-            shortest = min(self._lease_s(r.task) for r in records)
-            self._next_beat = time.monotonic() + shortest / 3
+            # Tasks started during the call count too: their leases are fresh but may be short.
+            shortest = min((self._lease_s(r.task) for r in self.running.values()), default=None)
+            self._next_beat = float("inf") if shortest is None else time.monotonic() + shortest / 3
             for task_id in beat.lost:
                 self._stop(task_id, "lost")
             for task_id in beat.cancel_requested:
