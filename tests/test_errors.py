@@ -83,3 +83,14 @@ async def test_full_database_is_a_storage_error_and_writes_nothing(db_path: Path
         with pytest.raises(StorageError, match="full"):
             await queue.enqueue([make_task("x" * 2000) for _ in range(500)])
         assert (await queue.get_queue_stats())["total"] == 1
+
+
+async def test_memory_database_serialises_concurrent_writes() -> None:
+    config = QueueConfig(database_url="sqlite+aiosqlite:///:memory:")
+    async with WorkerQueue(config) as queue:
+        await queue.enqueue([make_task(str(n)) for n in range(20)])
+        results = await asyncio.gather(
+            *(queue.dequeue(size=2) for _ in range(10)), queue.retry(), queue.retry()
+        )
+        claimed = [t.id for batch in results[:10] for t in batch]
+        assert len(claimed) == len(set(claimed)) == 20

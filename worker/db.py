@@ -11,6 +11,7 @@ statements outside any transaction and never block writers (WAL).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,6 +48,9 @@ class Database:
         self._config = config
         self._engine: AsyncEngine | None = None
         self._locking: AsyncEngine | None = None
+        # An in-memory SQLite database is one shared connection: its writers must take turns
+        # here, since BEGIN on a connection already in a transaction fails.
+        self._memory_writes: asyncio.Lock | None = None
 
     @property
     def url(self) -> str:
@@ -83,6 +87,8 @@ class Database:
             raise StorageError(self.url, "creating the engine", error) from error
         if engine.dialect.name == "sqlite":
             _install_sqlite_hooks(engine, self._config, in_memory=path is None)
+            if path is None:
+                self._memory_writes = asyncio.Lock()
         self._engine = engine
         self._locking = engine.execution_options(**{_LOCK_FIRST: True})
 
@@ -103,7 +109,7 @@ class Database:
         engine = self.engine if not lock_first else self._locking
         assert engine is not None  # set with self.engine
         try:
-            async with engine.begin() as conn:
+            async with self._memory_turn(), engine.begin() as conn:
                 yield conn
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
@@ -116,6 +122,14 @@ class Database:
                 yield conn
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
+
+    @asynccontextmanager
+    async def _memory_turn(self) -> AsyncIterator[None]:
+        if self._memory_writes is None:
+            yield
+            return
+        async with self._memory_writes:
+            yield
 
     def _storage_error(self, action: str, error: exc.DBAPIError) -> QueueError:
         cause = error.orig if error.orig is not None else error

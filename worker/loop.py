@@ -19,6 +19,7 @@ from typing import Literal
 
 from worker.acks import AckBuffer
 from worker.context import TaskContext
+from worker.db import sqlite_path
 from worker.errors import QueueClosedError, QueueError
 from worker.events import EventBus
 from worker.execute import Outcome, attempt
@@ -28,7 +29,7 @@ from worker.outcomes import describe
 from worker.processors import ProcessorRegistry
 from worker.queue import WorkerQueue
 from worker.states import TaskState
-from worker.wakeup import DatabaseWatcher, Waker, notifier_for, sqlite_path
+from worker.wakeup import DatabaseWatcher, Waker, notifier_for
 
 log = logging.getLogger(__name__)
 

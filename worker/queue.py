@@ -23,6 +23,7 @@ from worker.reads import ReadStore
 from worker.rows import insert_values, items_json
 from worker.states import TERMINAL_STATES, TaskState
 from worker.store import TaskStore
+from worker.wakeup import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class WorkerQueue:
         self._store = TaskStore(self._db, self.config.default_visibility_timeout)
         self._reads = ReadStore(self._db)
         self._control = ControlStore(self._db, self.config.default_visibility_timeout)
+        #: Poked after every enqueue that inserted something: wakes this process's workers.
+        self.notifier = Notifier()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -130,6 +133,8 @@ class WorkerQueue:
         ids, inserted = await self._store.insert(rows, now)
         for task, task_id in zip(checked, ids, strict=True):
             task.__dict__["id"] = task_id
+        if inserted:
+            self.notifier.notify()
         return inserted
 
     # -- consuming -----------------------------------------------------------------------
@@ -173,6 +178,10 @@ class WorkerQueue:
         await self._store.fail(
             "retry", [Failure(task_id, error, lease_id, delay_s)], self._clock(), strict=True
         )
+
+    async def discard_many(self, failures: Sequence[Failure]) -> list[str]:
+        """Discard many claimed tasks in one transaction; returns the ids refused."""
+        return await self._store.fail("discard", failures, self._clock(), strict=False)
 
     async def retry_many(self, failures: Sequence[Failure]) -> list[str]:
         """Mark many claimed tasks retryable in one transaction; returns the ids refused."""

@@ -9,15 +9,11 @@ them with a bounded fallback poll, for what neither can see (a scheduled task fa
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import time
 import weakref
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy.engine import make_url
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from worker.queue import WorkerQueue
@@ -48,36 +44,9 @@ class Notifier:
             event.set()
 
 
-_notifiers: weakref.WeakKeyDictionary[WorkerQueue, Notifier] = weakref.WeakKeyDictionary()
-
-
 def notifier_for(queue: WorkerQueue) -> Notifier:
-    """The queue's notifier, poked after each of its enqueues (installed on first use).
-
-    ``WorkerQueue`` has no hook yet, so this wraps the instance's ``enqueue``.
-    """
-    notifier = _notifiers.get(queue)
-    if notifier is None:
-        notifier = _notifiers[queue] = Notifier()
-        original: Callable[..., Any] = queue.enqueue
-
-        @functools.wraps(original)
-        async def enqueue(*args: Any, **kwargs: Any) -> Any:
-            inserted = await original(*args, **kwargs)
-            if inserted:
-                notifier.notify()
-            return inserted
-
-        setattr(queue, "enqueue", enqueue)  # noqa: B010 - an instance attribute, on purpose
-    return notifier
-
-
-def sqlite_path(database_url: str) -> Path | None:
-    """The database file a SQLite URL names (None for memory databases and other backends)."""
-    url = make_url(database_url)
-    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
-        return None
-    return Path(url.database)
+    """The queue's notifier: ``WorkerQueue.enqueue`` pokes it after every insert."""
+    return queue.notifier
 
 
 class DatabaseWatcher:
