@@ -24,7 +24,7 @@ from worker.errors import QueueClosedError, QueueError
 from worker.events import EventBus
 from worker.execute import Outcome, attempt
 from worker.memory import MemoryGovernor
-from worker.models import Task
+from worker.models import Resources, Task
 from worker.outcomes import describe
 from worker.processors import ProcessorRegistry
 from worker.queue import WorkerQueue
@@ -67,6 +67,7 @@ class Loop:
         acks: AckBuffer,
         stop: asyncio.Event,
         force: asyncio.Event,
+        capacity: Resources | None = None,
     ) -> None:
         config = queue.config
         self.queue = queue
@@ -78,6 +79,7 @@ class Loop:
         self.stop = stop
         self.force = force
         self.running: dict[str, Running] = {}
+        self.capacity = capacity
         self.memory = MemoryGovernor(concurrency, config.memory_threshold)
         path = sqlite_path(config.database_url)
         self.waker = Waker(DatabaseWatcher(path) if path else None, config.poll_interval)
@@ -112,7 +114,9 @@ class Loop:
             claimed: list[Task] = []
             if free > 0:
                 try:
-                    claimed = await self.queue.dequeue(size=free, queues=self.queues)
+                    claimed = await self.queue.dequeue(
+                        size=free, queues=self.queues, resources=self._free_resources()
+                    )
                 except QueueClosedError:
                     raise
                 except QueueError:
@@ -128,6 +132,17 @@ class Loop:
             elif self.burst and not self.running and not await self._more_due():
                 return
             await self.waker.wait(watch=free - len(claimed) > 0)
+
+    def _free_resources(self) -> Resources | None:
+        """The capacity less what the running tasks declared (None: no capacity set)."""
+        if self.capacity is None:
+            return None
+        needs = [r.task.resources for r in self.running.values()]
+        return Resources(
+            memory_bytes=max(0, self.capacity.memory_bytes - sum(n.memory_bytes for n in needs)),
+            cpu=max(0.0, self.capacity.cpu - sum(n.cpu for n in needs)),
+            gpu=self.capacity.gpu and not any(n.gpu for n in needs),
+        )
 
     async def _more_due(self) -> bool:
         """Burst mode, about to exit: write the acks and sweep; is anything due now?"""

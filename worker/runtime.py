@@ -26,6 +26,7 @@ from worker.config import QueueConfig
 from worker.errors import QueueError
 from worker.events import Callback, EventBus
 from worker.loop import Loop
+from worker.models import Resources
 from worker.processors import ProcessorRegistry
 from worker.processors import registry as default_registry
 from worker.queue import WorkerQueue
@@ -47,6 +48,7 @@ async def worker_loop(
     stop: asyncio.Event | None = None,
     force: asyncio.Event | None = None,
     events: EventBus | None = None,
+    resources: Resources | None = None,
 ) -> dict[str, int]:
     """Claim and run tasks until ``stop`` is set (or, with ``burst``, until nothing is due
     and nothing runs). Every acknowledgement is written before it returns; returns counts
@@ -63,6 +65,7 @@ async def worker_loop(
         acks=acks,
         stop=stop or asyncio.Event(),
         force=force or asyncio.Event(),
+        capacity=resources,
     )
     flusher = asyncio.create_task(acks.run())
     try:
@@ -90,6 +93,7 @@ class Worker:
         sweep_interval_s: float | None = None,
         handle_signals: bool = True,
         worker_id: str | None = None,
+        resources: Resources | None = None,
     ) -> None:
         self.queue = queue
         self.registry = registry or default_registry
@@ -98,6 +102,8 @@ class Worker:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         self.queues = None if queues is None else list(queues)
         self.burst = burst
+        #: What this worker has to give its tasks (None: claim without looking at needs).
+        self.resources = resources
         self.sweep_interval_s = sweep_interval_s
         self.handle_signals = handle_signals
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -146,6 +152,7 @@ class Worker:
                 stop=self._stop,
                 force=self._force,
                 events=self.events,
+                resources=self.resources,
             )
         finally:
             for signum in installed:
@@ -201,6 +208,7 @@ async def run_workers(
     queues: Sequence[str] | None = None,
     burst: bool = False,
     worker_id: str | None = None,
+    resources: Resources | None = None,
 ) -> dict[str, int]:
     """Open the queue, import ``modules`` (their ``@processor`` handlers register), and run
     a :class:`Worker` until a signal (or, with ``burst``, until the queue runs dry)."""
@@ -208,6 +216,12 @@ async def run_workers(
     chosen.load_modules(modules)
     async with WorkerQueue(config) as queue:
         worker = Worker(
-            queue, chosen, concurrency=concurrency, queues=queues, burst=burst, worker_id=worker_id
+            queue,
+            chosen,
+            concurrency=concurrency,
+            queues=queues,
+            burst=burst,
+            worker_id=worker_id,
+            resources=resources,
         )
         return await worker.run()

@@ -1,0 +1,55 @@
+"""A worker with a resource capacity never runs more than fits at once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.runtime_worker import job_task, runtime_config
+from worker import ProcessorRegistry, TaskContext, TaskItem, TaskState, Worker, WorkerQueue
+from worker.models import Resources
+
+pytestmark = pytest.mark.timeout(30)
+GIB = 1 << 30
+
+
+async def test_capacity_limits_what_runs_together(db_path: Path) -> None:
+    running: set[str] = set()
+    peak_memory = 0
+
+    async def handler(item: TaskItem, ctx: TaskContext) -> int:
+        nonlocal peak_memory
+        running.add(ctx.task.id)
+        peak_memory = max(
+            peak_memory,
+            sum(needs[t] for t in running),
+        )
+        await asyncio.sleep(0.05)
+        running.discard(ctx.task.id)
+        return 1
+
+    registry = ProcessorRegistry()
+    registry.add("job", handler)
+    async with WorkerQueue(runtime_config(db_path)) as queue:
+        tasks = [job_task(resources=Resources(memory_bytes=3 * GIB)) for _ in range(3)]
+        tasks += [job_task(resources=Resources(memory_bytes=1 * GIB)) for _ in range(3)]
+        await queue.enqueue(tasks)
+        needs = {t.id: t.resources.memory_bytes for t in tasks}
+        worker = Worker(
+            queue,
+            registry,
+            concurrency=6,
+            burst=True,
+            handle_signals=False,
+            resources=Resources(memory_bytes=4 * GIB, cpu=2),
+        )
+        async with asyncio.timeout(20):
+            counts = await worker.run()
+        assert counts["completed"] == 6
+        assert 0 < peak_memory <= 4 * GIB
+        for task in tasks:
+            stored = await queue.get_task(task.id)
+            assert stored.state is TaskState.COMPLETED
+            assert stored.attempt_count == 1, "tasks given back did not use up an attempt"
