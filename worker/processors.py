@@ -18,11 +18,14 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Iterable
+from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from worker.builtins.call import resolve, run_call
 from worker.builtins.command import run_command
 from worker.outcomes import PermanentError
+
+ENTRY_POINT_GROUP = "worker.processors"
 
 #: ``handler(item, ctx)``, returning (or, when async, resolving to) a JSON value.
 Handler = Callable[..., Any]
@@ -32,8 +35,9 @@ H = TypeVar("H", bound=Handler)
 class ProcessorRegistry:
     """Request kind name -> handler."""
 
-    def __init__(self, *, builtins: bool = True) -> None:
+    def __init__(self, *, builtins: bool = True, entry_points: bool = True) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._entry_points = entry_points
         self._lock = threading.Lock()
         if builtins:
             self.add("call", run_call)
@@ -69,13 +73,26 @@ class ProcessorRegistry:
             importlib.import_module(module)
 
     def get(self, kind: str) -> Handler:
-        handler = self._handlers.get(kind)
+        handler = self._handlers.get(kind) or self._from_entry_point(kind)
         if handler is None:
             known = ", ".join(sorted(self._handlers)) or "none"
             raise PermanentError(
                 f"no processor for request kind {kind!r} in this worker (it has: {known})"
             )
         return handler
+
+    def _from_entry_point(self, kind: str) -> Handler | None:
+        """A handler a package declares in the ``worker.processors`` entry-point group.
+
+        ``[project.entry-points."worker.processors"] tts = "tts.processor:synthesize"``
+        lets a worker that never imported the package run its kind.
+        """
+        if not self._entry_points:
+            return None
+        for ep in entry_points(group=ENTRY_POINT_GROUP, name=kind):
+            self.add(kind, ep.load())
+            return self._handlers[kind]
+        return None
 
     def kinds(self) -> list[str]:
         return sorted(self._handlers)
