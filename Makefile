@@ -31,6 +31,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_core.py
+	$(BIN)/python bench/bench_runtime.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
