@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -87,6 +87,25 @@ class QueueConfig(BaseSettings):
     call_allowed_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         validation_alias=_env("call_allowed_modules", "QUEUE_CALL_ALLOWED_MODULES"),
+    )
+    # Webhooks (worker.webhooks): a POST per task item with a response_url, once it ends.
+    webhook_max_attempts: int = Field(
+        5, ge=1, validation_alias=_env("webhook_max_attempts", "QUEUE_WEBHOOK_MAX_ATTEMPTS")
+    )
+    webhook_timeout: float = Field(
+        10.0, gt=0, validation_alias=_env("webhook_timeout", "QUEUE_WEBHOOK_TIMEOUT")
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("webhook_secret", "QUEUE_WEBHOOK_SECRET")
+    )
+    webhook_allow_private: bool = Field(
+        False, validation_alias=_env("webhook_allow_private", "QUEUE_WEBHOOK_ALLOW_PRIVATE")
+    )
+    webhook_base_delay: float = Field(
+        5.0, ge=0, validation_alias=_env("webhook_base_delay", "QUEUE_WEBHOOK_BASE_DELAY")
+    )
+    webhook_interval: float = Field(
+        1.0, gt=0, validation_alias=_env("webhook_interval", "QUEUE_WEBHOOK_INTERVAL")
     )
 
     @field_validator("call_allowed_modules", mode="before")

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import JsonValue, ValidationError
 
@@ -24,6 +24,9 @@ from worker.rows import insert_values, items_json
 from worker.states import TERMINAL_STATES, TaskState
 from worker.store import TaskStore
 from worker.wakeup import Notifier
+
+if TYPE_CHECKING:
+    from worker.webhooks.models import WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -419,6 +422,15 @@ class WorkerQueue:
         if not chosen:
             return 0
         return await self._control.purge(self._clock() - older_than_s, chosen)
+
+    # -- webhooks (worker.webhooks; kept apart from the queue's own operations) -----------
+
+    async def webhook_deliveries(self, task_id: str) -> list[WebhookDelivery]:
+        """The webhook deliveries of a task's items: state, attempts, last error and status
+        (empty until the task has ended and the delivery loop has seen it)."""
+        from worker.webhooks.store import deliveries_for
+
+        return await deliveries_for(self._db, task_id)
 
 
 def _state(value: TaskState | str) -> TaskState:

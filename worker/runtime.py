@@ -31,6 +31,7 @@ from worker.processors import ProcessorRegistry
 from worker.processors import registry as default_registry
 from worker.queue import WorkerQueue
 from worker.sweeper import retry_sweeper
+from worker.webhooks import webhook_loop
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ class Worker:
         sweeper = asyncio.create_task(
             retry_sweeper(self.queue, self.sweep_interval_s, stop=self._stop)
         )
+        webhooks = asyncio.create_task(webhook_loop(self.queue, stop=self._stop))
         alive = asyncio.create_task(self._keep_registered())
         installed = self._install_signals() if self.handle_signals else []
         try:
@@ -157,9 +159,9 @@ class Worker:
         finally:
             for signum in installed:
                 asyncio.get_running_loop().remove_signal_handler(signum)
-            for helper in (sweeper, alive):
+            for helper in (sweeper, webhooks, alive):
                 helper.cancel()
-            await asyncio.gather(sweeper, alive, return_exceptions=True)
+            await asyncio.gather(sweeper, webhooks, alive, return_exceptions=True)
             try:
                 await self.queue.worker_heartbeat(self.id, stopped=True)
             except QueueError:

@@ -137,3 +137,39 @@ for _state in ("discarded", "cancelled"):
         sqlite_where=sa.text(f"state = '{_state}'"),
         postgresql_where=sa.text(f"state = '{_state}'"),
     )
+
+# Revision 0003: webhooks. One row per task item with a ``response_url``, created after the
+# task ends (the hot path never writes here); ``next_attempt_at`` doubles as the lease expiry
+# of a claimed delivery, so a delivery whose worker died becomes due again by itself.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(26), nullable=False),
+    sa.Column("item_index", sa.Integer, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("lease_id", sa.String(64), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("delivered_at", sa.Float, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("task_id", "item_index", name="uq_webhook_deliveries_item"),
+)
+sa.Index(
+    "ix_webhook_deliveries_due",
+    webhook_deliveries.c.next_attempt_at,
+    sqlite_where=sa.text("state = 'pending'"),
+    postgresql_where=sa.text("state = 'pending'"),
+)
+
+#: One row (id 1): tasks that finished at or before ``scanned_to_at`` have their deliveries.
+webhook_scan = sa.Table(
+    "webhook_scan",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("scanned_to_at", sa.Float, nullable=False),
+)

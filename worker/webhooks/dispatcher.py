@@ -1,0 +1,205 @@
+"""The delivery loop: one per :class:`~worker.Worker`, next to the retry sweeper.
+
+Each tick it (1) scans tasks that ended since the last scan and creates a delivery row for
+each item with a ``response_url``, and (2) claims due deliveries, posts them and records each
+outcome, scheduling a failed one again after backoff until its attempts are used up.
+
+The scan runs twice over every finished task: at once (for low latency, from a mark kept in
+memory) and again once ``settle_s`` has passed (from the mark in the database, which only
+then advances). A task's ``finished_at`` is read from the clock before its transaction waits
+for the write lock, so it can commit up to the busy timeout later, behind a later one; the
+second pass finds such tasks. Creating rows is idempotent (one per task item), so neither
+pass nor several workers can duplicate a delivery.
+
+A delivery never changes its task: the task's state and outcome are what they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from worker.backoff import retry_delay_s
+from worker.errors import QueueClosedError, QueueError, TaskNotFoundError
+from worker.queue import WorkerQueue
+from worker.webhooks import guard, signing
+from worker.webhooks.errors import AddressRefusedError, TransportError
+from worker.webhooks.models import Claimed, Finished
+from worker.webhooks.store import WebhookStore, database_of
+from worker.webhooks.transport import HttpxTransport, Outgoing, Transport
+
+log = logging.getLogger(__name__)
+
+#: Finished tasks read per scan, and deliveries claimed per tick.
+SCAN_BATCH = 1000
+CLAIM_BATCH = 16
+#: Added to the busy timeout: how late a finished task may still commit.
+SETTLE_MARGIN_S = 5.0
+#: A claimed delivery is someone's for its timeout plus this; then it is due again.
+LEASE_MARGIN_S = 30.0
+
+Clock = Callable[[], float]
+
+
+class WebhookDispatcher:
+    """Creates and sends the deliveries of one queue's database (see the module docstring)."""
+
+    def __init__(
+        self,
+        queue: WorkerQueue,
+        transport: Transport,
+        *,
+        clock: Clock = time.time,
+        resolver: guard.Resolver = guard.system_resolver,
+    ) -> None:
+        self.queue = queue
+        self.config = queue.config
+        self._transport = transport
+        self._clock = clock
+        self._resolver = resolver
+        self._store = WebhookStore(database_of(queue))
+        self.settle_s = self.config.busy_timeout + SETTLE_MARGIN_S
+        self._scanned_to: float | None = None  # the database's mark, as last written
+        self._seen_to: float | None = None  # how far this dispatcher has looked
+
+    async def tick(self) -> int:
+        """One round: create missing deliveries, post the due ones; returns how many were
+        claimed (a full batch means more may be due)."""
+        await self.collect()
+        return await self.deliver_due()
+
+    # -- creating deliveries -------------------------------------------------------------
+
+    async def collect(self) -> int:
+        if self._scanned_to is None or self._seen_to is None:
+            self._scanned_to = self._seen_to = await self._store.scanned_to()
+        fresh, _ = await self._store.finished(self._seen_to, None, SCAN_BATCH)
+        if fresh:
+            self._seen_to = fresh[-1].finished_at
+        upto = min(self._clock() - self.settle_s, self._seen_to)
+        settled: list[Finished] = []
+        mark: float | None = None
+        if upto > self._scanned_to:
+            settled, cut = await self._store.finished(self._scanned_to, upto, SCAN_BATCH)
+            mark = settled[-1].finished_at if cut else upto
+        created = await self._store.add([*fresh, *settled], self._clock(), mark)
+        if mark is not None:
+            self._scanned_to = mark
+        if created:
+            log.debug("created %d webhook deliveries", created)
+        return created
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def deliver_due(self) -> int:
+        lease_s = self.config.webhook_timeout + LEASE_MARGIN_S
+        claimed = await self._store.claim(self._clock(), lease_s, CLAIM_BATCH)
+        if claimed:
+            await asyncio.gather(*(self._attempt(c) for c in claimed))
+        return len(claimed)
+
+    async def _attempt(self, claimed: Claimed) -> None:
+        config = self.config
+        if claimed.attempts > config.webhook_max_attempts:  # the last attempt was cut short
+            await self._failed(claimed, "attempts used up (the last one was interrupted)", None)
+            return
+        try:
+            task = await self.queue.get_task(claimed.task_id)
+        except TaskNotFoundError:
+            await self._failed(claimed, "the task no longer exists", None, final=True)
+            return
+        if claimed.item_index >= len(task.items):
+            await self._failed(claimed, "the task has no such item", None, final=True)
+            return
+        now = self._clock()
+        body = signing.encode(signing.payload(task, claimed.item_index))
+        secret = config.webhook_secret
+        headers = signing.headers(
+            body,
+            delivery_id=f"{claimed.task_id}:{claimed.item_index}",
+            attempt=claimed.attempts,
+            now=now,
+            secret=None if secret is None else secret.get_secret_value(),
+        )
+        timeout_s = config.webhook_timeout
+        try:
+            async with asyncio.timeout(timeout_s):
+                where = await guard.target(
+                    claimed.url, allow_private=config.webhook_allow_private, resolver=self._resolver
+                )
+                if where.host_header is not None:
+                    headers["Host"] = where.host_header
+                status = await self._transport.post(
+                    Outgoing(where.url, body, headers, where.sni_hostname), timeout_s
+                )
+        except AddressRefusedError as error:
+            await self._failed(claimed, str(error), None, final=True)
+            return
+        except TransportError as error:
+            await self._failed(claimed, str(error), None)
+            return
+        except TimeoutError:
+            await self._failed(claimed, f"no response within {timeout_s} s", None)
+            return
+        if 200 <= status < 300:
+            if not await self._store.delivered(claimed, status, self._clock()):
+                log.warning("webhook %s:%d delivered after its lease was lost",
+                            claimed.task_id, claimed.item_index)  # fmt: skip
+            return
+        reason = "redirect not followed" if 300 <= status < 400 else "not a 2xx response"
+        await self._failed(claimed, f"HTTP {status}: {reason}", status)
+
+    async def _failed(
+        self, claimed: Claimed, error: str, status: int | None, *, final: bool = False
+    ) -> None:
+        config = self.config
+        now = self._clock()
+        retry_at = None
+        if not final and claimed.attempts < config.webhook_max_attempts:
+            retry_at = now + retry_delay_s(
+                claimed.attempts,
+                base_delay_s=config.webhook_base_delay,
+                multiplier=config.retry_backoff_multiplier,
+                max_delay_s=config.max_retry_delay,
+            )
+        log.log(
+            logging.INFO if retry_at is not None else logging.WARNING,
+            "webhook %s:%d attempt %d failed: %s%s", claimed.task_id, claimed.item_index,
+            claimed.attempts, error, "" if retry_at is None else " (will retry)",
+        )  # fmt: skip
+        await self._store.failed(claimed, error, status, now, retry_at)
+
+
+async def webhook_loop(
+    queue: WorkerQueue,
+    *,
+    stop: asyncio.Event | None = None,
+    interval_s: float | None = None,
+    transport: Transport | None = None,
+    clock: Clock = time.time,
+    resolver: guard.Resolver = guard.system_resolver,
+) -> None:
+    """Deliver webhooks every ``interval_s`` (default: the config's ``webhook_interval``)
+    until ``stop`` is set or the coroutine is cancelled. A failed round is logged and tried
+    again; an attempt cut short by cancellation is retried after its lease expires."""
+    interval = queue.config.webhook_interval if interval_s is None else interval_s
+    stop = stop or asyncio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        if transport is None:
+            transport = await stack.enter_async_context(HttpxTransport())
+        dispatcher = WebhookDispatcher(queue, transport, clock=clock, resolver=resolver)
+        while not stop.is_set():
+            claimed = 0
+            try:
+                claimed = await dispatcher.tick()
+            except QueueClosedError:
+                raise
+            except QueueError:
+                log.exception("webhook round failed; trying again in %s s", interval)
+            if claimed >= CLAIM_BATCH:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)

@@ -1,0 +1,219 @@
+"""All webhook SQL: the scan of finished tasks, delivery rows, claims and outcomes.
+
+The scan reads ``tasks`` through the partial index on ``finished_at`` and never writes to it;
+the hot path (enqueue, claim, acknowledge) never touches these tables. A claim is one
+``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING`` that sets a fresh lease id and
+pushes ``next_attempt_at`` to the lease's expiry; an outcome is written only while that lease
+is still the row's (compare-and-set), so two workers never both record one attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from worker.db import Database
+from worker.schema import tasks, webhook_deliveries, webhook_scan
+from worker.sqlfn import state_in
+from worker.states import TERMINAL_STATES
+from worker.webhooks.models import Claimed, DeliveryState, Finished, WebhookDelivery
+
+if TYPE_CHECKING:
+    from worker.queue import WorkerQueue
+
+_PENDING = DeliveryState.PENDING.value
+_D = webhook_deliveries.c
+
+
+def database_of(source: WorkerQueue | Database) -> Database:
+    """The database behind a queue (or the database itself)."""
+    return source if isinstance(source, Database) else source._db
+
+
+def _urls(items_text: str | None) -> dict[int, str]:
+    try:
+        items = json.loads(items_text or "[]")
+    except ValueError:
+        return {}
+    if not isinstance(items, list):
+        return {}
+    return {
+        index: item["response_url"]
+        for index, item in enumerate(items)
+        if isinstance(item, dict) and isinstance(item.get("response_url"), str)
+    }
+
+
+class WebhookStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # -- the scan of finished tasks ------------------------------------------------------
+
+    async def scanned_to(self) -> float:
+        """Tasks that finished at or before this have their delivery rows."""
+        query = sa.select(webhook_scan.c.scanned_to_at).where(webhook_scan.c.id == 1)
+        async with self._db.read("webhook scan mark") as conn:
+            value = (await conn.execute(query)).scalar()
+        return 0.0 if value is None else float(value)
+
+    async def finished(
+        self, after: float, upto: float | None, limit: int
+    ) -> tuple[list[Finished], bool]:
+        """Ended tasks with ``after < finished_at [<= upto]``, oldest first, with their
+        response URLs (often none); and whether ``limit`` cut the scan short. A cut scan
+        still returns every task that finished at the same instant as its last one (batch
+        acknowledgements share one), so the next scan can start strictly after it."""
+        columns = (tasks.c.id, tasks.c.finished_at, sa.type_coerce(tasks.c.items, sa.Text))
+        window = [tasks.c.finished_at.is_not(None), tasks.c.finished_at > after]
+        if upto is not None:
+            window.append(tasks.c.finished_at <= upto)
+        query = sa.select(*columns).where(*window).order_by(tasks.c.finished_at).limit(limit)
+        ended = state_in(*TERMINAL_STATES)
+        async with self._db.read("webhook scan") as conn:
+            rows = list((await conn.execute(query.where(ended))).all())
+            cut = len(rows) >= limit
+            if cut:
+                last = rows[-1][1]
+                seen = {row[0] for row in rows}
+                ties = sa.select(*columns).where(tasks.c.finished_at == last, ended)
+                rows += [r for r in (await conn.execute(ties)).all() if r[0] not in seen]
+        found = [Finished(str(i), float(at), _urls(items)) for i, at, items in rows]
+        return found, cut
+
+    async def add(self, found: Sequence[Finished], now: float, scanned_to: float | None) -> int:
+        """Create the missing delivery rows (due now) and advance the scan mark; one
+        transaction. Returns how many rows were created."""
+        rows = [
+            {
+                "task_id": task.task_id,
+                "item_index": index,
+                "url": url,
+                "state": _PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for task in found
+            for index, url in sorted(task.urls.items())
+        ]
+        if not rows and scanned_to is None:
+            return 0
+        insert = sa.insert(webhook_deliveries).prefix_with("OR IGNORE", dialect="sqlite")
+        mark = (
+            sa.update(webhook_scan)
+            .where(webhook_scan.c.id == 1)
+            .values(scanned_to_at=sa.func.max(webhook_scan.c.scanned_to_at, scanned_to))
+        )
+        created = 0
+        async with self._db.write("webhook deliveries", lock_first=False) as conn:
+            if rows:
+                created = (await conn.execute(insert, rows)).rowcount
+            if scanned_to is not None:
+                await conn.execute(mark)
+        return max(created, 0)
+
+    # -- attempts ------------------------------------------------------------------------
+
+    async def claim(self, now: float, lease_s: float, limit: int) -> list[Claimed]:
+        """Claim up to ``limit`` due deliveries for one attempt each, oldest due first."""
+        due = (
+            sa.select(_D.id)
+            .where(_D.state == _PENDING, _D.next_attempt_at <= now)
+            .order_by(_D.next_attempt_at)
+            .limit(limit)
+        )
+        prefix = secrets.token_hex(8) + ":"
+        statement = (
+            sa.update(webhook_deliveries)
+            .where(_D.id.in_(due.scalar_subquery()), _D.state == _PENDING)
+            .values(
+                attempts=_D.attempts + 1,
+                lease_id=sa.literal(prefix) + sa.cast(_D.id, sa.String),
+                next_attempt_at=now + lease_s,
+                updated_at=now,
+            )
+            .returning(_D.id, _D.task_id, _D.item_index, _D.url, _D.attempts, _D.lease_id)
+        )
+        async with self._db.write("webhook claim", lock_first=False) as conn:
+            rows = (await conn.execute(statement)).all()
+        return sorted(
+            (
+                Claimed(int(i), str(t), int(n), str(u), int(a), str(lease))
+                for i, t, n, u, a, lease in rows
+            ),
+            key=lambda c: c.id,
+        )
+
+    async def delivered(self, claimed: Claimed, status: int, now: float) -> bool:
+        """pending -> delivered; False if the claim's lease was lost meanwhile."""
+        return await self._settle(
+            claimed,
+            {
+                "state": DeliveryState.DELIVERED.value,
+                "last_status": status,
+                "last_error": None,
+                "delivered_at": now,
+                "updated_at": now,
+            },
+        )
+
+    async def failed(
+        self,
+        claimed: Claimed,
+        error: str,
+        status: int | None,
+        now: float,
+        retry_at: float | None,
+    ) -> bool:
+        """Record a failed attempt: due again at ``retry_at``, or failed for good (None)."""
+        values: dict[str, Any] = {"last_error": error, "last_status": status, "updated_at": now}
+        if retry_at is None:
+            values["state"] = DeliveryState.FAILED.value
+        else:
+            values["next_attempt_at"] = retry_at
+        return await self._settle(claimed, values)
+
+    async def _settle(self, claimed: Claimed, values: dict[str, Any]) -> bool:
+        statement = (
+            sa.update(webhook_deliveries)
+            .where(_D.id == claimed.id, _D.lease_id == claimed.lease_id, _D.state == _PENDING)
+            .values(lease_id=None, **values)
+        )
+        async with self._db.write("webhook outcome", lock_first=False) as conn:
+            return bool((await conn.execute(statement)).rowcount)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def for_task(self, task_id: str) -> list[WebhookDelivery]:
+        query = sa.select(webhook_deliveries).where(_D.task_id == task_id).order_by(_D.item_index)
+        async with self._db.read("webhook deliveries") as conn:
+            rows = (await conn.execute(query)).all()
+        return [_delivery(row._mapping) for row in rows]
+
+
+def _delivery(row: Any) -> WebhookDelivery:
+    pending = row["state"] == _PENDING
+    return WebhookDelivery(
+        task_id=row["task_id"],
+        item_index=row["item_index"],
+        url=row["url"],
+        state=DeliveryState(row["state"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"] if pending else None,
+        last_error=row["last_error"],
+        last_status=row["last_status"],
+        delivered_at=row["delivered_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def deliveries_for(source: WorkerQueue | Database, task_id: str) -> list[WebhookDelivery]:
+    """The webhook deliveries of a task's items, by item index (empty until it ended)."""
+    return await WebhookStore(database_of(source)).for_task(task_id)

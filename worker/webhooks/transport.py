@@ -1,0 +1,72 @@
+"""The HTTP seam: a :class:`Transport` posts bytes and returns the status code.
+
+:class:`HttpxTransport` never follows redirects (a 3xx is the answer, and a failure), never
+reads proxies or other settings from the environment, and does not read the response body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import httpx
+
+from worker.webhooks.errors import TransportError
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    url: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    sni_hostname: str | None = None
+
+
+class Transport(Protocol):
+    async def post(self, request: Outgoing, timeout_s: float) -> int:
+        """POST ``request``; the response's status, or :class:`TransportError`."""
+        ...
+
+
+class HttpxTransport:
+    """Posts with one ``httpx.AsyncClient``, opened by ``async with``."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> Self:
+        self._client = httpx.AsyncClient(
+            follow_redirects=False, trust_env=False, transport=self._transport
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def post(self, request: Outgoing, timeout_s: float) -> int:
+        if self._client is None:
+            raise RuntimeError("HttpxTransport is not open: use async with")
+        extensions: dict[str, Any] = {}
+        if request.sni_hostname is not None:
+            extensions["sni_hostname"] = request.sni_hostname
+        try:
+            async with self._client.stream(
+                "POST",
+                request.url,
+                content=request.body,
+                headers=request.headers,
+                timeout=timeout_s,
+                extensions=extensions,
+            ) as response:
+                return response.status_code
+        except httpx.HTTPError as error:
+            raise TransportError(f"{type(error).__name__}: {error}".rstrip(": ")) from error
