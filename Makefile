@@ -9,12 +9,12 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,piper,espeak,audio]'
 	touch $(STAMP)
 
-## demo: the small end-to-end example on the default SQLite file (data/queue.db)
+## demo: speech and audio jobs end to end on the default SQLite file (data/queue.db)
 demo: $(STAMP)
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/python -m tts.demo
 
 ## check: everything CI runs (lint, format check, mypy --strict, the test suite)
 check: lint typecheck test
