@@ -68,7 +68,7 @@ class WebhookStore:
         response URLs (often none); and whether ``limit`` cut the scan short. A cut scan
         still returns every task that finished at the same instant as its last one (batch
         acknowledgements share one), so the next scan can start strictly after it."""
-        columns = (tasks.c.id, tasks.c.finished_at, sa.type_coerce(tasks.c.items, sa.Text))
+        columns = (tasks.c.id, tasks.c.finished_at, sa.type_coerce(tasks.c.task_items, sa.Text))
         window = [tasks.c.finished_at.is_not(None), tasks.c.finished_at > after]
         if upto is not None:
             window.append(tasks.c.finished_at <= upto)
