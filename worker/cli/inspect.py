@@ -114,6 +114,11 @@ def stats(
 
     async def follow(queue: WorkerQueue) -> None:
         figures = await snapshot(queue)
+        if not render.stdout.is_terminal:  # piped: one table after another
+            while True:
+                render.stdout.print(render.stats_view(figures, figures["paused"]), "")
+                await asyncio.sleep(interval)
+                figures = await snapshot(queue)
         with Live(render.stats_view(figures, figures["paused"]), console=render.stdout) as live:
             while True:
                 await asyncio.sleep(interval)

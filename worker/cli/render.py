@@ -155,10 +155,11 @@ def task_panel(task: Task, why: str, now: float | None = None) -> Panel:
         ("started", instant(task.started_at, now)),
         ("finished", instant(task.finished_at, now)),
     ]
-    if task.started_at is not None:
+    running = task.state is TaskState.PROCESSING
+    if task.started_at is not None and (running or task.finished_at is not None):
         end = task.finished_at if task.finished_at is not None else now
         rows.append(("ran for", duration(end - task.started_at)))
-    if task.worker_id or task.lease_expires_at is not None:
+    if running:
         lease = f"worker {task.worker_id or '-'}, lease until {instant(task.lease_expires_at, now)}"
         rows.append(("lease", lease))
     if task.timeout_s is not None:

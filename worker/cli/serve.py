@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import importlib
-from typing import Annotated, Any
+import logging
+from typing import Annotated
 
 import typer
 
-import worker
-from worker.cli.session import ExitCode, fail, load_config, run, usage_error
+from worker import Worker
+from worker.cli.session import run, usage_error
 from worker.queue import WorkerQueue
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def import_processors(modules: list[str]) -> None:
@@ -23,6 +26,7 @@ def import_processors(modules: list[str]) -> None:
 
 def run_worker(
     ctx: typer.Context,
+    *,
     concurrency: Annotated[
         int | None,
         typer.Option("--concurrency", "-c", min=1, help="Tasks at once [QUEUE_CONCURRENCY]."),
@@ -38,16 +42,26 @@ def run_worker(
     burst: Annotated[
         bool, typer.Option("--burst", help="Exit once no task is due (tests, cron jobs).")
     ] = False,
+    log_level: Annotated[
+        str, typer.Option("--log-level", metavar="|".join(LOG_LEVELS), help="Logging on stderr.")
+    ] = "info",
 ) -> None:
-    """Run workers: claim tasks, run their handlers, record the outcomes. Ctrl-C stops them."""
-    worker_class: Any = getattr(worker, "Worker", None)
-    if worker_class is None:
-        fail(ExitCode.QUEUE_ERROR, "this installation has no worker runtime (worker.Worker)")
+    """Run workers: claim tasks, run their handlers, record the outcomes.
+
+    Ctrl-C (or SIGTERM) stops claiming and lets running tasks finish; a second one stops them.
+    """
+    if log_level.lower() not in LOG_LEVELS:
+        raise typer.BadParameter(f"use one of {', '.join(LOG_LEVELS)}", param_hint="'--log-level'")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     import_processors(processors or [])
-    chosen = concurrency if concurrency is not None else load_config(ctx).concurrency
 
-    async def serve(queue: WorkerQueue) -> None:
-        runner = worker_class(queue, concurrency=chosen, queues=queues or None, burst=burst)
-        await runner.run()
+    async def serve(queue: WorkerQueue) -> dict[str, int]:
+        runner = Worker(queue, concurrency=concurrency, queues=queues or None, burst=burst)
+        return await runner.run()
 
-    run(ctx, serve)
+    counts = run(ctx, serve)
+    summary = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+    typer.echo(f"worker stopped: {summary or 'no tasks'}", err=True)

@@ -1,0 +1,270 @@
+"""``wq`` as operators run it: real subprocesses (``python -m worker``) on real SQLite files.
+
+Each test groups several invocations (a process start costs about half a second). The setup
+that needs states the command line cannot reach (a discarded task, say) goes through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.support import make_task, sqlite_url
+from worker import QueueConfig, TaskState, WorkerQueue
+from worker.migrate import head_revision
+
+pytestmark = pytest.mark.timeout(60)
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+VOICE = "kokoro.af_heart"
+UNKNOWN_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The test's environment without QUEUE_* settings, with wide tables."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("QUEUE_")}
+    return {**env, "COLUMNS": "200", **(extra or {})}
+
+
+def wq_command(db: Path | None, *args: str) -> list[str]:
+    database = [] if db is None else ["--db", str(db)]
+    return [sys.executable, "-m", "worker", *database, *args]
+
+
+def wq(db: Path | None, *args: str, env: Mapping[str, str] | None = None) -> Result:
+    proc = subprocess.run(
+        wq_command(db, *args), capture_output=True, text=True, env=cli_env(env), cwd=ROOT,
+        timeout=60, check=False,
+    )  # fmt: skip
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def wq_all(
+    db: Path, *commands: tuple[str, ...], env: Mapping[str, str] | None = None
+) -> list[Result]:
+    """Run independent invocations side by side (each start-up costs about half a second)."""
+    procs = [
+        subprocess.Popen(
+            wq_command(db, *args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(env),
+            cwd=ROOT,
+        )
+        for args in commands
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        results.append(Result(proc.returncode, out, err))
+    return results
+
+
+def one_error_line(result: Result) -> str:
+    """The single ``wq: error: ...`` line an error prints (no traceback)."""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("wq: error: ")
+    return lines[0]
+
+
+def with_queue(db: Path, operation: Callable[[WorkerQueue], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with WorkerQueue(QueueConfig(database_url=sqlite_url(db))) as queue:
+            return await operation(queue)
+
+    return asyncio.run(main())
+
+
+def test_help_documents_the_exit_codes() -> None:
+    result = wq(None, "--help")
+    assert result.code == 0
+    text = " ".join(result.out.split())
+    for needle in ("Exit codes: 0 ok", "1 queue error", "2 usage error", "3 storage error"):
+        assert needle in text
+    assert "4 submit --wait" in text
+    assert "130 interrupted" in text
+    for command in ("submit", "worker", "status", "list", "stats", "purge", "why", "db"):
+        assert command in result.out
+
+
+def test_db_upgrade_prints_the_revision(tmp_path: Path) -> None:
+    result = wq(tmp_path / "a.db", "db", "upgrade")
+    assert (result.code, result.out.strip()) == (0, head_revision())
+    url = sqlite_url(tmp_path / "sub" / "b.db")
+    document = wq(None, "db", "upgrade", "--json", env={"QUEUE_DATABASE_URL": url}).json()
+    assert document == {"revision": head_revision(), "database_url": url}
+    assert (tmp_path / "sub" / "b.db").exists()
+
+
+def test_a_task_through_status_list_why_hold_resume_and_cancel(db_path: Path) -> None:
+    submitted = wq(
+        db_path, "submit", "tts", "Hello there", "--voice", VOICE, "--queue", "speech",
+        "--priority", "high", "--delay", "5m", "--name", "greeting", "--format", "mp3",
+        "--speed", "1.5", "--max-attempts", "5", "--timeout", "2m",
+        "--idempotency-key", "greeting-1", "--json",
+    )  # fmt: skip
+    assert submitted.code == 0, submitted.err
+    task = submitted.json()
+    task_id = task["id"]
+    assert task["state"] == "pending"
+    assert (task["queue"], task["priority"], task["name"]) == ("speech", 10, "greeting")
+    assert (task["max_attempts"], task["timeout_s"]) == (5, 120.0)
+    assert task["idempotency_key"] == "greeting-1"
+    assert task["schedule_at"] - task["created_at"] == pytest.approx(300, abs=5)
+    request = task["items"][0]["request"]
+    assert task["items"][0]["kind"] == "tts"
+    assert (request["text"], request["voice_id"]) == ("Hello there", VOICE)
+    assert (request["output_format"], request["speed"]) == ("mp3", 1.5)
+
+    panel = wq(db_path, "status", task_id).out
+    for needle in (task_id, "greeting", "pending", "not due until", "0 of 5", "2m00s", "tts:"):
+        assert needle in panel
+    assert wq(db_path, "hold", task_id).out.strip() == f"{task_id} pending (held)"
+    listed = wq(db_path, "list", "--state", "pending", "--queue", "speech", "--json").json()
+    assert [(t["id"], t["held"]) for t in listed["tasks"]] == [(task_id, True)]
+    assert listed["next_after"] is None
+    table = wq(db_path, "list").out
+    for needle in (task_id, "held", "speech", "greeting"):
+        assert needle in table
+    why = wq(db_path, "why", task_id)
+    assert why.code == 0
+    assert "held" in why.out
+    assert len(why.out.strip().splitlines()) == 1
+
+    assert wq(db_path, "resume", task_id, "--json").json() == {"id": task_id, "state": "pending"}
+    not_held = wq(db_path, "resume", task_id)
+    assert not_held.code == 1
+    assert "resume needs discarded or pending and held" in one_error_line(not_held)
+    assert wq(db_path, "cancel", task_id).out.strip() == f"{task_id} cancelled"
+    again = wq(db_path, "cancel", task_id)
+    assert again.code == 1
+    assert f"cannot cancel task '{task_id}': it is cancelled" in one_error_line(again)
+
+
+def test_unknown_ids_exit_1_naming_the_id(db_path: Path) -> None:
+    with_queue(db_path, lambda queue: queue.get_queue_stats())
+    for result in wq_all(db_path, ("status", UNKNOWN_ID), ("cancel", UNKNOWN_ID)):
+        assert result.code == 1, result
+        assert UNKNOWN_ID in one_error_line(result)
+        assert result.out == ""
+
+
+def test_usage_errors_exit_2(db_path: Path) -> None:
+    with_queue(db_path, lambda queue: queue.get_queue_stats())
+    bad_delay, bad_age, bad_voice, bad_state = wq_all(
+        db_path,
+        ("submit", "tts", "hi", "--voice", VOICE, "--delay", "5x"),
+        ("purge", "--older-than", "a week"),
+        ("submit", "tts", "hi", "--voice", "nobody"),
+        ("list", "--state", "sleeping"),
+    )
+    assert bad_delay.code == 2
+    assert "invalid duration '5x'" in bad_delay.err
+    assert bad_age.code == 2
+    assert "--older-than" in bad_age.err
+    assert bad_voice.code == 2
+    assert "invalid tts request: voice_id" in one_error_line(bad_voice)
+    assert bad_state.code == 2
+    assert "Traceback" not in bad_state.err
+    bad_config = wq(db_path, "list", env={"QUEUE_MAX_ATTEMPTS": "0"})
+    assert bad_config.code == 2
+    assert "QUEUE_MAX_ATTEMPTS" in one_error_line(bad_config)
+    assert with_queue(db_path, lambda queue: queue.get_queue_stats()) == {
+        **{state.value: 0 for state in TaskState},
+        "total": 0,
+    }
+
+
+def test_storage_errors_exit_3(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database file, not at all" * 200)
+    result = wq(garbage, "list")
+    assert result.code == 3
+    assert "not a database" in one_error_line(result)
+
+    db = tmp_path / "locked.db"
+    with_queue(db, lambda queue: queue.get_queue_stats())
+    holder = sqlite3.connect(db)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        locked = wq(db, "cancel", UNKNOWN_ID, env={"QUEUE_BUSY_TIMEOUT": "0.2"})
+    finally:
+        holder.close()
+    assert locked.code == 3
+    assert "database is locked" in one_error_line(locked)
+
+
+def test_resume_pause_stats_and_purge(db_path: Path) -> None:
+    async def setup(queue: WorkerQueue) -> tuple[str, str]:
+        failed, done = make_task(queue="audio"), make_task(queue="audio")
+        await queue.enqueue([failed, done])
+        await queue.dequeue(2)
+        await queue.mark_as_discarded(failed.id, "voice not installed")
+        await queue.mark_as_complete(done.id, results=["out.wav"])
+        return failed.id, done.id
+
+    failed_id, done_id = with_queue(db_path, setup)
+    done_panel, failed_panel = wq_all(db_path, ("status", done_id), ("status", failed_id))
+    assert '"out.wav"' in done_panel.out
+    assert "completed" in done_panel.out
+    assert "voice not installed" in failed_panel.out
+
+    assert wq(db_path, "resume", failed_id).out.strip() == f"{failed_id} pending"
+    assert wq(db_path, "pause", "audio").out.strip() == "queue audio paused"
+    why, figures, table = wq_all(
+        db_path, ("why", failed_id), ("stats", "--json"), ("stats", "--queue", "audio")
+    )
+    assert why.out.startswith("queue 'audio' is paused")
+    stats = figures.json()
+    assert (stats["states"]["pending"], stats["states"]["completed"]) == (1, 1)
+    assert stats["queues"]["audio"] == {"pending": 1, "completed": 1}
+    assert set(stats["paused"]) == {"audio"}
+    assert stats["completed"] == 1
+    assert "audio (paused)" in table.out
+    assert "throughput" in table.out
+    assert wq(db_path, "unpause", "audio").out.strip() == "queue audio unpaused"
+
+    purged = wq(db_path, "purge", "--older-than", "0s", "--state", "completed", "--json")
+    assert purged.json() == {"deleted": 1, "older_than_s": 0.0, "states": ["completed"]}
+    assert with_queue(db_path, lambda queue: queue.get_queue_stats())["completed"] == 0
+
+
+def test_stats_watch_refreshes_until_interrupted(db_path: Path) -> None:
+    with_queue(db_path, lambda queue: queue.get_queue_stats())
+    proc = subprocess.Popen(
+        wq_command(db_path, "stats", "--watch", "--interval", "0.1s"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("queues")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err.strip() == "wq: error: interrupted"
