@@ -1,0 +1,278 @@
+"""Webhook parts one at a time: signing, the address guard, the transport seam, the store's
+claims and leases, the scan of finished tasks (with a fake clock), and migration 0003."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic import command
+
+import worker.webhooks
+from tests.runtime_worker import JobRequest
+from tests.support import FakeClock, sqlite_url
+from worker import QueueConfig, Task, TaskItem, WorkerQueue
+from worker.db import Database
+from worker.migrate import alembic_config, head_revision
+from worker.webhooks import AddressRefusedError, HttpxTransport, Outgoing, signature
+from worker.webhooks.dispatcher import WebhookDispatcher
+from worker.webhooks.guard import Resolver, is_public, target
+from worker.webhooks.store import WebhookStore, database_of
+
+# -- signing -------------------------------------------------------------------------------
+
+
+def test_the_signature_is_an_hmac_of_timestamp_dot_body() -> None:
+    body = b'{"task_id":"x"}'
+    expected = hmac.new(b"key", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert signature("key", "1700000000", body) == f"sha256={expected}"
+    assert signature("key", "1700000001", body) != signature("key", "1700000000", body)
+
+
+def test_the_public_surface_is_pinned() -> None:
+    assert len(worker.webhooks.__all__) == len(set(worker.webhooks.__all__))
+    assert set(worker.webhooks.__all__) == {
+        name for name in dir(worker.webhooks) if not name.startswith("_")
+    } - {"dispatcher", "errors", "guard", "models", "signing", "store", "transport", "annotations"}
+
+
+# -- the address guard ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.215.14", True),
+        ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", True),
+        ("127.0.0.1", False),
+        ("10.0.0.1", False),
+        ("172.16.5.4", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),
+        ("240.0.0.1", False),
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("fd00::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:93.184.215.14", True),
+    ],
+)
+def test_which_addresses_are_public(address: str, public: bool) -> None:
+    assert is_public(ipaddress.ip_address(address)) is public
+
+
+def resolver_of(*addresses: str) -> Resolver:
+    async def resolve(host: str, port: int) -> list[str]:
+        return list(addresses)
+
+    return resolve
+
+
+async def test_a_public_host_is_pinned_to_its_resolved_address() -> None:
+    found = await target(
+        "https://hooks.example.com:8443/cb?x=1",
+        allow_private=False,
+        resolver=resolver_of("93.184.215.14"),
+    )
+    assert found.url == "https://93.184.215.14:8443/cb?x=1"
+    assert found.host_header == "hooks.example.com:8443"
+    assert found.sni_hostname == "hooks.example.com"
+
+
+async def test_one_private_address_among_public_ones_refuses_the_host() -> None:
+    with pytest.raises(AddressRefusedError, match=r"non-public address \(10\.0\.0\.7\)"):
+        await target(
+            "http://hooks.example.com/cb",
+            allow_private=False,
+            resolver=resolver_of("93.184.215.14", "10.0.0.7"),
+        )
+
+
+async def test_allow_private_leaves_the_url_alone() -> None:
+    found = await target("http://127.0.0.1:9/x", allow_private=True)
+    assert (found.url, found.host_header, found.sni_hostname) == (
+        "http://127.0.0.1:9/x",
+        None,
+        None,
+    )
+
+
+# -- the transport seam --------------------------------------------------------------------
+
+
+async def test_the_transport_sends_the_pinned_host_and_never_follows_redirects() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(307, headers={"Location": "http://10.0.0.1/inside"})
+
+    async with HttpxTransport(httpx.MockTransport(answer)) as transport:
+        status = await transport.post(
+            Outgoing(
+                "https://93.184.215.14/cb",
+                b"{}",
+                {"Host": "hooks.example.com", "X-Webhook-Signature": "sha256=ab"},
+                sni_hostname="hooks.example.com",
+            ),
+            timeout_s=1.0,
+        )
+    assert status == 307
+    (request,) = seen
+    assert request.headers["host"] == "hooks.example.com"
+    assert request.extensions["sni_hostname"] == "hooks.example.com"
+    assert request.content == b"{}"
+
+
+# -- the store: claims, leases, the scan ---------------------------------------------------
+
+
+@pytest.fixture
+async def hook_queue(db_path: Path, clock: FakeClock) -> AsyncIterator[WorkerQueue]:
+    config = QueueConfig(database_url=sqlite_url(db_path), webhook_allow_private=True)
+    async with WorkerQueue(config, clock=clock) as queue:
+        yield queue
+
+
+async def finish(queue: WorkerQueue, *urls: str | None) -> Task:
+    task = Task(items=[TaskItem(request=JobRequest(), response_url=u) for u in urls])
+    await queue.enqueue([task])
+    (claimed,) = await queue.dequeue(1)
+    await queue.mark_as_complete(claimed.id, lease_id=claimed.lease_id)
+    return task
+
+
+async def test_a_delivery_is_claimed_once_until_its_lease_expires(
+    hook_queue: WorkerQueue, clock: FakeClock
+) -> None:
+    store = WebhookStore(database_of(hook_queue))
+    task = await finish(hook_queue, "http://127.0.0.1:9/a")
+    found, cut = await store.finished(0.0, None, 10)
+    assert not cut
+    assert await store.add(found, clock.now, None) == 1
+    assert await store.add(found, clock.now, None) == 0, "one row per item, ever"
+
+    (first,) = await store.claim(clock.now, 40.0, 10)
+    assert await store.claim(clock.now, 40.0, 10) == [], "leased"
+    clock.advance(41)
+    (second,) = await store.claim(clock.now, 40.0, 10)  # the first claimer died
+    assert (first.attempts, second.attempts) == (1, 2)
+    assert first.lease_id != second.lease_id
+    assert not await store.delivered(first, 200, clock.now), "a lost lease records nothing"
+    assert await store.delivered(second, 200, clock.now)
+    (delivery,) = await hook_queue.webhook_deliveries(task.id)
+    assert (delivery.state, delivery.attempts, delivery.next_attempt_at) == ("delivered", 2, None)
+
+
+async def test_a_task_that_commits_late_is_found_by_the_settled_scan(
+    hook_queue: WorkerQueue, clock: FakeClock
+) -> None:
+    dispatcher = WebhookDispatcher(hook_queue, HttpxTransport(), clock=clock)
+    early = await finish(hook_queue, "http://127.0.0.1:9/early")
+    clock.advance(10)
+    later = await finish(hook_queue, "http://127.0.0.1:9/later")
+    assert await dispatcher.collect() == 2
+
+    clock.advance(-5)  # a task whose finish time was read before ``later`` but commits after
+    late = await finish(hook_queue, "http://127.0.0.1:9/late")
+    clock.advance(5)
+    assert await dispatcher.collect() == 0, "the quick scan is past it"
+    clock.advance(dispatcher.settle_s)
+    assert await dispatcher.collect() == 1
+    for task in (early, later, late):
+        assert len(await hook_queue.webhook_deliveries(task.id)) == 1
+    store = WebhookStore(database_of(hook_queue))
+    assert await store.scanned_to() == (await hook_queue.get_task(later.id)).finished_at
+
+    restarted = WebhookDispatcher(hook_queue, HttpxTransport(), clock=clock)
+    assert await restarted.collect() == 0, "a new dispatcher starts from the stored mark"
+
+
+async def test_the_scan_walks_the_finished_index(db_path: Path) -> None:
+    async with WorkerQueue(QueueConfig(database_url=sqlite_url(db_path))):
+        pass
+    sql = (
+        "SELECT id, finished_at, items FROM tasks WHERE finished_at IS NOT NULL "
+        "AND finished_at > ? AND state IN ('completed', 'discarded', 'cancelled') "
+        "ORDER BY finished_at LIMIT 1000"
+    )
+    with sqlite3.connect(db_path) as raw:
+        plan = " ".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", (0.0,)))
+        due = " ".join(
+            row[3]
+            for row in raw.execute(
+                "EXPLAIN QUERY PLAN SELECT id FROM webhook_deliveries WHERE state = 'pending' "
+                "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 16",
+                (0.0,),
+            )
+        )
+    assert "USING INDEX ix_tasks_finished" in plan
+    assert "TEMP B-TREE" not in plan
+    assert "USING INDEX ix_webhook_deliveries_due" in due
+
+
+# -- migration 0003 ------------------------------------------------------------------------
+
+
+async def test_upgrade_from_0002_delivers_only_tasks_that_finish_afterwards(
+    db_path: Path, clock: FakeClock
+) -> None:
+    config = QueueConfig(database_url=sqlite_url(db_path), webhook_allow_private=True)
+    db = Database(config)
+    await db.open()
+    try:
+        async with db.write("migrate") as conn:
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0002"))
+    finally:
+        await db.close()
+    items = '[{"kind":"job","request":{"log":null,"seconds":[0.0],"name":""},'
+    items += '"response_url":"http://127.0.0.1:9/old"}]'
+    with sqlite3.connect(db_path) as raw:  # one task that ended before, one still pending
+        for task_id, state, finished in (
+            ("01M82RQ68MFZ9T6GX810R5WW15", "completed", 1_700_000_000.0),
+            ("01M82RQ68MFZ9T6GX810R5WW16", "pending", None),
+        ):
+            raw.execute(
+                "INSERT INTO tasks (id, queue, state, priority, schedule_at, attempt_count,"
+                " expired_count, errors, items, metadata, created_at, updated_at, finished_at)"
+                " VALUES (?, 'default', ?, 0, 0, 0, 0, '[]', ?, '{}', 0, 0, ?)",
+                (task_id, state, items, finished),
+            )
+    async with WorkerQueue(config, clock=clock) as queue:
+        store = WebhookStore(database_of(queue))
+        assert await store.scanned_to() == 1_700_000_000.0
+        (claimed,) = await queue.dequeue(1)
+        await queue.mark_as_complete(claimed.id, lease_id=claimed.lease_id)
+        dispatcher = WebhookDispatcher(queue, HttpxTransport(), clock=clock)
+        assert await dispatcher.collect() == 1
+        assert await queue.webhook_deliveries("01M82RQ68MFZ9T6GX810R5WW15") == []
+        (delivery,) = await queue.webhook_deliveries("01M82RQ68MFZ9T6GX810R5WW16")
+        assert delivery.url == "http://127.0.0.1:9/old"
+    with sqlite3.connect(db_path) as raw:
+        (version,) = raw.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert version == head_revision() == "0003"
+
+
+async def test_downgrade_to_0002_drops_the_webhook_tables(db_path: Path) -> None:
+    config = QueueConfig(database_url=sqlite_url(db_path))
+    async with WorkerQueue(config):
+        pass
+    db = Database(config)
+    await db.open()
+    try:
+        async with db.write("migrate") as conn:
+            await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0002"))
+    finally:
+        await db.close()
+    with sqlite3.connect(db_path) as raw:
+        names = {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
+    assert not {"webhook_deliveries", "webhook_scan", "ix_webhook_deliveries_due"} & names
