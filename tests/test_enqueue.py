@@ -208,3 +208,11 @@ async def test_payload_that_no_longer_validates_is_discarded(
     assert stored.last_error is not None
     assert "'tts' request no longer validates" in stored.last_error
     assert "voice_id" in stored.last_error
+
+
+async def test_a_batch_entirely_of_live_keys_inserts_nothing(queue: WorkerQueue) -> None:
+    first = make_task(idempotency_key="only")
+    await queue.enqueue([first])
+    again = make_task(idempotency_key="only")
+    assert await queue.enqueue([again]) == 0
+    assert again.id == first.id

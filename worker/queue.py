@@ -17,7 +17,6 @@ from worker.db import Database
 from worker.errors import InvalidInputError, InvalidTaskError, UnknownRequestKindError
 from worker.explain import explain, explain_pending
 from worker.ids import new_ids
-from worker.migrate import upgrade_to_head
 from worker.models import Completion, Failure, Progress, Resources, RetryPolicy, Task
 from worker.reads import ReadStore
 from worker.rows import insert_values, items_json
@@ -82,6 +81,8 @@ class WorkerQueue:
 
     async def initialize(self) -> None:
         """Connect and bring the database to the newest schema revision."""
+        from worker.migrate import upgrade_to_head  # Alembic is heavy: load it when needed
+
         await self._db.open()
         try:
             async with self._db.write("schema upgrade") as conn:

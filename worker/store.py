@@ -135,7 +135,8 @@ class TaskStore:
                 fresh_ids.append(row["id"])
                 fresh_rows.append(row)
             try:
-                await conn.exec_driver_sql(insert.sql, fresh)
+                if fresh:
+                    await conn.exec_driver_sql(insert.sql, fresh)
             except exc.IntegrityError as error:
                 taken = await self._existing_ids(conn, fresh_ids)
                 raise DuplicateTaskError(taken or [str(error.orig)]) from error
