@@ -65,7 +65,7 @@ class KokoroEngine:
     def voices(self) -> list[str]:
         self.load()
         assert self._kokoro is not None
-        return self._kokoro.get_voices()
+        return [str(name) for name in self._kokoro.get_voices()]
 
     def synthesize(self, text: str, voice: str, speed: float) -> Audio:
         check_speed(self.name, speed, 0.5, 2.0)
