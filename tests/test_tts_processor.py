@@ -187,7 +187,7 @@ async def test_a_retry_does_not_redo_the_items_already_finished(
         ],
         max_attempts=3,
     )
-    config = runtime_config(db_path, retry_base_delay=0.3)
+    config = runtime_config(db_path, retry_base_delay=0.5)
     registry = ProcessorRegistry()
     register(registry, TTSSettings(data_dir=data_dir), engines)
     outputs = data_dir / "outputs"
@@ -205,7 +205,7 @@ async def test_a_retry_does_not_redo_the_items_already_finished(
         before = speech.stat()
         (blocker / "x").rmdir()
         blocker.rmdir()
-        await asyncio.sleep(0.5)  # the backoff
+        await asyncio.sleep(0.6)  # the backoff (0.5 s, jitter up to 10 %)
         async with asyncio.timeout(30):
             await Worker(queue, registry, burst=True, handle_signals=False).run()
         done = await queue.get_task(task.id)
