@@ -71,11 +71,6 @@ def test_submit_command_and_call_with_their_options(db_path: Path) -> None:
     assert with_queue(db_path, lambda queue: queue.get_queue_stats())["total"] == 2
 
 
-@pytest.mark.xfail(
-    reason="store bug: an enqueue whose every task reuses a live idempotency key runs "
-    "executemany with no rows ('Incorrect number of bindings') and raises StorageError",
-    strict=False,
-)
 def test_an_idempotency_key_in_use_returns_the_live_task(db_path: Path) -> None:
     first = wq(db_path, "submit", "tts", "once", "--voice", VOICE, "--idempotency-key", "k1")
     again = wq(db_path, "submit", "tts", "once", "--voice", VOICE, "--idempotency-key", "k1")
