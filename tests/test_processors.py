@@ -356,3 +356,16 @@ async def test_a_handler_three_times_its_lease_keeps_it_and_nobody_else_claims_i
         assert done.attempt_count == 1
         assert done.expired_count == 0
         assert owner.counts["completed"] == 1
+
+
+def test_a_worker_finds_handlers_through_entry_points() -> None:
+    fresh = ProcessorRegistry(builtins=False)
+    assert "tts" not in fresh
+    handler = fresh.get("tts")  # never imported here: found through worker.processors
+    assert handler.__module__ == "tts.processor"
+    assert "tts" in fresh
+    with pytest.raises(PermanentError, match="no processor for request kind 'nope'"):
+        fresh.get("nope")
+    closed = ProcessorRegistry(builtins=False, entry_points=False)
+    with pytest.raises(PermanentError):
+        closed.get("tts")
