@@ -1,4 +1,4 @@
-# Every command creates .venv and installs the project with its dev extra on first use.
+# Every command creates .venv and installs the project with its extras on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
