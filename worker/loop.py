@@ -28,7 +28,6 @@ from worker.models import Resources, Task
 from worker.outcomes import describe
 from worker.processors import ProcessorRegistry
 from worker.queue import WorkerQueue
-from worker.states import TaskState
 from worker.wakeup import DatabaseWatcher, Waker, notifier_for
 
 log = logging.getLogger(__name__)
@@ -147,9 +146,9 @@ class Loop:
     async def _more_due(self) -> bool:
         """Burst mode, about to exit: write the acks and sweep; is anything due now?"""
         await self.acks.flush()
-        moved = await self.queue.retry()
-        now = time.time()
-        return any(t.state is TaskState.PENDING and t.schedule_at <= now for t in moved)
+        await self.queue.retry()
+        # Whoever moved them (this sweep or the sweeper task), are tasks claimable now?
+        return await self.queue.any_due(self.queues)
 
     def _start(self, task: Task) -> None:
         ctx = TaskContext(self.queue, task, partial(self._progressed))

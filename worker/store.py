@@ -239,6 +239,18 @@ class TaskStore:
             rows = (await conn.execute(statement, {"leases": json.dumps(list(leases))})).all()
         return [str(row[0]) for row in rows]
 
+    async def any_due(self, now: float, queues: Sequence[str] | None) -> bool:
+        """Whether a claim now would find something (a read: no write lock)."""
+        values: dict[str, Any] = {
+            "now": now,
+            "memory": _UNLIMITED,
+            "cpu": float(_UNLIMITED),
+            "gpu": 1,
+        }
+        if queues is not None:
+            values["queues"] = json.dumps(list(queues))
+        return await self._any_due(values)
+
     async def _any_due(self, values: dict[str, Any]) -> bool:
         """A read (no write lock) that says whether a claim could find anything.
 
