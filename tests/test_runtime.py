@@ -324,7 +324,7 @@ async def test_a_retry_policy_deadline_stops_retrying(db_path: Path) -> None:
 # -- progress, checkpoints, several items --------------------------------------------------
 
 
-async def test_progress_is_throttled_and_the_last_value_is_written(db_path: Path) -> None:
+async def test_callbacks_hear_every_report_and_the_last_value_is_written(db_path: Path) -> None:
     async def chatty(item: TaskItem, ctx: TaskContext) -> JsonValue:
         for step in range(1, 51):
             await ctx.progress(step, 50, f"step {step}")
@@ -337,7 +337,7 @@ async def test_progress_is_throttled_and_the_last_value_is_written(db_path: Path
         worker.register_callback("task_progress", written.append)
         async with asyncio.timeout(10):
             await worker.run()
-        assert 1 <= len(written) <= 3  # 50 reports within a few ms
+        assert [e.progress.current for e in written if e.progress] == list(range(1, 51))
         last = written[-1].progress
         assert last is not None
         assert (last.current, last.total, last.message) == (50, 50, "step 50")

@@ -137,7 +137,7 @@ class AckBuffer:
         # Each part is emptied once written, so a failure later re-queues only the rest.
         if batch.complete:
             refused = await self._queue.complete_many(
-                [Completion(t.id, t.lease_id, o.results) for t, o in batch.complete]
+                [Completion(t.id, t.lease_id, o.results, o.progress) for t, o in batch.complete]
             )
             self._report(batch.complete, refused, "task_completed", "completed")
             batch.complete.clear()

@@ -60,7 +60,9 @@ class TaskContext:
         self._lease_id = task.lease_id
         self._on_progress = on_progress
         self._saved = task.checkpoint if isinstance(task.checkpoint, dict) else {}
-        self._last_write = -PROGRESS_INTERVAL_S
+        # The first write waits a throttle interval too: a task that finishes sooner never
+        # writes progress on its own (its last report travels with the completion).
+        self._last_write = time.monotonic()
         self._pending: tuple[float, float | None, str | None] | None = None
         self._timer: asyncio.Task[None] | None = None
 
@@ -91,8 +93,15 @@ class TaskContext:
     async def progress(
         self, current: float, total: float | None = None, message: str | None = None
     ) -> None:
-        """Report progress; writes are throttled, and the latest value is always written."""
+        """Report progress: ``task_progress`` callbacks hear every report at once; database
+        writes are throttled, and the latest value is always written (by the completion, if
+        the task completes first)."""
         self._pending = (current, total, message)
+        if self._on_progress is not None:
+            self._on_progress(
+                self.task,
+                Progress(current=current, total=total, message=message, at=time.time()),
+            )
         if self._timer is not None:
             return
         wait = self._last_write + PROGRESS_INTERVAL_S - time.monotonic()
@@ -105,6 +114,15 @@ class TaskContext:
         """Write a progress value still held back by the throttle."""
         self.stop_timer()
         await self._write()
+
+    def take_progress(self) -> Progress | None:
+        """The report not yet written (for the completion to carry); nothing is left pending."""
+        self.stop_timer()
+        if self._pending is None:
+            return None
+        current, total, message = self._pending
+        self._pending = None
+        return Progress(current=current, total=total, message=message, at=time.time())
 
     def stop_timer(self) -> None:
         if self._timer is not None:
@@ -125,11 +143,7 @@ class TaskContext:
         current, total, message = self._pending
         self._pending = None
         self._last_write = time.monotonic()
-        progress = await self.queue.set_progress(
-            self.task.id, self._lease_id, current, total, message
-        )
-        if self._on_progress is not None:
-            self._on_progress(self.task, progress)
+        await self.queue.set_progress(self.task.id, self._lease_id, current, total, message)
 
     # -- checkpoints -----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from pydantic import JsonValue
 
 from worker.context import TaskContext
 from worker.kinds import kind_of
+from worker.models import Progress
 from worker.outcomes import PermanentError, judge
 from worker.processors import ProcessorRegistry
 
@@ -25,6 +26,8 @@ class Outcome:
     results: list[JsonValue] | None = None
     error: str | None = None
     delay_s: float | None = None
+    #: A completed task's last progress report not yet written (it goes with the ack).
+    progress: Progress | None = None
 
 
 async def run_items(ctx: TaskContext, registry: ProcessorRegistry) -> list[JsonValue]:
@@ -48,8 +51,8 @@ async def run_items(ctx: TaskContext, registry: ProcessorRegistry) -> list[JsonV
             json.dumps(result)
         except (TypeError, ValueError) as exc:
             raise PermanentError(f"item {index}'s result is not JSON: {exc}") from exc
-        await ctx.flush_progress()
         if index < last:
+            await ctx.flush_progress()
             await ctx.finish_item(result)
         results.append(result)
     return results
@@ -69,7 +72,7 @@ async def attempt(ctx: TaskContext, registry: ProcessorRegistry, timeout_s: floa
         return _failed(exc)
     finally:
         ctx.stop_timer()
-    return Outcome("complete", results=results)
+    return Outcome("complete", results=results, progress=ctx.take_progress())
 
 
 def _failed(exc: Exception) -> Outcome:

@@ -186,6 +186,8 @@ class Completion:
     task_id: str
     lease_id: str | None = None
     results: list[JsonValue] | None = None
+    #: The handler's last progress report, written with the completion (no write of its own).
+    progress: Progress | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,7 +106,7 @@ class Statements:
         self.claim_by_queue = prepare(_claim(by_queue=True), dialect)
         self.any_due = prepare(_due(by_queue=False, limit=False), dialect)
         self.any_due_by_queue = prepare(_due(by_queue=True, limit=False), dialect)
-        done = _acks("outcomes")
+        done = _acks("outcomes", "progress")
         self.complete = prepare(
             _acknowledge(
                 "complete",
@@ -116,6 +116,7 @@ class Statements:
                     "lease_expires_at": None,
                     "retry_delay": None,
                     "outcomes": sa.func.coalesce(done.c.outcomes, tasks.c.outcomes),
+                    "progress": sa.func.coalesce(done.c.progress, tasks.c.progress),
                 },
             ),
             dialect,

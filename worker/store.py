@@ -75,7 +75,12 @@ def _within(claimed: list[Task], budget: Resources) -> tuple[list[Task], list[Ta
 def _completion_json(acks: Sequence[Completion]) -> str:
     return json.dumps(
         [
-            [a.task_id, a.lease_id, None if a.results is None else outcomes_json(a.results)]
+            [
+                a.task_id,
+                a.lease_id,
+                None if a.results is None else outcomes_json(a.results),
+                None if a.progress is None else a.progress.model_dump_json(),
+            ]
             for a in acks
         ],
         separators=(",", ":"),
