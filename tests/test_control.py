@@ -7,6 +7,7 @@ import pytest
 
 from tests.support import FakeClock, make_task
 from worker import (
+    InvalidInputError,
     InvalidStateTransitionError,
     LeaseLostError,
     Priority,
@@ -177,3 +178,22 @@ async def test_claims_only_what_fits_in_the_free_resources(queue: WorkerQueue) -
     rest = await queue.dequeue(size=10, resources=Resources(memory_bytes=8 * gib, cpu=1, gpu=True))
     assert [t.id for t in rest] == [big.id, medium[2].id, gpu.id]
     assert await queue.dequeue(size=10) == []
+
+
+async def test_a_run_asked_to_stop_is_not_retried(queue: WorkerQueue) -> None:
+    await queue.enqueue([make_task()])
+    (claimed,) = await queue.dequeue()
+    await queue.mark_as_cancelled(claimed.id)
+    await queue.mark_as_retry(claimed.id, "interrupted", lease_id=claimed.lease_id)
+    ended = await queue.get_task(claimed.id)
+    assert ended.state is TaskState.CANCELLED
+    assert ended.finished_at is not None
+
+
+async def test_retry_delay_must_be_finite_and_not_negative(queue: WorkerQueue) -> None:
+    await queue.enqueue([make_task()])
+    (claimed,) = await queue.dequeue()
+    for bad in (float("nan"), float("inf"), -50.0):
+        with pytest.raises(InvalidInputError, match="delay_s"):
+            await queue.mark_as_retry(claimed.id, "x", delay_s=bad)
+    assert (await queue.get_task(claimed.id)).state is TaskState.PROCESSING

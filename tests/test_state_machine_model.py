@@ -1,10 +1,11 @@
 """Stateful test: ``WorkerQueue``'s task state machine against a small pure-Python model.
 
 Hypothesis drives random sequences of enqueue, dequeue, acknowledgements (with the current
-lease, a stale lease, a foreign lease or none), cancel, resume, lease renewal, clock moves and
-the retry sweep against a real SQLite file and a fake clock. After every step the queue must
-agree with the model: which operations succeed, which error each refusal raises, and every
-task's state, counters, lease, schedule and finish time.
+lease, a stale lease, a foreign lease or none), cancel (of a waiting task, or a cancel request
+to a running one), resume, lease renewal, clock moves and the retry sweep against a real
+SQLite file and a fake clock. After every step the queue must agree with the model: which
+operations succeed, which error each refusal raises, and every task's state, counters, lease,
+schedule and finish time.
 
 The model is written from the queue's documented behaviour, not from ``worker.states``, so a
 wrong row in the transition table shows up as a disagreement.
@@ -124,6 +125,7 @@ class ModelTask:
     errors: list[tuple[int, str, bool]] = field(default_factory=list)
     finished_at: float | None = None
     #: A cancel was asked for while it ran: its expiry ends it CANCELLED, not RETRYABLE.
+    #: A claim clears it: the request was for the run it was made during.
     cancel_requested: bool = False
 
 
@@ -336,6 +338,7 @@ class QueueStateMachine(RuleBasedStateMachine):
             assert got.lease_id is not None
             assert got.lease_id not in before, "a claim reused a lease"
             want.state = PROCESSING
+            want.cancel_requested = False  # a claim starts a new run: old requests are void
             want.attempt_count += 1
             want.leases.append(got.lease_id)
             want.lease_id = got.lease_id
@@ -392,7 +395,10 @@ class QueueStateMachine(RuleBasedStateMachine):
             error = "err" if operation == "retry" else "bad"
             task.last_error = error
             task.errors.append((task.attempt_count, error, False))
-            if operation == "retry":
+            if operation == "retry" and task.cancel_requested:
+                task.state = CANCELLED  # a run asked to stop is not retried
+                task.finished_at = now
+            elif operation == "retry":
                 task.retry_delay = delay_s
             else:
                 task.finished_at = now
@@ -614,6 +620,7 @@ class QueueStateMachine(RuleBasedStateMachine):
         assert [(e.attempt, e.error, e.expired) for e in got.errors] == want.errors, where
         assert got.finished_at == want.finished_at, where
         assert got.lease_id == want.lease_id, where
+        assert (got.cancel_requested_at is not None) == want.cancel_requested, where
         if got.state is PROCESSING:
             assert got.lease_id is not None, where
             assert got.lease_expires_at is not None, where
@@ -634,3 +641,20 @@ QueueStateMachine.TestCase.settings = settings(
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
 )
 TestQueueStateMachine = QueueStateMachine.TestCase
+
+
+async def test_resume_forgets_an_earlier_cancel_request(queue: WorkerQueue) -> None:
+    """An operator's resume asks for a new run: a cancel request made to an earlier run
+    must not stop it."""
+    task = make_task()
+    await queue.enqueue([task])
+    [claimed] = await queue.dequeue(size=1)
+    assert claimed.lease_id is not None
+    assert await queue.mark_as_cancelled(claimed.id) is PROCESSING  # a cancel request
+    await queue.mark_as_discarded(claimed.id, "gave up", lease_id=claimed.lease_id)
+    await queue.mark_as_resume(claimed.id)
+    [again] = await queue.dequeue(size=1)
+    assert again.lease_id is not None
+    assert (await queue.get_task(again.id)).cancel_requested_at is None
+    beat = await queue.heartbeat([(again.id, again.lease_id)])
+    assert beat.cancel_requested == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -50,6 +51,11 @@ def _validated(index: int, task: Task | Mapping[str, Any]) -> Task:
 
 def _loc(part: int | str) -> str:
     return f"[{part}]" if isinstance(part, int) else f".{part}"
+
+
+def _delay(delay_s: float | None) -> None:
+    if delay_s is not None and not (math.isfinite(delay_s) and delay_s >= 0):
+        raise InvalidInputError(f"delay_s must be a finite number >= 0, got {delay_s}")
 
 
 def _positive(name: str, value: float) -> None:
@@ -182,7 +188,11 @@ class WorkerQueue:
         lease_id: str | None = None,
         delay_s: float | None = None,
     ) -> None:
-        """PROCESSING -> RETRYABLE; the next sweep requeues it after backoff (or ``delay_s``)."""
+        """PROCESSING -> RETRYABLE; the next sweep requeues it after backoff (or ``delay_s``).
+
+        A task whose cancel was requested during this run ends CANCELLED instead.
+        """
+        _delay(delay_s)
         await self._store.fail(
             "retry", [Failure(task_id, error, lease_id, delay_s)], self._clock(), strict=True
         )
@@ -193,6 +203,8 @@ class WorkerQueue:
 
     async def retry_many(self, failures: Sequence[Failure]) -> list[str]:
         """Mark many claimed tasks retryable in one transaction; returns the ids refused."""
+        for failure in failures:
+            _delay(failure.delay_s)
         return await self._store.fail("retry", failures, self._clock(), strict=False)
 
     async def mark_as_discarded(

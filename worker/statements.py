@@ -80,6 +80,7 @@ def _acks(*fields: str) -> sa.Subquery:
 
 
 def _acknowledge(operation: str, acks: sa.Subquery, values: dict[str, Any]) -> sa.Update:
+    values = {"state": target(operation).value, **values}
     return (
         sa.update(tasks)
         .where(
@@ -87,8 +88,8 @@ def _acknowledge(operation: str, acks: sa.Subquery, values: dict[str, Any]) -> s
             state_in(*sources(operation)),
             sa.or_(acks.c.lease.is_(None), tasks.c.lease_id == acks.c.lease),
         )
-        .values(state=target(operation).value, updated_at=sa.bindparam("now"), **values)
-        .returning(tasks.c.id, tasks.c.dependents)
+        .values(updated_at=sa.bindparam("now"), **values)
+        .returning(tasks.c.id, tasks.c.dependents, tasks.c.state)
     )
 
 
@@ -134,6 +135,10 @@ def _fail(operation: str) -> sa.Update:
         "outcomes": sa.func.coalesce(failed.c.outcomes, tasks.c.outcomes),
     }
     if operation == "retry":
+        # A failed run whose task was asked to stop is not retried: it ends cancelled.
+        asked = tasks.c.cancel_requested_at.is_not(None)
+        values["state"] = sa.case((asked, TaskState.CANCELLED.value), else_=target("retry").value)
+        values["finished_at"] = sa.case((asked, sa.bindparam("now")), else_=None)
         values["retry_delay"] = failed.c.delay
     else:
         values["finished_at"] = sa.bindparam("now")
@@ -175,6 +180,7 @@ def _claim(*, by_queue: bool) -> sa.Update:
             lease_expires_at=now
             + sa.func.coalesce(tasks.c.visibility_timeout, sa.bindparam("default_vt")),
             worker_id=sa.bindparam("worker_id"),
+            cancel_requested_at=None,  # a cancel request is for the run it was made during
             started_at=now,
             updated_at=now,
         )

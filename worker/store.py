@@ -307,14 +307,22 @@ class TaskStore:
     async def _settle(
         self, conn: AsyncConnection, operation: str, rows: Sequence[Any], now: float
     ) -> None:
-        """Release or cancel the dependents of tasks that just ended (rows: id, dependents)."""
-        waited_on = [str(row[0]) for row in rows if row[1]]
-        if not waited_on:
-            return
-        if target(operation) is TaskState.COMPLETED:
-            await dependencies.settle(conn, waited_on, [], now)
-        elif target(operation) in (TaskState.DISCARDED, TaskState.CANCELLED):
-            await dependencies.settle(conn, [], waited_on, now)
+        """Release or cancel the dependents of tasks that just ended.
+
+        ``rows`` are ``(id, dependents[, state])``; without the state, the operation's target.
+        """
+        done: list[str] = []
+        ended: list[str] = []
+        for row in rows:
+            if not row[1]:
+                continue
+            state = TaskState(row[2]) if len(row) > 2 else target(operation)
+            if state is TaskState.COMPLETED:
+                done.append(str(row[0]))
+            elif state in (TaskState.DISCARDED, TaskState.CANCELLED):
+                ended.append(str(row[0]))
+        if done or ended:
+            await dependencies.settle(conn, done, ended, now)
 
     async def transition(
         self,
