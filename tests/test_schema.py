@@ -81,8 +81,10 @@ async def test_acknowledgements_look_rows_up_by_id(db_path: Path) -> None:
 async def test_concurrent_initialize_on_a_fresh_file(db_path: Path) -> None:
     config = QueueConfig(database_url=sqlite_url(db_path))
     queues = [WorkerQueue(config) for _ in range(6)]
-    await asyncio.gather(*(q.initialize() for q in queues))
-    await asyncio.gather(*(q.close() for q in queues))
+    try:
+        await asyncio.gather(*(q.initialize() for q in queues))
+    finally:
+        await asyncio.gather(*(q.close() for q in queues))
     async with WorkerQueue(config) as again:  # and again, already at head
         assert (await again.get_queue_stats())["total"] == 0
 

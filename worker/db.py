@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -136,6 +138,27 @@ class Database:
         return StorageError(self.url, action, cause)
 
 
+def _use_wal(cursor: Any, busy_timeout_s: float) -> None:
+    """Switch the file to WAL (it stays so), waiting out other connections if need be.
+
+    The switch needs the database to itself, and SQLite answers "database is locked" at once
+    rather than calling the busy handler, so processes opening a new file together retry here.
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            (mode,) = cursor.fetchone()
+            if str(mode).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _install_sqlite_hooks(engine: AsyncEngine, config: QueueConfig, *, in_memory: bool) -> None:
     busy_ms = int(config.busy_timeout * 1000)
     synchronous = config.sqlite_synchronous
@@ -149,7 +172,7 @@ def _install_sqlite_hooks(engine: AsyncEngine, config: QueueConfig, *, in_memory
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
             if not in_memory:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _use_wal(cursor, config.busy_timeout)
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:

@@ -79,6 +79,28 @@ async def link(conn: AsyncConnection, rows: list[dict[str, Any]], now: float) ->
     )
 
 
+async def settle_rows(
+    conn: AsyncConnection, default: TaskState, rows: Sequence[Any], now: float
+) -> None:
+    """Release or cancel the dependents of tasks a statement just moved.
+
+    ``rows`` are ``(id, dependents[, state])``; without the state, ``default``. Tasks without
+    dependents cost nothing.
+    """
+    done: list[str] = []
+    ended: list[str] = []
+    for row in rows:
+        if not row[1]:
+            continue
+        state = TaskState(row[2]) if len(row) > 2 else default
+        if state is TaskState.COMPLETED:
+            done.append(str(row[0]))
+        elif state in _ENDED_BADLY:
+            ended.append(str(row[0]))
+    if done or ended:
+        await settle(conn, done, ended, now)
+
+
 async def settle(
     conn: AsyncConnection, completed: Sequence[str], ended: Sequence[str], now: float
 ) -> None:

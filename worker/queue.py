@@ -23,6 +23,7 @@ from worker.reads import ReadStore
 from worker.rows import insert_values, items_json
 from worker.states import TERMINAL_STATES, TaskState
 from worker.store import TaskStore
+from worker.sweep import SweepStore
 from worker.wakeup import Notifier
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class WorkerQueue:
         self._db = Database(self.config)
         self._store = TaskStore(self._db, self.config.default_visibility_timeout)
         self._reads = ReadStore(self._db)
+        self._sweep = SweepStore(self._db)
         self._control = ControlStore(self._db, self.config.default_visibility_timeout)
         #: Poked after every enqueue that inserted something: wakes this process's workers.
         self.notifier = Notifier()
@@ -398,7 +400,7 @@ class WorkerQueue:
                 max_delay_s=config.max_retry_delay,
             )
 
-        return await self._store.sweep(
+        return await self._sweep.sweep(
             size, now, visibility_timeout=visibility_timeout, max_attempts=limit, plan=plan
         )
 

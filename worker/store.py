@@ -27,10 +27,10 @@ from worker.errors import (
     LeaseLostError,
     TaskNotFoundError,
 )
-from worker.models import Completion, Failure, Resources, RetryPolicy, Task
-from worker.rows import RAW_COLUMNS, ROW_COLUMNS, PayloadError, outcomes_json, task_from_values
+from worker.models import Completion, Failure, Resources, Task
+from worker.rows import ROW_COLUMNS, PayloadError, outcomes_json, task_from_values
 from worker.schema import tasks
-from worker.sqlfn import append_error, greatest, lease_pairs, state_in
+from worker.sqlfn import greatest, lease_pairs, state_in
 from worker.statements import Prepared, Statements
 from worker.states import TaskState, sources, target
 
@@ -39,13 +39,8 @@ log = logging.getLogger(__name__)
 #: Acknowledgements per statement when a caller hands over more than that.
 _CHUNK = 1000
 _LIVE = (TaskState.PENDING, TaskState.PROCESSING, TaskState.RETRYABLE)
-EXPIRED_ERROR = "visibility timeout expired"
 
 _LEASE = ROW_COLUMNS.index("lease_id")
-
-#: ``(attempt, created_at, policy, requested delay) -> next attempt's time``, or None for no
-#: more retries; the policy itself lives outside SQL (:func:`worker.backoff.next_attempt_at`).
-RetryPlan = Callable[[int, float, RetryPolicy | None, float | None], float | None]
 
 
 def _chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -307,22 +302,7 @@ class TaskStore:
     async def _settle(
         self, conn: AsyncConnection, operation: str, rows: Sequence[Any], now: float
     ) -> None:
-        """Release or cancel the dependents of tasks that just ended.
-
-        ``rows`` are ``(id, dependents[, state])``; without the state, the operation's target.
-        """
-        done: list[str] = []
-        ended: list[str] = []
-        for row in rows:
-            if not row[1]:
-                continue
-            state = TaskState(row[2]) if len(row) > 2 else target(operation)
-            if state is TaskState.COMPLETED:
-                done.append(str(row[0]))
-            elif state in (TaskState.DISCARDED, TaskState.CANCELLED):
-                ended.append(str(row[0]))
-        if done or ended:
-            await dependencies.settle(conn, done, ended, now)
+        await dependencies.settle_rows(conn, target(operation), rows, now)
 
     async def transition(
         self,
@@ -431,128 +411,3 @@ class TaskStore:
             raise LeaseLostError(task_id, operation, state, lease_id)
         expected = tuple(s.value for s in sources(operation))
         raise InvalidStateTransitionError(task_id, operation, state, expected)
-
-    # -- the sweep -----------------------------------------------------------------------
-
-    async def sweep(
-        self,
-        size: int,
-        now: float,
-        *,
-        visibility_timeout: float | None,
-        max_attempts: int,
-        plan: RetryPlan,
-    ) -> list[Task]:
-        """Expired leases -> RETRYABLE; RETRYABLE -> PENDING (after backoff) or DISCARDED.
-
-        One write transaction: on SQLite it holds the write lock from its first statement,
-        so nothing it decides on can change under it.
-        """
-        async with self._db.write("retry sweep") as conn:
-            expired = await self._expire_leases(conn, size, now, visibility_timeout)
-            moved = await self._requeue_or_exhaust(conn, size, now, max_attempts, plan)
-            ids = list(dict.fromkeys([*expired, *moved]))
-            rows: list[Any] = []
-            for chunk in _chunks(ids):
-                query = sa.select(*RAW_COLUMNS).where(tasks.c.id.in_(chunk))
-                rows += (await conn.execute(query)).all()
-        return sorted((task_from_values(row, lenient=True) for row in rows), key=lambda t: t.id)
-
-    async def _expire_leases(
-        self, conn: AsyncConnection, size: int, now: float, visibility_timeout: float | None
-    ) -> list[str]:
-        """Expired leases: RETRYABLE, or CANCELLED when a cancel was asked for meanwhile."""
-        if visibility_timeout is None:
-            stale = tasks.c.lease_expires_at <= now
-        else:  # the caller's timeout, counted from the last claim or renewal
-            stale = tasks.c.updated_at <= now - visibility_timeout
-        victims = sa.select(tasks.c.id).where(state_in(TaskState.PROCESSING), stale).limit(size)
-        cancelled = tasks.c.cancel_requested_at.is_not(None)
-        statement = (
-            sa.update(tasks)
-            .where(tasks.c.id.in_(victims.scalar_subquery()), state_in(*sources("expire")))
-            .values(
-                state=sa.case((cancelled, TaskState.CANCELLED.value), else_=target("expire").value),
-                finished_at=sa.case((cancelled, now), else_=None),
-                last_error=EXPIRED_ERROR,
-                errors=append_error(sa.literal(EXPIRED_ERROR), now, expired=True),
-                expired_count=tasks.c.expired_count + 1,
-                lease_id=None,
-                lease_expires_at=None,
-                retry_delay=None,
-                updated_at=now,
-            )
-            .returning(tasks.c.id, tasks.c.state, tasks.c.dependents)
-        )
-        rows = (await conn.execute(statement)).all()
-        ended = [str(i) for i, state, n in rows if n and state == TaskState.CANCELLED.value]
-        if ended:
-            await dependencies.settle(conn, [], ended, now)
-        return [str(row[0]) for row in rows]
-
-    async def _requeue_or_exhaust(
-        self, conn: AsyncConnection, size: int, now: float, max_attempts: int, plan: RetryPlan
-    ) -> list[str]:
-        query = (
-            sa.select(
-                tasks.c.id,
-                tasks.c.attempt_count,
-                tasks.c.max_attempts,
-                tasks.c.retry_delay,
-                tasks.c.created_at,
-                sa.type_coerce(tasks.c.retry_policy, sa.Text),
-            )
-            .where(state_in(TaskState.RETRYABLE))
-            .order_by(tasks.c.updated_at)
-            .limit(size)
-        )
-        requeue: list[dict[str, Any]] = []
-        used_up: list[str] = []
-        too_late: list[str] = []
-        for task_id, attempts, own_max, requested, created_at, policy in (
-            await conn.execute(query)
-        ).all():
-            if attempts >= (own_max if own_max is not None else max_attempts):
-                used_up.append(task_id)
-                continue
-            parsed = None if policy is None else RetryPolicy.model_validate_json(policy)
-            at = plan(max(attempts, 1), created_at, parsed, requested)
-            if at is None:
-                too_late.append(task_id)
-            else:
-                requeue.append({"b_id": task_id, "b_schedule_at": at})
-        if requeue:
-            await conn.execute(
-                sa.update(tasks)
-                .where(tasks.c.id == sa.bindparam("b_id"), state_in(*sources("requeue")))
-                .values(
-                    state=target("requeue").value,
-                    schedule_at=sa.bindparam("b_schedule_at"),
-                    retry_delay=None,
-                    updated_at=now,
-                ),
-                requeue,
-            )
-        await self._exhaust(conn, used_up, now, None)
-        await self._exhaust(conn, too_late, now, " (no retry: past the retry policy's deadline)")
-        return [row["b_id"] for row in requeue] + used_up + too_late
-
-    async def _exhaust(
-        self, conn: AsyncConnection, ids: list[str], now: float, note: str | None
-    ) -> None:
-        if not ids:
-            return
-        values: dict[str, Any] = {
-            "state": target("exhaust").value,
-            "finished_at": now,
-            "updated_at": now,
-        }
-        if note is not None:
-            values["last_error"] = sa.func.coalesce(tasks.c.last_error, "") + note
-        statement = (
-            sa.update(tasks)
-            .where(tasks.c.id.in_(ids), state_in(*sources("exhaust")))
-            .values(values)
-            .returning(tasks.c.id, tasks.c.dependents)
-        )
-        await self._settle(conn, "exhaust", (await conn.execute(statement)).all(), now)

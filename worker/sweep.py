@@ -1,0 +1,155 @@
+"""The retry sweep, in SQL: expired leases come back, retryable tasks are requeued after their
+backoff or discarded when their attempts (or their policy's deadline) are used up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from worker import dependencies
+from worker.db import Database
+from worker.models import RetryPolicy, Task
+from worker.rows import RAW_COLUMNS, task_from_values
+from worker.schema import tasks
+from worker.sqlfn import append_error, state_in
+from worker.states import TaskState, sources, target
+
+EXPIRED_ERROR = "visibility timeout expired"
+_CHUNK = 1000
+
+#: ``(attempt, created_at, policy, requested delay) -> next attempt's time``, or None for no
+#: more retries; the policy itself lives outside SQL (:func:`worker.backoff.next_attempt_at`).
+RetryPlan = Callable[[int, float, RetryPolicy | None, float | None], float | None]
+
+
+class SweepStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def sweep(
+        self,
+        size: int,
+        now: float,
+        *,
+        visibility_timeout: float | None,
+        max_attempts: int,
+        plan: RetryPlan,
+    ) -> list[Task]:
+        """Expired leases -> RETRYABLE; RETRYABLE -> PENDING (after backoff) or DISCARDED.
+
+        One write transaction: on SQLite it holds the write lock from its first statement,
+        so nothing it decides on can change under it.
+        """
+        async with self._db.write("retry sweep") as conn:
+            expired = await self._expire_leases(conn, size, now, visibility_timeout)
+            moved = await self._requeue_or_exhaust(conn, size, now, max_attempts, plan)
+            ids = list(dict.fromkeys([*expired, *moved]))
+            rows: list[Any] = []
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                query = sa.select(*RAW_COLUMNS).where(tasks.c.id.in_(chunk))
+                rows += (await conn.execute(query)).all()
+        return sorted((task_from_values(row, lenient=True) for row in rows), key=lambda t: t.id)
+
+    async def _expire_leases(
+        self, conn: AsyncConnection, size: int, now: float, visibility_timeout: float | None
+    ) -> list[str]:
+        """Expired leases: RETRYABLE, or CANCELLED when a cancel was asked for meanwhile."""
+        if visibility_timeout is None:
+            stale = tasks.c.lease_expires_at <= now
+        else:  # the caller's timeout, counted from the last claim or renewal
+            stale = tasks.c.updated_at <= now - visibility_timeout
+        victims = sa.select(tasks.c.id).where(state_in(TaskState.PROCESSING), stale).limit(size)
+        cancelled = tasks.c.cancel_requested_at.is_not(None)
+        statement = (
+            sa.update(tasks)
+            .where(tasks.c.id.in_(victims.scalar_subquery()), state_in(*sources("expire")))
+            .values(
+                state=sa.case((cancelled, TaskState.CANCELLED.value), else_=target("expire").value),
+                finished_at=sa.case((cancelled, now), else_=None),
+                last_error=EXPIRED_ERROR,
+                errors=append_error(sa.literal(EXPIRED_ERROR), now, expired=True),
+                expired_count=tasks.c.expired_count + 1,
+                lease_id=None,
+                lease_expires_at=None,
+                retry_delay=None,
+                updated_at=now,
+            )
+            .returning(tasks.c.id, tasks.c.state, tasks.c.dependents)
+        )
+        rows = (await conn.execute(statement)).all()
+        ended = [str(i) for i, state, n in rows if n and state == TaskState.CANCELLED.value]
+        if ended:
+            await dependencies.settle(conn, [], ended, now)
+        return [str(row[0]) for row in rows]
+
+    async def _requeue_or_exhaust(
+        self, conn: AsyncConnection, size: int, now: float, max_attempts: int, plan: RetryPlan
+    ) -> list[str]:
+        query = (
+            sa.select(
+                tasks.c.id,
+                tasks.c.attempt_count,
+                tasks.c.max_attempts,
+                tasks.c.retry_delay,
+                tasks.c.created_at,
+                sa.type_coerce(tasks.c.retry_policy, sa.Text),
+            )
+            .where(state_in(TaskState.RETRYABLE))
+            .order_by(tasks.c.updated_at)
+            .limit(size)
+        )
+        requeue: list[dict[str, Any]] = []
+        used_up: list[str] = []
+        too_late: list[str] = []
+        for task_id, attempts, own_max, requested, created_at, policy in (
+            await conn.execute(query)
+        ).all():
+            if attempts >= (own_max if own_max is not None else max_attempts):
+                used_up.append(task_id)
+                continue
+            parsed = None if policy is None else RetryPolicy.model_validate_json(policy)
+            at = plan(max(attempts, 1), created_at, parsed, requested)
+            if at is None:
+                too_late.append(task_id)
+            else:
+                requeue.append({"b_id": task_id, "b_schedule_at": at})
+        if requeue:
+            await conn.execute(
+                sa.update(tasks)
+                .where(tasks.c.id == sa.bindparam("b_id"), state_in(*sources("requeue")))
+                .values(
+                    state=target("requeue").value,
+                    schedule_at=sa.bindparam("b_schedule_at"),
+                    retry_delay=None,
+                    updated_at=now,
+                ),
+                requeue,
+            )
+        await self._exhaust(conn, used_up, now, None)
+        await self._exhaust(conn, too_late, now, " (no retry: past the retry policy's deadline)")
+        return [row["b_id"] for row in requeue] + used_up + too_late
+
+    async def _exhaust(
+        self, conn: AsyncConnection, ids: list[str], now: float, note: str | None
+    ) -> None:
+        if not ids:
+            return
+        values: dict[str, Any] = {
+            "state": target("exhaust").value,
+            "finished_at": now,
+            "updated_at": now,
+        }
+        if note is not None:
+            values["last_error"] = sa.func.coalesce(tasks.c.last_error, "") + note
+        statement = (
+            sa.update(tasks)
+            .where(tasks.c.id.in_(ids), state_in(*sources("exhaust")))
+            .values(values)
+            .returning(tasks.c.id, tasks.c.dependents)
+        )
+        rows = (await conn.execute(statement)).all()
+        await dependencies.settle_rows(conn, target("exhaust"), rows, now)
