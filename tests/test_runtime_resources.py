@@ -53,3 +53,35 @@ async def test_capacity_limits_what_runs_together(db_path: Path) -> None:
             stored = await queue.get_task(task.id)
             assert stored.state is TaskState.COMPLETED
             assert stored.attempt_count == 1, "tasks given back did not use up an attempt"
+
+
+def test_a_worker_defaults_to_the_machine_without_a_gpu(db_path: Path) -> None:
+    from worker.memory import total_bytes
+    from worker.runtime import machine_resources
+
+    assert total_bytes("MemTotal:  2048 kB\nMemAvailable: 1024 kB\n") == 2048 * 1024
+    mine = machine_resources()
+    assert mine.memory_bytes > 0
+    assert mine.cpu >= 1
+    assert mine.gpu is False
+
+
+async def test_a_gpu_task_waits_for_a_worker_with_a_gpu(db_path: Path) -> None:
+    async def handler(item: TaskItem, ctx: TaskContext) -> int:
+        return 1
+
+    registry = ProcessorRegistry()
+    registry.add("job", handler)
+    async with WorkerQueue(runtime_config(db_path)) as queue:
+        gpu_task = job_task(resources=Resources(gpu=True))
+        plain = job_task()
+        await queue.enqueue([gpu_task, plain])
+        cpu_only = Worker(queue, registry, burst=True, handle_signals=False)
+        async with asyncio.timeout(20):
+            assert (await cpu_only.run())["completed"] == 1
+        assert (await queue.get_task(gpu_task.id)).state is TaskState.PENDING
+        with_gpu = Worker(
+            queue, registry, burst=True, handle_signals=False, resources=Resources(cpu=1, gpu=True)
+        )
+        async with asyncio.timeout(20):
+            assert (await with_gpu.run())["completed"] == 1

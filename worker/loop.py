@@ -148,7 +148,7 @@ class Loop:
         await self.acks.flush()
         await self.queue.retry()
         # Whoever moved them (this sweep or the sweeper task), are tasks claimable now?
-        return await self.queue.any_due(self.queues)
+        return await self.queue.any_due(self.queues, self._free_resources())
 
     def _start(self, task: Task) -> None:
         ctx = TaskContext(self.queue, task, partial(self._progressed))

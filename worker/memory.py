@@ -22,14 +22,27 @@ class MemoryInfoError(RuntimeError):
     """Memory use cannot be read (not Linux, or an unexpected /proc/meminfo)."""
 
 
-def used_fraction(meminfo: str) -> float:
-    """Fraction of memory in use, ``1 - MemAvailable / MemTotal``, from /proc/meminfo text."""
+def _fields(meminfo: str) -> dict[str, int]:
     fields: dict[str, int] = {}
     for line in meminfo.splitlines():
         name, _, rest = line.partition(":")
         parts = rest.split()
         if parts and parts[0].isdigit():
             fields[name.strip()] = int(parts[0])
+    return fields
+
+
+def total_bytes(meminfo: str) -> int:
+    """The machine's memory, from /proc/meminfo text (kB there)."""
+    total = _fields(meminfo).get("MemTotal")
+    if not total:
+        raise MemoryInfoError("/proc/meminfo has no MemTotal line")
+    return total * 1024
+
+
+def used_fraction(meminfo: str) -> float:
+    """Fraction of memory in use, ``1 - MemAvailable / MemTotal``, from /proc/meminfo text."""
+    fields = _fields(meminfo)
     total = fields.get("MemTotal")
     available = fields.get("MemAvailable")
     if not total or available is None:

@@ -166,9 +166,12 @@ class WorkerQueue:
         _positive("size", size)
         return await self._store.claim(size, self._clock(), queues, self.worker_id, resources)
 
-    async def any_due(self, queues: Sequence[str] | None = None) -> bool:
-        """Whether a task is claimable now (due, not held, not waiting, queue not paused)."""
-        return await self._store.any_due(self._clock(), queues)
+    async def any_due(
+        self, queues: Sequence[str] | None = None, resources: Resources | None = None
+    ) -> bool:
+        """Whether a task is claimable now (due, not held, not waiting, queue not paused, and
+        each on its own fitting ``resources`` when given)."""
+        return await self._store.any_due(self._clock(), queues, resources)
 
     async def mark_as_complete(
         self, task_id: str, *, lease_id: str | None = None, results: list[JsonValue] | None = None

@@ -26,6 +26,7 @@ from worker.config import QueueConfig
 from worker.errors import QueueError
 from worker.events import Callback, EventBus
 from worker.loop import Loop
+from worker.memory import MemoryInfoError, read_meminfo, total_bytes
 from worker.models import Resources
 from worker.processors import ProcessorRegistry
 from worker.processors import registry as default_registry
@@ -34,6 +35,16 @@ from worker.sweeper import retry_sweeper
 from worker.webhooks import webhook_loop
 
 log = logging.getLogger(__name__)
+
+
+def machine_resources() -> Resources:
+    """This machine's memory and CPU count (no GPU): a worker's default capacity."""
+    try:
+        memory = total_bytes(read_meminfo())
+    except MemoryInfoError as exc:
+        log.warning("%s; tasks' memory needs are not checked", exc)
+        memory = 2**62
+    return Resources(memory_bytes=memory, cpu=float(os.cpu_count() or 1), gpu=False)
 
 #: How often a worker tells the registry it is alive.
 REGISTRY_HEARTBEAT_S = 5.0
@@ -103,8 +114,10 @@ class Worker:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         self.queues = None if queues is None else list(queues)
         self.burst = burst
-        #: What this worker has to give its tasks (None: claim without looking at needs).
-        self.resources = resources
+        #: What this worker has to give its tasks: by default the machine's memory and CPUs,
+        #: and no GPU (a worker with one says so), so a task that declares needs runs only
+        #: where they fit.
+        self.resources = resources if resources is not None else machine_resources()
         self.sweep_interval_s = sweep_interval_s
         self.handle_signals = handle_signals
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"

@@ -239,13 +239,15 @@ class TaskStore:
             rows = (await conn.execute(statement, {"leases": json.dumps(list(leases))})).all()
         return [str(row[0]) for row in rows]
 
-    async def any_due(self, now: float, queues: Sequence[str] | None) -> bool:
-        """Whether a claim now would find something (a read: no write lock)."""
+    async def any_due(
+        self, now: float, queues: Sequence[str] | None, budget: Resources | None = None
+    ) -> bool:
+        """Whether a claim now would find something that fits (a read: no write lock)."""
         values: dict[str, Any] = {
             "now": now,
-            "memory": _UNLIMITED,
-            "cpu": float(_UNLIMITED),
-            "gpu": 1,
+            "memory": _UNLIMITED if budget is None else budget.memory_bytes,
+            "cpu": float(_UNLIMITED) if budget is None else budget.cpu,
+            "gpu": 1 if budget is None or budget.gpu else 0,
         }
         if queues is not None:
             values["queues"] = json.dumps(list(queues))
