@@ -46,6 +46,7 @@ def machine_resources() -> Resources:
         memory = 2**62
     return Resources(memory_bytes=memory, cpu=float(os.cpu_count() or 1), gpu=False)
 
+
 #: How often a worker tells the registry it is alive.
 REGISTRY_HEARTBEAT_S = 5.0
 
