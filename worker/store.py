@@ -314,7 +314,10 @@ class TaskStore:
         *,
         lease_id: str | None = None,
     ) -> None:
-        """One compare-and-set from ``sources(operation)`` to ``target(operation)``."""
+        """One compare-and-set from ``sources(operation)`` to ``target(operation)``.
+
+        ``values`` always sets ``updated_at``: it is also when dependents are settled.
+        """
         values = {"state": target(operation).value, **values}
         condition = tasks.c.id == task_id
         if lease_id is not None:
@@ -330,7 +333,7 @@ class TaskStore:
             if row is None:
                 await self._raise_refusal(conn, operation, task_id, lease_id)
             else:
-                await self._settle(conn, operation, [row], float(values.get("updated_at", 0)))
+                await self._settle(conn, operation, [row], float(values["updated_at"]))
 
     async def cancel(self, task_id: str, now: float, reason: str | None) -> TaskState:
         """PENDING/RETRYABLE -> CANCELLED, or ask a PROCESSING task's worker to stop it."""
