@@ -13,7 +13,6 @@ released (their attempt is given back). A second signal stops them at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -85,8 +84,9 @@ async def worker_loop(
         await loop.run()
     finally:
         flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
+        # wait() never raises the flusher's own CancelledError, so a cancellation of this
+        # coroutine still propagates (suppressing CancelledError here could swallow it).
+        await asyncio.wait([flusher])
         await asyncio.shield(acks.close())
         await events.aclose()
     return acks.counts
