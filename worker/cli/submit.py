@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
@@ -124,6 +124,22 @@ def _parsed(parser: Callable[[str], T], value: str | None, option: str) -> T | N
         raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
 
 
+def shared_options(values: Mapping[str, Any]) -> Submission:
+    """The shared options, from a submit command's parameters (its ``locals()``)."""
+    return Submission(
+        queue=values["queue"],
+        priority=values["priority"],
+        delay_s=values["delay"],
+        max_attempts=values["max_attempts"],
+        timeout_s=values["timeout"],
+        name=values["name"],
+        depends_on=values["depends_on"] or [],
+        idempotency_key=values.get("idempotency_key"),
+        wait=values.get("wait", False),
+        as_json=values.get("as_json", False),
+    )
+
+
 def submit(ctx: typer.Context, submission: Submission, request: BaseModel) -> None:
     """Enqueue, print the id (or the task as JSON); with ``--wait``, follow it to its end."""
     task = submission.task(request, time.time())
@@ -174,18 +190,7 @@ def submit_command(
     request = build_request(
         "command", {"argv": argv, "cwd": cwd, "env": variables, "timeout_s": timeout}
     )
-    options = Submission(
-        queue=queue,
-        priority=priority,
-        delay_s=delay,
-        max_attempts=max_attempts,
-        timeout_s=timeout,
-        name=name,
-        depends_on=depends_on or [],
-        idempotency_key=idempotency_key,
-        wait=wait,
-        as_json=as_json,
-    )
+    options = shared_options(locals())
     submit(ctx, options, request)
 
 
@@ -219,18 +224,7 @@ def submit_call(
         "kwargs": _parsed(parse_json_object, kwargs, "--kwargs"),
     }
     request = build_request("call", fields)
-    options = Submission(
-        queue=queue,
-        priority=priority,
-        delay_s=delay,
-        max_attempts=max_attempts,
-        timeout_s=timeout,
-        name=name,
-        depends_on=depends_on or [],
-        idempotency_key=idempotency_key,
-        wait=wait,
-        as_json=as_json,
-    )
+    options = shared_options(locals())
     submit(ctx, options, request)
 
 
@@ -264,18 +258,7 @@ def submit_tts(
         "speed": speed,
         "sample_rate": sample_rate,
     }
-    options = Submission(
-        queue=queue,
-        priority=priority,
-        delay_s=delay,
-        max_attempts=max_attempts,
-        timeout_s=timeout,
-        name=name,
-        depends_on=depends_on or [],
-        idempotency_key=idempotency_key,
-        wait=wait,
-        as_json=as_json,
-    )
+    options = shared_options(locals())
     submit(ctx, options, build_request("tts", fields))
 
 
@@ -356,15 +339,7 @@ def submit_audio(
     except ValueError as exc:
         usage_error(str(exc))
     requests = _audio_requests(files, ops)
-    options = Submission(
-        queue=queue,
-        priority=priority,
-        delay_s=delay,
-        max_attempts=max_attempts,
-        timeout_s=timeout,
-        name=name,
-        depends_on=depends_on or [],
-    )
+    options = shared_options(locals())
     now = time.time()
     tasks = [options.task(request, now) for request in requests]
 
