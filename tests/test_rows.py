@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
+from pydantic import BaseModel
+
 from tests.support import make_task
-from worker import AttemptError, Task, TaskItem, TaskState
-from worker.models import Resources
-from worker.rows import ROW_COLUMNS, UNPACK_ORDER, trusted
+from worker import (
+    AttemptError,
+    Task,
+    TaskItem,
+    TaskState,
+    payload,
+    register_request_kind,
+)
+from worker.kinds import remove_request_kind
+from worker.models import Resources, UnloadedRequest
+from worker.payload import PayloadError, items_from_json, trusted
+from worker.rows import ROW_COLUMNS, UNPACK_ORDER, task_from_values
 
 
 def test_trusted_matches_model_construct() -> None:
@@ -35,3 +48,93 @@ def test_trusted_matches_model_construct() -> None:
 
 def test_row_unpacking_follows_the_table() -> None:
     assert UNPACK_ORDER == ROW_COLUMNS
+
+
+def _stored(*items: tuple[str, Any]) -> str:
+    return json.dumps(
+        [{"kind": kind, "request": request, "response_url": None} for kind, request in items]
+    )
+
+
+def test_items_parse_in_one_call_and_item_by_item_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = _stored(
+        ("tts", {"text": "one", "voice_id": "espeak.en"}),
+        ("audio", {"path": "data/in.wav", "operations": [{"op": "analyze"}]}),
+    )
+    outcomes = [{"result": {"ok": 1}, "error": None}]
+    fast = items_from_json(text, outcomes, lenient=False)
+
+    def slow_only(_text: str) -> None:
+        return None
+
+    monkeypatch.setattr(payload._parser, "parse", slow_only)
+    slow = items_from_json(text, outcomes, lenient=False)
+    assert fast == slow
+    assert [type(item.request).__name__ for item in fast] == ["TextToSpeechRequest", "AudioRequest"]
+    assert fast[0].result == {"ok": 1}
+    assert fast[1].result is None
+
+
+def test_a_kind_registered_later_joins_the_one_call_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    items_from_json(_stored(("tts", {"text": "x", "voice_id": "espeak.en"})), [], lenient=False)
+
+    @register_request_kind("late-kind-for-rows-test")
+    class Late(BaseModel):
+        n: int
+
+    try:
+
+        def no_slow_path(*_args: Any, **_kwargs: Any) -> None:
+            raise AssertionError("the one-call parse should have taken it")
+
+        monkeypatch.setattr(payload, "_item", no_slow_path)
+        (item,) = items_from_json(_stored(("late-kind-for-rows-test", {"n": 3})), [], lenient=False)
+        assert item.request == Late(n=3)
+    finally:
+        remove_request_kind("late-kind-for-rows-test")
+
+
+def test_bad_stored_items_still_say_what_is_wrong() -> None:
+    with pytest.raises(PayloadError, match="unknown request kind 'nope'"):
+        items_from_json(_stored(("nope", {})), [], lenient=False)
+    with pytest.raises(PayloadError, match="item 0: stored 'tts' request no longer validates"):
+        items_from_json(_stored(("tts", {"text": ""})), [], lenient=False)
+    with pytest.raises(PayloadError, match="not a non-empty list"):
+        items_from_json("[]", [], lenient=False)
+    (item,) = items_from_json(_stored(("nope", {"a": 1})), [], lenient=True)
+    assert isinstance(item.request, UnloadedRequest)
+    assert item.request.data == {"a": 1}
+
+
+def test_tasks_built_from_rows_share_no_mutable_state() -> None:
+    row = tuple(
+        {
+            "id": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "queue": "default",
+            "state": "pending",
+            "priority": 0,
+            "items": _stored(("tts", {"text": "x", "voice_id": "espeak.en"})),
+            "errors": "[]",
+            "metadata": "{}",
+            "held": 0,
+            "waiting_on": 0,
+            "dependents": 0,
+            "memory_bytes": 0,
+            "cpu_share": 0.0,
+            "needs_gpu": 0,
+            "attempt_count": 0,
+            "expired_count": 0,
+            "created_at": 1.0,
+            "updated_at": 1.0,
+            "schedule_at": 1.0,
+        }.get(column)
+        for column in ROW_COLUMNS
+    )
+    first, second = task_from_values(row), task_from_values(row)
+    first.priority = 5
+    first.metadata["k"] = "v"
+    first.depends_on.append("x")
+    assert second.priority == 0
+    assert second.metadata == {}
+    assert second.depends_on == []
+    assert first.model_fields_set == second.model_fields_set == set(Task.model_fields)

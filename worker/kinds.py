@@ -35,6 +35,17 @@ class KindRegistry:
         self._by_model: dict[type[BaseModel], str] = {}
         self._entry_points_loaded = False
         self._lock = threading.Lock()
+        self._version = 0  # bumped on every change, for caches built from the registry
+
+    @property
+    def version(self) -> int:
+        """Bumped on every change, for caches built from the registry."""
+        return self._version
+
+    def snapshot(self) -> tuple[int, dict[str, type[BaseModel]]]:
+        """The registry's version and a copy of its kinds."""
+        with self._lock:
+            return self._version, dict(self._by_name)
 
     def add(self, name: str, model: type[BaseModel]) -> None:
         if not name or not name.replace("_", "").replace("-", "").isalnum():
@@ -46,8 +57,10 @@ class KindRegistry:
                     f"request kind {name!r} is already registered to "
                     f"{current.__module__}.{current.__qualname__}"
                 )
-            self._by_name[name] = model
-            self._by_model[model] = name
+            if current is None:
+                self._by_name[name] = model
+                self._by_model[model] = name
+                self._version += 1
 
     def remove(self, name: str) -> None:
         """Forget a kind (tests use it to play a process that lacks a plugin)."""
@@ -56,6 +69,7 @@ class KindRegistry:
             if model is not None:
                 self._by_model.pop(model, None)
             self._entry_points_loaded = False
+            self._version += 1
 
     def kind_of(self, model: type[BaseModel]) -> str:
         name = self._by_model.get(model)

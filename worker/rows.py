@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from worker import kinds
-from worker.errors import UnknownRequestKindError
 from worker.models import (
     AttemptError,
     Progress,
@@ -23,8 +22,8 @@ from worker.models import (
     RetryPolicy,
     Task,
     TaskItem,
-    UnloadedRequest,
 )
+from worker.payload import PayloadError, items_from_json, trusted
 from worker.schema import tasks
 from worker.states import TaskState
 
@@ -37,37 +36,8 @@ RAW_COLUMNS = tuple(
 )
 
 
-M = TypeVar("M", bound=BaseModel)
-_set = object.__setattr__
-
-
-def trusted(model: type[M], fields: dict[str, Any]) -> M:
-    """``model.model_construct(**fields)`` for data read back from our own rows.
-
-    Every field is given and none has an alias, so pydantic's per-field loop over defaults
-    and aliases (the bulk of a claim's CPU time) has nothing to do; this sets what
-    ``model_construct`` sets. A test pins the equivalence.
-    """
-    instance = model.__new__(model)
-    _set(instance, "__dict__", fields)
-    _set(instance, "__pydantic_fields_set__", set(fields))
-    _set(instance, "__pydantic_extra__", None)
-    _set(instance, "__pydantic_private__", None)
-    return instance
-
-
-class PayloadError(Exception):
-    """A stored request cannot be loaded: unknown kind, or it no longer validates."""
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _loads(text: str | None, empty: Any) -> Any:
-    if text is None or text in ("[]", "{}"):
-        return empty
-    return json.loads(text)
 
 
 def items_json(items: list[TaskItem]) -> str:
@@ -117,41 +87,6 @@ def insert_values(task: Task, items: str) -> dict[str, Any]:
     }
 
 
-def _request(raw: dict[str, Any], index: int) -> BaseModel:
-    kind = raw.get("kind")
-    try:
-        model = kinds.model_for(str(kind))
-    except UnknownRequestKindError as exc:
-        raise PayloadError(f"item {index}: {exc}") from exc
-    try:
-        return model.model_validate(raw.get("request"))
-    except ValidationError as exc:
-        raise PayloadError(
-            f"item {index}: stored {kind!r} request no longer validates: {exc}"
-        ) from exc
-
-
-def _item(raw: dict[str, Any], outcome: Any, index: int, *, lenient: bool) -> TaskItem:
-    try:
-        request = _request(raw, index)
-    except PayloadError as exc:
-        if not lenient:
-            raise
-        request = UnloadedRequest(
-            kind=str(raw.get("kind")), data=raw.get("request"), problem=str(exc)
-        )
-    outcome = outcome if isinstance(outcome, dict) else {}
-    return trusted(
-        TaskItem,
-        {
-            "request": request,
-            "response_url": raw.get("response_url"),
-            "result": outcome.get("result"),
-            "error": outcome.get("error"),
-        },
-    )
-
-
 #: The unpacking order of :func:`task_from_values`; a test pins it to :data:`ROW_COLUMNS`.
 UNPACK_ORDER = (
     "id", "queue", "state", "priority", "schedule_at", "attempt_count", "max_attempts",
@@ -178,11 +113,16 @@ def _progress(value: Any) -> Progress | None:
     return Progress.model_construct(**value) if isinstance(value, dict) else None
 
 
+_TASK_FIELDS = set(Task.model_fields)
+_EMPTY = (None, "[]", "{}", "null")
+
+
 def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
     """Build a task from a row in :data:`ROW_COLUMNS` order (JSON columns as text).
 
     A request that cannot be loaded raises :class:`PayloadError`, or with ``lenient`` (reads
-    for people: status, listings) comes back as an :class:`UnloadedRequest`.
+    for people: status, listings) comes back as an :class:`UnloadedRequest`. Columns that
+    are almost always empty are tested before any parsing: this runs for every claimed task.
     """
     (
         task_id, queue, state, priority, schedule_at, attempt_count, max_attempts,
@@ -192,10 +132,9 @@ def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
         progress, checkpoint, cancel_requested_at, timeout_s, retry_policy, held,
         waiting_on, _dependents, depends_on, memory_bytes, cpu_share, needs_gpu,
     ) = row  # fmt: skip
-    raw_items = _loads(items, [])
-    if not isinstance(raw_items, list) or not raw_items:
-        raise PayloadError(f"stored items are not a non-empty list: {raw_items!r:.200}")
-    done = _loads(outcomes, [])
+    if not isinstance(items, str):
+        raise PayloadError(f"stored items are not JSON text: {items!r:.200}")
+    done = [] if outcomes in _EMPTY else json.loads(outcomes)
     return trusted(
         Task,
         {
@@ -204,10 +143,7 @@ def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
             "state": _STATES[state],
             "priority": priority,
             "schedule_at": schedule_at,
-            "items": [
-                _item(raw, done[index] if index < len(done) else None, index, lenient=lenient)
-                for index, raw in enumerate(raw_items)
-            ],
+            "items": items_from_json(items, done, lenient=lenient),
             "attempt_count": attempt_count,
             "max_attempts": max_attempts,
             "visibility_timeout": visibility_timeout,
@@ -216,24 +152,27 @@ def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
             "lease_expires_at": lease_expires_at,
             "worker_id": worker_id,
             "last_error": last_error,
-            "errors": [AttemptError.model_construct(**e) for e in _loads(errors, [])],
+            "errors": []
+            if errors in _EMPTY
+            else [AttemptError.model_construct(**e) for e in json.loads(errors)],
             "created_at": created_at,
             "updated_at": updated_at,
             "started_at": started_at,
             "finished_at": finished_at,
             "name": name,
-            "metadata": _loads(metadata, {}),
+            "metadata": {} if metadata in _EMPTY else json.loads(metadata),
             "idempotency_key": idempotency_key,
             "timeout_s": timeout_s,
-            "retry_policy": None
-            if retry_policy in (None, "null")
-            else _POLICY.validate_json(retry_policy),
+            "retry_policy": None if retry_policy in _EMPTY else _POLICY.validate_json(retry_policy),
             "held": bool(held),
-            "depends_on": _loads(depends_on, []),
+            "depends_on": [] if depends_on in _EMPTY else json.loads(depends_on),
             "waiting_on": waiting_on,
-            "progress": _progress(_loads(progress, None)),
-            "checkpoint": _loads(checkpoint, None),
+            "progress": None if progress in _EMPTY else _progress(json.loads(progress)),
+            "checkpoint": None if checkpoint is None else json.loads(checkpoint),
             "cancel_requested_at": cancel_requested_at,
-            "resources": _resources(memory_bytes, cpu_share, needs_gpu),
+            "resources": _NO_NEEDS
+            if not (memory_bytes or cpu_share or needs_gpu)
+            else _resources(memory_bytes, cpu_share, needs_gpu),
         },
+        _TASK_FIELDS,
     )

@@ -28,7 +28,8 @@ from worker.errors import (
     TaskNotFoundError,
 )
 from worker.models import Completion, Failure, Resources, Task
-from worker.rows import ROW_COLUMNS, PayloadError, outcomes_json, task_from_values
+from worker.payload import PayloadError
+from worker.rows import ROW_COLUMNS, outcomes_json, task_from_values
 from worker.schema import tasks
 from worker.sqlfn import greatest, lease_pairs, state_in
 from worker.statements import Prepared, Statements
