@@ -15,19 +15,24 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
+import aiosqlite
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from worker.config import QueueConfig
 from worker.errors import QueueClosedError, QueueError, StorageError
+from worker.statements import Statements
+from worker.txn import ConnectionTxn, Txn, run_in_driver
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _LOCK_FIRST = "worker_lock_first"
 
@@ -50,6 +55,7 @@ class Database:
         self._config = config
         self._engine: AsyncEngine | None = None
         self._locking: AsyncEngine | None = None
+        self._statements: Statements | None = None
         # An in-memory SQLite database is one shared connection: its writers must take turns
         # here, since BEGIN on a connection already in a transaction fails.
         self._memory_writes: asyncio.Lock | None = None
@@ -67,6 +73,13 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def statements(self) -> Statements:
+        """The engine's dialect's compiled statements (compiled on first use)."""
+        if self._statements is None:
+            self._statements = Statements(self.engine.dialect)
+        return self._statements
 
     async def open(self) -> None:
         if self._engine is not None:
@@ -113,6 +126,31 @@ class Database:
         try:
             async with self._memory_turn(), engine.begin() as conn:
                 yield conn
+        except exc.DBAPIError as error:
+            raise self._storage_error(action, error) from error
+
+    async def transaction(
+        self, action: str, body: Callable[[Txn], T], *, lock_first: bool = False
+    ) -> T:
+        """Run ``body`` as one write transaction under ``BEGIN IMMEDIATE``; commits on success.
+
+        On aiosqlite the whole body runs in one trip to the driver's thread (see
+        :mod:`worker.txn`); ``lock_first`` as for :meth:`write`.
+        """
+        engine = self.engine if not lock_first else self._locking
+        assert engine is not None  # set with self.engine
+        statements = self.statements
+        try:
+            async with self._memory_turn(), engine.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                if isinstance(driver, aiosqlite.Connection):
+                    # aiosqlite has no public "run this in your thread"; its own methods
+                    # are built on _execute (a test pins that this path is the one taken).
+                    in_thread = cast(Callable[..., Awaitable[T]], driver._execute)
+                    sqlite = driver._conn
+                    return await in_thread(run_in_driver, sqlite, statements, body, lock_first)
+                async with conn.begin():
+                    return await conn.run_sync(lambda sync: body(ConnectionTxn(sync, statements)))
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
 

@@ -20,17 +20,55 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from worker.errors import InvalidTaskError
 from worker.schema import task_dependencies, tasks
 from worker.sqlfn import state_in
+from worker.statements import Statements
 from worker.states import TaskState
+from worker.txn import ConnectionTxn, Txn
 
 _LIVE_WAITING = (TaskState.PENDING, TaskState.RETRYABLE)
 _ENDED_BADLY = (TaskState.DISCARDED, TaskState.CANCELLED)
 
 
 def _each(name: str) -> sa.TextClause:
+    """``SELECT value FROM json_each(:name)``: a list travels as one JSON parameter."""
     return sa.text(f"SELECT value FROM json_each(:{name})")
 
 
-async def link(conn: AsyncConnection, rows: list[dict[str, Any]], now: float) -> None:
+def _states() -> sa.Select[Any]:
+    return sa.select(tasks.c.id, tasks.c.state).where(tasks.c.id.in_(_each("ids")))
+
+
+def _set_waiting() -> sa.Update:
+    return (
+        sa.update(tasks)
+        .where(tasks.c.id == sa.bindparam("b_id"))
+        .values(
+            waiting_on=sa.bindparam("b_waiting"),
+            state=sa.func.coalesce(sa.bindparam("b_state", type_=sa.String), tasks.c.state),
+            last_error=sa.func.coalesce(
+                sa.bindparam("b_error", type_=sa.String), tasks.c.last_error
+            ),
+            finished_at=sa.func.coalesce(
+                sa.bindparam("b_finished", type_=sa.Float), tasks.c.finished_at
+            ),
+        )
+    )
+
+
+def _add_link() -> sa.Insert:
+    return sa.insert(task_dependencies).values(
+        task_id=sa.bindparam("task_id"), depends_on=sa.bindparam("depends_on")
+    )
+
+
+def _count_dependents() -> sa.Update:
+    return (
+        sa.update(tasks)
+        .where(tasks.c.id == sa.bindparam("b_id"))
+        .values(dependents=tasks.c.dependents + sa.bindparam("b_n"))
+    )
+
+
+def link(txn: Txn, rows: list[dict[str, Any]], now: float) -> None:
     """Record the dependencies of freshly inserted rows (same transaction as the insert).
 
     Sets each row's ``waiting_on``; a row that depends on a task that already ended discarded
@@ -40,13 +78,10 @@ async def link(conn: AsyncConnection, rows: list[dict[str, Any]], now: float) ->
     if not wanted:
         return
     batch = {row["id"] for row in rows}
-    found: dict[str, str] = {}
     outside = sorted(wanted - batch)
-    for start in range(0, len(outside), 500):
-        chunk = outside[start : start + 500]
-        query = sa.select(tasks.c.id, tasks.c.state).where(tasks.c.id.in_(chunk))
-        found.update({str(i): str(s) for i, s in (await conn.execute(query)).all()})
-    links: list[dict[str, str]] = []
+    found = {str(i): str(s) for i, s in txn.rows(_states, ids=json.dumps(outside))}
+    links: list[dict[str, Any]] = []
+    waiting: list[dict[str, Any]] = []
     for index, row in enumerate(rows):
         deps: list[str] = json.loads(row["depends_on"] or "[]")
         if not deps:
@@ -57,31 +92,29 @@ async def link(conn: AsyncConnection, rows: list[dict[str, Any]], now: float) ->
                 f"tasks[{index}].depends_on: no task {', '.join(missing)} (unknown id)"
             )
         links += [{"task_id": row["id"], "depends_on": dep} for dep in deps]
-        waiting = sum(1 for d in deps if d in batch or found[d] != TaskState.COMPLETED.value)
         failed = [d for d in deps if found.get(d) in {s.value for s in _ENDED_BADLY}]
-        values: dict[str, Any] = {"waiting_on": waiting}
-        if failed:
-            values |= {
-                "state": TaskState.CANCELLED.value,
-                "last_error": f"cancelled: dependency {failed[0]} ended {found[failed[0]]}",
-                "finished_at": now,
+        waiting.append(
+            {
+                "b_id": row["id"],
+                "b_waiting": sum(
+                    1 for d in deps if d in batch or found[d] != TaskState.COMPLETED.value
+                ),
+                "b_state": TaskState.CANCELLED.value if failed else None,
+                "b_error": f"cancelled: dependency {failed[0]} ended {found[failed[0]]}"
+                if failed
+                else None,
+                "b_finished": now if failed else None,
             }
-        await conn.execute(sa.update(tasks).where(tasks.c.id == row["id"]).values(values))
-    await conn.execute(sa.insert(task_dependencies), links)
+        )
+    txn.many(_set_waiting, waiting)
+    txn.many(_add_link, links)
     counts: dict[str, int] = {}
     for entry in links:
         counts[entry["depends_on"]] = counts.get(entry["depends_on"], 0) + 1
-    await conn.execute(
-        sa.update(tasks)
-        .where(tasks.c.id == sa.bindparam("b_id"))
-        .values(dependents=tasks.c.dependents + sa.bindparam("b_n")),
-        [{"b_id": dep, "b_n": n} for dep, n in counts.items()],
-    )
+    txn.many(_count_dependents, [{"b_id": dep, "b_n": n} for dep, n in counts.items()])
 
 
-async def settle_rows(
-    conn: AsyncConnection, default: TaskState, rows: Sequence[Any], now: float
-) -> None:
+def settle_rows(txn: Txn, default: TaskState, rows: Sequence[Any], now: float) -> None:
     """Release or cancel the dependents of tasks a statement just moved.
 
     ``rows`` are ``(id, dependents[, state])``; without the state, ``default``. Tasks without
@@ -98,43 +131,58 @@ async def settle_rows(
         elif state in _ENDED_BADLY:
             ended.append(str(row[0]))
     if done or ended:
-        await settle(conn, done, ended, now)
+        settle(txn, done, ended, now)
 
 
-async def settle(
-    conn: AsyncConnection, completed: Sequence[str], ended: Sequence[str], now: float
+async def settle_rows_on(
+    conn: AsyncConnection,
+    statements: Statements,
+    default: TaskState,
+    rows: Sequence[Any],
+    now: float,
 ) -> None:
+    """:func:`settle_rows` inside a transaction of SQLAlchemy's async API."""
+    if any(row[1] for row in rows):
+        await conn.run_sync(
+            lambda sync: settle_rows(ConnectionTxn(sync, statements), default, rows, now)
+        )
+
+
+def _countdown() -> sa.Update:
+    done = _each("done")
+    countdown = (
+        sa.select(sa.func.count())
+        .select_from(task_dependencies)
+        .where(
+            task_dependencies.c.task_id == tasks.c.id,
+            task_dependencies.c.depends_on.in_(done),
+        )
+        .scalar_subquery()
+    )
+    waiting = sa.select(task_dependencies.c.task_id).where(task_dependencies.c.depends_on.in_(done))
+    return (
+        sa.update(tasks)
+        .where(tasks.c.id.in_(waiting))
+        .values(waiting_on=tasks.c.waiting_on - countdown)
+    )
+
+
+def settle(txn: Txn, completed: Sequence[str], ended: Sequence[str], now: float) -> None:
     """Tasks that just completed release their dependents; ended ones cancel theirs.
 
     Call only with tasks whose ``dependents`` is above zero.
     """
     if completed:
-        done = _each("done").bindparams(done=json.dumps(list(completed)))
-        countdown = (
-            sa.select(sa.func.count())
-            .select_from(task_dependencies)
-            .where(
-                task_dependencies.c.task_id == tasks.c.id,
-                task_dependencies.c.depends_on.in_(done),
-            )
-            .scalar_subquery()
-        )
-        waiting = sa.select(task_dependencies.c.task_id).where(
-            task_dependencies.c.depends_on.in_(done)
-        )
-        await conn.execute(
-            sa.update(tasks)
-            .where(tasks.c.id.in_(waiting))
-            .values(waiting_on=tasks.c.waiting_on - countdown)
-        )
+        txn.rows(_countdown, done=json.dumps(list(completed)))
     frontier = list(ended)
     while frontier:
-        frontier = await _cancel_dependents(conn, frontier, now)
+        cancelled = txn.rows(_cancel_dependents, gone=json.dumps(frontier), now=now)
+        frontier = [str(i) for i, n in cancelled if n]
 
 
-async def _cancel_dependents(conn: AsyncConnection, ended: list[str], now: float) -> list[str]:
-    """Cancel the live dependents of ``ended``; returns those that have dependents too."""
-    gone = _each("gone").bindparams(gone=json.dumps(ended))
+def _cancel_dependents() -> sa.Update:
+    """Cancel the live dependents of ``:gone``; returns them and their own dependents."""
+    gone = _each("gone")
     dependency = task_dependencies.alias("d")
     upstream = tasks.alias("up")
     reason = (
@@ -150,7 +198,8 @@ async def _cancel_dependents(conn: AsyncConnection, ended: list[str], now: float
         .scalar_subquery()
     )
     waiting = sa.select(task_dependencies.c.task_id).where(task_dependencies.c.depends_on.in_(gone))
-    statement = (
+    now = sa.bindparam("now", type_=sa.Float)
+    return (
         sa.update(tasks)
         .where(tasks.c.id.in_(waiting), state_in(*_LIVE_WAITING))
         .values(
@@ -162,4 +211,3 @@ async def _cancel_dependents(conn: AsyncConnection, ended: list[str], now: float
         )
         .returning(tasks.c.id, tasks.c.dependents)
     )
-    return [str(i) for i, n in (await conn.execute(statement)).all() if n]

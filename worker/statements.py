@@ -10,7 +10,7 @@ statement unpacks with ``json_each`` (``UPDATE ... FROM``), so one compiled form
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,10 @@ INSERT_COLUMNS = (
 )
 
 
+#: What :func:`prepare` compiles.
+Buildable = sa.Insert | sa.Update | sa.Delete | sa.Select[Any] | sa.TextualSelect
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A compiled statement: driver SQL and the order its parameters go in."""
@@ -63,7 +67,7 @@ class Prepared:
         return tuple(merged[name] for name in self.names)
 
 
-def prepare(statement: sa.Insert | sa.Update | sa.TextualSelect, dialect: Dialect) -> Prepared:
+def prepare(statement: Buildable, dialect: Dialect) -> Prepared:
     compiled = statement.compile(dialect=dialect)
     names = tuple(compiled.positiontup or ())
     return Prepared(compiled.string, names, dict(compiled.params))
@@ -97,6 +101,8 @@ class Statements:
     """The hot-path statements of one dialect (see the module docstring)."""
 
     def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._built: dict[Callable[[], Buildable], Prepared] = {}
         self.insert = prepare(
             sa.insert(tasks).values(
                 {c: sa.bindparam(c.name) for c in tasks.c if c.name in INSERT_COLUMNS}
@@ -124,6 +130,13 @@ class Statements:
         )
         self.retry = prepare(_fail("retry"), dialect)
         self.discard = prepare(_fail("discard"), dialect)
+
+    def of(self, build: Callable[[], Buildable]) -> Prepared:
+        """The statement ``build()`` returns, compiled on first use (by builder function)."""
+        prepared = self._built.get(build)
+        if prepared is None:
+            prepared = self._built[build] = prepare(build(), self.dialect)
+        return prepared
 
 
 def _fail(operation: str) -> sa.Update:

@@ -25,6 +25,7 @@ from worker.errors import (
     DuplicateTaskError,
     InvalidStateTransitionError,
     LeaseLostError,
+    QueueError,
     TaskNotFoundError,
 )
 from worker.models import Completion, Failure, Resources, Task
@@ -34,6 +35,7 @@ from worker.schema import tasks
 from worker.sqlfn import greatest, lease_pairs, state_in
 from worker.statements import Prepared, Statements
 from worker.states import TaskState, sources, target
+from worker.txn import Txn
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +96,11 @@ class TaskStore:
     def __init__(self, db: Database, default_visibility_timeout: float) -> None:
         self._db = db
         self._default_vt = default_visibility_timeout
-        self._prepared: Statements | None = None
         self._maybe_empty = False
 
     @property
     def _sql(self) -> Statements:
-        if self._prepared is None:
-            self._prepared = Statements(self._db.engine.dialect)
-        return self._prepared
+        return self._db.statements
 
     async def _run(self, conn: AsyncConnection, statement: Prepared, **values: Any) -> list[Any]:
         """Execute a prepared statement; returns its rows (raw tuples)."""
@@ -119,12 +118,11 @@ class TaskStore:
         """
         insert = self._sql.insert
         reads_first = any(row["idempotency_key"] or row["depends_on"] for row in rows)
-        async with self._db.write("enqueue", lock_first=reads_first) as conn:
+
+        def body(txn: Txn) -> tuple[list[str], int]:
             ids = [row["id"] for row in rows]
-            existing = await self._live_keys(conn, rows)
-            fresh: list[tuple[Any, ...]] = []
-            fresh_ids: list[str] = []
-            fresh_rows: list[dict[str, Any]] = []
+            existing = _live_keys(txn, rows)
+            fresh: list[dict[str, Any]] = []
             for index, row in enumerate(rows):
                 key = row["idempotency_key"]
                 if key is not None and key in existing:
@@ -132,34 +130,18 @@ class TaskStore:
                     continue
                 if key is not None:
                     existing[key] = row["id"]
-                fresh.append(insert.params(**row))
-                fresh_ids.append(row["id"])
-                fresh_rows.append(row)
+                fresh.append(row)
             try:
-                if fresh:
-                    await conn.exec_driver_sql(insert.sql, fresh)
+                txn.many(insert, fresh)
             except exc.IntegrityError as error:
-                taken = await self._existing_ids(conn, fresh_ids)
+                fresh_ids = json.dumps([row["id"] for row in fresh])
+                taken = [str(row[0]) for row in txn.rows(_ids_taken, ids=fresh_ids)]
                 raise DuplicateTaskError(taken or [str(error.orig)]) from error
             if reads_first:
-                await dependencies.link(conn, fresh_rows, now)
-        return ids, len(fresh)
+                dependencies.link(txn, fresh, now)
+            return ids, len(fresh)
 
-    async def _live_keys(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, str]:
-        keys = {row["idempotency_key"] for row in rows if row["idempotency_key"] is not None}
-        if not keys:
-            return {}
-        query = sa.select(tasks.c.idempotency_key, tasks.c.id).where(
-            tasks.c.idempotency_key.in_(keys), state_in(*_LIVE)
-        )
-        return {str(key): str(task_id) for key, task_id in (await conn.execute(query)).all()}
-
-    async def _existing_ids(self, conn: AsyncConnection, ids: list[str]) -> list[str]:
-        found: list[str] = []
-        for chunk in _chunks(ids):
-            query = sa.select(tasks.c.id).where(tasks.c.id.in_(chunk))
-            found += (await conn.execute(query)).scalars().all()
-        return found
+        return await self._db.transaction("enqueue", body, lock_first=reads_first)
 
     # -- claim ---------------------------------------------------------------------------
 
@@ -192,8 +174,7 @@ class TaskStore:
             values["queues"] = json.dumps(list(queues))
         if self._maybe_empty and not await self._any_due(values):
             return []
-        async with self._db.write("dequeue", lock_first=False) as conn:
-            rows = await self._run(conn, statement, **values)
+        rows = await self._db.transaction("dequeue", lambda txn: txn.rows(statement, **values))
         # Rows become tasks after the commit: the write lock is held for the SQL only.
         self._maybe_empty = len(rows) < size
         claimed: list[Task] = []
@@ -289,23 +270,26 @@ class TaskStore:
         *,
         strict: bool,
     ) -> list[str]:
-        refused: list[str] = []
-        async with self._db.write(operation, lock_first=False) as conn:
+        def body(txn: Txn) -> list[str]:
+            refused: list[str] = []
             for chunk in _chunks(acks):
-                rows = await self._run(conn, statement, acks=encode(chunk), now=now)
+                rows = txn.rows(statement, acks=encode(chunk), now=now)
                 done = {row[0] for row in rows}
                 missed = [a for a in chunk if a.task_id not in done]
                 if missed and strict:
                     first = missed[0]
-                    await self._raise_refusal(conn, operation, first.task_id, first.lease_id)
+                    found = txn.rows(_state_and_lease, task_id=first.task_id)
+                    raise _refusal(operation, first.task_id, first.lease_id, found)
                 refused += [a.task_id for a in missed]
-                await self._settle(conn, operation, rows, now)
-        return refused
+                dependencies.settle_rows(txn, target(operation), rows, now)
+            return refused
+
+        return await self._db.transaction(operation, body)
 
     async def _settle(
         self, conn: AsyncConnection, operation: str, rows: Sequence[Any], now: float
     ) -> None:
-        await dependencies.settle_rows(conn, target(operation), rows, now)
+        await dependencies.settle_rows_on(conn, self._sql, target(operation), rows, now)
 
     async def transition(
         self,
@@ -408,12 +392,43 @@ class TaskStore:
     async def _raise_refusal(
         self, conn: AsyncConnection, operation: str, task_id: str, lease_id: str | None
     ) -> None:
-        query = sa.select(tasks.c.state, tasks.c.lease_id).where(tasks.c.id == task_id)
-        row = (await conn.execute(query)).first()
-        if row is None:
-            raise TaskNotFoundError(task_id)
-        state, current_lease = row
-        if lease_id is not None and current_lease != lease_id:
-            raise LeaseLostError(task_id, operation, state, lease_id)
-        expected = tuple(s.value for s in sources(operation))
-        raise InvalidStateTransitionError(task_id, operation, state, expected)
+        query = self._sql.of(_state_and_lease)
+        found = (await conn.exec_driver_sql(query.sql, query.params(task_id=task_id))).all()
+        raise _refusal(operation, task_id, lease_id, found)
+
+
+def _state_and_lease() -> sa.Select[Any]:
+    return sa.select(tasks.c.state, tasks.c.lease_id).where(tasks.c.id == sa.bindparam("task_id"))
+
+
+def _refusal(
+    operation: str, task_id: str, lease_id: str | None, found: Sequence[Any]
+) -> QueueError:
+    """Why ``operation`` changed nothing, from the task's ``(state, lease_id)`` (or none)."""
+    if not found:
+        return TaskNotFoundError(task_id)
+    state, current_lease = found[0]
+    if lease_id is not None and current_lease != lease_id:
+        return LeaseLostError(task_id, operation, state, lease_id)
+    expected = tuple(s.value for s in sources(operation))
+    return InvalidStateTransitionError(task_id, operation, state, expected)
+
+
+def _live_keys(txn: Txn, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Live tasks' ids by idempotency key, for the keys these rows carry."""
+    keys = {row["idempotency_key"] for row in rows if row["idempotency_key"] is not None}
+    if not keys:
+        return {}
+    found = txn.rows(_keys_taken, keys=json.dumps(sorted(keys)))
+    return {str(key): str(task_id) for key, task_id in found}
+
+
+def _keys_taken() -> sa.Select[Any]:
+    return sa.select(tasks.c.idempotency_key, tasks.c.id).where(
+        tasks.c.idempotency_key.in_(sa.text("SELECT value FROM json_each(:keys)")),
+        state_in(*_LIVE),
+    )
+
+
+def _ids_taken() -> sa.Select[Any]:
+    return sa.select(tasks.c.id).where(tasks.c.id.in_(sa.text("SELECT value FROM json_each(:ids)")))

@@ -81,9 +81,10 @@ class SweepStore:
             .returning(tasks.c.id, tasks.c.state, tasks.c.dependents)
         )
         rows = (await conn.execute(statement)).all()
-        ended = [str(i) for i, state, n in rows if n and state == TaskState.CANCELLED.value]
-        if ended:
-            await dependencies.settle(conn, [], ended, now)
+        settled = [(i, n, state) for i, state, n in rows]
+        await dependencies.settle_rows_on(
+            conn, self._db.statements, TaskState.CANCELLED, settled, now
+        )
         return [str(row[0]) for row in rows]
 
     async def _requeue_or_exhaust(
@@ -152,4 +153,4 @@ class SweepStore:
             .returning(tasks.c.id, tasks.c.dependents)
         )
         rows = (await conn.execute(statement)).all()
-        await dependencies.settle_rows(conn, target("exhaust"), rows, now)
+        await dependencies.settle_rows_on(conn, self._db.statements, target("exhaust"), rows, now)

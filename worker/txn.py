@@ -1,0 +1,127 @@
+"""A write transaction as one synchronous function: one trip to the driver's thread.
+
+aiosqlite runs every call (cursor, execute, fetch, close, commit) on its own thread, and
+each trip costs far more than SQLite spends on a claim of a hundred tasks. The hot path
+therefore writes its transactions as plain functions of a :class:`Txn` (``body(txn)``) that
+:meth:`worker.db.Database.transaction` runs whole: on aiosqlite inside the driver's thread
+(:class:`DriverTxn`, one trip), on any other driver through SQLAlchemy's ``run_sync``
+(:class:`ConnectionTxn`, the same body). Statements are compiled once per dialect
+(:class:`worker.statements.Prepared`); driver errors surface as SQLAlchemy's
+``DBAPIError`` subclasses either way.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import exc
+from sqlalchemy.engine import Connection
+
+from worker.statements import Buildable, Prepared, Statements
+
+T = TypeVar("T")
+
+
+Statement = Prepared | Callable[[], Buildable]
+
+
+class Txn(Protocol):
+    """What a transaction body may do: run compiled statements."""
+
+    def rows(self, statement: Statement, **values: Any) -> list[tuple[Any, ...]]:
+        """Execute once; the rows it returns (none for a statement without RETURNING)."""
+        ...
+
+    def many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Execute once per row of values (``executemany``)."""
+        ...
+
+
+class DriverTxn:
+    """A body's view of the sqlite3 connection, inside aiosqlite's thread."""
+
+    def __init__(self, conn: sqlite3.Connection, statements: Statements) -> None:
+        self._conn = conn
+        self._statements = statements
+
+    def _prepared(self, statement: Statement) -> Prepared:
+        return statement if isinstance(statement, Prepared) else self._statements.of(statement)
+
+    def rows(self, statement: Statement, **values: Any) -> list[tuple[Any, ...]]:
+        prepared = self._prepared(statement)
+        params = prepared.params(**values)
+        try:
+            return self._conn.execute(prepared.sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise _wrap(prepared.sql, params, error) from error
+
+    def many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        prepared = self._prepared(statement)
+        params = [prepared.params(**row) for row in rows]
+        try:
+            self._conn.executemany(prepared.sql, params)
+        except sqlite3.Error as error:
+            raise _wrap(prepared.sql, params, error) from error
+
+    def begin(self) -> None:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise _wrap("BEGIN IMMEDIATE", (), error) from error
+
+    def commit(self) -> None:
+        try:
+            self._conn.commit()
+        except sqlite3.Error as error:
+            raise _wrap("COMMIT", (), error) from error
+
+
+def _wrap(sql: str, params: Any, error: sqlite3.Error) -> BaseException:
+    """The SQLAlchemy exception the same error would have raised on an engine connection."""
+    return exc.DBAPIError.instance(sql, params, error, sqlite3.Error)
+
+
+def run_in_driver(
+    conn: sqlite3.Connection, statements: Statements, body: Callable[[Txn], T], lock_first: bool
+) -> T:
+    """Run ``body`` as one transaction on ``conn`` (call it in the connection's thread).
+
+    The connection's ``isolation_level="IMMEDIATE"`` opens the transaction with the first
+    statement that writes; ``lock_first`` opens it before a body that reads first.
+    """
+    txn = DriverTxn(conn, statements)
+    try:
+        if lock_first:
+            txn.begin()
+        result = body(txn)
+        txn.commit()
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return result
+
+
+class ConnectionTxn:
+    """A body's view of a SQLAlchemy connection (any driver; used through ``run_sync``)."""
+
+    def __init__(self, conn: Connection, statements: Statements) -> None:
+        self._conn = conn
+        self._statements = statements
+
+    def _prepared(self, statement: Statement) -> Prepared:
+        return statement if isinstance(statement, Prepared) else self._statements.of(statement)
+
+    def rows(self, statement: Statement, **values: Any) -> list[tuple[Any, ...]]:
+        prepared = self._prepared(statement)
+        result = self._conn.exec_driver_sql(prepared.sql, prepared.params(**values))
+        return [tuple(row) for row in result.all()] if result.returns_rows else []
+
+    def many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            prepared = self._prepared(statement)
+            self._conn.exec_driver_sql(prepared.sql, [prepared.params(**row) for row in rows])
