@@ -40,6 +40,7 @@ from sqlalchemy.engine import Engine
 
 from tts import TextToSpeechRequest
 from worker import Completion, QueueConfig, Task, TaskItem, WorkerQueue
+from worker.txn import DriverTxn
 
 T = TypeVar("T")
 Span = tuple[float, float]
@@ -169,11 +170,27 @@ def capture(size: int = 100) -> Ceiling:
         pairs = [(t.id, t.lease_id or "") for t in batch]
         return Ceiling(insert, claim, ack, taken(), pairs, tasks[0].id)
 
+    # Hot-path transactions run in the driver's thread (worker.txn.DriverTxn), out of sight of
+    # SQLAlchemy's events: their statements are recorded by wrapping DriverTxn for the probe.
+    rows, many = DriverTxn.rows, DriverTxn.many
+
+    def traced_rows(txn: DriverTxn, statement: Any, **values: Any) -> Any:
+        prepared = txn._prepared(statement)
+        hook(None, None, prepared.sql, prepared.params(**values), None, False)
+        return rows(txn, statement, **values)
+
+    def traced_many(txn: DriverTxn, statement: Any, batch: Any) -> None:
+        prepared = txn._prepared(statement)
+        hook(None, None, prepared.sql, [prepared.params(**row) for row in batch], None, True)
+        many(txn, statement, batch)
+
     event.listen(Engine, "before_cursor_execute", hook)
+    DriverTxn.rows, DriverTxn.many = traced_rows, traced_many  # type: ignore[method-assign]
     try:
         return lib(fresh_db("probe"), probe, PROBE_WORKER, lambda: SENTINEL)
     finally:
         event.remove(Engine, "before_cursor_execute", hook)
+        DriverTxn.rows, DriverTxn.many = rows, many  # type: ignore[method-assign]
 
 
 @functools.cache
