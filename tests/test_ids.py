@@ -6,7 +6,7 @@ import threading
 
 from ulid import ULID
 
-from worker.ids import is_ulid, new_id, new_ids
+from worker.ids import _encode, is_ulid, new_id, new_ids
 
 
 def test_ids_are_ulids_of_now() -> None:
@@ -46,3 +46,15 @@ def test_monotonic_across_threads() -> None:
     every = [value for batch in batches for value in batch]
     assert len(set(every)) == len(every) == 4000
     assert all(batch == sorted(batch) for batch in batches)
+
+
+def test_consecutive_ids_encode_like_python_ulid_across_the_cached_prefix() -> None:
+    # The encoder reuses the leading characters for 2**20 values: cross that boundary.
+    first = (0x0123456789AB << 80) | ((1 << 20) - 3)
+    ids = _encode(first, 6)
+    assert ids == [str(ULID.from_int(first + offset)) for offset in range(6)]
+    assert ids == sorted(ids)
+    assert [str(ULID.from_int(v)) for v in (0, (1 << 128) - 1)] == [
+        _encode(0, 1)[0],
+        _encode((1 << 128) - 1, 1)[0],
+    ]

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from pydantic import BaseModel
 
 from tests.support import make_task
@@ -20,7 +21,8 @@ from worker import (
 from worker.kinds import remove_request_kind
 from worker.models import Resources, UnloadedRequest
 from worker.payload import PayloadError, items_from_json, trusted
-from worker.rows import ROW_COLUMNS, UNPACK_ORDER, task_from_values
+from worker.rows import ROW_COLUMNS, UNPACK_ORDER, insert_values, task_from_values
+from worker.statements import INSERT_COLUMNS, Statements
 
 
 def test_trusted_matches_model_construct() -> None:
@@ -138,3 +140,10 @@ def test_tasks_built_from_rows_share_no_mutable_state() -> None:
     assert second.metadata == {}
     assert second.depends_on == []
     assert first.model_fields_set == second.model_fields_set == set(Task.model_fields)
+
+
+def test_insert_values_come_in_the_compiled_insert_order() -> None:
+    # A bulk insert passes each row's values straight through when the order matches.
+    statements = Statements(sa.create_engine("sqlite://").dialect)
+    assert statements.insert.names == INSERT_COLUMNS
+    assert tuple(insert_values(make_task(), "[]")) == INSERT_COLUMNS

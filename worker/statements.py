@@ -10,7 +10,7 @@ statement unpacks with ``json_each`` (``UPDATE ... FROM``), so one compiled form
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,8 @@ from worker.schema import tasks
 from worker.sqlfn import append_error, state_in
 from worker.states import TaskState, sources, target
 
-#: Columns a bulk insert sets, in order; the others keep their NULL defaults.
+#: Columns a bulk insert sets, in table order (the compiled statement's parameter order);
+#: the others keep their NULL defaults.
 INSERT_COLUMNS = (
     "id",
     "queue",
@@ -34,16 +35,16 @@ INSERT_COLUMNS = (
     "expired_count",
     "errors",
     "items",
-    "metadata",
     "name",
+    "metadata",
     "idempotency_key",
     "created_at",
     "updated_at",
     "timeout_s",
     "retry_policy",
     "held",
-    "depends_on",
     "waiting_on",
+    "depends_on",
     "memory_bytes",
     "cpu_share",
     "needs_gpu",
@@ -65,6 +66,12 @@ class Prepared:
     def params(self, **values: Any) -> tuple[Any, ...]:
         merged = {**self.defaults, **values}
         return tuple(merged[name] for name in self.names)
+
+    def params_many(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """:meth:`params` for each row; a row that has exactly the statement's parameters,
+        in order (a bulk insert's), is taken as it is."""
+        names = self.names
+        return [tuple(row.values()) if tuple(row) == names else self.params(**row) for row in rows]
 
 
 def prepare(statement: Buildable, dialect: Dialect) -> Prepared:

@@ -61,7 +61,7 @@ class DriverTxn:
         if not rows:
             return
         prepared = self._prepared(statement)
-        params = [prepared.params(**row) for row in rows]
+        params = prepared.params_many(rows)
         try:
             self._conn.executemany(prepared.sql, params)
         except sqlite3.Error as error:
@@ -124,4 +124,4 @@ class ConnectionTxn:
     def many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             prepared = self._prepared(statement)
-            self._conn.exec_driver_sql(prepared.sql, [prepared.params(**row) for row in rows])
+            self._conn.exec_driver_sql(prepared.sql, prepared.params_many(rows))
