@@ -76,10 +76,10 @@ async def test_full_database_is_a_storage_error_and_writes_nothing(db_path: Path
         with sqlite3.connect(db_path) as raw:
             (pages,) = raw.execute("PRAGMA page_count").fetchone()
         # A cap on the file's size, as a full disk would set one; it lasts per connection,
-        # so it is set on the queue's own pooled connection.
-        async with queue._db.engine.connect() as conn:
-            await conn.exec_driver_sql(f"PRAGMA max_page_count = {pages + 2}")
-            await conn.commit()
+        # so it is set on the connection the queue writes with.
+        writer = await queue._db._writer_driver()
+        assert writer is not None
+        await writer.execute(f"PRAGMA max_page_count = {pages + 2}")
         with pytest.raises(StorageError, match="full"):
             await queue.enqueue([make_task("x" * 2000) for _ in range(500)])
         assert (await queue.get_queue_stats())["total"] == 1

@@ -16,7 +16,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -33,6 +33,7 @@ from worker.txn import ConnectionTxn, Txn, run_in_driver
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_NO_TURN: AbstractAsyncContextManager[object] = nullcontext()
 
 _LOCK_FIRST = "worker_lock_first"
 
@@ -59,6 +60,10 @@ class Database:
         # An in-memory SQLite database is one shared connection: its writers must take turns
         # here, since BEGIN on a connection already in a transaction fails.
         self._memory_writes: asyncio.Lock | None = None
+        # transaction()'s own connection, held open (on aiosqlite), and its turn-taking.
+        self._writer: AsyncConnection | None = None
+        self._driver: aiosqlite.Connection | None = None
+        self._writer_turn = asyncio.Lock()
 
     @property
     def url(self) -> str:
@@ -110,6 +115,10 @@ class Database:
     async def close(self) -> None:
         if self._engine is not None:
             engine, self._engine, self._locking = self._engine, None, None
+            writer, self._writer, self._driver = self._writer, None, None
+            self._statements = None
+            if writer is not None:
+                await writer.close()
             await engine.dispose()
 
     @asynccontextmanager
@@ -135,24 +144,35 @@ class Database:
         """Run ``body`` as one write transaction under ``BEGIN IMMEDIATE``; commits on success.
 
         On aiosqlite the whole body runs in one trip to the driver's thread (see
-        :mod:`worker.txn`); ``lock_first`` as for :meth:`write`.
+        :mod:`worker.txn`), on a connection kept for these transactions, which take turns
+        here rather than in SQLite's busy handler. ``lock_first`` as for :meth:`write`.
         """
-        engine = self.engine if not lock_first else self._locking
-        assert engine is not None  # set with self.engine
         statements = self.statements
         try:
-            async with self._memory_turn(), engine.connect() as conn:
-                driver = (await conn.get_raw_connection()).driver_connection
-                if isinstance(driver, aiosqlite.Connection):
+            async with self._memory_turn(), self._writer_turn:
+                driver = await self._writer_driver()
+                if driver is not None:
                     # aiosqlite has no public "run this in your thread"; its own methods
                     # are built on _execute (a test pins that this path is the one taken).
                     in_thread = cast(Callable[..., Awaitable[T]], driver._execute)
                     sqlite = driver._conn
                     return await in_thread(run_in_driver, sqlite, statements, body, lock_first)
-                async with conn.begin():
+                engine = self.engine if not lock_first else self._locking
+                assert engine is not None  # set with self.engine
+                async with engine.begin() as conn:
                     return await conn.run_sync(lambda sync: body(ConnectionTxn(sync, statements)))
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
+
+    async def _writer_driver(self) -> aiosqlite.Connection | None:
+        """The aiosqlite connection transactions run on (None on other drivers)."""
+        if self._writer is None:
+            if self.engine.dialect.driver != "aiosqlite":
+                return None
+            self._writer = await self.engine.connect()
+            driver = (await self._writer.get_raw_connection()).driver_connection
+            self._driver = driver if isinstance(driver, aiosqlite.Connection) else None
+        return self._driver
 
     @asynccontextmanager
     async def read(self, action: str) -> AsyncIterator[AsyncConnection]:
@@ -163,13 +183,9 @@ class Database:
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
 
-    @asynccontextmanager
-    async def _memory_turn(self) -> AsyncIterator[None]:
-        if self._memory_writes is None:
-            yield
-            return
-        async with self._memory_writes:
-            yield
+    def _memory_turn(self) -> AbstractAsyncContextManager[object]:
+        """In memory, writers take turns here; a file needs no turn-taking of its own."""
+        return self._memory_writes if self._memory_writes is not None else _NO_TURN
 
     def _storage_error(self, action: str, error: exc.DBAPIError) -> QueueError:
         cause = error.orig if error.orig is not None else error

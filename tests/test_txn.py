@@ -1,0 +1,73 @@
+"""Hot-path transactions: one trip to aiosqlite's thread each, and the same bodies through
+SQLAlchemy on drivers without that thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import aiosqlite
+import pytest
+
+from tests.support import FakeClock, make_task
+from worker import Completion, DuplicateTaskError, QueueConfig, TaskState, WorkerQueue
+from worker import db as db_module
+from worker.db import Database
+
+
+async def test_claim_enqueue_and_acknowledge_take_one_trip_each(
+    queue: WorkerQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips: list[str] = []
+    original: Callable[..., Any] = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+        trips.append(getattr(fn, "__name__", repr(fn)))
+        return await original(self, fn, *args)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    await queue.enqueue([make_task(str(n)) for n in range(5)])
+    assert trips == ["run_in_driver"]
+    trips.clear()
+    batch = await queue.dequeue(size=5)
+    assert len(batch) == 5
+    assert trips == ["run_in_driver"]
+    trips.clear()
+    assert await queue.complete_many([Completion(t.id, t.lease_id) for t in batch]) == []
+    assert trips == ["run_in_driver"]
+
+
+async def test_a_failing_body_writes_nothing(queue: WorkerQueue) -> None:
+    kept = make_task("kept")
+    await queue.enqueue([kept])
+    # The second row collides with the first task's id inside the same transaction.
+    with pytest.raises(DuplicateTaskError, match=kept.id):
+        await queue.enqueue([make_task("new"), make_task("dup", id=kept.id)])
+    assert (await queue.get_queue_stats())["total"] == 1
+
+
+async def test_bodies_run_through_sqlalchemy_where_there_is_no_driver_thread(
+    config: QueueConfig, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path other drivers (PostgreSQL) take: ``run_sync`` on an engine connection."""
+
+    async def no_driver_thread(_self: Database) -> None:
+        return None
+
+    def never(*_args: Any) -> None:
+        pytest.fail("the driver-thread path was taken")
+
+    monkeypatch.setattr(Database, "_writer_driver", no_driver_thread)
+    monkeypatch.setattr(db_module, "run_in_driver", never)
+    async with WorkerQueue(config, clock=clock) as queue:
+        parent = make_task("parent", idempotency_key="k")
+        await queue.enqueue([parent])
+        child = make_task("child", depends_on=[parent.id])
+        await queue.enqueue([child, make_task("again", idempotency_key="k")])
+        (claimed,) = await queue.dequeue(size=10)
+        assert claimed.id == parent.id
+        await queue.mark_as_complete(parent.id, lease_id=claimed.lease_id)
+        (released,) = await queue.dequeue(size=10)
+        assert released.id == child.id
+        assert await queue.complete_many([Completion(child.id, "stale")]) == [child.id]
+        assert (await queue.get_task(child.id)).state is TaskState.PROCESSING
