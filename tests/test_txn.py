@@ -71,3 +71,20 @@ async def test_bodies_run_through_sqlalchemy_where_there_is_no_driver_thread(
         assert released.id == child.id
         assert await queue.complete_many([Completion(child.id, "stale")]) == [child.id]
         assert (await queue.get_task(child.id)).state is TaskState.PROCESSING
+
+
+async def test_acks_in_either_encoding_complete_the_same_way(queue: WorkerQueue) -> None:
+    await queue.enqueue([make_task(str(n)) for n in range(4)])
+    a, b, c, d = await queue.dequeue(size=4)
+    # Plain acks (no results): one {id: lease} object; a stale lease is refused.
+    refused = await queue.complete_many([Completion(a.id, a.lease_id), Completion(b.id, "stale")])
+    assert refused == [b.id]
+    # The same task twice, the stale lease last: arrays, so neither ack hides the other.
+    refused = await queue.complete_many([Completion(b.id, b.lease_id), Completion(b.id, "stale")])
+    assert refused == []
+    # Results travel with their ack.
+    assert await queue.complete_many([Completion(c.id, c.lease_id, [{"ok": 1}])]) == []
+    assert (await queue.get_task(c.id)).items[0].result == {"ok": 1}
+    assert await queue.complete_many([Completion(d.id, None)]) == []
+    states = {t.id: t.state for t in await queue.list_tasks()}
+    assert set(states.values()) == {TaskState.COMPLETED}

@@ -90,6 +90,13 @@ def _acks(*fields: str) -> sa.Subquery:
     return sa.select(*columns).subquery("a")
 
 
+def _plain_acks() -> sa.Subquery:
+    """``(SELECT key AS id, value AS lease FROM json_each(:acks)) AS a``: acks as one JSON
+    object of ``{task id: lease}``, which SQLite reads without a ``json_extract`` per field."""
+    rows = sa.func.json_each(sa.bindparam("acks")).table_valued("key", "value")
+    return sa.select(rows.c.key.label("id"), rows.c.value.label("lease")).subquery("a")
+
+
 def _acknowledge(operation: str, acks: sa.Subquery, values: dict[str, Any]) -> sa.Update:
     values = {"state": target(operation).value, **values}
     return (
@@ -132,6 +139,14 @@ class Statements:
                     "outcomes": sa.func.coalesce(done.c.outcomes, tasks.c.outcomes),
                     "progress": sa.func.coalesce(done.c.progress, tasks.c.progress),
                 },
+            ),
+            dialect,
+        )
+        self.complete_plain = prepare(
+            _acknowledge(
+                "complete",
+                _plain_acks(),
+                {"finished_at": sa.bindparam("now"), "lease_expires_at": None, "retry_delay": None},
             ),
             dialect,
         )

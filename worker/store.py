@@ -249,23 +249,34 @@ class TaskStore:
 
     async def complete(self, acks: Sequence[Completion], now: float, *, strict: bool) -> list[str]:
         """PROCESSING -> COMPLETED; returns the ids refused (stale lease or wrong state)."""
-        return await self._finish(
-            "complete", self._sql.complete, acks, _completion_json, now, strict=strict
-        )
+        return await self._finish("complete", acks, self._completion, now, strict=strict)
+
+    def _completion(self, acks: Sequence[Completion]) -> tuple[Prepared, str]:
+        """The completion statement for a chunk, and its acks as its JSON parameter.
+
+        Acks without results or progress, each for another task (the common case), travel
+        as one ``{id: lease}`` object, which SQLite unpacks faster than arrays.
+        """
+        if all(a.results is None and a.progress is None for a in acks):
+            plain = {a.task_id: a.lease_id for a in acks}
+            if len(plain) == len(acks):
+                return self._sql.complete_plain, json.dumps(plain, separators=(",", ":"))
+        return self._sql.complete, _completion_json(acks)
 
     async def fail(
         self, operation: str, acks: Sequence[Failure], now: float, *, strict: bool
     ) -> list[str]:
         """PROCESSING -> RETRYABLE (``retry``) or DISCARDED (``discard``), error recorded."""
         statement = self._sql.retry if operation == "retry" else self._sql.discard
-        return await self._finish(operation, statement, acks, _failure_json, now, strict=strict)
+        return await self._finish(
+            operation, acks, lambda chunk: (statement, _failure_json(chunk)), now, strict=strict
+        )
 
     async def _finish(
         self,
         operation: str,
-        statement: Prepared,
         acks: Sequence[Any],
-        encode: Callable[[Any], str],
+        encode: Callable[[Any], tuple[Prepared, str]],
         now: float,
         *,
         strict: bool,
@@ -273,7 +284,8 @@ class TaskStore:
         def body(txn: Txn) -> list[str]:
             refused: list[str] = []
             for chunk in _chunks(acks):
-                rows = txn.rows(statement, acks=encode(chunk), now=now)
+                statement, encoded = encode(chunk)
+                rows = txn.rows(statement, acks=encoded, now=now)
                 done = {row[0] for row in rows}
                 missed = [a for a in chunk if a.task_id not in done]
                 if missed and strict:
