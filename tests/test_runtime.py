@@ -195,16 +195,22 @@ async def test_an_unknown_kind_is_discarded_with_a_clear_error(db_path: Path) ->
         assert "no processor for request kind 'job'" in (done.last_error or "")
 
 
-async def test_a_result_that_is_not_json_discards_the_task(db_path: Path) -> None:
+@pytest.mark.parametrize("result", [{1, 2}, float("nan"), [1.0, float("inf")]])
+async def test_a_result_that_is_not_json_discards_the_task(db_path: Path, result: Any) -> None:
     async def odd(item: TaskItem, ctx: TaskContext) -> Any:
-        return {1, 2}
+        return "fine" if ctx.task.id == kept.id else result
 
     async with open_queue(db_path) as queue:
         task = await enqueue_one(queue)
+        kept = await enqueue_one(queue)
         await burst(queue, odd)
         done = await queue.get_task(task.id)
         assert done.state is TaskState.DISCARDED
         assert "not JSON" in (done.last_error or "")
+        # Refused alone: the other task's acknowledgement is written as usual.
+        finished = await queue.get_task(kept.id)
+        assert finished.state is TaskState.COMPLETED
+        assert finished.items[0].result == "fine"
 
 
 async def test_sync_handlers_run_in_a_thread(db_path: Path) -> None:

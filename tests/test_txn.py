@@ -10,7 +10,14 @@ import aiosqlite
 import pytest
 
 from tests.support import FakeClock, make_task
-from worker import Completion, DuplicateTaskError, QueueConfig, TaskState, WorkerQueue
+from worker import (
+    Completion,
+    DuplicateTaskError,
+    InvalidInputError,
+    QueueConfig,
+    TaskState,
+    WorkerQueue,
+)
 from worker import db as db_module
 from worker.db import Database
 
@@ -88,3 +95,14 @@ async def test_acks_in_either_encoding_complete_the_same_way(queue: WorkerQueue)
     assert await queue.complete_many([Completion(d.id, None)]) == []
     states = {t.id: t.state for t in await queue.list_tasks()}
     assert set(states.values()) == {TaskState.COMPLETED}
+
+
+async def test_results_json_cannot_hold_are_refused_before_writing(queue: WorkerQueue) -> None:
+    await queue.enqueue([make_task("a"), make_task("b")])
+    a, b = await queue.dequeue(size=2)
+    with pytest.raises(InvalidInputError, match=f"task {b.id}: results are not JSON"):
+        await queue.complete_many(
+            [Completion(a.id, a.lease_id, ["ok"]), Completion(b.id, b.lease_id, [float("nan")])]
+        )
+    # Nothing of the batch was written.
+    assert {t.state for t in await queue.list_tasks()} == {TaskState.PROCESSING}

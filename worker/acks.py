@@ -88,7 +88,7 @@ class AckBuffer:
 
     def _added(self) -> None:
         self._waiting.set()
-        if len(self._batch) >= self._max:
+        if not self._full.is_set() and len(self._batch) >= self._max:
             self._full.set()
 
     # -- writing ---------------------------------------------------------------------------

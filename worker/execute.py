@@ -17,6 +17,9 @@ from worker.models import Progress
 from worker.outcomes import PermanentError, judge
 from worker.processors import ProcessorRegistry
 
+#: Results of these types need no check that they encode as JSON.
+_JSON_SCALARS = frozenset({type(None), bool, int, str})
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -47,10 +50,11 @@ async def run_items(ctx: TaskContext, registry: ProcessorRegistry) -> list[JsonV
             result = await asyncio.to_thread(handler, item, ctx)
             if inspect.isawaitable(result):
                 result = await result
-        try:
-            json.dumps(result)
-        except (TypeError, ValueError) as exc:
-            raise PermanentError(f"item {index}'s result is not JSON: {exc}") from exc
+        if type(result) not in _JSON_SCALARS:
+            try:
+                json.dumps(result, allow_nan=False)  # SQLite's JSON has no NaN or Infinity
+            except (TypeError, ValueError) as exc:
+                raise PermanentError(f"item {index}'s result is not JSON: {exc}") from exc
         if index < last:
             await ctx.flush_progress()
             await ctx.finish_item(result)

@@ -56,9 +56,19 @@ def items_json(items: list[TaskItem]) -> str:
     return f"[{','.join(parts)}]"
 
 
+_strict_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def outcomes_json(results: Sequence[Any]) -> str:
-    """The ``outcomes`` column's JSON text for per-item results."""
-    return _dumps([{"result": result, "error": None} for result in results])
+    """The ``outcomes`` column's JSON text for per-item results.
+
+    Raises ``ValueError`` for a result JSON cannot hold (NaN and infinities included: SQLite's
+    JSON functions refuse them).
+    """
+    try:
+        return _strict_dumps([{"result": result, "error": None} for result in results])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"results are not JSON: {exc}") from exc
 
 
 _PENDING = TaskState.PENDING.value

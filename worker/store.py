@@ -23,6 +23,7 @@ from worker import dependencies
 from worker.db import Database
 from worker.errors import (
     DuplicateTaskError,
+    InvalidInputError,
     InvalidStateTransitionError,
     LeaseLostError,
     QueueError,
@@ -76,13 +77,20 @@ def _completion_json(acks: Sequence[Completion]) -> str:
             [
                 a.task_id,
                 a.lease_id,
-                None if a.results is None else outcomes_json(a.results),
+                None if a.results is None else _results_json(a),
                 None if a.progress is None else a.progress.model_dump_json(),
             ]
             for a in acks
         ],
         separators=(",", ":"),
     )
+
+
+def _results_json(ack: Completion) -> str:
+    try:
+        return outcomes_json(ack.results or [])
+    except ValueError as exc:
+        raise InvalidInputError(f"task {ack.task_id}: {exc}") from exc
 
 
 def _failure_json(acks: Sequence[Failure]) -> str:
@@ -281,10 +289,12 @@ class TaskStore:
         *,
         strict: bool,
     ) -> list[str]:
+        # Encoded before the transaction: bad input is refused without taking the write lock.
+        chunks = [(chunk, *encode(chunk)) for chunk in _chunks(acks)]
+
         def body(txn: Txn) -> list[str]:
             refused: list[str] = []
-            for chunk in _chunks(acks):
-                statement, encoded = encode(chunk)
+            for chunk, statement, encoded in chunks:
                 rows = txn.rows(statement, acks=encoded, now=now)
                 done = {row[0] for row in rows}
                 missed = [a for a in chunk if a.task_id not in done]
