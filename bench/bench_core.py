@@ -141,6 +141,7 @@ class Ceiling:
     stats: list[Stmt]  # get_queue_stats()
     batch: list[tuple[str, str]]  # the probe batch's (id, lease_id), to swap for a new batch's
     first_id: str  # the id in the first inserted row
+    lease_prefix: str  # the probe claim's: its leases are this prefix and the task's id
 
 
 def capture(size: int = 100) -> Ceiling:
@@ -168,7 +169,8 @@ def capture(size: int = 100) -> Ceiling:
         ack = taken()
         await queue.get_queue_stats()
         pairs = [(t.id, t.lease_id or "") for t in batch]
-        return Ceiling(insert, claim, ack, taken(), pairs, tasks[0].id)
+        prefix = pairs[0][1].removesuffix(pairs[0][0])
+        return Ceiling(insert, claim, ack, taken(), pairs, tasks[0].id, prefix)
 
     # Hot-path transactions run in the driver's thread (worker.txn.DriverTxn), out of sight of
     # SQLAlchemy's events: their statements are recorded by wrapping DriverTxn for the probe.
@@ -217,15 +219,20 @@ def swap(params: Any, values: dict[Any, Any]) -> Any:
     return tuple(one(param) for param in params)
 
 
-def replay(conn: sqlite3.Connection, stmts: list[Stmt], values: dict[Any, Any]) -> list[Any]:
-    """One write transaction of ``stmts``; returns the (id, lease_id) rows any of them returned."""
+def replay(
+    conn: sqlite3.Connection, stmts: list[Stmt], values: dict[Any, Any], lease_prefix: str = ""
+) -> list[Any]:
+    """One write transaction of ``stmts``; returns the (id, lease_id) pairs of the rows the
+    last of them returned (a claim returns ids: its leases are ``lease_prefix + id``)."""
     leased: list[Any] = []
     conn.execute("BEGIN IMMEDIATE")
     for sql, params in stmts:
         cursor = conn.execute(sql, swap(params, values))
         rows, names = cursor.fetchall(), [d[0] for d in cursor.description or ()]
-        if "lease_id" in names:
-            leased = [(row[names.index("id")], row[names.index("lease_id")]) for row in rows]
+        if "id" in names:
+            leased = [
+                (row[names.index("id")], lease_prefix + row[names.index("id")]) for row in rows
+            ]
     conn.execute("COMMIT")
     return leased
 
@@ -266,13 +273,15 @@ def enqueue_rate(mode: str, n: int, chunk: int) -> float:
 
 
 def raw_drain(conn: sqlite3.Connection, ceiling: Ceiling, worker_id: str) -> None:
-    while got := replay(conn, ceiling.claim, {SENTINEL: time.time(), PROBE_WORKER: worker_id}):
+    claim_values = {SENTINEL: time.time(), PROBE_WORKER: worker_id}
+    while got := replay(conn, ceiling.claim, claim_values, ceiling.lease_prefix):
         if len(got) != len(ceiling.batch):
             raise RuntimeError(f"a claim of {len(got)}, the probe's was {len(ceiling.batch)}")
         values: dict[Any, Any] = {SENTINEL: time.time()}
         for (probe_id, probe_lease), (task_id, lease) in zip(ceiling.batch, got, strict=True):
             values |= {probe_id: task_id, probe_lease: lease}
         replay(conn, ceiling.ack, values)
+        claim_values[SENTINEL] = time.time()
 
 
 def drain_span(path: str, worker_id: str, barrier: Barrier | None, raw: Ceiling | None) -> Span:

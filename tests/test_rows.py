@@ -9,17 +9,18 @@ import pytest
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from tests.support import make_task
+from tests.support import FakeClock, make_task
 from worker import (
     AttemptError,
     Task,
     TaskItem,
     TaskState,
+    WorkerQueue,
     payload,
     register_request_kind,
 )
 from worker.kinds import remove_request_kind
-from worker.models import Resources, UnloadedRequest
+from worker.models import Resources, RetryPolicy, UnloadedRequest
 from worker.payload import PayloadError, items_from_json, trusted
 from worker.rows import ROW_COLUMNS, UNPACK_ORDER, insert_values, task_from_values
 from worker.statements import INSERT_COLUMNS, Statements
@@ -147,3 +148,45 @@ def test_insert_values_come_in_the_compiled_insert_order() -> None:
     statements = Statements(sa.create_engine("sqlite://").dialect)
     assert statements.insert.names == INSERT_COLUMNS
     assert tuple(insert_values(make_task(), "[]")) == INSERT_COLUMNS
+
+
+async def test_a_claimed_task_is_built_as_the_row_reads_back(
+    queue: WorkerQueue, clock: FakeClock
+) -> None:
+    """A claim returns fewer columns and fills in what it set; nothing may differ."""
+    done = make_task("dependency")
+    await queue.enqueue([done])
+    (first,) = await queue.dequeue(size=1)
+    await queue.mark_as_complete(first.id, lease_id=first.lease_id)
+    tasks = [
+        make_task("plain"),
+        make_task(
+            "everything",
+            name="n",
+            metadata={"k": [1, "two"]},
+            idempotency_key="key",
+            visibility_timeout=7.5,
+            max_attempts=9,
+            timeout_s=3.0,
+            retry_policy=RetryPolicy(kind="fixed", delay_s=1.0),
+            resources=Resources(memory_bytes=1024, cpu=0.5),
+            depends_on=[done.id],
+            priority=3,
+        ),
+        make_task("retried"),
+    ]
+    await queue.enqueue(tasks)
+    claimed = {t.id: t for t in await queue.dequeue(size=10)}
+    retried = claimed[tasks[2].id]
+    await queue.save_checkpoint(retried.id, retried.lease_id or "", {"at": 2})
+    await queue.mark_as_retry(retried.id, "boom", lease_id=retried.lease_id, delay_s=0)
+    clock.advance(1)
+    await queue.retry()
+    claimed |= {t.id: t for t in await queue.dequeue(size=10)}
+    assert set(claimed) == {t.id for t in tasks}
+    for task_id, task in claimed.items():
+        assert task == await queue.get_task(task_id)
+    again = claimed[retried.id]
+    assert again.attempt_count == 2
+    assert [e.error for e in again.errors] == ["boom"]
+    assert again.checkpoint == {"at": 2}

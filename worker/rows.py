@@ -133,6 +133,33 @@ def _progress(value: Any) -> Progress | None:
     return Progress.model_construct(**value) if isinstance(value, dict) else None
 
 
+_PROCESSING = TaskState.PROCESSING.value
+
+
+def task_from_claim(
+    row: Sequence[Any], *, now: float, lease_prefix: str, worker_id: str | None, default_vt: float
+) -> Task:
+    """Build a just-claimed task from a claim's row (:data:`CLAIM_COLUMNS`) and the values
+    the claim set (its parameters): the same task :func:`task_from_values` builds from the
+    whole row, which a test pins."""
+    (
+        task_id, queue, priority, schedule_at, attempt_count, max_attempts,
+        visibility_timeout, expired_count, last_error, errors, items, outcomes, name,
+        metadata, idempotency_key, created_at, progress, checkpoint, timeout_s,
+        retry_policy, depends_on, memory_bytes, cpu_share, needs_gpu,
+    ) = row  # fmt: skip
+    lease_s = visibility_timeout if visibility_timeout is not None else default_vt
+    whole = (
+        task_id, queue, _PROCESSING, priority, schedule_at, attempt_count, max_attempts,
+        visibility_timeout, expired_count, None, lease_prefix + task_id, now + lease_s,
+        worker_id, last_error, errors, items, outcomes, name, metadata,
+        idempotency_key, created_at, now, now, None,
+        progress, checkpoint, None, timeout_s, retry_policy, False,
+        0, 0, depends_on, memory_bytes, cpu_share, needs_gpu,
+    )  # fmt: skip
+    return task_from_values(whole)
+
+
 _TASK_FIELDS = set(Task.model_fields)
 _EMPTY = (None, "[]", "{}", "null")
 

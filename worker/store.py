@@ -31,7 +31,7 @@ from worker.errors import (
 )
 from worker.models import Completion, Failure, Resources, Task
 from worker.payload import PayloadError
-from worker.rows import ROW_COLUMNS, outcomes_json, task_from_values
+from worker.rows import outcomes_json, task_from_claim
 from worker.schema import tasks
 from worker.sqlfn import greatest, lease_pairs, state_in
 from worker.statements import Prepared, Statements
@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 #: Acknowledgements per statement when a caller hands over more than that.
 _CHUNK = 1000
 _LIVE = (TaskState.PENDING, TaskState.PROCESSING, TaskState.RETRYABLE)
-
-_LEASE = ROW_COLUMNS.index("lease_id")
 
 
 def _chunks(seq: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -187,13 +185,18 @@ class TaskStore:
         self._maybe_empty = len(rows) < size
         claimed: list[Task] = []
         unloadable: list[Failure] = []
+        prefix, vt = values["lease_prefix"], self._default_vt
         for row in rows:
             try:
-                claimed.append(task_from_values(row))
+                claimed.append(
+                    task_from_claim(
+                        row, now=now, lease_prefix=prefix, worker_id=worker_id, default_vt=vt
+                    )
+                )
             except PayloadError as error:
                 message = f"system: cannot load task: {error}"
                 log.error("discarding task %s: %s", row[0], message)
-                unloadable.append(Failure(row[0], message, lease_id=row[_LEASE]))
+                unloadable.append(Failure(row[0], message, lease_id=prefix + row[0]))
         if unloadable:
             await self.fail("discard", unloadable, now, strict=False)
         claimed.sort(key=lambda t: (-t.priority, t.id))
