@@ -22,7 +22,7 @@ from worker import (
 from worker.kinds import remove_request_kind
 from worker.models import Resources, RetryPolicy, UnloadedRequest
 from worker.payload import PayloadError, items_from_json, trusted
-from worker.rows import ROW_COLUMNS, UNPACK_ORDER, insert_values, task_from_values
+from worker.rows import ROW_COLUMNS, UNPACK_ORDER, InsertRow, insert_values, task_from_values
 from worker.statements import INSERT_COLUMNS, Statements
 
 
@@ -147,7 +147,10 @@ def test_insert_values_come_in_the_compiled_insert_order() -> None:
     # A bulk insert passes each row's values straight through when the order matches.
     statements = Statements(sa.create_engine("sqlite://").dialect)
     assert statements.insert.names == INSERT_COLUMNS
-    assert tuple(insert_values(make_task(), "[]")) == INSERT_COLUMNS
+    assert InsertRow._fields == INSERT_COLUMNS
+    row = insert_values(make_task(), "[]")
+    assert row.items == "[]"
+    assert row.state == "pending"
 
 
 async def test_a_claimed_task_is_built_as_the_row_reads_back(

@@ -77,11 +77,21 @@ class Prepared:
         merged = {**self.defaults, **values}
         return tuple(merged[name] for name in self.names)
 
-    def params_many(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        """:meth:`params` for each row; a row that has exactly the statement's parameters,
-        in order (a bulk insert's), is taken as it is."""
-        names = self.names
-        return [tuple(row.values()) if tuple(row) == names else self.params(**row) for row in rows]
+    def params_many(
+        self, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
+    ) -> Sequence[tuple[Any, ...]]:
+        """:meth:`params` for each row of values; tuples are taken as they are (they must
+        follow :attr:`names`, as a bulk insert's :class:`worker.rows.InsertRow` does)."""
+        width = len(self.names)
+        params: list[tuple[Any, ...]] = []
+        for row in rows:
+            if isinstance(row, tuple):
+                if len(row) != width:
+                    raise ValueError(f"a row of {width} values expected, got {len(row)}")
+                params.append(row)
+            else:
+                params.append(self.params(**row))
+        return params
 
 
 def prepare(statement: Buildable, dialect: Dialect) -> Prepared:

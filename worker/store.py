@@ -31,7 +31,7 @@ from worker.errors import (
 )
 from worker.models import Completion, Failure, Resources, Task
 from worker.payload import PayloadError
-from worker.rows import outcomes_json, task_from_claim
+from worker.rows import InsertRow, outcomes_json, task_from_claim
 from worker.schema import tasks
 from worker.sqlfn import greatest, lease_pairs, state_in
 from worker.statements import Prepared, Statements
@@ -115,7 +115,7 @@ class TaskStore:
 
     # -- enqueue -------------------------------------------------------------------------
 
-    async def insert(self, rows: list[dict[str, Any]], now: float) -> tuple[list[str], int]:
+    async def insert(self, rows: list[InsertRow], now: float) -> tuple[list[str], int]:
         """Insert rows (:data:`INSERT_COLUMNS` values) atomically, in one ``executemany``.
 
         Returns each row's task id and how many rows were inserted: a row whose idempotency
@@ -123,24 +123,24 @@ class TaskStore:
         and its id is the existing task's. Dependencies are recorded in the same transaction.
         """
         insert = self._sql.insert
-        reads_first = any(row["idempotency_key"] or row["depends_on"] for row in rows)
+        reads_first = any(row.idempotency_key or row.depends_on for row in rows)
 
         def body(txn: Txn) -> tuple[list[str], int]:
-            ids = [row["id"] for row in rows]
+            ids = [row.id for row in rows]
             existing = _live_keys(txn, rows)
-            fresh: list[dict[str, Any]] = []
+            fresh: list[InsertRow] = []
             for index, row in enumerate(rows):
-                key = row["idempotency_key"]
+                key = row.idempotency_key
                 if key is not None and key in existing:
                     ids[index] = existing[key]
                     continue
                 if key is not None:
-                    existing[key] = row["id"]
+                    existing[key] = row.id
                 fresh.append(row)
             try:
                 txn.many(insert, fresh)
             except exc.IntegrityError as error:
-                fresh_ids = json.dumps([row["id"] for row in fresh])
+                fresh_ids = json.dumps([row.id for row in fresh])
                 taken = [str(row[0]) for row in txn.rows(_ids_taken, ids=fresh_ids)]
                 raise DuplicateTaskError(taken or [str(error.orig)]) from error
             if reads_first:
@@ -439,9 +439,9 @@ def _refusal(
     return InvalidStateTransitionError(task_id, operation, state, expected)
 
 
-def _live_keys(txn: Txn, rows: list[dict[str, Any]]) -> dict[str, str]:
+def _live_keys(txn: Txn, rows: list[InsertRow]) -> dict[str, str]:
     """Live tasks' ids by idempotency key, for the keys these rows carry."""
-    keys = {row["idempotency_key"] for row in rows if row["idempotency_key"] is not None}
+    keys = {row.idempotency_key for row in rows if row.idempotency_key is not None}
     if not keys:
         return {}
     found = txn.rows(_keys_taken, keys=json.dumps(sorted(keys)))

@@ -34,8 +34,10 @@ class Txn(Protocol):
         """Execute once; the rows it returns (none for a statement without RETURNING)."""
         ...
 
-    def many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Execute once per row of values (``executemany``)."""
+    def many(
+        self, statement: Statement, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Execute once per row of values (``executemany``); see ``Prepared.params_many``."""
         ...
 
 
@@ -57,7 +59,9 @@ class DriverTxn:
         except sqlite3.Error as error:
             raise _wrap(prepared.sql, params, error) from error
 
-    def many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+    def many(
+        self, statement: Statement, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
+    ) -> None:
         if not rows:
             return
         prepared = self._prepared(statement)
@@ -121,7 +125,9 @@ class ConnectionTxn:
         result = self._conn.exec_driver_sql(prepared.sql, prepared.params(**values))
         return [tuple(row) for row in result.all()] if result.returns_rows else []
 
-    def many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+    def many(
+        self, statement: Statement, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
+    ) -> None:
         if rows:
             prepared = self._prepared(statement)
             self._conn.exec_driver_sql(prepared.sql, prepared.params_many(rows))
