@@ -1,0 +1,209 @@
+"""The operator half of :class:`worker.queue.WorkerQueue`: holds and pauses, explanations,
+workers and statistics, the retry sweep, reads and retention.
+
+``WorkerQueue`` inherits these methods; they are here to keep each module about one thing.
+The queue sets the attributes declared below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from worker.backoff import next_attempt_at
+from worker.config import QueueConfig
+from worker.control import ControlStore
+from worker.db import Database
+from worker.errors import InvalidInputError
+from worker.explain import explain, explain_pending
+from worker.models import RetryPolicy, Task
+from worker.reads import ReadStore
+from worker.states import TERMINAL_STATES, TaskState
+from worker.sweep import SweepStore
+from worker.transitions import TransitionStore
+
+if TYPE_CHECKING:
+    from worker.webhooks.models import WebhookDelivery
+
+
+def positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise InvalidInputError(f"{name} must be > 0, got {value}")
+
+
+class QueueAdmin:
+    """Operator methods of the queue (a base of :class:`worker.queue.WorkerQueue`)."""
+
+    config: QueueConfig
+    _clock: Callable[[], float]
+    _db: Database
+    _moves: TransitionStore
+    _reads: ReadStore
+    _sweep: SweepStore
+    _control: ControlStore
+
+    # -- operators -----------------------------------------------------------------------
+
+    async def hold(self, task_id: str) -> None:
+        """Keep a pending task from being claimed until :meth:`unhold`."""
+        await self._moves.transition("hold", task_id, {"held": True, "updated_at": self._clock()})
+
+    async def unhold(self, task_id: str) -> None:
+        await self._moves.transition(
+            "unhold", task_id, {"held": False, "updated_at": self._clock()}
+        )
+
+    async def pause_queue(self, queue: str) -> None:
+        """Claim nothing from ``queue`` until :meth:`unpause_queue` (kept in the database)."""
+        await self._control.pause_queue(queue, self._clock())
+
+    async def unpause_queue(self, queue: str) -> bool:
+        """Resume claiming from ``queue``; False if it was not paused."""
+        return await self._control.unpause_queue(queue)
+
+    async def paused_queues(self) -> dict[str, float]:
+        """Paused queue names and when they were paused."""
+        return await self._control.paused()
+
+    async def queue_position(self, task_id: str) -> int:
+        """How many claimable tasks of its queue would be claimed before this pending task."""
+        task = await self.get_task(task_id)
+        return await self._control.position(task.id, task.queue, task.priority, self._clock())
+
+    async def why(self, task_id: str) -> str:
+        """One line on why a task is not running (or what it is doing)."""
+        task = await self.get_task(task_id)
+        now = self._clock()
+        if task.state is TaskState.PENDING:
+            paused = await self._control.paused()
+            blockers = await self._control.unfinished_dependencies(task.id)
+            position = await self._control.position(task.id, task.queue, task.priority, now)
+            return explain_pending(task, now, paused, blockers, position)
+        return explain(task, now)
+
+    # -- workers and statistics ----------------------------------------------------------
+
+    async def register_worker(self, info: Mapping[str, Any]) -> None:
+        now = self._clock()
+        await self._control.register_worker({**info, "started_at": now, "heartbeat_at": now})
+
+    async def worker_heartbeat(self, worker_id: str, *, stopped: bool = False) -> None:
+        await self._control.worker_heartbeat(worker_id, self._clock(), stopped=stopped)
+
+    async def live_workers(self, within_s: float = 30.0) -> list[dict[str, Any]]:
+        return await self._control.live_workers(self._clock() - within_s)
+
+    async def get_statistics(self, window_s: float = 300.0) -> dict[str, Any]:
+        """Counts per state and queue, and figures over tasks finished in the last window."""
+        positive("window_s", window_s)
+        now = self._clock()
+        counts = await self.get_queue_stats()
+        recent = await self._control.window(now - window_s)
+        workers = await self.live_workers()
+        oldest = recent.pop("oldest_pending_at")
+        return {
+            "states": counts,
+            "queues": recent.pop("queues"),
+            "window_s": window_s,
+            "throughput_per_s": recent["completed"] / window_s,
+            **recent,
+            "oldest_pending_age_s": None if oldest is None else max(0.0, now - oldest),
+            "workers_alive": len(workers),
+            "workers": workers,
+        }
+
+    # -- the sweep -----------------------------------------------------------------------
+
+    async def retry(
+        self,
+        size: int | None = None,
+        visibility_timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Task]:
+        """Return expired leases, requeue retryable tasks after backoff, discard exhausted ones.
+
+        ``visibility_timeout`` (when given) counts a lease as expired that many seconds after
+        its last claim or renewal; ``max_attempts`` replaces the config default for tasks
+        that set none. Returns the tasks it moved, in their new state.
+        """
+        size = self.config.batch_size if size is None else size
+        positive("size", size)
+        if visibility_timeout is not None:
+            positive("visibility_timeout", visibility_timeout)
+        limit = self.config.default_max_attempts if max_attempts is None else max_attempts
+        positive("max_attempts", limit)
+        config = self.config
+        now = self._clock()
+
+        def plan(
+            attempt: int, created_at: float, policy: RetryPolicy | None, requested: float | None
+        ) -> float | None:
+            return next_attempt_at(
+                attempt=attempt,
+                now=now,
+                created_at=created_at,
+                policy=policy,
+                requested_delay_s=requested,
+                base_delay_s=config.retry_base_delay,
+                multiplier=config.retry_backoff_multiplier,
+                max_delay_s=config.max_retry_delay,
+            )
+
+        return await self._sweep.sweep(
+            size, now, visibility_timeout=visibility_timeout, max_attempts=limit, plan=plan
+        )
+
+    # -- reads and retention -------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> Task:
+        return await self._reads.get(task_id)
+
+    async def list_tasks(
+        self,
+        state: TaskState | str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        after_id: str | None = None,
+    ) -> list[Task]:
+        """Tasks in id (enqueue) order; pass the last id as ``after_id`` for the next page."""
+        positive("limit", limit)
+        chosen = None if state is None else _state(state)
+        return await self._reads.list(state=chosen, queue=queue, limit=limit, after_id=after_id)
+
+    async def get_queue_stats(self, queue: str | None = None) -> dict[str, int]:
+        """Count per state (lower-case names, every state present) and ``total``."""
+        counts = await self._reads.count_by_state(queue)
+        stats = {state.value: counts.get(state.value, 0) for state in TaskState}
+        stats["total"] = sum(stats.values())
+        return stats
+
+    async def purge(
+        self, older_than_s: float, states: Iterable[TaskState | str] = TERMINAL_STATES
+    ) -> int:
+        """Delete terminal tasks finished more than ``older_than_s`` ago; returns how many."""
+        if older_than_s < 0:
+            raise InvalidInputError(f"older_than_s must be >= 0, got {older_than_s}")
+        chosen = [_state(s) for s in states]
+        live = [s.value for s in chosen if s not in TERMINAL_STATES]
+        if live:
+            raise InvalidInputError(f"purge deletes only terminal tasks, not {', '.join(live)}")
+        if not chosen:
+            return 0
+        return await self._control.purge(self._clock() - older_than_s, chosen)
+
+    # -- webhooks (worker.webhooks; kept apart from the queue's own operations) -----------
+
+    async def webhook_deliveries(self, task_id: str) -> list[WebhookDelivery]:
+        """The webhook deliveries of a task's items: state, attempts, last error and status
+        (empty until the task has ended and the delivery loop has seen it)."""
+        from worker.webhooks.store import deliveries_for
+
+        return await deliveries_for(self._db, task_id)
+
+
+def _state(value: TaskState | str) -> TaskState:
+    try:
+        return TaskState(value)
+    except ValueError:
+        names = ", ".join(s.value for s in TaskState)
+        raise InvalidInputError(f"unknown state {value!r}; states are {names}") from None
