@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.db import Database
 from worker.schema import paused_queues, task_dependencies, tasks, workers
-from worker.sqlfn import lease_pairs, state_in
+from worker.sqlfn import lease_length, lease_pairs, state_in
 from worker.states import TaskState
 
 _PURGE_BATCH = 5000
@@ -47,11 +47,7 @@ class ControlStore:
         if not leases:
             return Heartbeat({}, [], [])
         claims = lease_pairs("leases")
-        length: Any = (
-            seconds
-            if seconds is not None
-            else sa.func.coalesce(tasks.c.visibility_timeout, self._default_vt)
-        )
+        length = lease_length(seconds, self._default_vt)
         statement = (
             sa.update(tasks)
             .where(

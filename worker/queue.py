@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import JsonValue, ValidationError
 
-from worker.queue_admin import QueueAdmin, positive
 from worker.config import QueueConfig
 from worker.control import ControlStore, Heartbeat
 from worker.db import Database
 from worker.errors import InvalidInputError, InvalidTaskError, UnknownRequestKindError
 from worker.ids import new_ids
 from worker.models import Completion, Failure, Progress, Resources, Task
+from worker.queue_admin import QueueAdmin, positive
 from worker.reads import ReadStore
 from worker.rows import insert_values, items_json
 from worker.states import TaskState

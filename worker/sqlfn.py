@@ -52,3 +52,11 @@ def lease_pairs(name: str) -> sa.Subquery:
         sa.func.json_extract(rows.c.value, "$[0]").label("id"),
         sa.func.json_extract(rows.c.value, "$[1]").label("lease"),
     ).subquery("a")
+
+
+def lease_length(seconds: float | None, default_s: float) -> Any:
+    """A lease's length: ``seconds`` when given, else the task's own visibility timeout or
+    ``default_s``."""
+    if seconds is not None:
+        return seconds
+    return sa.func.coalesce(tasks.c.visibility_timeout, default_s)

@@ -28,7 +28,7 @@ from worker.errors import (
 from worker.models import Completion, Failure
 from worker.rows import outcomes_json
 from worker.schema import tasks
-from worker.sqlfn import greatest, state_in
+from worker.sqlfn import greatest, lease_length, state_in
 from worker.statements import Prepared, Statements
 from worker.states import TaskState, sources, target
 from worker.txn import Txn
@@ -217,11 +217,7 @@ class TransitionStore:
         self, task_id: str, lease_id: str, now: float, seconds: float | None
     ) -> float:
         """Renew a lease; returns its new expiry."""
-        length: Any = (
-            seconds
-            if seconds is not None
-            else sa.func.coalesce(tasks.c.visibility_timeout, self._default_vt)
-        )
+        length = lease_length(seconds, self._default_vt)
         statement = (
             sa.update(tasks)
             .where(

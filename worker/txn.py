@@ -41,15 +41,22 @@ class Txn(Protocol):
         ...
 
 
-class DriverTxn:
-    """A body's view of the sqlite3 connection, inside aiosqlite's thread."""
+class _Compiling:
+    """Statements given as builders are compiled once, on first use, per dialect."""
 
-    def __init__(self, conn: sqlite3.Connection, statements: Statements) -> None:
-        self._conn = conn
+    def __init__(self, statements: Statements) -> None:
         self._statements = statements
 
     def _prepared(self, statement: Statement) -> Prepared:
         return statement if isinstance(statement, Prepared) else self._statements.of(statement)
+
+
+class DriverTxn(_Compiling):
+    """A body's view of the sqlite3 connection, inside aiosqlite's thread."""
+
+    def __init__(self, conn: sqlite3.Connection, statements: Statements) -> None:
+        super().__init__(statements)
+        self._conn = conn
 
     def rows(self, statement: Statement, **values: Any) -> list[tuple[Any, ...]]:
         prepared = self._prepared(statement)
@@ -110,15 +117,12 @@ def run_in_driver(
     return result
 
 
-class ConnectionTxn:
+class ConnectionTxn(_Compiling):
     """A body's view of a SQLAlchemy connection (any driver; used through ``run_sync``)."""
 
     def __init__(self, conn: Connection, statements: Statements) -> None:
+        super().__init__(statements)
         self._conn = conn
-        self._statements = statements
-
-    def _prepared(self, statement: Statement) -> Prepared:
-        return statement if isinstance(statement, Prepared) else self._statements.of(statement)
 
     def rows(self, statement: Statement, **values: Any) -> list[tuple[Any, ...]]:
         prepared = self._prepared(statement)
