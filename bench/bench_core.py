@@ -183,7 +183,7 @@ def capture(size: int = 100) -> Ceiling:
 
     def traced_many(txn: DriverTxn, statement: Any, batch: Any) -> None:
         prepared = txn._prepared(statement)
-        hook(None, None, prepared.sql, [prepared.params(**row) for row in batch], None, True)
+        hook(None, None, prepared.sql, list(prepared.params_many(batch)), None, True)
         many(txn, statement, batch)
 
     event.listen(Engine, "before_cursor_execute", hook)
