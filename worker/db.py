@@ -7,6 +7,10 @@ the driver open it (``isolation_level="IMMEDIATE"``: the BEGIN travels with that
 saving a round trip to the driver's thread on the hot path); one that reads first
 (``lock_first=True``, the default) opens it explicitly before reading. Reads are single
 statements outside any transaction and never block writers (WAL).
+
+Two ways to write: :meth:`Database.transaction` runs a synchronous body (the hot path, see
+:mod:`worker.txn`) in one trip to the driver's thread, on a connection kept for it;
+:meth:`Database.write` opens a transaction on SQLAlchemy's async API for everything else.
 """
 
 from __future__ import annotations
