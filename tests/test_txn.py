@@ -106,3 +106,18 @@ async def test_results_json_cannot_hold_are_refused_before_writing(queue: Worker
         )
     # Nothing of the batch was written.
     assert {t.state for t in await queue.list_tasks()} == {TaskState.PROCESSING}
+
+
+async def test_a_transaction_left_open_is_rolled_back_not_built_on(
+    queue: WorkerQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    await queue.enqueue([make_task("first")])
+    writer = await queue._db._writer_driver()
+    assert writer is not None
+    # What a failed rollback would leave: an open transaction holding a write.
+    await writer.execute("BEGIN IMMEDIATE")
+    await writer.execute("INSERT INTO paused_queues (queue, paused_at) VALUES ('stray', 1.0)")
+    await queue.enqueue([make_task("second")])
+    assert await queue.paused_queues() == {}
+    assert (await queue.get_queue_stats())["pending"] == 2
+    assert "left open" in caplog.text

@@ -12,6 +12,7 @@ therefore writes its transactions as plain functions of a :class:`Txn` (``body(t
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -22,6 +23,7 @@ from sqlalchemy.engine import Connection
 from worker.statements import Buildable, Prepared, Statements
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 Statement = Prepared | Callable[[], Buildable]
@@ -105,6 +107,10 @@ def run_in_driver(
     statement that writes; ``lock_first`` opens it before a body that reads first.
     """
     txn = DriverTxn(conn, statements)
+    if conn.in_transaction:
+        # Only an earlier rollback that failed leaves one open; never build on its writes.
+        log.error("a transaction was left open on the connection; rolling it back")
+        conn.rollback()
     try:
         if lock_first:
             txn.begin()
