@@ -197,6 +197,26 @@ async def test_a_task_that_commits_late_is_found_by_the_settled_scan(
     assert await restarted.collect() == 0, "a new dispatcher starts from the stored mark"
 
 
+async def test_purge_deletes_the_deliveries_of_the_tasks_it_deletes(
+    hook_queue: WorkerQueue, clock: FakeClock, db_path: Path
+) -> None:
+    dispatcher = WebhookDispatcher(hook_queue, HttpxTransport(), clock=clock)
+    old = await finish(hook_queue, "http://127.0.0.1:9/a", "http://127.0.0.1:9/b")
+    clock.advance(3600)
+    recent = await finish(hook_queue, "http://127.0.0.1:9/c")
+    assert await dispatcher.collect() == 3
+    store = WebhookStore(database_of(hook_queue))
+    (sent,) = [c for c in await store.claim(clock.now, 40.0, 10) if c.item_index == 1]
+    assert await store.delivered(sent, 200, clock.now)  # delivered and pending rows alike
+
+    assert await hook_queue.purge(older_than_s=600) == 1
+    assert await hook_queue.webhook_deliveries(old.id) == []
+    (kept,) = await hook_queue.webhook_deliveries(recent.id)
+    assert kept.url == "http://127.0.0.1:9/c"
+    with sqlite3.connect(db_path) as raw:  # no row is left without its task
+        assert raw.execute("SELECT count(*) FROM webhook_deliveries").fetchone() == (1,)
+
+
 async def test_the_scan_walks_the_finished_index(db_path: Path) -> None:
     async with WorkerQueue(QueueConfig(database_url=sqlite_url(db_path))):
         pass

@@ -1,5 +1,6 @@
 """SQL for the runtime and for operators: heartbeats, release, progress, checkpoints, holds,
-paused queues, the worker registry, statistics and retention.
+paused queues, the worker registry, statistics and retention (purge, which also deletes what
+refers to the purged tasks: their dependency edges and webhook deliveries).
 
 Every task write is a compare-and-set fenced by the caller's lease where it has one, like the
 hot path in :mod:`worker.store`.
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.db import Database
-from worker.schema import paused_queues, task_dependencies, tasks, workers
+from worker.schema import paused_queues, task_dependencies, tasks, webhook_deliveries, workers
 from worker.sqlfn import lease_length, lease_pairs, state_in
 from worker.states import TaskState
 
@@ -176,7 +177,8 @@ class ControlStore:
         }
 
     async def purge(self, cutoff: float, states: Iterable[TaskState]) -> int:
-        """Delete finished tasks in batches (each its own short transaction)."""
+        """Delete finished tasks in batches (each its own short transaction), and in the same
+        transaction their dependency edges and their webhook deliveries (sent or not)."""
         chosen = tuple(states)
         deleted = 0
         while True:
@@ -192,19 +194,35 @@ class ControlStore:
                     for row in (await conn.execute(statement.returning(tasks.c.id))).all()
                 ]
                 await _forget_dependencies(conn, ids)
+                await _forget_deliveries(conn, ids)
             deleted += len(ids)
             if len(ids) < _PURGE_BATCH:
                 return deleted
 
 
+def _ids(ids: list[str]) -> sa.TextClause:
+    """``SELECT value FROM json_each(:gone)``: the ids as one parameter, for ``IN``."""
+    return sa.text("SELECT value FROM json_each(:gone)").bindparams(gone=json.dumps(ids))
+
+
 async def _forget_dependencies(conn: AsyncConnection, ids: list[str]) -> None:
     if not ids:
         return
-    gone = sa.text("SELECT value FROM json_each(:gone)").bindparams(gone=json.dumps(ids))
+    gone = _ids(ids)
     await conn.execute(
         sa.delete(task_dependencies).where(
             sa.or_(task_dependencies.c.task_id.in_(gone), task_dependencies.c.depends_on.in_(gone))
         )
+    )
+
+
+async def _forget_deliveries(conn: AsyncConnection, ids: list[str]) -> None:
+    """Delete the webhook deliveries of purged tasks: a pending one has nothing left to send,
+    and the others would only grow the table (it is looked up by its leading ``task_id``)."""
+    if not ids:
+        return
+    await conn.execute(
+        sa.delete(webhook_deliveries).where(webhook_deliveries.c.task_id.in_(_ids(ids)))
     )
 
 

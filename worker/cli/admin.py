@@ -111,7 +111,8 @@ def purge(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Delete finished tasks (completed, discarded, cancelled) older than --older-than."""
+    """Delete finished tasks (completed, discarded, cancelled) older than --older-than, with
+    their webhook deliveries."""
     chosen = list(states) if states else sorted(TERMINAL_STATES)
 
     async def act(queue: WorkerQueue) -> int:

@@ -4,7 +4,8 @@ The scan reads ``tasks`` through the partial index on ``finished_at`` and never 
 the hot path (enqueue, claim, acknowledge) never touches these tables. A claim is one
 ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING`` that sets a fresh lease id and
 pushes ``next_attempt_at`` to the lease's expiry; an outcome is written only while that lease
-is still the row's (compare-and-set), so two workers never both record one attempt.
+is still the row's (compare-and-set), so two workers never both record one attempt. (Purge,
+in :mod:`worker.control`, deletes a purged task's rows in its own transaction.)
 """
 
 from __future__ import annotations
