@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from worker import (
     Worker,
     WorkerQueue,
 )
-from worker.webhooks import DeliveryState, WebhookDelivery, deliveries_for
+from worker.webhooks import DeliveryState, WebhookDelivery, deliveries_for, drain_webhooks
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -98,20 +99,24 @@ def webhook_config(db_path: Path, **fields: Any) -> dict[str, Any]:
     return values
 
 
+async def ok(item: TaskItem, ctx: TaskContext) -> JsonValue:
+    return {"index": ctx.index}
+
+
+def registry_with(handler: Any = None) -> ProcessorRegistry:
+    registry = ProcessorRegistry()
+    registry.add("job", handler or ok)
+    return registry
+
+
 @asynccontextmanager
 async def worker_running(
     db_path: Path, handler: Any = None, **fields: Any
 ) -> AsyncIterator[WorkerQueue]:
     """A queue on ``db_path`` and a Worker running on it in the background."""
-
-    async def ok(item: TaskItem, ctx: TaskContext) -> JsonValue:
-        return {"index": ctx.index}
-
-    registry = ProcessorRegistry()
-    registry.add("job", handler or ok)
     config = runtime_config(db_path, **webhook_config(db_path, **fields))
     async with WorkerQueue(config) as queue:
-        worker = Worker(queue, registry, handle_signals=False)
+        worker = Worker(queue, registry_with(handler), handle_signals=False)
         job = asyncio.create_task(worker.run())
         try:
             yield queue
@@ -255,6 +260,85 @@ async def test_a_failed_delivery_is_retried_after_a_restart(db_path: Path) -> No
     assert delivery.attempts == 2
     assert [r.headers["x-webhook-attempt"] for r in server.requests] == ["1", "2"]
     assert server.requests[0].body == server.requests[1].body
+
+
+# -- burst mode ----------------------------------------------------------------------------
+
+#: So long that only a drain, never the background loop's next round, delivers in these tests.
+IDLE_LOOP = {"webhook_interval": 60.0}
+
+
+async def test_a_burst_worker_delivers_before_it_exits(db_path: Path) -> None:
+    async with receiver() as server:
+        config = runtime_config(db_path, **webhook_config(db_path, **IDLE_LOOP))
+        async with WorkerQueue(config) as queue:
+            tasks = [task_with(server.url(f"/{n}")) for n in range(20)]  # two claim batches
+            await queue.enqueue(tasks)
+            worker = Worker(queue, registry_with(), burst=True, handle_signals=False)
+            async with asyncio.timeout(20):
+                counts = await worker.run()
+            found = [await queue.webhook_deliveries(task.id) for task in tasks]  # no waiting
+
+    assert counts["completed"] == 20
+    assert all(len(d) == 1 and d[0].state is DeliveryState.DELIVERED for d in found)
+    assert sorted(r.path for r in server.requests) == sorted(f"/{n}" for n in range(20))
+
+
+async def test_a_burst_worker_leaves_a_delivery_that_backed_off_for_later(db_path: Path) -> None:
+    async with receiver([500]) as server:
+        fields = webhook_config(db_path, webhook_base_delay=60.0, **IDLE_LOOP)
+        async with WorkerQueue(runtime_config(db_path, **fields)) as queue:
+            task = task_with(server.url())
+            await queue.enqueue([task])
+            started = time.monotonic()
+            await Worker(queue, registry_with(), burst=True, handle_signals=False).run()
+            took = time.monotonic() - started
+            (delivery,) = await queue.webhook_deliveries(task.id)
+
+    assert took < 10, "it does not wait for the retry"
+    assert len(server.requests) == 1
+    assert delivery.state is DeliveryState.PENDING
+    assert (delivery.attempts, delivery.last_status) == (1, 500)
+    assert delivery.next_attempt_at is not None
+    assert delivery.next_attempt_at > time.time() + 50
+
+
+async def test_a_drain_ends_at_its_timeout_or_when_stopped(db_path: Path) -> None:
+    async with receiver([500] * 100_000) as server:
+        fields = webhook_config(
+            db_path, webhook_max_attempts=100_000, retry_backoff_multiplier=1.0, **IDLE_LOOP
+        )
+        async with WorkerQueue(runtime_config(db_path, **fields)) as queue:
+            await queue.enqueue([task_with(server.url())])
+            (task,) = await queue.dequeue(1)
+            await queue.mark_as_complete(task.id, lease_id=task.lease_id)
+
+            started = time.monotonic()
+            assert not await drain_webhooks(queue, timeout_s=0.3), "a delivery is still due"
+            took = time.monotonic() - started
+            sent = len(server.requests)  # retried at once (no delay), until the drain's end
+            assert sent > 1
+            stop = asyncio.Event()
+            stop.set()
+            assert not await drain_webhooks(queue, stop=stop)
+            assert len(server.requests) == sent
+
+    assert 0.3 <= took < 5
+
+
+async def test_a_stopped_worker_does_not_wait_for_deliveries(db_path: Path) -> None:
+    async def slow(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        await asyncio.sleep(0.3)  # ends after the delivery loop's first round
+        return None
+
+    async with receiver() as server:
+        async with worker_running(db_path, slow, **IDLE_LOOP) as queue:
+            task = task_with(server.url())
+            await queue.enqueue([task])
+            await wait_until(
+                lambda: _state_is(queue, task.id, TaskState.COMPLETED), 10.0, "task completed"
+            )
+        assert server.requests == []  # the next worker delivers it
 
 
 # -- where deliveries may go ---------------------------------------------------------------

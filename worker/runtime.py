@@ -8,6 +8,11 @@
 SIGINT or SIGTERM (handlers installed only while :meth:`Worker.run` runs) stops claiming
 and lets running handlers finish within ``shutdown_grace`` seconds; the rest are cancelled and
 released (their attempt is given back). A second signal stops them at once.
+
+A burst worker that ran dry delivers the webhooks that are due (those of the tasks it just
+finished, mostly) before it exits, for at most ``DRAIN_TIMEOUT_S`` (see
+:func:`~worker.webhooks.drain_webhooks`); a signal cuts that short. A worker that was stopped
+does not wait for deliveries: the next worker makes them.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from worker.processors import ProcessorRegistry
 from worker.processors import registry as default_registry
 from worker.queue import WorkerQueue
 from worker.sweeper import retry_sweeper
-from worker.webhooks import webhook_loop
+from worker.webhooks import drain_webhooks, webhook_loop
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +175,8 @@ class Worker:
                 events=self.events,
                 resources=self.resources,
             )
+            if self.burst and not self._stop.is_set():
+                await self._deliver_before_exit(webhooks)
         finally:
             for signum in installed:
                 asyncio.get_running_loop().remove_signal_handler(signum)
@@ -182,6 +189,14 @@ class Worker:
                 log.exception("could not record worker %s as stopped", self.id)
         log.info("worker %s stopped: %s", self.id, self.counts)
         return self.counts
+
+    async def _deliver_before_exit(self, webhooks: asyncio.Task[None]) -> None:
+        """Burst mode ran dry: let the helpers end their current round and stop (so that no
+        delivery is left leased by a cancelled one), then deliver what is due. A signal or
+        :meth:`request_stop` now sets ``_force``, which stops the deliveries."""
+        self._stop.set()
+        await asyncio.wait([webhooks])
+        await drain_webhooks(self.queue, stop=self._force)
 
     async def _keep_registered(self) -> None:
         while True:
@@ -205,7 +220,7 @@ class Worker:
 
     def _on_signal(self, signum: signal.Signals) -> None:
         if self._stop.is_set():
-            log.warning("%s again: stopping running tasks now", signum.name)
+            log.warning("%s while stopping: stopping now", signum.name)
             self._force.set()
         else:
             log.warning(

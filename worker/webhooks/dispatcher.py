@@ -12,6 +12,9 @@ second pass finds such tasks. Creating rows is idempotent (one per task item), s
 pass nor several workers can duplicate a delivery.
 
 A delivery never changes its task: the task's state and outcome are what they were.
+
+A burst worker that ran dry calls :func:`drain_webhooks` before it exits, so that the tasks it
+just finished are delivered by it rather than by whichever worker runs next.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ CLAIM_BATCH = 16
 SETTLE_MARGIN_S = 5.0
 #: A claimed delivery is someone's for its timeout plus this; then it is due again.
 LEASE_MARGIN_S = 30.0
+#: How long :func:`drain_webhooks` (a burst worker about to exit) starts new rounds.
+DRAIN_TIMEOUT_S = 30.0
 
 Clock = Callable[[], float]
 
@@ -64,6 +69,8 @@ class WebhookDispatcher:
         self.settle_s = self.config.busy_timeout + SETTLE_MARGIN_S
         self._scanned_to: float | None = None  # the database's mark, as last written
         self._seen_to: float | None = None  # how far this dispatcher has looked
+        #: The last quick scan was cut short: more tasks have ended than it read.
+        self.behind = False
 
     async def tick(self) -> int:
         """One round: create missing deliveries, post the due ones; returns how many were
@@ -76,7 +83,7 @@ class WebhookDispatcher:
     async def collect(self) -> int:
         if self._scanned_to is None or self._seen_to is None:
             self._scanned_to = self._seen_to = await self._store.scanned_to()
-        fresh, _ = await self._store.finished(self._seen_to, None, SCAN_BATCH)
+        fresh, self.behind = await self._store.finished(self._seen_to, None, SCAN_BATCH)
         if fresh:
             self._seen_to = fresh[-1].finished_at
         upto = min(self._clock() - self.settle_s, self._seen_to)
@@ -203,3 +210,39 @@ async def webhook_loop(
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
+
+
+async def drain_webhooks(
+    queue: WorkerQueue,
+    *,
+    timeout_s: float = DRAIN_TIMEOUT_S,
+    stop: asyncio.Event | None = None,
+    transport: Transport | None = None,
+    clock: Clock = time.time,
+    resolver: guard.Resolver = guard.system_resolver,
+) -> bool:
+    """Run delivery rounds back to back until no delivery is due now: the deliveries of
+    every task that has ended are created, and each due one is posted (a failed one that
+    backed off into the future is left for later). No round starts once ``stop`` is set or
+    ``timeout_s`` has passed; the POSTs of a round under way end within ``webhook_timeout``.
+    Returns True when nothing due was left; otherwise logs what stopped it."""
+    stop = stop or asyncio.Event()
+    deadline = time.monotonic() + timeout_s
+    async with contextlib.AsyncExitStack() as stack:
+        if transport is None:
+            transport = await stack.enter_async_context(HttpxTransport())
+        dispatcher = WebhookDispatcher(queue, transport, clock=clock, resolver=resolver)
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                await dispatcher.collect()
+                claimed = await dispatcher.deliver_due()
+            except QueueClosedError:
+                raise
+            except QueueError:
+                log.exception("webhook round failed; deliveries still due are left for later")
+                return False
+            if not claimed and not dispatcher.behind:
+                return True
+    why = "asked to stop" if stop.is_set() else f"{timeout_s} s passed"
+    log.warning("stopped delivering webhooks (%s); deliveries still due are left for later", why)
+    return False
