@@ -205,6 +205,36 @@ async def test_a_discarded_task_posts_its_error(db_path: Path) -> None:
     assert body["result"] is None
 
 
+async def test_a_resumed_task_that_ends_again_is_delivered_again(db_path: Path) -> None:
+    async def fails_first(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        if ctx.task.attempt_count == 1:
+            raise PermanentError("no voice")
+        return {"attempt": ctx.task.attempt_count}
+
+    async with receiver() as server, worker_running(db_path, fails_first) as queue:
+        task = task_with(server.url())
+        await queue.enqueue([task])
+        (first,) = await settled(queue, task.id, 1, DeliveryState.DELIVERED)
+        await queue.mark_as_resume(task.id)
+        first_again, second = await settled(queue, task.id, 2, DeliveryState.DELIVERED)
+        stored = await queue.get_task(task.id)
+
+    assert first_again == first
+    assert (first.ending, second.ending) == (1, 2)
+    assert second.finished_at == stored.finished_at
+    assert second.finished_at > first.finished_at
+    discarded, completed = (r.json() for r in server.requests)
+    assert (discarded["state"], discarded["result"]) == ("discarded", None)
+    assert "no voice" in discarded["last_error"]
+    assert (completed["state"], completed["result"]) == ("completed", {"attempt": 2})
+    assert completed["finished_at"] == stored.finished_at
+    assert [r.headers["x-webhook-id"] for r in server.requests] == [
+        f"{task.id}:0",
+        f"{task.id}:0:2",
+    ]
+    assert all(r.headers["x-webhook-attempt"] == "1" for r in server.requests)
+
+
 async def test_a_server_that_fails_twice_gets_three_attempts(db_path: Path) -> None:
     async with receiver([500, 500]) as server, worker_running(db_path) as queue:
         task = task_with(server.url())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,8 +21,14 @@ from tests.support import FakeClock, sqlite_url
 from worker import QueueConfig, Task, TaskItem, WorkerQueue
 from worker.db import Database
 from worker.migrate import alembic_config, head_revision
-from worker.webhooks import AddressRefusedError, HttpxTransport, Outgoing, signature
-from worker.webhooks.dispatcher import WebhookDispatcher
+from worker.webhooks import (
+    AddressRefusedError,
+    DeliveryState,
+    HttpxTransport,
+    Outgoing,
+    signature,
+)
+from worker.webhooks.dispatcher import SUPERSEDED, WebhookDispatcher
 from worker.webhooks.guard import Resolver, is_public, target
 from worker.webhooks.store import WebhookStore, database_of
 
@@ -197,6 +204,63 @@ async def test_a_task_that_commits_late_is_found_by_the_settled_scan(
     assert await restarted.collect() == 0, "a new dispatcher starts from the stored mark"
 
 
+async def discard(queue: WorkerQueue, *urls: str | None) -> Task:
+    task = Task(items=[TaskItem(request=JobRequest(), response_url=u) for u in urls])
+    await queue.enqueue([task])
+    (claimed,) = await queue.dequeue(1)
+    await queue.mark_as_discarded(claimed.id, error="broken", lease_id=claimed.lease_id)
+    return task
+
+
+async def resume_and_complete(queue: WorkerQueue, task_id: str) -> None:
+    await queue.mark_as_resume(task_id)
+    (claimed,) = await queue.dequeue(1)
+    await queue.mark_as_complete(claimed.id, lease_id=claimed.lease_id, results=[{"ok": 1}])
+
+
+async def test_each_ending_of_a_resumed_task_has_its_own_deliveries(
+    hook_queue: WorkerQueue, clock: FakeClock
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    async with HttpxTransport(httpx.MockTransport(answer)) as transport:
+        dispatcher = WebhookDispatcher(hook_queue, transport, clock=clock)
+        task = await discard(hook_queue, "http://127.0.0.1:9/a")
+        assert await dispatcher.collect() == 1
+        clock.advance(1)
+        await resume_and_complete(hook_queue, task.id)  # before the first one was sent
+        assert await dispatcher.collect() == 1
+        clock.advance(dispatcher.settle_s)
+        assert await dispatcher.collect() == 0, "the settled scan sees each ending once"
+        assert await dispatcher.deliver_due() == 2
+
+    old, new = await hook_queue.webhook_deliveries(task.id)
+    stored = await hook_queue.get_task(task.id)
+    assert (old.ending, old.state, old.attempts) == (1, DeliveryState.FAILED, 1)
+    assert old.last_error == SUPERSEDED, "a discarded outcome the task no longer has"
+    assert old.finished_at < new.finished_at == stored.finished_at
+    assert (new.ending, new.state) == (2, DeliveryState.DELIVERED)
+    (request,) = seen
+    assert request.headers["x-webhook-id"] == f"{task.id}:0:2"
+    body = json.loads(request.content)
+    assert (body["state"], body["result"]) == ("completed", {"ok": 1})
+
+
+async def test_a_task_resumed_after_the_scan_read_it_gets_no_delivery_for_that_ending(
+    hook_queue: WorkerQueue, clock: FakeClock
+) -> None:
+    store = WebhookStore(database_of(hook_queue))
+    task = await discard(hook_queue, "http://127.0.0.1:9/a")
+    found, _ = await store.finished(0.0, None, 10)
+    await hook_queue.mark_as_resume(task.id)
+    assert await store.add(found, clock.now, None) == 0
+    assert await hook_queue.webhook_deliveries(task.id) == []
+
+
 async def test_purge_deletes_the_deliveries_of_the_tasks_it_deletes(
     hook_queue: WorkerQueue, clock: FakeClock, db_path: Path
 ) -> None:
@@ -279,7 +343,7 @@ async def test_upgrade_from_0002_delivers_only_tasks_that_finish_afterwards(
         assert delivery.url == "http://127.0.0.1:9/old"
     with sqlite3.connect(db_path) as raw:
         (version,) = raw.execute("SELECT version_num FROM alembic_version").fetchone()
-    assert version == head_revision() == "0003"
+    assert version == head_revision() == "0004"
 
 
 async def test_downgrade_to_0002_drops_the_webhook_tables(db_path: Path) -> None:

@@ -141,6 +141,8 @@ for _state in ("discarded", "cancelled"):
 # Revision 0003: webhooks. One row per task item with a ``response_url``, created after the
 # task ends (the hot path never writes here); ``next_attempt_at`` doubles as the lease expiry
 # of a claimed delivery, so a delivery whose worker died becomes due again by itself.
+# Revision 0004: one row per item for each ending of the task (a resumed task ends again):
+# ``finished_at`` is the task's at the ending the row reports, ``ending`` counts them from 1.
 webhook_deliveries = sa.Table(
     "webhook_deliveries",
     metadata,
@@ -157,7 +159,11 @@ webhook_deliveries = sa.Table(
     sa.Column("delivered_at", sa.Float, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("task_id", "item_index", name="uq_webhook_deliveries_item"),
+    sa.Column("finished_at", sa.Float, nullable=False),
+    sa.Column("ending", sa.Integer, nullable=False, server_default="1"),
+    sa.UniqueConstraint(
+        "task_id", "item_index", "finished_at", name="uq_webhook_deliveries_ending"
+    ),
 )
 sa.Index(
     "ix_webhook_deliveries_due",

@@ -8,8 +8,9 @@ The scan runs twice over every finished task: at once (for low latency, from a m
 memory) and again once ``settle_s`` has passed (from the mark in the database, which only
 then advances). A task's ``finished_at`` is read from the clock before its transaction waits
 for the write lock, so it can commit up to the busy timeout later, behind a later one; the
-second pass finds such tasks. Creating rows is idempotent (one per task item), so neither
-pass nor several workers can duplicate a delivery.
+second pass finds such tasks. Creating rows is idempotent (one per task item and ending, an
+ending being told by the task's ``finished_at``), so neither pass nor several workers can
+duplicate a delivery, while a task that was resumed and ended again gets new ones.
 
 A delivery never changes its task: the task's state and outcome are what they were.
 
@@ -45,6 +46,10 @@ SETTLE_MARGIN_S = 5.0
 LEASE_MARGIN_S = 30.0
 #: How long :func:`drain_webhooks` (a burst worker about to exit) starts new rounds.
 DRAIN_TIMEOUT_S = 30.0
+#: Why a delivery of an outcome the task no longer has was given up.
+SUPERSEDED = (
+    "superseded: the task was resumed after this outcome (a new ending has its own delivery)"
+)
 
 Clock = Callable[[], float]
 
@@ -121,12 +126,15 @@ class WebhookDispatcher:
         if claimed.item_index >= len(task.items):
             await self._failed(claimed, "the task has no such item", None, final=True)
             return
+        if task.finished_at != claimed.finished_at:  # only the current outcome can be sent
+            await self._failed(claimed, SUPERSEDED, None, final=True)
+            return
         now = self._clock()
         body = signing.encode(signing.payload(task, claimed.item_index))
         secret = config.webhook_secret
         headers = signing.headers(
             body,
-            delivery_id=f"{claimed.task_id}:{claimed.item_index}",
+            delivery_id=signing.delivery_id(claimed.task_id, claimed.item_index, claimed.ending),
             attempt=claimed.attempts,
             now=now,
             secret=None if secret is None else secret.get_secret_value(),

@@ -11,11 +11,12 @@ from pydantic import BaseModel, ConfigDict
 class DeliveryState(StrEnum):
     PENDING = "pending"  # waiting for its next attempt (or being posted right now)
     DELIVERED = "delivered"  # the receiver answered 2xx
-    FAILED = "failed"  # attempts used up, or refused for good (e.g. a private address)
+    FAILED = "failed"  # attempts used up, refused for good (a private address), or superseded
 
 
 class WebhookDelivery(BaseModel):
-    """The delivery of one task item's outcome to its ``response_url``."""
+    """The delivery of one task item's outcome, at one ending of the task, to its
+    ``response_url``."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -29,6 +30,10 @@ class WebhookDelivery(BaseModel):
     last_error: str | None
     last_status: int | None
     delivered_at: float | None
+    #: The task's ``finished_at`` at the ending this delivery reports, and which ending that
+    #: is: 1, then 2 if the task was resumed and ended again, and so on.
+    finished_at: float
+    ending: int
     created_at: float
     updated_at: float
 
@@ -44,7 +49,8 @@ class Finished:
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """A delivery claimed for one attempt (``attempts`` counts this one)."""
+    """A delivery claimed for one attempt (``attempts`` counts this one) of the ending of its
+    task at ``finished_at``."""
 
     id: int
     task_id: str
@@ -52,3 +58,5 @@ class Claimed:
     url: str
     attempts: int
     lease_id: str
+    finished_at: float
+    ending: int

@@ -9,7 +9,9 @@ timestamps too far from its own clock (replays)::
     ok = hmac.compare_digest(f"sha256={expected}", signature_header)
 
 ``X-Webhook-Id`` (``<task id>:<item index>``) stays the same over retries: a receiver that
-got a delivery twice (at-least-once) can tell.
+got a delivery twice (at-least-once) can tell. A task that was resumed and ended again has a
+new outcome to deliver, under a new id: ``<task id>:<item index>:<n>``, n = 2, 3, ... counting
+the endings the item has had deliveries for (see :func:`delivery_id`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ TIMESTAMP_HEADER = "X-Webhook-Timestamp"
 ID_HEADER = "X-Webhook-Id"
 ATTEMPT_HEADER = "X-Webhook-Attempt"
 USER_AGENT = "worker-queue-webhooks/1"
+
+
+def delivery_id(task_id: str, item_index: int, ending: int) -> str:
+    """``X-Webhook-Id``: ``<task id>:<item index>``, and ``:<ending>`` from a task's second
+    ending on (so that the ids of first deliveries are what they always were)."""
+    base = f"{task_id}:{item_index}"
+    return base if ending == 1 else f"{base}:{ending}"
 
 
 def payload(task: Task, item_index: int) -> dict[str, Any]:

@@ -49,6 +49,37 @@ def _urls(items_text: str | None) -> dict[int, str]:
     }
 
 
+def _insert() -> sa.Insert:
+    """One delivery row per parameter set (``task_id``, ``item_index``, ``url``,
+    ``finished_at``, ``now``), only while the task still ends at ``finished_at``; an existing
+    row for that ending is left alone. A row is made only for its task's current ending, so
+    the item's rows already there are of its earlier endings: ``ending`` counts on from them
+    (not from their ``finished_at``, which a clock set back could leave out of order)."""
+    task_id = sa.bindparam("task_id", type_=sa.String)
+    index = sa.bindparam("item_index", type_=sa.Integer)
+    finished_at = sa.bindparam("finished_at", type_=sa.Float)
+    now = sa.bindparam("now", type_=sa.Float)
+    earlier = (
+        sa.select(sa.func.count())
+        .select_from(webhook_deliveries)
+        .where(_D.task_id == task_id, _D.item_index == index)
+        .scalar_subquery()
+    )
+    row = sa.select(
+        task_id, index, sa.bindparam("url", type_=sa.Text), finished_at, earlier + 1,
+        sa.literal(_PENDING), sa.literal(0), now, now, now,
+    ).where(tasks.c.id == task_id, tasks.c.finished_at == finished_at)  # fmt: skip
+    columns = [
+        "task_id", "item_index", "url", "finished_at", "ending",
+        "state", "attempts", "next_attempt_at", "created_at", "updated_at",
+    ]  # fmt: skip
+    insert = sa.insert(webhook_deliveries).from_select(columns, row)
+    return insert.prefix_with("OR IGNORE", dialect="sqlite")
+
+
+_INSERT = _insert()
+
+
 class WebhookStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -88,24 +119,25 @@ class WebhookStore:
 
     async def add(self, found: Sequence[Finished], now: float, scanned_to: float | None) -> int:
         """Create the missing delivery rows (due now) and advance the scan mark; one
-        transaction. Returns how many rows were created."""
+        transaction. Returns how many rows were created.
+
+        A row is one item's delivery of one ending of its task, told apart by the task's
+        ``finished_at``: seeing the same ending again creates nothing, and a resumed task that
+        ended again gets new rows (``ending`` + 1). A task that no longer ends at that time
+        (resumed, or purged, since the scan read it) gets none."""
         rows = [
             {
                 "task_id": task.task_id,
                 "item_index": index,
                 "url": url,
-                "state": _PENDING,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
+                "finished_at": task.finished_at,
+                "now": now,
             }
             for task in found
             for index, url in sorted(task.urls.items())
         ]
         if not rows and scanned_to is None:
             return 0
-        insert = sa.insert(webhook_deliveries).prefix_with("OR IGNORE", dialect="sqlite")
         mark = (
             sa.update(webhook_scan)
             .where(webhook_scan.c.id == 1)
@@ -114,7 +146,7 @@ class WebhookStore:
         created = 0
         async with self._db.write("webhook deliveries", lock_first=False) as conn:
             if rows:
-                created = (await conn.execute(insert, rows)).rowcount
+                created = (await conn.execute(_INSERT, rows)).rowcount
             if scanned_to is not None:
                 await conn.execute(mark)
         return max(created, 0)
@@ -139,14 +171,23 @@ class WebhookStore:
                 next_attempt_at=now + lease_s,
                 updated_at=now,
             )
-            .returning(_D.id, _D.task_id, _D.item_index, _D.url, _D.attempts, _D.lease_id)
+            .returning(
+                _D.id,
+                _D.task_id,
+                _D.item_index,
+                _D.url,
+                _D.attempts,
+                _D.lease_id,
+                _D.finished_at,
+                _D.ending,
+            )
         )
         async with self._db.write("webhook claim", lock_first=False) as conn:
             rows = (await conn.execute(statement)).all()
         return sorted(
             (
-                Claimed(int(i), str(t), int(n), str(u), int(a), str(lease))
-                for i, t, n, u, a, lease in rows
+                Claimed(int(i), str(t), int(n), str(u), int(a), str(lease), float(f), int(e))
+                for i, t, n, u, a, lease, f, e in rows
             ),
             key=lambda c: c.id,
         )
@@ -192,7 +233,11 @@ class WebhookStore:
     # -- reads ---------------------------------------------------------------------------
 
     async def for_task(self, task_id: str) -> list[WebhookDelivery]:
-        query = sa.select(webhook_deliveries).where(_D.task_id == task_id).order_by(_D.item_index)
+        query = (
+            sa.select(webhook_deliveries)
+            .where(_D.task_id == task_id)
+            .order_by(_D.ending, _D.item_index)
+        )
         async with self._db.read("webhook deliveries") as conn:
             rows = (await conn.execute(query)).all()
         return [_delivery(row._mapping) for row in rows]
@@ -210,11 +255,14 @@ def _delivery(row: Any) -> WebhookDelivery:
         last_error=row["last_error"],
         last_status=row["last_status"],
         delivered_at=row["delivered_at"],
+        finished_at=row["finished_at"],
+        ending=row["ending"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
 
 
 async def deliveries_for(source: WorkerQueue | Database, task_id: str) -> list[WebhookDelivery]:
-    """The webhook deliveries of a task's items, by item index (empty until it ended)."""
+    """The webhook deliveries of a task's items, by ending, then item index (empty until it
+    ended)."""
     return await WebhookStore(database_of(source)).for_task(task_id)
