@@ -180,7 +180,8 @@ class QueueAdmin:
     async def purge(
         self, older_than_s: float, states: Iterable[TaskState | str] = TERMINAL_STATES
     ) -> int:
-        """Delete terminal tasks finished more than ``older_than_s`` ago; returns how many."""
+        """Delete terminal tasks finished more than ``older_than_s`` ago (with their dependency
+        edges and webhook deliveries); returns how many."""
         if older_than_s < 0:
             raise InvalidInputError(f"older_than_s must be >= 0, got {older_than_s}")
         chosen = [_state(s) for s in states]
