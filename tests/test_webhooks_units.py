@@ -116,6 +116,22 @@ async def test_allow_private_leaves_the_url_alone() -> None:
 # -- the transport seam --------------------------------------------------------------------
 
 
+async def test_the_transport_makes_its_client_at_the_first_post_only() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(204)
+
+    transport = HttpxTransport(httpx.MockTransport(answer))
+    with pytest.raises(RuntimeError, match="not open"):
+        await transport.post(Outgoing("https://93.184.215.14/cb", b"{}"), timeout_s=1.0)
+    async with transport:
+        assert transport._client is None  # a worker that never posts never loads TLS
+        assert await transport.post(Outgoing("https://93.184.215.14/cb", b"{}"), 1.0) == 204
+        assert transport._client is not None
+    assert transport._client is None
+    with pytest.raises(RuntimeError, match="not open"):
+        await transport.post(Outgoing("https://93.184.215.14/cb", b"{}"), timeout_s=1.0)
+
+
 async def test_the_transport_sends_the_pinned_host_and_never_follows_redirects() -> None:
     seen: list[httpx.Request] = []
 

@@ -30,16 +30,19 @@ class Transport(Protocol):
 
 
 class HttpxTransport:
-    """Posts with one ``httpx.AsyncClient``, opened by ``async with``."""
+    """Posts with one ``httpx.AsyncClient``, usable inside ``async with``.
+
+    The client (and its TLS context, tens of ms to load) is made at the first post: most
+    workers never send a webhook.
+    """
 
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self._open = False
 
     async def __aenter__(self) -> Self:
-        self._client = httpx.AsyncClient(
-            follow_redirects=False, trust_env=False, transport=self._transport
-        )
+        self._open = True
         return self
 
     async def __aexit__(
@@ -48,18 +51,27 @@ class HttpxTransport:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._open = False
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
 
-    async def post(self, request: Outgoing, timeout_s: float) -> int:
-        if self._client is None:
+    def _opened_client(self) -> httpx.AsyncClient:
+        if not self._open:
             raise RuntimeError("HttpxTransport is not open: use async with")
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                follow_redirects=False, trust_env=False, transport=self._transport
+            )
+        return self._client
+
+    async def post(self, request: Outgoing, timeout_s: float) -> int:
+        client = self._opened_client()
         extensions: dict[str, Any] = {}
         if request.sni_hostname is not None:
             extensions["sni_hostname"] = request.sni_hostname
         try:
-            async with self._client.stream(
+            async with client.stream(
                 "POST",
                 request.url,
                 content=request.body,
