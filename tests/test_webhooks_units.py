@@ -179,7 +179,7 @@ async def test_a_delivery_is_claimed_once_until_its_lease_expires(
 ) -> None:
     store = WebhookStore(database_of(hook_queue))
     task = await finish(hook_queue, "http://127.0.0.1:9/a")
-    found, cut = await store.finished(0.0, None, 10)
+    found, cut, _ = await store.finished(0.0, None, 10)
     assert not cut
     assert await store.add(found, clock.now, None) == 1
     assert await store.add(found, clock.now, None) == 0, "one row per item, ever"
@@ -194,6 +194,27 @@ async def test_a_delivery_is_claimed_once_until_its_lease_expires(
     assert await store.delivered(second, 200, clock.now)
     (delivery,) = await hook_queue.webhook_deliveries(task.id)
     assert (delivery.state, delivery.attempts, delivery.next_attempt_at) == ("delivered", 2, None)
+
+
+async def test_the_scan_returns_tasks_with_urls_and_says_how_far_it_looked(
+    hook_queue: WorkerQueue, clock: FakeClock
+) -> None:
+    store = WebhookStore(database_of(hook_queue))
+    assert await store.finished(0.0, None, 10) == ([], False, None)
+    quiet = await finish(hook_queue, None)
+    clock.advance(1)
+    loud = await finish(hook_queue, None, "http://127.0.0.1:9/b")
+    clock.advance(1)
+    last_quiet = await finish(hook_queue, None)
+    found, cut, reached = await store.finished(0.0, None, 10)
+    assert [(f.task_id, f.urls) for f in found] == [(loud.id, {1: "http://127.0.0.1:9/b"})]
+    assert not cut
+    assert reached == (await hook_queue.get_task(last_quiet.id)).finished_at
+    assert reached > (await hook_queue.get_task(quiet.id)).finished_at
+    # Bounded by upto: the window ends before the last task.
+    found, _, reached = await store.finished(0.0, clock.now - 0.5, 10)
+    assert [f.task_id for f in found] == [loud.id]
+    assert reached == (await hook_queue.get_task(loud.id)).finished_at
 
 
 async def test_a_task_that_commits_late_is_found_by_the_settled_scan(
@@ -271,7 +292,7 @@ async def test_a_task_resumed_after_the_scan_read_it_gets_no_delivery_for_that_e
 ) -> None:
     store = WebhookStore(database_of(hook_queue))
     task = await discard(hook_queue, "http://127.0.0.1:9/a")
-    found, _ = await store.finished(0.0, None, 10)
+    found, _, _ = await store.finished(0.0, None, 10)
     await hook_queue.mark_as_resume(task.id)
     assert await store.add(found, clock.now, None) == 0
     assert await hook_queue.webhook_deliveries(task.id) == []

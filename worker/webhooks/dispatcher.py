@@ -88,15 +88,15 @@ class WebhookDispatcher:
     async def collect(self) -> int:
         if self._scanned_to is None or self._seen_to is None:
             self._scanned_to = self._seen_to = await self._store.scanned_to()
-        fresh, self.behind = await self._store.finished(self._seen_to, None, SCAN_BATCH)
-        if fresh:
-            self._seen_to = fresh[-1].finished_at
+        fresh, self.behind, reached = await self._store.finished(self._seen_to, None, SCAN_BATCH)
+        if reached is not None:
+            self._seen_to = reached
         upto = min(self._clock() - self.settle_s, self._seen_to)
         settled: list[Finished] = []
         mark: float | None = None
         if upto > self._scanned_to:
-            settled, cut = await self._store.finished(self._scanned_to, upto, SCAN_BATCH)
-            mark = settled[-1].finished_at if cut else upto
+            settled, cut, reached = await self._store.finished(self._scanned_to, upto, SCAN_BATCH)
+            mark = reached if cut and reached is not None else upto
         created = await self._store.add([*fresh, *settled], self._clock(), mark)
         if mark is not None:
             self._scanned_to = mark

@@ -35,7 +35,20 @@ def database_of(source: WorkerQueue | Database) -> Database:
     return source if isinstance(source, Database) else source._db
 
 
+def _has_url() -> sa.ColumnElement[bool]:
+    """Whether some item of a task has a response URL, from its items text.
+
+    ``worker.rows.items_json`` writes each item's ``"response_url":`` followed by ``null`` or
+    a JSON string, so the text ``"response_url":"`` (which an escaped string value cannot
+    contain) marks a URL; a request field of that name may match too, which costs a parse.
+    """
+    items = sa.type_coerce(tasks.c.task_items, sa.Text)
+    return sa.func.instr(items, '"response_url":"') > 0
+
+
 def _urls(items_text: str | None) -> dict[int, str]:
+    if items_text is None:
+        return {}
     try:
         items = json.loads(items_text or "[]")
     except ValueError:
@@ -95,27 +108,45 @@ class WebhookStore:
 
     async def finished(
         self, after: float, upto: float | None, limit: int
-    ) -> tuple[list[Finished], bool]:
-        """Ended tasks with ``after < finished_at [<= upto]``, oldest first, with their
-        response URLs (often none); and whether ``limit`` cut the scan short. A cut scan
-        still returns every task that finished at the same instant as its last one (batch
-        acknowledgements share one), so the next scan can start strictly after it."""
+    ) -> tuple[list[Finished], bool, float | None]:
+        """Ended tasks with ``after < finished_at [<= upto]`` whose items have a response URL,
+        oldest first, with those URLs; whether ``limit`` cut the scan short; and how far it
+        looked: the ``finished_at`` every ended task up to which has been considered (None
+        when no task ended in the window).
+
+        A cut scan still returns every such task that finished at the same instant as its last
+        one (batch acknowledgements share one), so the next scan can start strictly after it.
+        Tasks without URLs (most) are passed over in SQL: they are neither sent nor parsed.
+        """
         columns = (tasks.c.id, tasks.c.finished_at, sa.type_coerce(tasks.c.task_items, sa.Text))
         window = [tasks.c.finished_at.is_not(None), tasks.c.finished_at > after]
         if upto is not None:
             window.append(tasks.c.finished_at <= upto)
-        query = sa.select(*columns).where(*window).order_by(tasks.c.finished_at).limit(limit)
-        ended = state_in(*TERMINAL_STATES)
+        wanted = sa.and_(state_in(*TERMINAL_STATES), _has_url())
+        # finished_at is set exactly on ended tasks: the index alone says how far they go.
+        # Asked first, and the rows bounded by it: a task that ends between the two reads is
+        # left for the next scan rather than passed over.
+        farthest = sa.select(sa.func.max(tasks.c.finished_at)).where(*window)
         async with self._db.read("webhook scan") as conn:
-            rows = list((await conn.execute(query.where(ended))).all())
+            value = (await conn.execute(farthest)).scalar()
+            if value is None:
+                return [], False, None
+            reached = float(value)
+            query = (
+                sa.select(*columns)
+                .where(*window, tasks.c.finished_at <= reached, wanted)
+                .order_by(tasks.c.finished_at)
+                .limit(limit)
+            )
+            rows = list((await conn.execute(query)).all())
             cut = len(rows) >= limit
             if cut:
-                last = rows[-1][1]
+                reached = float(rows[-1][1])
                 seen = {row[0] for row in rows}
-                ties = sa.select(*columns).where(tasks.c.finished_at == last, ended)
+                ties = sa.select(*columns).where(tasks.c.finished_at == reached, wanted)
                 rows += [r for r in (await conn.execute(ties)).all() if r[0] not in seen]
         found = [Finished(str(i), float(at), _urls(items)) for i, at, items in rows]
-        return found, cut
+        return found, cut, reached
 
     async def add(self, found: Sequence[Finished], now: float, scanned_to: float | None) -> int:
         """Create the missing delivery rows (due now) and advance the scan mark; one
