@@ -36,6 +36,14 @@ def test_capped() -> None:
     assert delay(10_000) == 3600, "huge attempt numbers do not overflow"
 
 
+def test_no_base_delay_stays_no_delay_however_many_attempts() -> None:
+    zero = [
+        retry_delay_s(n, base_delay_s=0, multiplier=2, max_delay_s=3600, rng=Fixed(0.5))
+        for n in (1, 2, 1_100, 10_000)
+    ]
+    assert zero == [0, 0, 0, 0]
+
+
 def test_jitter_adds_at_most_its_fraction_and_never_passes_the_cap() -> None:
     assert delay(1, draw=0.999999) == pytest.approx(60 * (1 + JITTER_FRACTION), rel=1e-5)
     assert delay(7, draw=0.999999) == 3600

@@ -33,11 +33,11 @@ def retry_delay_s(
     if attempt < 1:
         raise ValueError(f"attempt must be >= 1, got {attempt}")
     exponent = attempt - 1
-    # Guard the power against overflow: past the cap nothing changes.
+    # Guard the power against overflow: past the cap nothing changes (and no delay stays none).
     try:
         raw = base_delay_s * multiplier**exponent
     except OverflowError:
-        raw = max_delay_s
+        raw = max_delay_s if base_delay_s > 0 else 0.0
     delay = min(max_delay_s, raw)
     if jitter > 0:
         draw = (rng or random).random()
