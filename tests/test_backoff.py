@@ -38,7 +38,7 @@ def test_capped() -> None:
 
 def test_no_base_delay_stays_no_delay_however_many_attempts() -> None:
     zero = [
-        retry_delay_s(n, base_delay_s=0, multiplier=2, max_delay_s=3600, rng=Fixed(0.5))
+        retry_delay_s(n, base_delay_s=0.0, multiplier=2.0, max_delay_s=3600, rng=Fixed(0.5))
         for n in (1, 2, 1_100, 10_000)
     ]
     assert zero == [0, 0, 0, 0]
