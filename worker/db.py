@@ -115,6 +115,8 @@ class Database:
                 self._memory_writes = asyncio.Lock()
         self._engine = engine
         self._locking = engine.execution_options(**{_LOCK_FIRST: True})
+        # Compiled now rather than inside the first enqueue or claim (tens of ms).
+        self._statements = Statements(engine.dialect)
 
     async def close(self) -> None:
         if self._engine is not None:
