@@ -22,7 +22,14 @@ from worker import (
 from worker.kinds import remove_request_kind
 from worker.models import Resources, RetryPolicy, UnloadedRequest
 from worker.payload import PayloadError, items_from_json, trusted
-from worker.rows import ROW_COLUMNS, UNPACK_ORDER, InsertRow, insert_values, task_from_values
+from worker.rows import (
+    ROW_COLUMNS,
+    UNPACK_ORDER,
+    InsertRow,
+    insert_values,
+    items_json,
+    task_from_values,
+)
 from worker.statements import INSERT_COLUMNS, Statements
 
 
@@ -193,3 +200,20 @@ async def test_a_claimed_task_is_built_as_the_row_reads_back(
     assert again.attempt_count == 2
     assert [e.error for e in again.errors] == ["boom"]
     assert again.checkpoint == {"at": 2}
+
+
+def test_items_json_serialises_requests_as_model_dump_json_does() -> None:
+    from tts import TextToSpeechRequest
+    from tts.requests import AudioRequest
+
+    requests = [
+        TextToSpeechRequest(text='héllo "quoted"', voice_id="espeak.en", speed=1.5),
+        AudioRequest(path="data/in.wav", operations=[{"op": "analyze"}]),
+    ]
+    text = items_json([TaskItem(request=r, response_url="https://e.com/a?b=1") for r in requests])
+    stored = json.loads(text)
+    assert [item["request"] for item in stored] == [
+        json.loads(r.model_dump_json()) for r in requests
+    ]
+    assert [item["kind"] for item in stored] == ["tts", "audio"]
+    assert {item["response_url"] for item in stored} == {"https://e.com/a?b=1"}
