@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.support import make_task, sqlite_url
-from worker import QueueClosedError, QueueConfig, QueueError, StorageError, WorkerQueue
+from worker import (
+    QueueClosedError,
+    QueueConfig,
+    QueueError,
+    SchemaMismatchError,
+    StorageError,
+    WorkerQueue,
+)
 
 
 async def test_not_a_database(tmp_path: Path) -> None:
@@ -94,3 +101,15 @@ async def test_memory_database_serialises_concurrent_writes() -> None:
         )
         claimed = [t.id for batch in results[:10] for t in batch]
         assert len(claimed) == len(set(claimed)) == 20
+
+
+async def test_a_file_whose_tables_lack_declared_columns_is_refused_at_open(db_path: Path) -> None:
+    config = QueueConfig(database_url=sqlite_url(db_path))
+    async with WorkerQueue(config):
+        pass
+    with sqlite3.connect(db_path) as raw:  # as a file made by an unreleased schema would be
+        raw.execute("ALTER TABLE tasks DROP COLUMN outcomes")
+    with pytest.raises(SchemaMismatchError, match=r"tasks: outcomes") as caught:
+        await WorkerQueue(config).initialize()
+    assert caught.value.missing == {"tasks": ["outcomes"]}
+    assert str(db_path) in str(caught.value)

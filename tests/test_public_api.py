@@ -23,6 +23,7 @@ def test_worker_exports() -> None:
         "QueueClosedError",
         "QueueConfig",
         "QueueError",
+        "SchemaMismatchError",
         "StorageError",
         "Task",
         "TaskItem",

@@ -12,6 +12,7 @@ The tree::
     ├── UnknownRequestKindError      a request kind (or model) is not registered
     ├── QueueClosedError             the queue was used before ``initialize()`` or after ``close()``
     └── StorageError                 the database failed (locked, unwritable, not a database, full)
+        └── SchemaMismatchError      the file's tables lack columns its schema revision declares
 
 Driver errors are converted once, in :mod:`worker.db`, with ``raise ... from exc``.
 """
@@ -95,3 +96,17 @@ class StorageError(QueueError):
         super().__init__(f"{action} failed on {database_url}: {cause}")
         self.database_url = database_url
         self.cause = cause
+
+
+class SchemaMismatchError(StorageError):
+    """The database says it is at a schema revision its tables do not match (a file made by
+    an unreleased or hand-edited schema): refusing it beats failing on the first query."""
+
+    def __init__(self, database_url: str, missing: dict[str, list[str]]) -> None:
+        detail = "; ".join(f"{table}: {', '.join(cols)}" for table, cols in sorted(missing.items()))
+        cause = ValueError(
+            f"the tables lack columns their schema revision declares ({detail}); "
+            "use a new database file, or rebuild this one"
+        )
+        super().__init__(database_url, "opening the queue", cause)
+        self.missing = missing

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -11,6 +12,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 import migrations
+from worker.errors import SchemaMismatchError
+from worker.schema import metadata
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -30,7 +33,22 @@ def current_revision(connection: Connection) -> str | None:
 
 
 def upgrade_to_head(connection: Connection) -> None:
-    """Upgrade inside the caller's transaction; a no-op when already at head."""
-    if current_revision(connection) == head_revision():
-        return
-    command.upgrade(alembic_config(connection), "head")
+    """Upgrade inside the caller's transaction (nothing to do when already at head), then
+    check that every declared column is there."""
+    if current_revision(connection) != head_revision():
+        command.upgrade(alembic_config(connection), "head")
+    missing = missing_columns(connection)
+    if missing:
+        raise SchemaMismatchError(connection.engine.url.render_as_string(), missing)
+
+
+def missing_columns(connection: Connection) -> dict[str, list[str]]:
+    """Columns :mod:`worker.schema` declares that the database's tables lack, by table."""
+    inspector = sa.inspect(connection)
+    missing: dict[str, list[str]] = {}
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        lacking = [column.name for column in table.columns if column.name not in present]
+        if lacking:
+            missing[table.name] = lacking
+    return missing
