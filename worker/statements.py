@@ -80,18 +80,15 @@ class Prepared:
     def params_many(
         self, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
     ) -> Sequence[tuple[Any, ...]]:
-        """:meth:`params` for each row of values; tuples are taken as they are (they must
-        follow :attr:`names`, as a bulk insert's :class:`worker.rows.InsertRow` does)."""
-        width = len(self.names)
-        params: list[tuple[Any, ...]] = []
-        for row in rows:
-            if isinstance(row, tuple):
-                if len(row) != width:
-                    raise ValueError(f"a row of {width} values expected, got {len(row)}")
-                params.append(row)
-            else:
-                params.append(self.params(**row))
-        return params
+        """:meth:`params` for each row of values. Rows that are tuples (all of them, then:
+        a bulk insert's :class:`worker.rows.InsertRow`) follow :attr:`names` and are taken
+        as they are."""
+        if rows and isinstance(rows[0], tuple):
+            width = len(self.names)
+            if len(rows[0]) != width:
+                raise ValueError(f"rows of {width} values expected, got {len(rows[0])}")
+            return rows  # type: ignore[return-value]
+        return [self.params(**row) for row in rows]  # type: ignore[arg-type]
 
 
 def prepare(statement: Buildable, dialect: Dialect) -> Prepared:
