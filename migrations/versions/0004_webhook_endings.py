@@ -50,13 +50,7 @@ def upgrade() -> None:
         batch.create_unique_constraint(
             "uq_webhook_deliveries_ending", ["task_id", "item_index", "finished_at"]
         )
-    op.create_index(
-        "ix_webhook_deliveries_due",
-        "webhook_deliveries",
-        ["next_attempt_at"],
-        sqlite_where=sa.text(_PENDING),
-        postgresql_where=sa.text(_PENDING),
-    )
+    _create_due_index()
 
 
 def downgrade() -> None:
@@ -73,6 +67,10 @@ def downgrade() -> None:
         batch.create_unique_constraint("uq_webhook_deliveries_item", ["task_id", "item_index"])
         batch.drop_column("ending")
         batch.drop_column("finished_at")
+    _create_due_index()
+
+
+def _create_due_index() -> None:
     op.create_index(
         "ix_webhook_deliveries_due",
         "webhook_deliveries",
