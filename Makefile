@@ -32,6 +32,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_core.py
 	$(BIN)/python bench/bench_runtime.py
+	$(BIN)/python bench/bench_contention.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

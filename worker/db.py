@@ -134,12 +134,14 @@ class Database:
         """A write transaction under ``BEGIN IMMEDIATE``; commits on success.
 
         ``lock_first=False`` is for transactions whose first statement writes: the driver
-        then opens the transaction with that statement.
+        then opens the transaction with that statement. The process's writers take turns
+        (with :meth:`transaction`) here, not in SQLite's busy handler, which sleeps up to
+        100 ms between tries; so a body must not open another write transaction.
         """
         engine = self.engine if not lock_first else self._locking
         assert engine is not None  # set with self.engine
         try:
-            async with self._memory_turn(), engine.begin() as conn:
+            async with self._memory_turn(), self._writer_turn, engine.begin() as conn:
                 yield conn
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
