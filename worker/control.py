@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.db import Database
 from worker.schema import paused_queues, task_dependencies, tasks, webhook_deliveries, workers
-from worker.sqlfn import lease_length, lease_pairs, state_in
+from worker.sqlfn import lease_length, state_in, under_leases
 from worker.states import TaskState
 
 _PURGE_BATCH = 5000
@@ -47,15 +47,10 @@ class ControlStore:
         """Renew many leases in one statement (a worker's heartbeat)."""
         if not leases:
             return Heartbeat({}, [], [])
-        claims = lease_pairs("leases")
         length = lease_length(seconds, self._default_vt)
         statement = (
             sa.update(tasks)
-            .where(
-                tasks.c.id == claims.c.id,
-                tasks.c.lease_id == claims.c.lease,
-                state_in(TaskState.PROCESSING),
-            )
+            .where(under_leases("leases"))
             .values(lease_expires_at=now + length, updated_at=now)
             .returning(tasks.c.id, tasks.c.lease_expires_at, tasks.c.cancel_requested_at)
         )

@@ -54,6 +54,17 @@ def lease_pairs(name: str) -> sa.Subquery:
     ).subquery("a")
 
 
+def under_leases(name: str) -> ColumnElement[bool]:
+    """Processing tasks held by the leases in ``:name``, a JSON list of [id, lease] pairs
+    (the UPDATE reads them ``FROM`` :func:`lease_pairs`)."""
+    claims = lease_pairs(name)
+    return sa.and_(
+        tasks.c.id == claims.c.id,
+        tasks.c.lease_id == claims.c.lease,
+        state_in(TaskState.PROCESSING),
+    )
+
+
 def lease_length(seconds: float | None, default_s: float) -> Any:
     """A lease's length: ``seconds`` when given, else the task's own visibility timeout or
     ``default_s``."""

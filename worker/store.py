@@ -23,7 +23,7 @@ from worker.models import Failure, Resources, Task
 from worker.payload import PayloadError
 from worker.rows import InsertRow, task_from_claim
 from worker.schema import tasks
-from worker.sqlfn import lease_pairs, state_in
+from worker.sqlfn import state_in, under_leases
 from worker.statements import Prepared, Statements
 from worker.states import TaskState
 from worker.transitions import TransitionStore
@@ -167,14 +167,9 @@ class TaskStore:
         """PROCESSING -> PENDING, due now, giving the attempt back; returns the ids released."""
         if not leases:
             return []
-        claims = lease_pairs("leases")
         statement = (
             sa.update(tasks)
-            .where(
-                tasks.c.id == claims.c.id,
-                tasks.c.lease_id == claims.c.lease,
-                state_in(TaskState.PROCESSING),
-            )
+            .where(under_leases("leases"))
             .values(
                 state=TaskState.PENDING.value,
                 attempt_count=sa.func.max(tasks.c.attempt_count - 1, 0),
