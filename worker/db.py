@@ -20,7 +20,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -37,7 +37,6 @@ from worker.txn import ConnectionTxn, Txn, run_in_driver
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_NO_TURN: AbstractAsyncContextManager[object] = nullcontext()
 
 _LOCK_FIRST = "worker_lock_first"
 
@@ -61,10 +60,9 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._locking: AsyncEngine | None = None
         self._statements: Statements | None = None
-        # An in-memory SQLite database is one shared connection: its writers must take turns
-        # here, since BEGIN on a connection already in a transaction fails.
-        self._memory_writes: asyncio.Lock | None = None
-        # transaction()'s own connection, held open (on aiosqlite), and its turn-taking.
+        # transaction()'s own connection, held open (on aiosqlite), and the turn every write
+        # transaction of this process takes (an in-memory database, one shared connection,
+        # needs it too: BEGIN on a connection already in a transaction fails).
         self._writer: AsyncConnection | None = None
         self._driver: aiosqlite.Connection | None = None
         self._writer_turn = asyncio.Lock()
@@ -85,9 +83,9 @@ class Database:
 
     @property
     def statements(self) -> Statements:
-        """The engine's dialect's compiled statements (compiled on first use)."""
+        """The engine's dialect's hot-path statements, compiled when the database opened."""
         if self._statements is None:
-            self._statements = Statements(self.engine.dialect)
+            raise QueueClosedError("the queue is not open: call initialize() (or use async with)")
         return self._statements
 
     async def open(self) -> None:
@@ -111,8 +109,6 @@ class Database:
             raise StorageError(self.url, "creating the engine", error) from error
         if engine.dialect.name == "sqlite":
             _install_sqlite_hooks(engine, self._config, in_memory=path is None)
-            if path is None:
-                self._memory_writes = asyncio.Lock()
         self._engine = engine
         self._locking = engine.execution_options(**{_LOCK_FIRST: True})
         # Compiled now rather than inside the first enqueue or claim (tens of ms).
@@ -141,7 +137,7 @@ class Database:
         engine = self.engine if not lock_first else self._locking
         assert engine is not None  # set with self.engine
         try:
-            async with self._memory_turn(), self._writer_turn, engine.begin() as conn:
+            async with self._writer_turn, engine.begin() as conn:
                 yield conn
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
@@ -157,7 +153,7 @@ class Database:
         """
         statements = self.statements
         try:
-            async with self._memory_turn(), self._writer_turn:
+            async with self._writer_turn:
                 driver = await self._writer_driver()
                 if driver is not None:
                     # aiosqlite has no public "run this in your thread"; its own methods
@@ -190,10 +186,6 @@ class Database:
                 yield conn
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
-
-    def _memory_turn(self) -> AbstractAsyncContextManager[object]:
-        """In memory, writers take turns here; a file needs no turn-taking of its own."""
-        return self._memory_writes if self._memory_writes is not None else _NO_TURN
 
     def _storage_error(self, action: str, error: exc.DBAPIError) -> QueueError:
         cause = error.orig if error.orig is not None else error
