@@ -30,6 +30,7 @@ def test_from_env_reads_queue_variables(monkeypatch: pytest.MonkeyPatch) -> None
         "QUEUE_MAX_RETRY_DELAY": "90",
         "QUEUE_BATCH_SIZE": "25",
         "QUEUE_SQLITE_SYNCHRONOUS": "full",
+        "QUEUE_SQLITE_CHECKPOINT_INTERVAL": "0",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -44,6 +45,7 @@ def test_from_env_reads_queue_variables(monkeypatch: pytest.MonkeyPatch) -> None
     assert config.max_retry_delay == 90
     assert config.batch_size == 25
     assert config.sqlite_synchronous == "FULL"
+    assert config.sqlite_checkpoint_interval == 0
 
 
 def test_plain_construction_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,5 +58,7 @@ def test_bad_values_name_the_variable() -> None:
         QueueConfig.from_env({"QUEUE_MAX_ATTEMPTS": "zero"})
     with pytest.raises(ValidationError, match="QUEUE_VISIBILITY_TIMEOUT"):
         QueueConfig.from_env({"QUEUE_VISIBILITY_TIMEOUT": "-1"})
+    with pytest.raises(ValidationError, match="QUEUE_SQLITE_CHECKPOINT_INTERVAL"):
+        QueueConfig.from_env({"QUEUE_SQLITE_CHECKPOINT_INTERVAL": "-0.5"})
     with pytest.raises(ValidationError, match="unknown_setting"):
         QueueConfig(unknown_setting=1)  # type: ignore[call-arg]

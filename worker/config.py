@@ -64,6 +64,13 @@ class QueueConfig(BaseSettings):
     busy_timeout: float = Field(
         30.0, gt=0, validation_alias=_env("busy_timeout", "QUEUE_BUSY_TIMEOUT")
     )
+    # WAL checkpoints run in the background this long after a write (worker.checkpoint);
+    # 0 leaves them to SQLite, inside the commit that takes the log past 1,000 pages.
+    sqlite_checkpoint_interval: float = Field(
+        1.0,
+        ge=0,
+        validation_alias=_env("sqlite_checkpoint_interval", "QUEUE_SQLITE_CHECKPOINT_INTERVAL"),
+    )
     # The runtime (worker loops).
     concurrency: int = Field(4, ge=1, validation_alias=_env("concurrency", "QUEUE_CONCURRENCY"))
     worker_timeout: float = Field(

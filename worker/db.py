@@ -29,6 +29,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from worker.checkpoint import Checkpointer
 from worker.config import QueueConfig
 from worker.errors import QueueClosedError, QueueError, StorageError
 from worker.statements import Statements
@@ -66,6 +67,7 @@ class Database:
         self._writer: AsyncConnection | None = None
         self._driver: aiosqlite.Connection | None = None
         self._writer_turn = asyncio.Lock()
+        self._checkpointer: Checkpointer | None = None
 
     @property
     def url(self) -> str:
@@ -107,8 +109,17 @@ class Database:
             engine = create_async_engine(self.url, **kwargs)
         except (exc.ArgumentError, ImportError) as error:
             raise StorageError(self.url, "creating the engine", error) from error
+        interval = self._config.sqlite_checkpoint_interval
         if engine.dialect.name == "sqlite":
-            _install_sqlite_hooks(engine, self._config, in_memory=path is None)
+            background = path is not None and interval > 0
+            _install_sqlite_hooks(engine, self._config, path=path, checkpoints=not background)
+            if path is not None and background:
+                self._checkpointer = Checkpointer(
+                    path,
+                    interval_s=interval,
+                    writer_turn=lambda: self._writer_turn,
+                )
+                self._checkpointer.start()
         self._engine = engine
         self._locking = engine.execution_options(**{_LOCK_FIRST: True})
         # Compiled now rather than inside the first enqueue or claim (tens of ms).
@@ -119,9 +130,14 @@ class Database:
             engine, self._engine, self._locking = self._engine, None, None
             writer, self._writer, self._driver = self._writer, None, None
             self._statements = None
-            if writer is not None:
-                await writer.close()
-            await engine.dispose()
+            checkpointer, self._checkpointer = self._checkpointer, None
+            try:
+                if writer is not None:
+                    await writer.close()
+                await engine.dispose()
+            finally:
+                if checkpointer is not None:
+                    await checkpointer.stop()
 
     @asynccontextmanager
     async def write(
@@ -141,6 +157,7 @@ class Database:
                 yield conn
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
+        self._wrote()
 
     async def transaction(
         self, action: str, body: Callable[[Txn], T], *, lock_first: bool = False
@@ -160,13 +177,22 @@ class Database:
                     # are built on _execute (a test pins that this path is the one taken).
                     in_thread = cast(Callable[..., Awaitable[T]], driver._execute)
                     sqlite = driver._conn
-                    return await in_thread(run_in_driver, sqlite, statements, body, lock_first)
-                engine = self.engine if not lock_first else self._locking
-                assert engine is not None  # set with self.engine
-                async with engine.begin() as conn:
-                    return await conn.run_sync(lambda sync: body(ConnectionTxn(sync, statements)))
+                    result = await in_thread(run_in_driver, sqlite, statements, body, lock_first)
+                else:
+                    engine = self.engine if not lock_first else self._locking
+                    assert engine is not None  # set with self.engine
+                    async with engine.begin() as conn:
+                        result = await conn.run_sync(
+                            lambda sync: body(ConnectionTxn(sync, statements))
+                        )
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
+        self._wrote()
+        return result
+
+    def _wrote(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.wrote()
 
     async def _writer_driver(self) -> aiosqlite.Connection | None:
         """The aiosqlite connection transactions run on (None on other drivers)."""
@@ -213,7 +239,11 @@ def _use_wal(cursor: Any, busy_timeout_s: float) -> None:
             time.sleep(0.02)
 
 
-def _install_sqlite_hooks(engine: AsyncEngine, config: QueueConfig, *, in_memory: bool) -> None:
+def _install_sqlite_hooks(
+    engine: AsyncEngine, config: QueueConfig, *, path: Path | None, checkpoints: bool
+) -> None:
+    """Pragmas for every new connection. ``checkpoints=False``: its commits never checkpoint
+    the WAL (a :class:`~worker.checkpoint.Checkpointer` does)."""
     busy_ms = int(config.busy_timeout * 1000)
     synchronous = config.sqlite_synchronous
 
@@ -225,8 +255,10 @@ def _install_sqlite_hooks(engine: AsyncEngine, config: QueueConfig, *, in_memory
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            if not in_memory:
+            if path is not None:
                 _use_wal(cursor, config.busy_timeout)
+                if not checkpoints:
+                    cursor.execute("PRAGMA wal_autocheckpoint = 0")
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:

@@ -1,0 +1,90 @@
+"""WAL checkpoints: in the background, never inside a commit; the log starts over under load.
+
+The database file grows only when a checkpoint copies the log into it, so its size tells
+whether one ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import sqlite_url
+from tts import TextToSpeechRequest
+from worker import QueueConfig, Task, TaskItem, WorkerQueue, checkpoint
+
+TASKS = 2_000  # about 6 MB of rows: past SQLite's own 1,000-page (4 MB) auto-checkpoint
+
+
+def tasks(n: int = TASKS) -> list[Task]:
+    request = TextToSpeechRequest(text="word " * 600, voice_id="kokoro.af_heart")
+    return [Task(items=[TaskItem(request=request)]) for _ in range(n)]
+
+
+def size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def config(path: Path, interval: float) -> QueueConfig:
+    return QueueConfig(database_url=sqlite_url(path), sqlite_checkpoint_interval=interval)
+
+
+async def test_sqlite_checkpoints_inside_the_commit_when_the_interval_is_zero(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "queue.db"
+    async with WorkerQueue(config(db, 0)) as queue:
+        before = size(db)
+        await queue.enqueue(tasks())
+        assert size(db) > before + 1_000_000  # the enqueue's own commit copied the log
+
+
+async def test_a_commit_leaves_the_checkpoint_to_the_background(tmp_path: Path) -> None:
+    db = tmp_path / "queue.db"
+    queue = WorkerQueue(config(db, 3600))
+    await queue.initialize()
+    try:
+        before = size(db)
+        await queue.enqueue(tasks())
+        assert size(db) < before + 100_000  # all of it still in the log
+        assert size(Path(f"{db}-wal")) > 1_000_000
+    finally:
+        await queue.close()
+    # close() checkpoints what the process wrote: the file holds it all.
+    assert size(db) > before + 1_000_000
+    async with WorkerQueue(config(db, 3600)) as reopened:
+        assert (await reopened.get_queue_stats())["pending"] == TASKS
+
+
+async def test_the_background_checkpoint_follows_a_write(tmp_path: Path) -> None:
+    db = tmp_path / "queue.db"
+    async with WorkerQueue(config(db, 0.05)) as queue:
+        before = size(db)
+        await queue.enqueue(tasks())
+        deadline = time.monotonic() + 10
+        while size(db) < before + 1_000_000:
+            assert time.monotonic() < deadline, "no checkpoint within 10 s of the write"
+            await asyncio.sleep(0.02)
+
+
+async def test_the_log_starts_over_while_writes_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints that race steady writes never copy the last frames; past RESTART_FRAMES
+    the checkpointer copies them under the writer turn, and the log is reused from the top
+    instead of growing with everything written."""
+    monkeypatch.setattr(checkpoint, "RESTART_FRAMES", 200)  # ~800 KB
+    db = tmp_path / "queue.db"
+    wal = Path(f"{db}-wal")
+    written = 0
+    async with WorkerQueue(config(db, 0.001)) as queue:
+        batch = tasks(50)
+        largest = 0
+        while written < 20_000:  # ~60 MB of log in all
+            await queue.enqueue([Task(items=t.items) for t in batch])
+            written += len(batch)
+            largest = max(largest, size(wal))
+    assert largest < 5_000_000, f"the log grew to {largest:,} bytes"
