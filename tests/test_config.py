@@ -31,6 +31,7 @@ def test_from_env_reads_queue_variables(monkeypatch: pytest.MonkeyPatch) -> None
         "QUEUE_BATCH_SIZE": "25",
         "QUEUE_SQLITE_SYNCHRONOUS": "full",
         "QUEUE_SQLITE_CHECKPOINT_INTERVAL": "0",
+        "QUEUE_SQLITE_WRITER_CACHE_MB": "8",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -46,6 +47,7 @@ def test_from_env_reads_queue_variables(monkeypatch: pytest.MonkeyPatch) -> None
     assert config.batch_size == 25
     assert config.sqlite_synchronous == "FULL"
     assert config.sqlite_checkpoint_interval == 0
+    assert config.sqlite_writer_cache_mb == 8
 
 
 def test_plain_construction_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

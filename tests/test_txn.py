@@ -32,6 +32,7 @@ async def test_claim_enqueue_and_acknowledge_take_one_trip_each(
         trips.append(getattr(fn, "__name__", repr(fn)))
         return await original(self, fn, *args)
 
+    await queue._db._writer_driver()  # made on first use, with a pragma of its own
     monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
     await queue.enqueue([make_task(str(n)) for n in range(5)])
     assert trips == ["run_in_driver"]
@@ -121,3 +122,12 @@ async def test_a_transaction_left_open_is_rolled_back_not_built_on(
     assert await queue.paused_queues() == {}
     assert (await queue.get_queue_stats())["pending"] == 2
     assert "left open" in caplog.text
+
+
+async def test_the_hot_path_writes_with_the_configured_page_cache(config: QueueConfig) -> None:
+    """A bulk enqueue's pages stay in memory rather than spilling into the WAL."""
+    async with WorkerQueue(config.model_copy(update={"sqlite_writer_cache_mb": 48})) as queue:
+        writer = await queue._db._writer_driver()
+        assert writer is not None
+        async with writer.execute("PRAGMA cache_size") as cursor:
+            assert await cursor.fetchone() == (-48 * 1024,)

@@ -64,6 +64,11 @@ class QueueConfig(BaseSettings):
     busy_timeout: float = Field(
         30.0, gt=0, validation_alias=_env("busy_timeout", "QUEUE_BUSY_TIMEOUT")
     )
+    # The page cache of the connection the hot path writes on: a bulk enqueue's pages stay in
+    # memory instead of spilling into the WAL and being read back.
+    sqlite_writer_cache_mb: int = Field(
+        64, ge=1, validation_alias=_env("sqlite_writer_cache_mb", "QUEUE_SQLITE_WRITER_CACHE_MB")
+    )
     # WAL checkpoints run in the background this long after a write (worker.checkpoint);
     # 0 leaves them to SQLite, inside the commit that takes the log past 1,000 pages.
     sqlite_checkpoint_interval: float = Field(
