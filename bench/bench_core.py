@@ -128,6 +128,8 @@ def raw_connect(path: str) -> sqlite3.Connection:
     # As the library's connections: their commits leave WAL checkpoints to a background
     # thread (worker.checkpoint), so the ceiling's commits do not pay for one either.
     conn.execute("PRAGMA wal_autocheckpoint = 0")
+    # And the page cache of the library's writer connection (QueueConfig default).
+    conn.execute(f"PRAGMA cache_size = -{QueueConfig().sqlite_writer_cache_mb * 1024}")
     return conn
 
 
