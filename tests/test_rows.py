@@ -25,7 +25,6 @@ from worker.payload import PayloadError, items_from_json, trusted
 from worker.rows import (
     ROW_COLUMNS,
     UNPACK_ORDER,
-    InsertRow,
     insert_values,
     items_json,
     task_from_values,
@@ -154,10 +153,33 @@ def test_insert_values_come_in_the_compiled_insert_order() -> None:
     # A bulk insert passes each row's values straight through when the order matches.
     statements = Statements(sa.create_engine("sqlite://").dialect)
     assert statements.insert.names == INSERT_COLUMNS
-    assert InsertRow._fields == INSERT_COLUMNS
-    row = insert_values(make_task(), "[]")
-    assert row.items == "[]"
-    assert row.state == "pending"
+    task = make_task(
+        "x",
+        name="n",
+        queue="q",
+        priority=7,
+        max_attempts=4,
+        visibility_timeout=9.5,
+        idempotency_key="k",
+        metadata={"m": 1},
+        timeout_s=3.5,
+        held=True,
+        depends_on=["01ARZ3NDEKTSV4RRFFQ69G5FAV"],
+        retry_policy=RetryPolicy(kind="fixed", delay_s=2.0),
+        resources=Resources(memory_bytes=5, cpu=0.5, gpu=True),
+    )
+    task.__dict__.update(id="ID", created_at=1.0, updated_at=2.0, schedule_at=3.0)
+    row = dict(zip(INSERT_COLUMNS, insert_values(task, "[items]"), strict=True))
+    assert type(insert_values(task, "[]")) is tuple  # sqlite3 binds exact tuples fastest
+    assert row == {
+        "id": "ID", "queue": "q", "state": "pending", "priority": 7, "schedule_at": 3.0,
+        "attempt_count": 0, "max_attempts": 4, "visibility_timeout": 9.5, "expired_count": 0,
+        "errors": "[]", "items": "[items]", "name": "n", "metadata": '{"m":1}',
+        "idempotency_key": "k", "created_at": 1.0, "updated_at": 2.0, "timeout_s": 3.5,
+        "retry_policy": RetryPolicy(kind="fixed", delay_s=2.0).model_dump_json(), "held": True,
+        "waiting_on": 0, "depends_on": '["01ARZ3NDEKTSV4RRFFQ69G5FAV"]', "memory_bytes": 5,
+        "cpu_share": 0.5, "needs_gpu": True,
+    }  # fmt: skip
 
 
 async def test_a_claimed_task_is_built_as_the_row_reads_back(

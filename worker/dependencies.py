@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.errors import InvalidTaskError
-from worker.rows import InsertRow
+from worker.rows import ROW_DEPENDS_ON, ROW_ID, InsertRow
 from worker.schema import task_dependencies, tasks
 from worker.sqlfn import state_in
 from worker.statements import Statements
@@ -75,16 +75,16 @@ def link(txn: Txn, rows: Sequence[InsertRow], now: float) -> None:
     Sets each row's ``waiting_on``; a row that depends on a task that already ended discarded
     or cancelled is cancelled at once. Unknown dependency ids refuse the whole batch.
     """
-    wanted = {dep for row in rows for dep in json.loads(row.depends_on or "[]")}
+    wanted = {dep for row in rows for dep in json.loads(row[ROW_DEPENDS_ON] or "[]")}
     if not wanted:
         return
-    batch = {row.id for row in rows}
+    batch = {row[ROW_ID] for row in rows}
     outside = sorted(wanted - batch)
     found = {str(i): str(s) for i, s in txn.rows(_states, ids=json.dumps(outside))}
     links: list[dict[str, Any]] = []
     waiting: list[dict[str, Any]] = []
     for index, row in enumerate(rows):
-        deps: list[str] = json.loads(row.depends_on or "[]")
+        deps: list[str] = json.loads(row[ROW_DEPENDS_ON] or "[]")
         if not deps:
             continue
         missing = [d for d in deps if d not in batch and d not in found]
@@ -92,11 +92,11 @@ def link(txn: Txn, rows: Sequence[InsertRow], now: float) -> None:
             raise InvalidTaskError(
                 f"tasks[{index}].depends_on: no task {', '.join(missing)} (unknown id)"
             )
-        links += [{"task_id": row.id, "depends_on": dep} for dep in deps]
+        links += [{"task_id": row[ROW_ID], "depends_on": dep} for dep in deps]
         failed = [d for d in deps if found.get(d) in {s.value for s in _ENDED_BADLY}]
         waiting.append(
             {
-                "b_id": row.id,
+                "b_id": row[ROW_ID],
                 "b_waiting": sum(
                     1 for d in deps if d in batch or found[d] != TaskState.COMPLETED.value
                 ),

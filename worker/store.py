@@ -21,7 +21,7 @@ from worker.db import Database
 from worker.errors import DuplicateTaskError
 from worker.models import Failure, Resources, Task
 from worker.payload import PayloadError
-from worker.rows import InsertRow, task_from_claim
+from worker.rows import ROW_DEPENDS_ON, ROW_ID, ROW_KEY, InsertRow, task_from_claim
 from worker.schema import tasks
 from worker.sqlfn import state_in, under_leases
 from worker.statements import Prepared, Statements
@@ -80,24 +80,24 @@ class TaskStore:
         and its id is the existing task's. Dependencies are recorded in the same transaction.
         """
         insert = self._sql.insert
-        reads_first = any(row.idempotency_key or row.depends_on for row in rows)
+        reads_first = any(row[ROW_KEY] or row[ROW_DEPENDS_ON] for row in rows)
 
         def body(txn: Txn) -> tuple[list[str], int]:
-            ids = [row.id for row in rows]
+            ids = [row[ROW_ID] for row in rows]
             existing = _live_keys(txn, rows)
             fresh: list[InsertRow] = []
             for index, row in enumerate(rows):
-                key = row.idempotency_key
+                key = row[ROW_KEY]
                 if key is not None and key in existing:
                     ids[index] = existing[key]
                     continue
                 if key is not None:
-                    existing[key] = row.id
+                    existing[key] = row[ROW_ID]
                 fresh.append(row)
             try:
                 txn.many(insert, fresh)
             except exc.IntegrityError as error:
-                fresh_ids = json.dumps([row.id for row in fresh])
+                fresh_ids = json.dumps([row[ROW_ID] for row in fresh])
                 taken = [str(row[0]) for row in txn.rows(_ids_taken, ids=fresh_ids)]
                 raise DuplicateTaskError(taken or [str(error.orig)]) from error
             if reads_first:
@@ -211,7 +211,7 @@ class TaskStore:
 
 def _live_keys(txn: Txn, rows: list[InsertRow]) -> dict[str, str]:
     """Live tasks' ids by idempotency key, for the keys these rows carry."""
-    keys = {row.idempotency_key for row in rows if row.idempotency_key is not None}
+    keys = {row[ROW_KEY] for row in rows if row[ROW_KEY] is not None}
     if not keys:
         return {}
     found = txn.rows(_keys_taken, keys=json.dumps(sorted(keys)))
