@@ -120,7 +120,9 @@ def check(path: str, key: str, expected: int) -> None:
         raise RuntimeError(f"expected {key} == {expected}, got {stats}")
 
 
-def raw_connect(path: str) -> sqlite3.Connection:
+def raw_connect(path: str, *, writer: bool = True) -> sqlite3.Connection:
+    """A connection set up as the library's: its hot-path writer's, or (``writer=False``) a
+    reader's, with SQLite's default page cache."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_S)
     for pragma in (f"busy_timeout = {int(BUSY_S * 1000)}", "journal_mode = WAL"):
         conn.execute(f"PRAGMA {pragma}")
@@ -128,8 +130,8 @@ def raw_connect(path: str) -> sqlite3.Connection:
     # As the library's connections: their commits leave WAL checkpoints to a background
     # thread (worker.checkpoint), so the ceiling's commits do not pay for one either.
     conn.execute("PRAGMA wal_autocheckpoint = 0")
-    # And the page cache of the library's writer connection (QueueConfig default).
-    conn.execute(f"PRAGMA cache_size = -{QueueConfig().sqlite_writer_cache_mb * 1024}")
+    if writer:  # the page cache of the library's writer connection (QueueConfig default)
+        conn.execute(f"PRAGMA cache_size = -{QueueConfig().sqlite_writer_cache_mb * 1024}")
     return conn
 
 
@@ -417,7 +419,7 @@ def stats_ms(mode: str, path: str, calls: int = 5) -> list[float]:
 
     if mode == "lib":
         return lib(path, job)
-    conn, times = raw_connect(path), []
+    conn, times = raw_connect(path, writer=False), []
     for _ in range(calls):
         start = time.perf_counter()
         conn.execute("BEGIN")
