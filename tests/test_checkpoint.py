@@ -7,6 +7,7 @@ whether one ran.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from pathlib import Path
 
@@ -88,3 +89,70 @@ async def test_the_log_starts_over_while_writes_go_on(
             written += len(batch)
             largest = max(largest, size(wal))
     assert largest < 5_000_000, f"the log grew to {largest:,} bytes"
+
+
+OTHER_WRITER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+conn.execute("PRAGMA wal_autocheckpoint = 0")  # as a queue process's connections
+conn.execute("CREATE TABLE IF NOT EXISTS other (blob BLOB)")
+print("writing", flush=True)
+while True:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO other VALUES (zeroblob(4000))")
+    conn.execute("COMMIT")
+    time.sleep(0.0005)  # a queue process does some work between its transactions
+"""
+
+
+async def test_the_log_starts_over_while_another_process_writes_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's writes race the copies; the log still starts over."""
+    monkeypatch.setattr(checkpoint, "RESTART_FRAMES", 100)  # RESTART past ~1.6 MB
+    db = tmp_path / "queue.db"
+    wal = Path(f"{db}-wal")
+    async with WorkerQueue(config(db, 0.001)) as queue:
+        other = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", OTHER_WRITER, str(db), stdout=asyncio.subprocess.PIPE
+        )
+        try:
+            assert other.stdout is not None
+            assert await other.stdout.readline() == b"writing\n"
+            batch, largest, deadline = tasks(20), 0, time.monotonic() + 3
+            while time.monotonic() < deadline:
+                await queue.enqueue([Task(items=t.items) for t in batch])
+                largest = max(largest, size(wal))
+        finally:
+            other.kill()
+            await other.wait()
+    assert largest < 20_000_000, f"the log grew to {largest:,} bytes"
+
+
+async def test_how_a_round_ends_depends_on_the_length_of_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Short: one passive copy. Past restart_frames: a second one under the writer turn.
+    Past four times that: a RESTART under the turn."""
+    turn = asyncio.Lock()
+    checkpointer = checkpoint.Checkpointer(
+        tmp_path / "queue.db", interval_s=1, writer_turn=lambda: turn, restart_frames=100
+    )
+    seen: list[tuple[str, bool]] = []
+    length = [0]
+
+    def copy(mode: str) -> int:
+        seen.append((mode, turn.locked()))
+        return length[0]
+
+    monkeypatch.setattr(checkpointer, "_checkpoint", copy)
+    for frames, expected in (
+        (99, [("PASSIVE", False)]),
+        (100, [("PASSIVE", False), ("PASSIVE", True)]),
+        (399, [("PASSIVE", False), ("PASSIVE", True)]),
+        (400, [("PASSIVE", False), ("RESTART", True)]),
+    ):
+        seen.clear()
+        length[0] = frames
+        await checkpointer.round()
+        assert seen == expected, frames

@@ -8,11 +8,13 @@ thread, ``interval_s`` after the process last wrote.
 
 A ``PASSIVE`` checkpoint never waits for anyone, but SQLite starts the log over from the top
 only when a write transaction begins after every frame was copied; racing steady writes, that
-may never happen, and the log would grow without bound. So, as Litestream does, once the log
-is ``restart_frames`` long the round ends with a ``RESTART`` checkpoint, holding the process's
-writer turn: it waits (at most ``RESTART_WAIT_S``) for other processes' writers and for
-readers of old frames, copies the few frames the passive copy left, and the next write starts
-the log over.
+may never happen, and the log would grow without bound. So once the log is
+``restart_frames`` long, a second passive copy runs holding the process's writer turn: no
+writer of this process can race it, it copies the few frames the first one left, and the
+next write starts the log over. Writers of other processes can still race it; at four times
+that length the copy is a ``RESTART`` (as Litestream does), which also waits, at most
+``RESTART_WAIT_S`` and holding the write lock, for their writers and for readers of old
+frames.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-#: A log this long (frames, about 4 KiB each) is restarted: ~40 MiB (Litestream's figure).
+#: A log this long (frames, about 4 KiB each) is restarted: ~40 MiB (Litestream's figure);
+#: at four times that, other processes' writers are made to wait for it.
 RESTART_FRAMES = 10_000
 #: How long a RESTART waits for writers and readers (it holds the write lock while it waits).
 RESTART_WAIT_S = 1.0
@@ -93,10 +96,7 @@ class Checkpointer:
             await asyncio.sleep(self._interval)
             self._dirty.clear()  # before the round: a write during it asks for another
             try:
-                frames = await asyncio.to_thread(self._checkpoint, "PASSIVE")
-                if frames >= self._restart_frames:
-                    async with self._writer_turn():
-                        await asyncio.to_thread(self._checkpoint, "RESTART")
+                await self.round()
             except (sqlite3.Error, OSError):
                 # The next write asks again; a checkpoint that keeps failing lets the log grow,
                 # which is what this says.
@@ -104,6 +104,14 @@ class Checkpointer:
                     "WAL checkpoint of %s failed; the log grows until one succeeds", self._path
                 )
                 self._dirty.set()
+
+    async def round(self) -> None:
+        """One round: a passive copy, then what the log's length calls for (see above)."""
+        frames = await asyncio.to_thread(self._checkpoint, "PASSIVE")
+        if frames >= self._restart_frames:
+            mode = "RESTART" if frames >= 4 * self._restart_frames else "PASSIVE"
+            async with self._writer_turn():
+                await asyncio.to_thread(self._checkpoint, mode)
 
     def _close(self) -> None:
         with self._using:
