@@ -57,7 +57,6 @@ class Checkpointer:
         self._using = threading.Lock()
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.rounds = 0  # completed checkpoints, for tests and logs
 
     def start(self) -> None:
         if self._task is None:
@@ -131,7 +130,6 @@ class Checkpointer:
                 )
             row = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         busy, frames, copied = row
-        self.rounds += 1
         if busy and mode != "PASSIVE":
             log.warning(
                 "%s checkpoint of %s gave up after %s s (a long reader or writer): "

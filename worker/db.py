@@ -111,15 +111,13 @@ class Database:
             raise StorageError(self.url, "creating the engine", error) from error
         interval = self._config.sqlite_checkpoint_interval
         if engine.dialect.name == "sqlite":
-            background = path is not None and interval > 0
-            _install_sqlite_hooks(engine, self._config, path=path, checkpoints=not background)
-            if path is not None and background:
+            if path is not None and interval > 0:
                 self._checkpointer = Checkpointer(
-                    path,
-                    interval_s=interval,
-                    writer_turn=lambda: self._writer_turn,
+                    path, interval_s=interval, writer_turn=lambda: self._writer_turn
                 )
                 self._checkpointer.start()
+            checkpoints = self._checkpointer is None  # commits checkpoint as SQLite's default
+            _install_sqlite_hooks(engine, self._config, path=path, checkpoints=checkpoints)
         self._engine = engine
         self._locking = engine.execution_options(**{_LOCK_FIRST: True})
         # Compiled now rather than inside the first enqueue or claim (tens of ms).

@@ -80,20 +80,13 @@ class TaskStore:
         and its id is the existing task's. Dependencies are recorded in the same transaction.
         """
         insert = self._sql.insert
-        reads_first = any(row[ROW_KEY] or row[ROW_DEPENDS_ON] for row in rows)
+        keyed = any(row[ROW_KEY] is not None for row in rows)
+        reads_first = keyed or any(row[ROW_DEPENDS_ON] for row in rows)
 
         def body(txn: Txn) -> tuple[list[str], int]:
             ids = [row[ROW_ID] for row in rows]
-            existing = _live_keys(txn, rows)
-            fresh: list[InsertRow] = []
-            for index, row in enumerate(rows):
-                key = row[ROW_KEY]
-                if key is not None and key in existing:
-                    ids[index] = existing[key]
-                    continue
-                if key is not None:
-                    existing[key] = row[ROW_ID]
-                fresh.append(row)
+            # Without idempotency keys (the common bulk enqueue) every row is new.
+            fresh = _fresh(rows, ids, _live_keys(txn, rows)) if keyed else rows
             try:
                 txn.many(insert, fresh)
             except exc.IntegrityError as error:
@@ -207,6 +200,21 @@ class TaskStore:
         statement = self._sql.any_due_by_queue if "queues" in values else self._sql.any_due
         async with self._db.read("dequeue") as conn:
             return bool(await self._run(conn, statement, **values))
+
+
+def _fresh(rows: list[InsertRow], ids: list[str], existing: dict[str, str]) -> list[InsertRow]:
+    """The rows to insert: not those whose idempotency key a live task (``existing``) or an
+    earlier row holds; their ``ids`` entries become the holder's id."""
+    fresh: list[InsertRow] = []
+    for index, row in enumerate(rows):
+        key = row[ROW_KEY]
+        if key is not None and key in existing:
+            ids[index] = existing[key]
+            continue
+        if key is not None:
+            existing[key] = row[ROW_ID]
+        fresh.append(row)
+    return fresh
 
 
 def _live_keys(txn: Txn, rows: list[InsertRow]) -> dict[str, str]:
