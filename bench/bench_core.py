@@ -5,6 +5,12 @@
 Every measurement uses a fresh database file in one temporary directory, removed at exit.
 Throughput figures are the median of ``--runs`` runs (all runs are printed). The "ceiling" is
 the stdlib ``sqlite3`` module issuing the library's own SQL on a library-created schema.
+
+Each clock starts after ``gc.collect()`` (:func:`settle`), with the inputs built and nothing
+else the benchmark made still alive: the garbage of building 50,000 tasks would otherwise be
+collected inside the timed window in some runs and not others (a full collection of the
+heap took 60-110 ms here, a tenth of a drain). The collections the measured code causes
+itself still count.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import atexit
 import datetime
 import functools
+import gc
 import json
 import multiprocessing
 import os
@@ -247,6 +254,11 @@ def replay(
 # -- 1. bulk enqueue -------------------------------------------------------------------------
 
 
+def settle() -> None:
+    """Collect the garbage made before a clock starts (see the module docstring)."""
+    gc.collect()
+
+
 def enqueue_rate(mode: str, n: int, chunk: int) -> float:
     """Tasks are built before the clock starts; the ceiling's rows (new ids) likewise."""
     path = fresh_db(f"{mode}-enqueue")
@@ -254,6 +266,7 @@ def enqueue_rate(mode: str, n: int, chunk: int) -> float:
         tasks = make_tasks(n)
 
         async def job(queue: WorkerQueue) -> float:
+            settle()
             start = time.perf_counter()
             for offset in range(0, n, chunk):
                 await queue.enqueue(tasks[offset : offset + chunk])
@@ -266,6 +279,7 @@ def enqueue_rate(mode: str, n: int, chunk: int) -> float:
         ids = [f"0{secrets.token_hex(7).upper()}{i:011d}" for i in range(n)]  # 26 chars, ascending
         rows = [swap(probe_rows[0], {CEILING[0].first_id: i, SENTINEL: now}) for i in ids]
         conn = raw_connect(path)
+        settle()
         start = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(sql, rows)
@@ -298,6 +312,7 @@ def drain_span(path: str, worker_id: str, barrier: Barrier | None, raw: Ceiling 
     """
     if raw is not None:
         conn = raw_connect(path)
+        settle()
         if barrier is not None:
             barrier.wait()
         start = time.time()
@@ -306,6 +321,7 @@ def drain_span(path: str, worker_id: str, barrier: Barrier | None, raw: Ceiling 
         return start, time.time()
 
     async def job(queue: WorkerQueue) -> Span:
+        settle()
         if barrier is not None:
             await asyncio.to_thread(barrier.wait)
         start = time.time()
@@ -328,8 +344,8 @@ def _drain_child(
 
 def drain_rate(mode: str, n: int, procs: int) -> float:
     """Wall time from the first drainer starting (after a start barrier) to the last ending."""
-    path, tasks = fresh_db(f"{mode}-drain{procs}"), make_tasks(n)
-    lib(path, lambda queue: queue.enqueue(tasks))
+    path = fresh_db(f"{mode}-drain{procs}")
+    lib(path, lambda queue: queue.enqueue(make_tasks(n)))  # a drainer holds no other tasks
     raw = CEILING[0] if mode == "raw" else None
     if procs == 1:
         spans = [drain_span(path, "bench-0", None, raw)]
@@ -371,6 +387,7 @@ def latency_ms(n: int, interval_s: float = 0.002) -> tuple[float, float]:
             waits.extend(claimed_at - task.created_at for task in batch)
 
     async def job(queue: WorkerQueue) -> None:
+        settle()
         await asyncio.gather(produce(queue), consume(queue))
 
     lib(fresh_db("latency"), job, "bench-0")
