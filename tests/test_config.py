@@ -32,6 +32,7 @@ def test_from_env_reads_queue_variables(monkeypatch: pytest.MonkeyPatch) -> None
         "QUEUE_SQLITE_SYNCHRONOUS": "full",
         "QUEUE_SQLITE_CHECKPOINT_INTERVAL": "0",
         "QUEUE_SQLITE_WRITER_CACHE_MB": "8",
+        "QUEUE_SQLITE_INLINE_ROWS": "0",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -48,6 +49,7 @@ def test_from_env_reads_queue_variables(monkeypatch: pytest.MonkeyPatch) -> None
     assert config.sqlite_synchronous == "FULL"
     assert config.sqlite_checkpoint_interval == 0
     assert config.sqlite_writer_cache_mb == 8
+    assert config.sqlite_inline_rows == 0
 
 
 def test_plain_construction_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,5 +64,7 @@ def test_bad_values_name_the_variable() -> None:
         QueueConfig.from_env({"QUEUE_VISIBILITY_TIMEOUT": "-1"})
     with pytest.raises(ValidationError, match="QUEUE_SQLITE_CHECKPOINT_INTERVAL"):
         QueueConfig.from_env({"QUEUE_SQLITE_CHECKPOINT_INTERVAL": "-0.5"})
+    with pytest.raises(ValidationError, match="QUEUE_SQLITE_INLINE_ROWS"):
+        QueueConfig.from_env({"QUEUE_SQLITE_INLINE_ROWS": "-1"})
     with pytest.raises(ValidationError, match="unknown_setting"):
         QueueConfig(unknown_setting=1)  # type: ignore[call-arg]

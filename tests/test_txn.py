@@ -3,7 +3,10 @@ SQLAlchemy on drivers without that thread."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -22,27 +25,115 @@ from worker import db as db_module
 from worker.db import Database
 
 
-async def test_claim_enqueue_and_acknowledge_take_one_trip_each(
-    queue: WorkerQueue, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _count_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The transactions (worker.txn's runners) sent to aiosqlite's thread from now on."""
     trips: list[str] = []
     original: Callable[..., Any] = aiosqlite.Connection._execute
 
-    async def counted(self: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) -> Any:
-        trips.append(getattr(fn, "__name__", repr(fn)))
-        return await original(self, fn, *args)
+    async def counted(
+        self: aiosqlite.Connection, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        if getattr(fn, "__module__", None) == "worker.txn":
+            trips.append(fn.__name__)
+        return await original(self, fn, *args, **kwargs)
 
-    await queue._db._writer_driver()  # made on first use, with a pragma of its own
     monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return trips
+
+
+async def test_small_transactions_run_on_the_loop_and_big_ones_take_one_trip(
+    queue: WorkerQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await queue._db._writer_driver()  # made on first use, with pragmas of its own
+    trips = _count_trips(monkeypatch)
     await queue.enqueue([make_task(str(n)) for n in range(5)])
-    assert trips == ["run_in_driver"]
-    trips.clear()
     batch = await queue.dequeue(size=5)
     assert len(batch) == 5
-    assert trips == ["run_in_driver"]
-    trips.clear()
     assert await queue.complete_many([Completion(t.id, t.lease_id) for t in batch]) == []
-    assert trips == ["run_in_driver"]
+    assert trips == [], "no trip to the driver's thread"
+    big = queue.config.sqlite_inline_rows + 1
+    await queue.enqueue([make_task(str(n)) for n in range(big)])
+    assert trips == ["run_waiting"]
+    trips.clear()
+    assert len(await queue.dequeue(size=big)) == big
+    assert trips == ["run_waiting"]
+
+
+@pytest.mark.parametrize("setting", [{"sqlite_inline_rows": 0}, {"sqlite_synchronous": "FULL"}])
+async def test_every_transaction_takes_one_trip_when_none_may_run_inline(
+    config: QueueConfig, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, setting: Any
+) -> None:
+    """Inline transactions are off (0), or would sync the disk on the loop's thread (FULL)."""
+    async with WorkerQueue(config.model_copy(update=setting), clock=clock) as queue:
+        await queue._db._writer_driver()
+        trips = _count_trips(monkeypatch)
+        await queue.enqueue([make_task(str(n)) for n in range(5)])
+        assert trips == ["run_in_driver"]
+        trips.clear()
+        batch = await queue.dequeue(size=5)
+        assert len(batch) == 5
+        assert trips == ["run_in_driver"]
+        trips.clear()
+        assert await queue.complete_many([Completion(t.id, t.lease_id) for t in batch]) == []
+        assert trips == ["run_in_driver"]
+
+
+async def test_a_held_write_lock_is_waited_for_in_the_driver_thread_not_on_the_loop(
+    queue: WorkerQueue, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another connection (another process, as far as SQLite knows) holds the write lock:
+    the claim waits for it without blocking the event loop, and goes through once it is
+    released."""
+    await queue.enqueue([make_task("waits")])
+    await queue._db._writer_driver()
+    trips = _count_trips(monkeypatch)
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        claim = asyncio.create_task(queue.dequeue(size=10))
+        await asyncio.sleep(0.3)
+        assert not claim.done(), "the claim waits for the lock"
+        assert ticks >= 10, "and the loop runs meanwhile"
+        holder.execute("COMMIT")
+        (claimed,) = await asyncio.wait_for(claim, 10)
+    finally:
+        ticker.cancel()
+        holder.close()
+    assert claimed.state == TaskState.PROCESSING
+    assert trips == ["run_waiting"]
+    # The connection is back to not waiting: the next claim runs on the loop again.
+    trips.clear()
+    assert await queue.dequeue(size=10) == []
+    assert trips == []
+
+
+async def test_a_loop_of_inline_transactions_lets_other_tasks_run(queue: WorkerQueue) -> None:
+    await queue.enqueue([make_task(str(n)) for n in range(200)])
+    turns: list[int] = []
+    done = 0
+
+    async def drain() -> None:
+        nonlocal done
+        while batch := await queue.dequeue(size=10):
+            await queue.complete_many([Completion(t.id, t.lease_id) for t in batch])
+            done += len(batch)
+
+    async def watch() -> None:
+        while done < 200:
+            turns.append(done)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(drain(), watch())
+    assert len(set(turns)) >= 10, "the watcher ran between the drain's transactions"
 
 
 async def test_a_failing_body_writes_nothing(queue: WorkerQueue) -> None:

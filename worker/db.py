@@ -33,7 +33,7 @@ from worker.checkpoint import Checkpointer
 from worker.config import QueueConfig
 from worker.errors import QueueClosedError, QueueError, StorageError
 from worker.statements import Statements
-from worker.txn import ConnectionTxn, Txn, run_in_driver
+from worker.txn import ConnectionTxn, LockTaken, Txn, run_in_driver, run_now, run_waiting
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ class Database:
         self._driver: aiosqlite.Connection | None = None
         self._writer_turn = asyncio.Lock()
         self._checkpointer: Checkpointer | None = None
+        # transaction() bodies of at most this many rows run on the loop's thread (0: never).
+        self._inline_rows = 0
 
     @property
     def url(self) -> str:
@@ -118,6 +120,10 @@ class Database:
                 self._checkpointer.start()
             checkpoints = self._checkpointer is None  # commits checkpoint as SQLite's default
             _install_sqlite_hooks(engine, self._config, path=path, checkpoints=checkpoints)
+        # Inline transactions need a file (an in-memory database's one connection is shared
+        # with reads in the driver's thread) and commits that do not sync the disk.
+        inline = path is not None and self._config.sqlite_synchronous == "NORMAL"
+        self._inline_rows = self._config.sqlite_inline_rows if inline else 0
         self._engine = engine
         self._locking = engine.execution_options(**{_LOCK_FIRST: True})
         # Compiled now rather than inside the first enqueue or claim (tens of ms).
@@ -158,24 +164,32 @@ class Database:
         self._wrote()
 
     async def transaction(
-        self, action: str, body: Callable[[Txn], T], *, lock_first: bool = False
+        self, action: str, body: Callable[[Txn], T], *, lock_first: bool = False, rows: int = 1
     ) -> T:
         """Run ``body`` as one write transaction under ``BEGIN IMMEDIATE``; commits on success.
 
-        On aiosqlite the whole body runs in one trip to the driver's thread (see
-        :mod:`worker.txn`), on a connection kept for these transactions, which take turns
-        here rather than in SQLite's busy handler. ``lock_first`` as for :meth:`write`.
+        On aiosqlite the body runs on a connection kept for these transactions, which take
+        turns here rather than in SQLite's busy handler, and the whole of it runs in one
+        go (see :mod:`worker.txn`): on the event loop's thread when it touches at most
+        ``sqlite_inline_rows`` rows (``rows``, the caller's bound) and the write lock is
+        free, otherwise in one trip to the driver's thread, where it may wait for the lock.
+        ``lock_first`` as for :meth:`write`.
         """
         statements = self.statements
+        inline = False
         try:
             async with self._writer_turn:
                 driver = await self._writer_driver()
                 if driver is not None:
-                    # aiosqlite has no public "run this in your thread"; its own methods
-                    # are built on _execute (a test pins that this path is the one taken).
-                    in_thread = cast(Callable[..., Awaitable[T]], driver._execute)
                     sqlite = driver._conn
-                    result = await in_thread(run_in_driver, sqlite, statements, body, lock_first)
+                    inline = rows <= self._inline_rows
+                    if inline:
+                        try:
+                            result = run_now(sqlite, statements, body)
+                        except LockTaken:
+                            inline = False
+                    if not inline:
+                        result = await self._in_thread(driver, body, lock_first)
                 else:
                     engine = self.engine if not lock_first else self._locking
                     assert engine is not None  # set with self.engine
@@ -186,7 +200,23 @@ class Database:
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
         self._wrote()
+        if inline:
+            # The transaction never awaited: let the loop's other tasks run before the
+            # caller's next one (a tight dequeue loop would otherwise starve them).
+            await asyncio.sleep(0)
         return result
+
+    async def _in_thread(
+        self, driver: aiosqlite.Connection, body: Callable[[Txn], T], lock_first: bool
+    ) -> T:
+        # aiosqlite has no public "run this in your thread"; its own methods are built on
+        # _execute (a test pins that this path is the one taken).
+        in_thread = cast(Callable[..., Awaitable[T]], driver._execute)
+        sqlite, statements = driver._conn, self.statements
+        if self._inline_rows:  # the connection's busy timeout is 0, for run_now
+            busy_ms = int(self._config.busy_timeout * 1000)
+            return await in_thread(run_waiting, sqlite, statements, body, lock_first, busy_ms)
+        return await in_thread(run_in_driver, sqlite, statements, body, lock_first)
 
     def _wrote(self) -> None:
         if self._checkpointer is not None:
@@ -205,6 +235,8 @@ class Database:
                 # WAL and reads them back: +15-20 % on a 50,000-task enqueue with 64 MiB.
                 kib = self._config.sqlite_writer_cache_mb * 1024
                 await (await self._driver.execute(f"PRAGMA cache_size = -{kib}")).close()
+                if self._inline_rows:  # see run_now: the waiting happens in run_waiting
+                    await (await self._driver.execute("PRAGMA busy_timeout = 0")).close()
         return self._driver
 
     @asynccontextmanager

@@ -97,7 +97,7 @@ class TaskStore:
                 dependencies.link(txn, fresh, now)
             return ids, len(fresh)
 
-        return await self._db.transaction("enqueue", body, lock_first=reads_first)
+        return await self._db.transaction("enqueue", body, lock_first=reads_first, rows=len(rows))
 
     # -- claim ---------------------------------------------------------------------------
 
@@ -130,7 +130,9 @@ class TaskStore:
             values["queues"] = json.dumps(list(queues))
         if self._maybe_empty and not await self._any_due(values):
             return []
-        rows = await self._db.transaction("dequeue", lambda txn: txn.rows(statement, **values))
+        rows = await self._db.transaction(
+            "dequeue", lambda txn: txn.rows(statement, **values), rows=size
+        )
         # Rows become tasks after the commit: the write lock is held for the SQL only.
         self._maybe_empty = len(rows) < size
         claimed: list[Task] = []

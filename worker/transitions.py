@@ -131,7 +131,7 @@ class TransitionStore:
                 dependencies.settle_rows(txn, target(operation), rows, now)
             return refused
 
-        return await self._db.transaction(operation, body)
+        return await self._db.transaction(operation, body, rows=len(acks))
 
     async def _settle(
         self, conn: AsyncConnection, operation: str, rows: Sequence[Any], now: float

@@ -106,14 +106,57 @@ def run_in_driver(
     The connection's ``isolation_level="IMMEDIATE"`` opens the transaction with the first
     statement that writes; ``lock_first`` opens it before a body that reads first.
     """
-    txn = DriverTxn(conn, statements)
+    txn = _fresh_txn(conn, statements)
+    if lock_first:
+        txn.begin()
+    return _finish(conn, txn, body)
+
+
+def run_waiting(
+    conn: sqlite3.Connection,
+    statements: Statements,
+    body: Callable[[Txn], T],
+    lock_first: bool,
+    busy_ms: int,
+) -> T:
+    """:func:`run_in_driver` on a connection whose busy timeout is 0 (see :func:`run_now`):
+    this transaction waits up to ``busy_ms`` for the write lock."""
+    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    try:
+        return run_in_driver(conn, statements, body, lock_first)
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
+
+
+class LockTaken(Exception):
+    """The write lock is held elsewhere; :func:`run_now` did nothing."""
+
+
+def run_now(conn: sqlite3.Connection, statements: Statements, body: Callable[[Txn], T]) -> T:
+    """Run ``body`` as one transaction on ``conn`` in the calling thread, if the write lock
+    is free: ``conn``'s busy timeout must be 0, so a lock held elsewhere raises
+    :class:`LockTaken` at once, before anything was done, rather than waiting here."""
+    txn = _fresh_txn(conn, statements)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as error:
+        if error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+            raise LockTaken from error
+        raise _wrap("BEGIN IMMEDIATE", (), error) from error
+    return _finish(conn, txn, body)
+
+
+def _fresh_txn(conn: sqlite3.Connection, statements: Statements) -> DriverTxn:
     if conn.in_transaction:
         # Only an earlier rollback that failed leaves one open; never build on its writes.
         log.error("a transaction was left open on the connection; rolling it back")
         conn.rollback()
+    return DriverTxn(conn, statements)
+
+
+def _finish(conn: sqlite3.Connection, txn: DriverTxn, body: Callable[[Txn], T]) -> T:
+    """Run ``body`` in the open (or first-statement-opened) transaction and commit it."""
     try:
-        if lock_first:
-            txn.begin()
         result = body(txn)
         txn.commit()
     except BaseException:
