@@ -71,8 +71,9 @@ class QueueConfig(BaseSettings):
     )
     # Hot-path transactions of at most this many rows run on the event loop's own thread
     # when the write lock is free (no hop to the driver's thread, ~0.2 ms each); bigger ones,
-    # any that would wait for the lock, and all of them under synchronous=FULL (a commit
-    # then syncs the disk) run in the driver's thread. 0: always the driver's thread.
+    # any that would wait for the lock, and all of them when a commit may sync the disk
+    # (synchronous=FULL, or checkpoints left to SQLite's commits) run in the driver's
+    # thread. 0: always the driver's thread.
     sqlite_inline_rows: int = Field(
         256, ge=0, validation_alias=_env("sqlite_inline_rows", "QUEUE_SQLITE_INLINE_ROWS")
     )

@@ -121,8 +121,9 @@ class Database:
             checkpoints = self._checkpointer is None  # commits checkpoint as SQLite's default
             _install_sqlite_hooks(engine, self._config, path=path, checkpoints=checkpoints)
         # Inline transactions need a file (an in-memory database's one connection is shared
-        # with reads in the driver's thread) and commits that do not sync the disk.
-        inline = path is not None and self._config.sqlite_synchronous == "NORMAL"
+        # with reads in the driver's thread) and commits that neither sync the disk nor run
+        # a checkpoint (which syncs it): synchronous=NORMAL and background checkpoints.
+        inline = self._checkpointer is not None and self._config.sqlite_synchronous == "NORMAL"
         self._inline_rows = self._config.sqlite_inline_rows if inline else 0
         self._engine = engine
         self._locking = engine.execution_options(**{_LOCK_FIRST: True})
