@@ -124,6 +124,44 @@ async def test_a_held_write_lock_is_waited_for_in_the_driver_thread_not_on_the_l
     assert trips == []
 
 
+async def test_a_cancelled_wait_keeps_the_connection_until_its_transaction_ends(
+    queue: WorkerQueue, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A claim waiting for the lock in the driver's thread is cancelled: its transaction
+    still runs there once the lock is free. An enqueue meanwhile must not run inline on the
+    same connection (it would block the loop on SQLite's mutex, or roll the other back): it
+    queues behind it in the thread, and the loop keeps running."""
+    await queue.enqueue([make_task("first")])
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        claim = asyncio.create_task(queue.dequeue(size=10))
+        await asyncio.sleep(0.1)
+        claim.cancel()
+        enqueue = asyncio.create_task(queue.enqueue([make_task("second")]))
+        before = ticks
+        await asyncio.sleep(0.3)
+        assert ticks >= before + 10, "the loop runs while both wait"
+        assert not enqueue.done()
+        holder.execute("COMMIT")
+        assert await asyncio.wait_for(enqueue, 10) == 1
+    finally:
+        ticker.cancel()
+        holder.close()
+    stats = await queue.get_queue_stats()
+    assert (stats["processing"], stats["pending"]) == (1, 1), "the orphaned claim committed"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
 async def test_a_loop_of_inline_transactions_lets_other_tasks_run(queue: WorkerQueue) -> None:
     await queue.enqueue([make_task(str(n)) for n in range(200)])
     turns: list[int] = []

@@ -9,7 +9,8 @@ saving a round trip to the driver's thread on the hot path); one that reads firs
 statements outside any transaction and never block writers (WAL).
 
 Two ways to write: :meth:`Database.transaction` runs a synchronous body (the hot path, see
-:mod:`worker.txn`) in one trip to the driver's thread, on a connection kept for it;
+:mod:`worker.txn`) whole, on a connection kept for it: on the event loop's thread when it is
+small and the write lock is free, otherwise in one trip to the driver's thread;
 :meth:`Database.write` opens a transaction on SQLAlchemy's async API for everything else.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -68,8 +70,10 @@ class Database:
         self._driver: aiosqlite.Connection | None = None
         self._writer_turn = asyncio.Lock()
         self._checkpointer: Checkpointer | None = None
-        # transaction() bodies of at most this many rows run on the loop's thread (0: never).
+        # transaction() bodies of at most this many rows run on the loop's thread (0: never),
+        # unless the driver's thread holds this (it is running one on the same connection).
         self._inline_rows = 0
+        self._in_use = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -183,12 +187,16 @@ class Database:
                 driver = await self._writer_driver()
                 if driver is not None:
                     sqlite = driver._conn
-                    inline = rows <= self._inline_rows
+                    # Not while a trip to the driver's thread still uses the connection (one
+                    # whose caller was cancelled runs on): only the thread is behind it.
+                    inline = rows <= self._inline_rows and self._in_use.acquire(blocking=False)
                     if inline:
                         try:
                             result = run_now(sqlite, statements, body)
                         except LockTaken:
                             inline = False
+                        finally:
+                            self._in_use.release()
                     if not inline:
                         result = await self._in_thread(driver, body, lock_first)
                 else:
@@ -216,7 +224,15 @@ class Database:
         sqlite, statements = driver._conn, self.statements
         if self._inline_rows:  # the connection's busy timeout is 0, for run_now
             busy_ms = int(self._config.busy_timeout * 1000)
-            return await in_thread(run_waiting, sqlite, statements, body, lock_first, busy_ms)
+            return await in_thread(
+                run_waiting,
+                sqlite,
+                statements,
+                body,
+                lock_first,
+                busy_ms=busy_ms,
+                in_use=self._in_use,
+            )
         return await in_thread(run_in_driver, sqlite, statements, body, lock_first)
 
     def _wrote(self) -> None:

@@ -1,10 +1,12 @@
-"""A write transaction as one synchronous function: one trip to the driver's thread.
+"""A write transaction as one synchronous function, run in one go.
 
 aiosqlite runs every call (cursor, execute, fetch, close, commit) on its own thread, and
-each trip costs far more than SQLite spends on a claim of a hundred tasks. The hot path
-therefore writes its transactions as plain functions of a :class:`Txn` (``body(txn)``) that
-:meth:`worker.db.Database.transaction` runs whole: on aiosqlite inside the driver's thread
-(:class:`DriverTxn`, one trip), on any other driver through SQLAlchemy's ``run_sync``
+each trip costs about as much as SQLite spends on an acknowledgement of a hundred tasks. The
+hot path therefore writes its transactions as plain functions of a :class:`Txn`
+(``body(txn)``) that :meth:`worker.db.Database.transaction` runs whole: on aiosqlite's
+connection either right away on the calling thread (:func:`run_now`, when the write lock is
+free) or inside the driver's thread (:func:`run_in_driver`, :func:`run_waiting`: one trip),
+both through :class:`DriverTxn`; on any other driver through SQLAlchemy's ``run_sync``
 (:class:`ConnectionTxn`, the same body). Statements are compiled once per dialect
 (:class:`worker.statements.Prepared`); driver errors surface as SQLAlchemy's
 ``DBAPIError`` subclasses either way.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -117,15 +120,20 @@ def run_waiting(
     statements: Statements,
     body: Callable[[Txn], T],
     lock_first: bool,
+    *,
     busy_ms: int,
+    in_use: threading.Lock,
 ) -> T:
     """:func:`run_in_driver` on a connection whose busy timeout is 0 (see :func:`run_now`):
-    this transaction waits up to ``busy_ms`` for the write lock."""
-    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-    try:
-        return run_in_driver(conn, statements, body, lock_first)
-    finally:
-        conn.execute("PRAGMA busy_timeout = 0")
+    this transaction waits up to ``busy_ms`` for the write lock. It holds ``in_use`` while it
+    runs, even after its caller was cancelled, so that nothing runs the connection inline
+    meanwhile."""
+    with in_use:
+        conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        try:
+            return run_in_driver(conn, statements, body, lock_first)
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
 
 
 class LockTaken(Exception):
