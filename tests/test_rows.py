@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from worker import (
     WorkerQueue,
     payload,
     register_request_kind,
+    store,
 )
 from worker.kinds import remove_request_kind
 from worker.models import Resources, RetryPolicy, UnloadedRequest
@@ -27,9 +29,10 @@ from worker.rows import (
     UNPACK_ORDER,
     insert_values,
     items_json,
+    task_from_claim,
     task_from_values,
 )
-from worker.statements import INSERT_COLUMNS, Statements
+from worker.statements import CLAIM_COLUMNS, CLAIM_DEFAULTS, INSERT_COLUMNS, Statements
 
 
 def test_trusted_matches_model_construct() -> None:
@@ -222,6 +225,77 @@ async def test_a_claimed_task_is_built_as_the_row_reads_back(
     assert again.attempt_count == 2
     assert [e.error for e in again.errors] == ["boom"]
     assert again.checkpoint == {"at": 2}
+
+
+#: What the claim sets (from its parameters); with CLAIM_COLUMNS and CLAIM_DEFAULTS, the row.
+_CLAIM_SETS = {
+    "state": "processing", "lease_id": "L:ID", "lease_expires_at": 130.0, "worker_id": "w",
+    "updated_at": 100.0, "started_at": 100.0, "finished_at": None, "retry_delay": None,
+    "cancel_requested_at": None, "held": False, "waiting_on": 0, "dependents": 0,
+}  # fmt: skip
+
+
+def test_a_plain_claim_row_holds_what_the_whole_row_would() -> None:
+    """task_from_claim's stand-ins for the columns a claim leaves out are CLAIM_DEFAULTS."""
+    returned = {
+        "id": "ID", "queue": "q", "priority": 3, "schedule_at": 5.0, "attempt_count": 1,
+        "max_attempts": None, "visibility_timeout": 30.0, "name": "n", "metadata": '{"m":1}',
+        "idempotency_key": "k", "created_at": 1.0, "items": items_json(make_task().items),
+    }  # fmt: skip
+    assert set(returned) == set(CLAIM_COLUMNS)
+    whole = returned | CLAIM_DEFAULTS | _CLAIM_SETS
+    assert set(whole) == set(ROW_COLUMNS)
+    assert len(returned) + len(CLAIM_DEFAULTS) + len(_CLAIM_SETS) == len(ROW_COLUMNS)
+    claim_row = (*(returned[name] for name in CLAIM_COLUMNS), 1)
+    built = task_from_claim(claim_row, now=100.0, lease_prefix="L:", worker_id="w", default_vt=99.0)
+    assert built == task_from_values(tuple(whole[name] for name in ROW_COLUMNS))
+
+
+#: For each column a claim leaves out, a stored value other than its default.
+_UNUSUAL = {
+    "expired_count": 2,
+    "last_error": "boom",
+    "errors": '[{"attempt":1,"error":"boom","at":1.0,"expired":false}]',
+    "outcomes": '[{"result":7,"error":null}]',
+    "progress": '{"current":1.0,"total":2.0,"message":"half","at":1.0}',
+    "checkpoint": '{"at":2}',
+    "timeout_s": 5.0,
+    "retry_policy": RetryPolicy(kind="fixed", delay_s=1.0).model_dump_json(),
+    "depends_on": '["01ARZ3NDEKTSV4RRFFQ69G5FAV"]',
+    "memory_bytes": 1024,
+    "cpu_share": 0.5,
+    "needs_gpu": 1,
+}
+
+
+async def test_a_claim_reads_back_whole_any_task_not_plain(
+    queue: WorkerQueue, db_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each column a claim leaves out, alone off its default, sends its task down the
+    whole-row path, and only those: the claimed task is still exactly what the row reads
+    back either way."""
+    assert set(_UNUSUAL) == set(CLAIM_DEFAULTS)
+    read_back: list[str] = []
+
+    def whole_row(row: Any) -> Task:
+        read_back.append(row[0])
+        return task_from_values(row)
+
+    monkeypatch.setattr(store, "task_from_values", whole_row)
+    tasks = [make_task(column) for column in _UNUSUAL] + [make_task("plain")]
+    await queue.enqueue(tasks)
+    with sqlite3.connect(db_path) as raw:
+        for task, (column, value) in zip(tasks, _UNUSUAL.items(), strict=False):
+            raw.execute(f"UPDATE tasks SET {column} = ? WHERE id = ?", (value, task.id))
+    claimed = await queue.dequeue(size=len(tasks) + 1)
+    assert len(claimed) == len(tasks)
+    assert sorted(read_back) == sorted(task.id for task in tasks[:-1]), "plain: the fast path"
+    for task in claimed:
+        assert task == await queue.get_task(task.id)
+    by_id = {task.id: task for task in claimed}
+    assert by_id[tasks[0].id].expired_count == 2
+    assert by_id[tasks[-2].id].resources.gpu is True
+    assert by_id[tasks[-1].id].errors == []
 
 
 def test_items_json_serialises_requests_as_model_dump_json_does() -> None:

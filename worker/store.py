@@ -21,7 +21,15 @@ from worker.db import Database
 from worker.errors import DuplicateTaskError
 from worker.models import Failure, Resources, Task
 from worker.payload import PayloadError
-from worker.rows import ROW_DEPENDS_ON, ROW_ID, ROW_KEY, InsertRow, task_from_claim
+from worker.rows import (
+    RAW_COLUMNS,
+    ROW_DEPENDS_ON,
+    ROW_ID,
+    ROW_KEY,
+    InsertRow,
+    task_from_claim,
+    task_from_values,
+)
 from worker.schema import tasks
 from worker.sqlfn import state_in, under_leases
 from worker.statements import Prepared, Statements
@@ -130,9 +138,16 @@ class TaskStore:
             values["queues"] = json.dumps(list(queues))
         if self._maybe_empty and not await self._any_due(values):
             return []
-        rows = await self._db.transaction(
-            "dequeue", lambda txn: txn.rows(statement, **values), rows=size
-        )
+
+        def body(txn: Txn) -> tuple[list[tuple[Any, ...]], dict[str, tuple[Any, ...]]]:
+            rows = txn.rows(statement, **values)
+            # Tasks that are not plain (see CLAIM_DEFAULTS) are read back whole.
+            if unusual := [row[0] for row in rows if not row[-1]]:
+                found = txn.rows(_claimed_rows, ids=json.dumps(unusual))
+                return rows, {row[0]: row for row in found}
+            return rows, {}
+
+        rows, whole = await self._db.transaction("dequeue", body, rows=size)
         # Rows become tasks after the commit: the write lock is held for the SQL only.
         self._maybe_empty = len(rows) < size
         claimed: list[Task] = []
@@ -144,6 +159,8 @@ class TaskStore:
                     task_from_claim(
                         row, now=now, lease_prefix=prefix, worker_id=worker_id, default_vt=vt
                     )
+                    if row[-1]
+                    else task_from_values(whole[row[0]])
                 )
             except PayloadError as error:
                 message = f"system: cannot load task: {error}"
@@ -232,6 +249,13 @@ def _keys_taken() -> sa.Select[Any]:
     return sa.select(tasks.c.idempotency_key, tasks.c.id).where(
         tasks.c.idempotency_key.in_(sa.text("SELECT value FROM json_each(:keys)")),
         state_in(*_LIVE),
+    )
+
+
+def _claimed_rows() -> sa.Select[Any]:
+    """Whole rows (:data:`RAW_COLUMNS`) of the tasks in ``:ids``, a JSON list."""
+    return sa.select(*RAW_COLUMNS).where(
+        tasks.c.id.in_(sa.text("SELECT value FROM json_each(:ids)"))
     )
 
 
