@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,33 @@ async def test_every_transaction_takes_one_trip_when_none_may_run_inline(
         assert trips == ["run_in_driver"]
 
 
+class _Loop:
+    """How many 10 ms turns the event loop has given a ticking task so far."""
+
+    ticks = 0
+
+
+@asynccontextmanager
+async def _lock_held_elsewhere(db_path: Path) -> AsyncIterator[tuple[sqlite3.Connection, _Loop]]:
+    """Another connection (another process, as far as SQLite knows) holds the write lock
+    until the caller commits it; meanwhile a task counts the loop's turns."""
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    loop = _Loop()
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            loop.ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        yield holder, loop
+    finally:
+        ticker.cancel()
+        holder.close()
+
+
 async def test_a_held_write_lock_is_waited_for_in_the_driver_thread_not_on_the_loop(
     queue: WorkerQueue, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -95,27 +123,13 @@ async def test_a_held_write_lock_is_waited_for_in_the_driver_thread_not_on_the_l
     await queue.enqueue([make_task("waits")])
     await queue._db._writer_driver()
     trips = _count_trips(monkeypatch)
-    holder = sqlite3.connect(db_path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    try:
+    async with _lock_held_elsewhere(db_path) as (holder, loop):
         claim = asyncio.create_task(queue.dequeue(size=10))
         await asyncio.sleep(0.3)
         assert not claim.done(), "the claim waits for the lock"
-        assert ticks >= 10, "and the loop runs meanwhile"
+        assert loop.ticks >= 10, "and the loop runs meanwhile"
         holder.execute("COMMIT")
         (claimed,) = await asyncio.wait_for(claim, 10)
-    finally:
-        ticker.cancel()
-        holder.close()
     assert claimed.state == TaskState.PROCESSING
     assert trips == ["run_waiting"]
     # The connection is back to not waiting: the next claim runs on the loop again.
@@ -132,31 +146,17 @@ async def test_a_cancelled_wait_keeps_the_connection_until_its_transaction_ends(
     same connection (it would block the loop on SQLite's mutex, or roll the other back): it
     queues behind it in the thread, and the loop keeps running."""
     await queue.enqueue([make_task("first")])
-    holder = sqlite3.connect(db_path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    try:
+    async with _lock_held_elsewhere(db_path) as (holder, loop):
         claim = asyncio.create_task(queue.dequeue(size=10))
         await asyncio.sleep(0.1)
         claim.cancel()
         enqueue = asyncio.create_task(queue.enqueue([make_task("second")]))
-        before = ticks
+        before = loop.ticks
         await asyncio.sleep(0.3)
-        assert ticks >= before + 10, "the loop runs while both wait"
+        assert loop.ticks >= before + 10, "the loop runs while both wait"
         assert not enqueue.done()
         holder.execute("COMMIT")
         assert await asyncio.wait_for(enqueue, 10) == 1
-    finally:
-        ticker.cancel()
-        holder.close()
     stats = await queue.get_queue_stats()
     assert (stats["processing"], stats["pending"]) == (1, 1), "the orphaned claim committed"
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
