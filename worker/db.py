@@ -186,17 +186,12 @@ class Database:
             async with self._writer_turn:
                 driver = await self._writer_driver()
                 if driver is not None:
-                    sqlite = driver._conn
-                    # Not while a trip to the driver's thread still uses the connection (one
-                    # whose caller was cancelled runs on): only the thread is behind it.
-                    inline = rows <= self._inline_rows and self._in_use.acquire(blocking=False)
+                    inline = rows <= self._inline_rows
                     if inline:
                         try:
-                            result = run_now(sqlite, statements, body)
+                            result = self._inline(driver, body)
                         except LockTaken:
                             inline = False
-                        finally:
-                            self._in_use.release()
                     if not inline:
                         result = await self._in_thread(driver, body, lock_first)
                 else:
@@ -214,6 +209,17 @@ class Database:
             # caller's next one (a tight dequeue loop would otherwise starve them).
             await asyncio.sleep(0)
         return result
+
+    def _inline(self, driver: aiosqlite.Connection, body: Callable[[Txn], T]) -> T:
+        """Run ``body`` here, on the loop's thread. :class:`LockTaken` (nothing done) when the
+        write lock is held elsewhere, or while a trip to the driver's thread still uses the
+        connection (one whose caller was cancelled runs on): only the thread is behind it."""
+        if not self._in_use.acquire(blocking=False):
+            raise LockTaken
+        try:
+            return run_now(driver._conn, self.statements, body)
+        finally:
+            self._in_use.release()
 
     async def _in_thread(
         self, driver: aiosqlite.Connection, body: Callable[[Txn], T], lock_first: bool

@@ -146,11 +146,15 @@ def run_now(conn: sqlite3.Connection, statements: Statements, body: Callable[[Tx
     :class:`LockTaken` at once, before anything was done, rather than waiting here."""
     txn = _fresh_txn(conn, statements)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as error:
-        if error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+        txn.begin()
+    except exc.OperationalError as error:
+        cause = error.orig
+        if (
+            isinstance(cause, sqlite3.Error)
+            and cause.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+        ):
             raise LockTaken from error
-        raise _wrap("BEGIN IMMEDIATE", (), error) from error
+        raise
     return _finish(conn, txn, body)
 
 
