@@ -7,9 +7,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -38,6 +46,8 @@ class QueueConfig(BaseSettings):
     database_url: str = Field(
         DEFAULT_DATABASE_URL, validation_alias=_env("database_url", "QUEUE_DATABASE_URL")
     )
+    # Where runtime files go (processors' outputs under outputs/<task id>/).
+    data_dir: Path = Field(Path("data"), validation_alias=_env("data_dir", "QUEUE_DATA_DIR"))
     default_max_attempts: int = Field(
         3, ge=1, validation_alias=_env("default_max_attempts", "QUEUE_MAX_ATTEMPTS")
     )
@@ -89,6 +99,15 @@ class QueueConfig(BaseSettings):
     worker_timeout: float = Field(
         300.0, gt=0, validation_alias=_env("worker_timeout", "QUEUE_WORKER_TIMEOUT")
     )
+    # Liveness: each worker process records that it is alive this often (the same write
+    # brings back cancel requests and lost leases of its running tasks); the sweep expires
+    # the leases of a worker not heard from for worker_dead_after, so its tasks run again.
+    heartbeat_interval: float = Field(
+        5.0, gt=0, validation_alias=_env("heartbeat_interval", "QUEUE_HEARTBEAT_INTERVAL")
+    )
+    worker_dead_after: float = Field(
+        15.0, gt=0, validation_alias=_env("worker_dead_after", "QUEUE_WORKER_DEAD_AFTER")
+    )
     poll_interval: float = Field(
         1.0, gt=0, validation_alias=_env("poll_interval", "QUEUE_POLL_INTERVAL")
     )
@@ -127,6 +146,16 @@ class QueueConfig(BaseSettings):
     webhook_interval: float = Field(
         1.0, gt=0, validation_alias=_env("webhook_interval", "QUEUE_WEBHOOK_INTERVAL")
     )
+
+    @model_validator(mode="after")
+    def _liveness(self) -> QueueConfig:
+        if self.worker_dead_after <= self.heartbeat_interval:
+            raise ValueError(
+                "worker_dead_after (QUEUE_WORKER_DEAD_AFTER) must be longer than "
+                f"heartbeat_interval (QUEUE_HEARTBEAT_INTERVAL): {self.worker_dead_after} <= "
+                f"{self.heartbeat_interval}"
+            )
+        return self
 
     @field_validator("call_allowed_modules", mode="before")
     @classmethod

@@ -17,6 +17,8 @@ stderr, ``wq: error: ...``, and exit with one of these codes:
 
 from __future__ import annotations
 
+import logging
+from importlib.metadata import entry_points
 from typing import Annotated
 
 import typer
@@ -71,9 +73,31 @@ app.command("unpause")(admin.unpause)
 app.command("purge")(admin.purge)
 
 
+#: Packages add commands to ``wq`` through this entry-point group: each names a function
+#: ``register(app: typer.Typer) -> None`` (``worker.cli.submit.submit_app`` is the ``submit``
+#: group). A plugin module is imported at every ``wq`` start, so it must be light: it
+#: imports what its commands need inside them.
+PLUGIN_GROUP = "worker.cli"
+
+log = logging.getLogger(__name__)
+
+
+def load_plugins(target: typer.Typer = app) -> None:
+    """Let every ``worker.cli`` entry point register its commands on ``target``."""
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            register = ep.load()
+        except ImportError as exc:
+            # One broken plugin must not take the rest of wq with it; its commands are absent.
+            log.error("wq plugin %r (%s) could not be loaded: %s", ep.name, ep.value, exc)
+            continue
+        register(target)
+
+
 def main() -> None:
     """The console script: run ``app`` as ``wq``."""
+    load_plugins()
     app(prog_name="wq")
 
 
-__all__ = ["EXIT_CODES", "app", "main"]
+__all__ = ["EXIT_CODES", "PLUGIN_GROUP", "app", "load_plugins", "main"]
