@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.spawning import Spawner
 from tests.support import FakeClock, sqlite_url
 from worker import QueueConfig, WorkerQueue
 
@@ -34,3 +35,12 @@ def clock() -> FakeClock:
 async def queue(config: QueueConfig, clock: FakeClock) -> AsyncIterator[WorkerQueue]:
     async with WorkerQueue(config, worker_id="test-worker", clock=clock) as q:
         yield q
+
+
+@pytest.fixture
+def spawner(tmp_path: Path) -> Iterator[Spawner]:
+    spawned = Spawner(tmp_path)
+    try:
+        yield spawned
+    finally:
+        spawned.cleanup()

@@ -127,8 +127,16 @@ async def main_async(args: argparse.Namespace) -> int:
         Path(args.db),
         default_visibility_timeout=args.visibility_timeout,
         shutdown_grace=args.grace,
-        sweep_interval=0.2,
+        sweep_interval=args.sweep_interval,
         poll_interval=0.2,
+        **{
+            name: value
+            for name, value in (
+                ("heartbeat_interval", args.heartbeat_interval),
+                ("worker_dead_after", args.dead_after),
+            )
+            if value is not None
+        },
     )
     async with WorkerQueue(config) as queue:
         worker = Worker(queue, job_registry(), concurrency=args.concurrency, burst=args.burst)
@@ -151,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--grace", type=float, default=30.0)
     top.add_argument("--concurrency", type=int, default=2)
     top.add_argument("--burst", action="store_true")
+    top.add_argument("--sweep-interval", type=float, default=0.2)
+    top.add_argument("--heartbeat-interval", type=float, default=None)
+    top.add_argument("--dead-after", type=float, default=None)
     args = top.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return asyncio.run(main_async(args))

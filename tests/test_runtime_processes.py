@@ -8,94 +8,18 @@ a second SIGTERM (stop now).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydantic import JsonValue
 
 from tests.runtime_worker import job_registry, job_task, runtime_config, task_state_is, wait_until
+from tests.spawning import Spawner, exit_code, lines, until_logged
 from worker import ProcessorRegistry, TaskContext, TaskItem, TaskState, Worker, WorkerQueue
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class Spawner:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, db: Path, *args: str) -> subprocess.Popen[bytes]:
-        n = len(self.procs)
-        with (
-            (self.directory / f"worker{n}.out").open("wb") as out,
-            (self.directory / f"worker{n}.err").open("wb") as err,
-        ):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.runtime_worker", "--db", str(db), *args],
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def output(self, proc: subprocess.Popen[bytes]) -> str:
-        n = self.procs.index(proc)
-        out = (self.directory / f"worker{n}.out").read_text()
-        err = (self.directory / f"worker{n}.err").read_text()
-        return f"exit {proc.poll()}\n--- stdout ---\n{out}\n--- stderr ---\n{err}"
-
-    def cleanup(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture
-def spawner(tmp_path: Path) -> Iterator[Spawner]:
-    spawned = Spawner(tmp_path)
-    try:
-        yield spawned
-    finally:
-        spawned.cleanup()
-
-
-def lines(path: Path) -> list[str]:
-    try:
-        return path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-
-
-async def until_logged(path: Path, line: str, proc: subprocess.Popen[bytes], sp: Spawner) -> None:
-    give_up = time.monotonic() + 20
-    while line not in lines(path):
-        if proc.poll() is not None:
-            pytest.fail(f"worker exited before {line!r}: {sp.output(proc)}")
-        if time.monotonic() > give_up:
-            pytest.fail(f"no {line!r} after 20 s: {sp.output(proc)}")
-        await asyncio.sleep(0.02)
-
-
-async def exit_code(proc: subprocess.Popen[bytes], within: float, sp: Spawner) -> int:
-    give_up = time.monotonic() + within
-    while (code := proc.poll()) is None:
-        if time.monotonic() > give_up:
-            pytest.fail(f"worker still running after {within} s: {sp.output(proc)}")
-        await asyncio.sleep(0.02)
-    return code
 
 
 async def test_a_worker_killed_mid_task_is_replaced_and_the_task_completes_once(

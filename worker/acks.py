@@ -2,7 +2,9 @@
 
 Completions go out with one ``complete_many``, failures with one ``retry_many``; discards,
 cancels and releases are rarer and go one statement each (releases in one). :meth:`close`
-flushes everything: no outcome is lost at shutdown. Events fire once a write is recorded.
+flushes everything: no outcome is lost at shutdown. Events fire, and one log line per task is
+written (completions at DEBUG; retries, discards and cancels above it, with the task's id,
+kind, attempt and error as ``extra`` fields for structured logs), once a write is recorded.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from worker.errors import InvalidStateTransitionError, QueueError
 from worker.events import EventBus
 from worker.execute import Outcome
+from worker.kinds import task_kinds
 from worker.models import Completion, Failure, Task
 from worker.queue import WorkerQueue
 
@@ -155,6 +159,7 @@ class AckBuffer:
                 self._refused(task, exc)
             else:
                 self.counts["discarded"] += 1
+                self._log(logging.ERROR, "task_discarded", "discarded", task, outcome.error)
                 self._events.emit("task_failed", task, error=outcome.error)
             batch.discard.pop(0)
         while batch.cancel:
@@ -167,6 +172,7 @@ class AckBuffer:
                 self._refused(task, exc)
             else:
                 self.counts["cancelled"] += 1
+                self._log(logging.WARNING, "task_cancelled", "cancelled", task, CANCELLED_REASON)
                 self._events.emit("task_cancelled", task, error=CANCELLED_REASON)
             batch.cancel.pop(0)
         if batch.release:
@@ -188,9 +194,51 @@ class AckBuffer:
                 self._refused(task, None)
                 continue
             self.counts[count] += 1
+            if count == "retried":
+                limit = task.max_attempts or self._queue.config.default_max_attempts
+                last = task.attempt_count >= limit
+                self._log(
+                    logging.WARNING, "task_retry",
+                    "failed, no attempts left" if last else "failed, retrying", task,
+                    outcome.error, delay_s=None if last else outcome.delay_s,
+                )  # fmt: skip
+            elif log.isEnabledFor(logging.DEBUG):
+                self._log(logging.DEBUG, "task_completed", "completed", task, None)
             self._events.emit(
                 event, task, results=outcome.results, error=outcome.error, delay_s=outcome.delay_s
             )
+
+    def _log(
+        self,
+        level: int,
+        event: str,
+        what: str,
+        task: Task,
+        error: str | None,
+        *,
+        delay_s: float | None = None,
+    ) -> None:
+        """One line about one task's outcome: ``task ID (kind) attempt N/M what: error``."""
+        limit = task.max_attempts or self._queue.config.default_max_attempts
+        kind = task_kinds(task)
+        when = "" if delay_s is None else f" in {delay_s:g} s"
+        extra: dict[str, Any] = {
+            "event": event,
+            "task_id": task.id,
+            "kind": kind,
+            "queue": task.queue,
+            "attempt": task.attempt_count,
+            "max_attempts": limit,
+            "error": error,
+            "delay_s": delay_s,
+        }
+        detail = f": {error}" if error else ""
+        log.log(
+            level,
+            "task %s (%s) attempt %d/%d %s%s%s",
+            task.id, kind, task.attempt_count, limit, what, when, detail,
+            extra=extra,
+        )  # fmt: skip
 
     def _refused(self, task: Task, exc: Exception | None) -> None:
         self.counts["refused"] += 1

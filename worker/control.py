@@ -26,6 +26,15 @@ _PURGE_BATCH = 5000
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseReport:
+    """What a look at running tasks found: leases lost (the task was taken away, or ended),
+    and cancels asked for."""
+
+    lost: list[str]
+    cancel_requested: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     """What a batch lease renewal found: new expiries, leases lost, cancels asked for."""
 
@@ -62,6 +71,13 @@ class ControlStore:
             [task_id for task_id, _ in leases if task_id not in renewed],
             [str(i) for i, _, asked in rows if asked is not None],
         )
+
+    async def lease_report(self, leases: Sequence[tuple[str, str]]) -> LeaseReport:
+        """Which of these ``(task_id, lease_id)`` claims are lost or asked to stop (a read)."""
+        if not leases:
+            return LeaseReport([], [])
+        async with self._db.read("lease report") as conn:
+            return await _lease_report(conn, leases)
 
     # -- operators -----------------------------------------------------------------------
 
@@ -120,6 +136,22 @@ class ControlStore:
         statement = sa.update(workers).where(workers.c.id == worker_id).values(values)
         async with self._db.write("worker heartbeat", lock_first=False) as conn:
             await conn.execute(statement)
+
+    async def worker_alive(
+        self, worker_id: str, now: float, leases: Sequence[tuple[str, str]]
+    ) -> LeaseReport | None:
+        """A worker's liveness beat: one write that records it alive, and, in the same
+        transaction, which of its running claims were lost or asked to stop. None when the
+        worker has no row (it was pruned, or never registered): register it again."""
+        statement = (
+            sa.update(workers)
+            .where(workers.c.id == worker_id)
+            .values(heartbeat_at=now, stopped_at=None)
+        )
+        async with self._db.write("worker heartbeat", lock_first=False) as conn:
+            if not (await conn.execute(statement)).rowcount:
+                return None
+            return await _lease_report(conn, leases) if leases else LeaseReport([], [])
 
     async def live_workers(self, since: float) -> list[dict[str, Any]]:
         query = (
@@ -193,6 +225,26 @@ class ControlStore:
             deleted += len(ids)
             if len(ids) < _PURGE_BATCH:
                 return deleted
+
+
+async def _lease_report(conn: AsyncConnection, leases: Sequence[tuple[str, str]]) -> LeaseReport:
+    ids = json.dumps([task_id for task_id, _ in leases])
+    query = sa.select(
+        tasks.c.id, tasks.c.lease_id, tasks.c.state, tasks.c.cancel_requested_at
+    ).where(tasks.c.id.in_(sa.text("SELECT value FROM json_each(:ids)").bindparams(ids=ids)))
+    found = {
+        str(i): (lease, state, asked) for i, lease, state, asked in (await conn.execute(query))
+    }
+    processing = TaskState.PROCESSING.value
+    lost: list[str] = []
+    asked_to_stop: list[str] = []
+    for task_id, lease_id in leases:
+        lease, state, asked = found.get(task_id, (None, None, None))
+        if lease != lease_id or state != processing:
+            lost.append(task_id)
+        elif asked is not None:
+            asked_to_stop.append(task_id)
+    return LeaseReport(lost, asked_to_stop)
 
 
 def _ids(ids: list[str]) -> sa.TextClause:

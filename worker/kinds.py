@@ -14,11 +14,14 @@ import logging
 import threading
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
 
 from worker.errors import UnknownRequestKindError
+
+if TYPE_CHECKING:
+    from worker.models import Task
 
 ENTRY_POINT_GROUP = "worker.request_kinds"
 
@@ -127,3 +130,17 @@ def register_request_kind(name: str) -> Callable[[M], M]:
         return model
 
     return decorate
+
+
+def task_kinds(task: Task) -> str:
+    """The request kinds of a task's items, for people and logs: ``tts`` or ``tts,audio``
+    (a request of no registered kind shows as its class name)."""
+    names: list[str] = []
+    for item in task.items:
+        try:
+            name = kind_of(type(item.request))
+        except UnknownRequestKindError:
+            name = type(item.request).__name__
+        if name not in names:
+            names.append(name)
+    return ",".join(names)

@@ -2,8 +2,9 @@
 
 One loop owns a set of running tasks. It claims in batches up to its free concurrency, wakes
 on enqueues and database changes (:mod:`worker.wakeup`), renews every running lease in one
-``heartbeat`` call at a third of the smallest visibility timeout, stops handlers whose lease
-was lost or whose task was cancelled, and on stop lets handlers finish within the grace before
+``heartbeat`` call at a third of the smallest visibility timeout, stops handlers whose task was
+cancelled or whose claim was lost within a second (:mod:`worker.watch`, which also sends a
+registered worker's liveness beat), and on stop lets handlers finish within the grace before
 cancelling them and releasing their tasks (the attempt is given back).
 """
 
@@ -15,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING
 
 from worker.acks import AckBuffer
 from worker.context import TaskContext
@@ -28,11 +29,21 @@ from worker.models import Resources, Task
 from worker.outcomes import describe
 from worker.processors import ProcessorRegistry
 from worker.queue import WorkerQueue
+from worker.sweeper import sweep
 from worker.wakeup import DatabaseWatcher, Waker, notifier_for
+from worker.watch import RunWatcher, StopReason
+
+if TYPE_CHECKING:
+    from worker.liveness import Liveness
 
 log = logging.getLogger(__name__)
 
-StopReason = Literal["cancel", "lost", "shutdown"]
+_REASONS: dict[StopReason, str] = {
+    "cancel": "a cancel was requested",
+    "lost": "its claim was lost (the task was given to another worker)",
+    "shutdown": "the worker is stopping",
+}
+
 #: After a failed claim or heartbeat, wait this long before the next try.
 ERROR_PAUSE_S = 0.5
 #: How long cancelled handlers get to unwind before the loop stops waiting for them.
@@ -67,6 +78,7 @@ class Loop:
         stop: asyncio.Event,
         force: asyncio.Event,
         capacity: Resources | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         config = queue.config
         self.queue = queue
@@ -82,22 +94,34 @@ class Loop:
         self.memory = MemoryGovernor(concurrency, config.memory_threshold)
         path = sqlite_path(config.database_url)
         self.waker = Waker(DatabaseWatcher(path) if path else None, config.poll_interval)
+        #: Tasks are claimed in the registered worker's name (its heartbeat vouches for them).
+        self.worker_id = None if liveness is None else liveness.worker_id
+        self.watcher = RunWatcher(
+            queue,
+            self._leases,
+            self._stop,
+            liveness=liveness,
+            files=DatabaseWatcher(path) if path else None,
+        )
         self._started = asyncio.Event()
         self._next_beat = float("inf")
 
     async def run(self) -> None:
         notifier = notifier_for(self.queue)
         notifier.subscribe(self.waker.poke)
-        watch_stop = asyncio.create_task(self._poke_on(self.stop))
-        leases = asyncio.create_task(self._keep_leases())
+        helpers = [
+            asyncio.create_task(self._poke_on(self.stop)),
+            asyncio.create_task(self._keep_leases()),
+            asyncio.create_task(self.watcher.run()),
+        ]
         try:
             await self._claim_until_stopped()
             await self._drain()
         finally:
             notifier.unsubscribe(self.waker.poke)
-            for helper in (watch_stop, leases):
+            for helper in helpers:
                 helper.cancel()
-            await asyncio.gather(watch_stop, leases, return_exceptions=True)
+            await asyncio.gather(*helpers, return_exceptions=True)
             if self.running:  # the loop itself was cancelled: give the tasks back
                 await self._stop_all()
 
@@ -114,7 +138,10 @@ class Loop:
             if free > 0:
                 try:
                     claimed = await self.queue.dequeue(
-                        size=free, queues=self.queues, resources=self._free_resources()
+                        size=free,
+                        queues=self.queues,
+                        resources=self._free_resources(),
+                        worker_id=self.worker_id,
                     )
                 except QueueClosedError:
                     raise
@@ -146,7 +173,7 @@ class Loop:
     async def _more_due(self) -> bool:
         """Burst mode, about to exit: write the acks and sweep; is anything due now?"""
         await self.acks.flush()
-        await self.queue.retry()
+        await sweep(self.queue)
         # Whoever moved them (this sweep or the sweeper task), are tasks claimable now?
         return await self.queue.any_due(self.queues, self._free_resources())
 
@@ -159,6 +186,7 @@ class Loop:
         job.add_done_callback(partial(self._finished, record))
         self._next_beat = min(self._next_beat, time.monotonic() + self._lease_s(task) / 3)
         self._started.set()
+        self.watcher.started()
         self.events.emit("task_started", task)
 
     def _progressed(self, task: Task, progress: object) -> None:
@@ -226,10 +254,13 @@ class Loop:
             for task_id in beat.cancel_requested:
                 self._stop(task_id, "cancel")
 
+    def _leases(self) -> list[tuple[str, str]]:
+        return [(r.task.id, r.task.lease_id) for r in self.running.values() if r.task.lease_id]
+
     def _stop(self, task_id: str, reason: StopReason) -> None:
         record = self.running.get(task_id)
-        if record is not None:
-            log.info("stopping task %s: %s", task_id, reason)
+        if record is not None and record.stop_reason is None:
+            log.info("stopping task %s: %s", task_id, _REASONS[reason])
             record.stop(reason)
 
     # -- shutdown --------------------------------------------------------------------------

@@ -80,6 +80,8 @@ class WorkerQueue(QueueAdmin):
         self._control = ControlStore(self._db, self.config.default_visibility_timeout)
         #: Poked after every enqueue that inserted something: wakes this process's workers.
         self.notifier = Notifier()
+        #: Poked when a running task is asked to stop: this process's workers look at once.
+        self.cancels = Notifier()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -152,15 +154,19 @@ class WorkerQueue(QueueAdmin):
         size: int | None = None,
         queues: Sequence[str] | None = None,
         resources: Resources | None = None,
+        *,
+        worker_id: str | None = None,
     ) -> list[Task]:
         """Claim up to ``size`` due tasks (default: the config's batch size).
 
         ``resources`` is what the caller has free: only tasks whose declared needs fit in it
-        together are claimed.
+        together are claimed. ``worker_id`` (default: the queue's) is recorded as the tasks'
+        worker; a registered worker's id ties the tasks to its liveness heartbeat.
         """
         size = self.config.batch_size if size is None else size
         positive("size", size)
-        return await self._store.claim(size, self._clock(), queues, self.worker_id, resources)
+        claimer = self.worker_id if worker_id is None else worker_id
+        return await self._store.claim(size, self._clock(), queues, claimer, resources)
 
     async def any_due(
         self, queues: Sequence[str] | None = None, resources: Resources | None = None
@@ -224,9 +230,9 @@ class WorkerQueue(QueueAdmin):
 
         PENDING or RETRYABLE tasks end CANCELLED at once. A PROCESSING task is asked to stop:
         it stays PROCESSING (with ``cancel_requested_at`` set) until its worker, which
-        notices at its next heartbeat, stops the handler and calls this again with its
-        ``lease_id`` to end it CANCELLED; a task whose worker died ends CANCELLED when its
-        lease expires.
+        notices within a second (at once in this process), stops the handler and calls this
+        again with its ``lease_id`` to end it CANCELLED; a task whose worker died ends
+        CANCELLED when the sweep finds the worker dead or the lease expired.
         """
         now = self._clock()
         if lease_id is not None:
@@ -239,7 +245,10 @@ class WorkerQueue(QueueAdmin):
                 values["last_error"] = reason
             await self._moves.transition("cancel_running", task_id, values, lease_id=lease_id)
             return TaskState.CANCELLED
-        return await self._moves.cancel(task_id, now, reason)
+        state = await self._moves.cancel(task_id, now, reason)
+        if state is TaskState.PROCESSING:
+            self.cancels.notify()
+        return state
 
     async def mark_as_resume(self, task_id: str) -> None:
         """DISCARDED -> PENDING, due now, with at least one more attempt."""

@@ -7,12 +7,12 @@ The queue sets the attributes declared below.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from worker.backoff import next_attempt_at
 from worker.config import QueueConfig
-from worker.control import ControlStore
+from worker.control import ControlStore, LeaseReport
 from worker.db import Database
 from worker.errors import InvalidInputError
 from worker.explain import explain, explain_pending
@@ -90,8 +90,23 @@ class QueueAdmin:
     async def worker_heartbeat(self, worker_id: str, *, stopped: bool = False) -> None:
         await self._control.worker_heartbeat(worker_id, self._clock(), stopped=stopped)
 
-    async def live_workers(self, within_s: float = 30.0) -> list[dict[str, Any]]:
-        return await self._control.live_workers(self._clock() - within_s)
+    async def worker_alive(
+        self, worker_id: str, leases: Sequence[tuple[str, str]] = ()
+    ) -> LeaseReport | None:
+        """A registered worker's liveness beat: records it alive and reports which of its
+        running ``(task_id, lease_id)`` claims were lost or asked to stop. None when the
+        worker has no row (pruned after a long silence): register it again."""
+        return await self._control.worker_alive(worker_id, self._clock(), leases)
+
+    async def lease_report(self, leases: Sequence[tuple[str, str]]) -> LeaseReport:
+        """Which running ``(task_id, lease_id)`` claims were lost or asked to stop (a read)."""
+        return await self._control.lease_report(leases)
+
+    async def live_workers(self, within_s: float | None = None) -> list[dict[str, Any]]:
+        """Workers that sent a heartbeat within ``within_s`` (default: the config's
+        ``worker_dead_after``) and did not stop."""
+        window = self.config.worker_dead_after if within_s is None else within_s
+        return await self._control.live_workers(self._clock() - window)
 
     async def get_statistics(self, window_s: float = 300.0) -> dict[str, Any]:
         """Counts per state and queue, and figures over tasks finished in the last window."""
@@ -120,7 +135,12 @@ class QueueAdmin:
         visibility_timeout: float | None = None,
         max_attempts: int | None = None,
     ) -> list[Task]:
-        """Return expired leases, requeue retryable tasks after backoff, discard exhausted ones.
+        """Return the tasks of dead workers and expired leases, requeue retryable tasks after
+        backoff, discard exhausted ones.
+
+        A registered worker (:class:`~worker.Worker`) whose heartbeat is older than the
+        config's ``worker_dead_after`` is dead: its running tasks come back at once, whatever
+        their visibility timeout.
 
         ``visibility_timeout`` (when given) counts a lease as expired that many seconds after
         its last claim or renewal; ``max_attempts`` replaces the config default for tasks
@@ -150,7 +170,12 @@ class QueueAdmin:
             )
 
         return await self._sweep.sweep(
-            size, now, visibility_timeout=visibility_timeout, max_attempts=limit, plan=plan
+            size,
+            now,
+            visibility_timeout=visibility_timeout,
+            max_attempts=limit,
+            plan=plan,
+            dead_before=now - config.worker_dead_after,
         )
 
     # -- reads and retention -------------------------------------------------------------

@@ -5,6 +5,12 @@
     async with WorkerQueue(QueueConfig.from_env()) as queue:
         await Worker(queue, concurrency=8, queues=["audio"]).run()
 
+A worker registers itself in the database and sends a liveness beat every
+``heartbeat_interval`` seconds (:mod:`worker.liveness`); the sweep of any process gives a
+worker's running tasks back once it has been silent for ``worker_dead_after``, so a killed
+worker's tasks run again within seconds whatever their visibility timeout. A cancel of a
+running task reaches its handler within a second (:mod:`worker.watch`).
+
 SIGINT or SIGTERM (handlers installed only while :meth:`Worker.run` runs) stops claiming
 and lets running handlers finish within ``shutdown_grace`` seconds; the rest are cancelled and
 released (their attempt is given back). A second signal stops them at once.
@@ -29,6 +35,7 @@ from worker.acks import AckBuffer
 from worker.config import QueueConfig
 from worker.errors import QueueError
 from worker.events import Callback, EventBus
+from worker.liveness import Liveness
 from worker.loop import Loop
 from worker.memory import MemoryInfoError, read_meminfo, total_bytes
 from worker.models import Resources
@@ -51,10 +58,6 @@ def machine_resources() -> Resources:
     return Resources(memory_bytes=memory, cpu=float(os.cpu_count() or 1), gpu=False)
 
 
-#: How often a worker tells the registry it is alive.
-REGISTRY_HEARTBEAT_S = 5.0
-
-
 async def worker_loop(
     queue: WorkerQueue,
     registry: ProcessorRegistry | None = None,
@@ -66,10 +69,15 @@ async def worker_loop(
     force: asyncio.Event | None = None,
     events: EventBus | None = None,
     resources: Resources | None = None,
+    liveness: Liveness | None = None,
 ) -> dict[str, int]:
     """Claim and run tasks until ``stop`` is set (or, with ``burst``, until nothing is due
     and nothing runs). Every acknowledgement is written before it returns; returns counts
-    (completed, retried, discarded, cancelled, released, refused)."""
+    (completed, retried, discarded, cancelled, released, refused).
+
+    With ``liveness`` (a registered worker, as :class:`Worker` passes), tasks are claimed in
+    its name and its heartbeat is sent; without, a task whose process dies waits out its
+    visibility timeout."""
     events = events or EventBus()
     acks = AckBuffer(queue, events)
     loop = Loop(
@@ -83,6 +91,7 @@ async def worker_loop(
         stop=stop or asyncio.Event(),
         force=force or asyncio.Event(),
         capacity=resources,
+        liveness=liveness,
     )
     flusher = asyncio.create_task(acks.run())
     try:
@@ -146,22 +155,23 @@ class Worker:
         """Run until stopped (a signal, :meth:`request_stop`, or burst mode running dry)."""
         if self.queue.worker_id is None:
             self.queue.worker_id = self.id
-        await self.queue.register_worker(
+        liveness = Liveness(
+            self.queue,
             {
                 "id": self.id,
                 "hostname": socket.gethostname(),
                 "pid": os.getpid(),
                 "queues": self.queues,
                 "concurrency": self.concurrency,
-            }
+            },
         )
+        await liveness.register()
         log.info("worker %s started (concurrency %d, queues %s)", self.id, self.concurrency,
                  self.queues or "all")  # fmt: skip
         sweeper = asyncio.create_task(
             retry_sweeper(self.queue, self.sweep_interval_s, stop=self._stop)
         )
         webhooks = asyncio.create_task(webhook_loop(self.queue, stop=self._stop))
-        alive = asyncio.create_task(self._keep_registered())
         installed = self._install_signals() if self.handle_signals else []
         try:
             self.counts = await worker_loop(
@@ -174,17 +184,18 @@ class Worker:
                 force=self._force,
                 events=self.events,
                 resources=self.resources,
+                liveness=liveness,
             )
             if self.burst and not self._stop.is_set():
                 await self._deliver_before_exit(webhooks)
         finally:
             for signum in installed:
                 asyncio.get_running_loop().remove_signal_handler(signum)
-            for helper in (sweeper, webhooks, alive):
+            for helper in (sweeper, webhooks):
                 helper.cancel()
-            await asyncio.gather(sweeper, webhooks, alive, return_exceptions=True)
+            await asyncio.gather(sweeper, webhooks, return_exceptions=True)
             try:
-                await self.queue.worker_heartbeat(self.id, stopped=True)
+                await liveness.stopped()
             except QueueError:
                 log.exception("could not record worker %s as stopped", self.id)
         log.info("worker %s stopped: %s", self.id, self.counts)
@@ -197,14 +208,6 @@ class Worker:
         self._stop.set()
         await asyncio.wait([webhooks])
         await drain_webhooks(self.queue, stop=self._force)
-
-    async def _keep_registered(self) -> None:
-        while True:
-            await asyncio.sleep(REGISTRY_HEARTBEAT_S)
-            try:
-                await self.queue.worker_heartbeat(self.id)
-            except QueueError:
-                log.exception("worker registry heartbeat failed")
 
     def _install_signals(self) -> list[signal.Signals]:
         loop = asyncio.get_running_loop()

@@ -1,5 +1,13 @@
-"""The retry sweep, in SQL: expired leases come back, retryable tasks are requeued after their
-backoff or discarded when their attempts (or their policy's deadline) are used up."""
+"""The retry sweep, in SQL: the tasks of dead workers and expired leases come back, retryable
+tasks are requeued after their backoff or discarded when their attempts (or their policy's
+deadline) are used up.
+
+A worker is dead when its liveness heartbeat (``workers.heartbeat_at``, renewed every few
+seconds by a running :class:`~worker.runtime.Worker`) is older than ``dead_before``, or when
+it recorded that it stopped: its running tasks are expired at once, whatever their visibility
+timeout, and are due again at once (the attempt that died is counted, as at every claim).
+Tasks claimed outside a registered worker (no row in ``workers``) wait for their lease.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +21,15 @@ from worker import dependencies
 from worker.db import Database
 from worker.models import RetryPolicy, Task
 from worker.rows import RAW_COLUMNS, task_from_values
-from worker.schema import tasks
+from worker.schema import tasks, workers
 from worker.sqlfn import append_error, state_in
 from worker.states import TaskState, sources, target
 
 EXPIRED_ERROR = "visibility timeout expired"
+#: ``DEAD_WORKER_ERROR.format(worker)``, in SQL: the error of a task whose worker died.
+DEAD_WORKER_ERROR = "worker {} stopped sending heartbeats (presumed dead)"
+#: Rows of workers silent (or stopped) for this long are deleted by the sweep.
+WORKER_RETENTION_S = 86_400.0
 _CHUNK = 1000
 
 #: ``(attempt, created_at, policy, requested delay) -> next attempt's time``, or None for no
@@ -37,16 +49,23 @@ class SweepStore:
         visibility_timeout: float | None,
         max_attempts: int,
         plan: RetryPlan,
+        dead_before: float | None = None,
     ) -> list[Task]:
-        """Expired leases -> RETRYABLE; RETRYABLE -> PENDING (after backoff) or DISCARDED.
+        """Tasks of dead workers and expired leases -> RETRYABLE; RETRYABLE -> PENDING (after
+        backoff; at once for a dead worker's) or DISCARDED.
 
         One write transaction: on SQLite it holds the write lock from its first statement,
         so nothing it decides on can change under it.
         """
         async with self._db.write("retry sweep") as conn:
+            orphaned = []
+            if dead_before is not None:
+                orphaned = await self._expire_dead_workers(conn, size, now, dead_before)
             expired = await self._expire_leases(conn, size, now, visibility_timeout)
             moved = await self._requeue_or_exhaust(conn, size, now, max_attempts, plan)
-            ids = list(dict.fromkeys([*expired, *moved]))
+            if dead_before is not None:
+                await self._forget_workers(conn, now - WORKER_RETENTION_S)
+            ids = list(dict.fromkeys([*orphaned, *expired, *moved]))
             rows: list[Any] = []
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
@@ -54,15 +73,55 @@ class SweepStore:
                 rows += (await conn.execute(query)).all()
         return sorted((task_from_values(row, lenient=True) for row in rows), key=lambda t: t.id)
 
+    async def _expire_dead_workers(
+        self, conn: AsyncConnection, size: int, now: float, dead_before: float
+    ) -> list[str]:
+        """Running tasks of workers silent since before ``dead_before`` (or stopped): due
+        again at once (``retry_delay`` 0), or CANCELLED when a cancel was asked for."""
+        dead = sa.select(workers.c.id).where(
+            sa.or_(workers.c.heartbeat_at < dead_before, workers.c.stopped_at.is_not(None))
+        )
+        victims = (
+            sa.select(tasks.c.id)
+            .where(state_in(TaskState.PROCESSING), tasks.c.worker_id.in_(dead))
+            .limit(size)
+        )
+        prefix, suffix = DEAD_WORKER_ERROR.split("{}")
+        error = sa.literal(prefix) + tasks.c.worker_id + sa.literal(suffix)
+        return await self._expire(conn, victims, now, error, retry_delay=0.0)
+
+    async def _forget_workers(self, conn: AsyncConnection, silent_since: float) -> None:
+        """Delete the rows of workers silent since ``silent_since`` that hold no running task."""
+        holding = sa.select(tasks.c.worker_id).where(
+            state_in(TaskState.PROCESSING), tasks.c.worker_id.is_not(None)
+        )
+        await conn.execute(
+            sa.delete(workers).where(
+                workers.c.heartbeat_at < silent_since, workers.c.id.not_in(holding)
+            )
+        )
+
     async def _expire_leases(
         self, conn: AsyncConnection, size: int, now: float, visibility_timeout: float | None
     ) -> list[str]:
-        """Expired leases: RETRYABLE, or CANCELLED when a cancel was asked for meanwhile."""
+        """Expired leases: RETRYABLE (retried after the backoff), or CANCELLED when a cancel
+        was asked for meanwhile."""
         if visibility_timeout is None:
             stale = tasks.c.lease_expires_at <= now
         else:  # the caller's timeout, counted from the last claim or renewal
             stale = tasks.c.updated_at <= now - visibility_timeout
         victims = sa.select(tasks.c.id).where(state_in(TaskState.PROCESSING), stale).limit(size)
+        return await self._expire(conn, victims, now, sa.literal(EXPIRED_ERROR), retry_delay=None)
+
+    async def _expire(
+        self,
+        conn: AsyncConnection,
+        victims: sa.Select[Any],
+        now: float,
+        error: sa.ColumnElement[Any],
+        *,
+        retry_delay: float | None,
+    ) -> list[str]:
         cancelled = tasks.c.cancel_requested_at.is_not(None)
         statement = (
             sa.update(tasks)
@@ -70,12 +129,12 @@ class SweepStore:
             .values(
                 state=sa.case((cancelled, TaskState.CANCELLED.value), else_=target("expire").value),
                 finished_at=sa.case((cancelled, now), else_=None),
-                last_error=EXPIRED_ERROR,
-                errors=append_error(sa.literal(EXPIRED_ERROR), now, expired=True),
+                last_error=error,
+                errors=append_error(error, now, expired=True),
                 expired_count=tasks.c.expired_count + 1,
                 lease_id=None,
                 lease_expires_at=None,
-                retry_delay=None,
+                retry_delay=retry_delay,
                 updated_at=now,
             )
             .returning(tasks.c.id, tasks.c.state, tasks.c.dependents)

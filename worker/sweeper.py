@@ -6,7 +6,10 @@ import asyncio
 import logging
 
 from worker.errors import QueueClosedError, QueueError
+from worker.kinds import task_kinds
+from worker.models import Task
 from worker.queue import WorkerQueue
+from worker.states import TaskState
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +25,54 @@ async def retry_sweeper(
     stop = stop or asyncio.Event()
     while not stop.is_set():
         try:
-            moved = await queue.retry()
+            await sweep(queue)
         except QueueClosedError:
             raise
         except QueueError:
             log.exception("retry sweep failed; trying again in %s s", interval)
-        else:
-            if moved:
-                log.debug("sweep moved %d task(s)", len(moved))
         try:
             await asyncio.wait_for(stop.wait(), interval)
         except TimeoutError:
             continue
+
+
+async def sweep(queue: WorkerQueue) -> list[Task]:
+    """One sweep (``queue.retry()``), with a log line for each task it moved."""
+    moved = await queue.retry()
+    for task in moved:
+        report_move(task)
+    return moved
+
+
+def report_move(task: Task) -> None:
+    """One log line for a task the sweep moved (requeues after a failure only at DEBUG: the
+    worker logged the failure)."""
+    last = task.errors[-1] if task.errors else None
+    lost = last is not None and last.expired and last.at == task.updated_at
+    kind = task_kinds(task)
+    extra = {
+        "task_id": task.id,
+        "kind": kind,
+        "queue": task.queue,
+        "attempt": task.attempt_count,
+        "error": task.last_error,
+    }
+    if task.state is TaskState.DISCARDED:
+        log.error(
+            "task %s (%s) discarded after %d attempt(s): %s",
+            task.id, kind, task.attempt_count, task.last_error,
+            extra={**extra, "event": "task_discarded"},
+        )  # fmt: skip
+    elif task.state is TaskState.CANCELLED:
+        log.warning(
+            "task %s (%s) cancelled: %s", task.id, kind, task.last_error,
+            extra={**extra, "event": "task_cancelled"},
+        )  # fmt: skip
+    elif lost:
+        log.warning(
+            "task %s (%s) attempt %d lost: %s; it will run again",
+            task.id, kind, task.attempt_count, task.last_error,
+            extra={**extra, "event": "task_lost"},
+        )  # fmt: skip
+    else:
+        log.debug("task %s (%s) requeued", task.id, kind, extra={**extra, "event": "task_requeued"})

@@ -1,0 +1,97 @@
+"""A cancel of a running task stops its handler within a second, with default settings.
+
+Default settings mean an hour's visibility timeout, whose lease renewal comes only every 20
+minutes: the cancel must reach the worker some other way. From the worker's own queue object
+it is a poke; from anything else (another queue object, another process) the worker sees
+the database change. Deadlines here are generous (a busy machine); the latency itself is
+printed and measured in ``bench/bench_cancel.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from pydantic import JsonValue
+
+from tests.runtime_worker import job_task
+from tests.support import sqlite_url
+from worker import (
+    ProcessorRegistry,
+    QueueConfig,
+    TaskContext,
+    TaskItem,
+    TaskState,
+    Worker,
+    WorkerQueue,
+)
+
+#: Far above the second the promise is about, far below the 20 minutes it took before.
+DEADLINE_S = 15.0
+
+
+class Sleeper:
+    """A handler that runs until cancelled, and says when it started and how it ended."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.interrupted = asyncio.Event()
+
+    async def __call__(self, item: TaskItem, ctx: TaskContext) -> JsonValue:
+        self.started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.interrupted.set()
+            raise
+        return "finished"
+
+
+@asynccontextmanager
+async def worker_running(queue: WorkerQueue, handler: Sleeper) -> AsyncIterator[Worker]:
+    registry = ProcessorRegistry()
+    registry.add("job", handler)
+    worker = Worker(queue, registry, handle_signals=False)
+    job = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.request_stop(force=True)
+        async with asyncio.timeout(30):
+            await job
+
+
+async def cancelled_within(queue: WorkerQueue, task_id: str, started: float) -> float:
+    while (await queue.get_task(task_id)).state is not TaskState.CANCELLED:
+        assert time.monotonic() - started < DEADLINE_S, "the cancel did not reach the handler"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("asker", ["same queue", "another queue object"])
+async def test_a_cancel_interrupts_the_handler_with_default_settings(
+    db_path: Path, asker: str
+) -> None:
+    config = QueueConfig(database_url=sqlite_url(db_path))
+    assert config.default_visibility_timeout == 3600
+    handler = Sleeper()
+    async with WorkerQueue(config) as queue, WorkerQueue(config) as other:
+        task = job_task()
+        await queue.enqueue([task])
+        async with worker_running(queue, handler) as worker:
+            async with asyncio.timeout(DEADLINE_S):
+                await handler.started.wait()
+            started = time.monotonic()
+            who = queue if asker == "same queue" else other
+            assert await who.mark_as_cancelled(task.id) is TaskState.PROCESSING
+            took = await cancelled_within(queue, task.id, started)
+            print(f"cancel ({asker}) ended the task in {took * 1000:.0f} ms")
+            assert handler.interrupted.is_set()
+            assert worker.counts == {} or worker.counts.get("completed", 0) == 0
+        ended = await queue.get_task(task.id)
+        assert ended.state is TaskState.CANCELLED
+        assert ended.last_error == "cancelled while running"
