@@ -140,6 +140,9 @@ async def main_async(args: argparse.Namespace) -> int:
     )
     async with WorkerQueue(config) as queue:
         worker = Worker(queue, job_registry(), concurrency=args.concurrency, burst=args.burst)
+        if args.report_file is not None:
+            report = args.report_file
+            worker.register_callback("task_completed", lambda event: note(report, event.task.id))
         watchdog = asyncio.create_task(watch_parent(worker))
         ready = Path(args.ready_file)
         scratch = ready.with_name(ready.name + ".tmp")
@@ -160,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--concurrency", type=int, default=2)
     top.add_argument("--burst", action="store_true")
     top.add_argument("--sweep-interval", type=float, default=0.2)
+    top.add_argument("--report-file", default=None, help="Append each completed task's id.")
     top.add_argument("--heartbeat-interval", type=float, default=None)
     top.add_argument("--dead-after", type=float, default=None)
     args = top.parse_args(argv)

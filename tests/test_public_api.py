@@ -13,6 +13,7 @@ def test_worker_exports() -> None:
         "TERMINAL_STATES",
         "AttemptError",
         "Completion",
+        "DatabaseLostError",
         "DuplicateTaskError",
         "Failure",
         "InvalidInputError",

@@ -5,6 +5,7 @@ from worker.config import QueueConfig
 from worker.context import TaskContext
 from worker.control import Heartbeat
 from worker.errors import (
+    DatabaseLostError,
     DuplicateTaskError,
     InvalidInputError,
     InvalidStateTransitionError,
@@ -40,6 +41,7 @@ __all__ = [
     "TERMINAL_STATES",
     "AttemptError",
     "Completion",
+    "DatabaseLostError",
     "DuplicateTaskError",
     "Failure",
     "Heartbeat",

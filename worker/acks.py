@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.errors import InvalidStateTransitionError, QueueError
+from worker.errors import DatabaseLostError, InvalidStateTransitionError, QueueError
 from worker.events import EventBus
 from worker.execute import Outcome
 from worker.kinds import task_kinds
@@ -106,6 +106,8 @@ class AckBuffer:
                     await asyncio.wait_for(self._full.wait(), self._interval)
             try:
                 await self.flush()
+            except DatabaseLostError:
+                return  # the loop stops on it (see Loop._stop_when_lost)
             except QueueError:
                 log.exception("writing acknowledgements failed; trying again")
                 await asyncio.sleep(RETRY_AFTER_S)
@@ -115,6 +117,8 @@ class AckBuffer:
         for number in range(1, CLOSE_ATTEMPTS + 1):
             try:
                 await self.flush()
+            except DatabaseLostError:
+                break  # nothing will be written again
             except QueueError:
                 log.exception("writing acknowledgements at shutdown failed (%d)", number)
                 await asyncio.sleep(RETRY_AFTER_S)

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -46,10 +46,12 @@ class Checkpointer:
         interval_s: float,
         writer_turn: Callable[[], AbstractAsyncContextManager[object]],
         restart_frames: int | None = None,
+        on_failure: Callable[[BaseException], Awaitable[None]] | None = None,
     ) -> None:
         self._path = path
         self._interval = interval_s
         self._writer_turn = writer_turn
+        self._on_failure = on_failure
         self._restart_frames = RESTART_FRAMES if restart_frames is None else restart_frames
         self._conn: sqlite3.Connection | None = None
         # A round cancelled by stop() goes on in its thread: stop()'s own round and the close
@@ -96,13 +98,21 @@ class Checkpointer:
             self._dirty.clear()  # before the round: a write during it asks for another
             try:
                 await self.round()
-            except (sqlite3.Error, OSError):
-                # The next write asks again; a checkpoint that keeps failing lets the log grow,
-                # which is what this says.
-                log.exception(
-                    "WAL checkpoint of %s failed; the log grows until one succeeds", self._path
-                )
-                self._dirty.set()
+            except (sqlite3.Error, OSError) as error:
+                if _transient(error) or self._on_failure is None:
+                    # The next write asks again; a checkpoint that keeps failing lets the log
+                    # grow, which is what this says.
+                    log.exception(
+                        "WAL checkpoint of %s failed; the log grows until one succeeds",
+                        self._path,
+                    )
+                    self._dirty.set()
+                    continue
+                # Not a lock held elsewhere: the log or the file is broken (a deleted log
+                # fails so), and what is written now may not be kept: the owner stops writing.
+                log.critical("WAL checkpoint of %s failed: %s", self._path, error)
+                await self._on_failure(error)
+                return
 
     async def round(self) -> None:
         """One round: a passive copy, then what the log's length calls for (see above)."""
@@ -145,3 +155,11 @@ class Checkpointer:
                 "%s checkpoint of %s: %d of %d frames copied", mode, self._path, copied, frames
             )
         return int(frames)
+
+
+def _transient(error: BaseException) -> bool:
+    """A lock held elsewhere (SQLITE_BUSY, SQLITE_LOCKED): the next round may succeed."""
+    if not isinstance(error, sqlite3.Error):
+        return False
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)

@@ -36,6 +36,7 @@ from worker.config import QueueConfig
 from worker.errors import QueueClosedError, QueueError, StorageError
 from worker.statements import Statements
 from worker.txn import ConnectionTxn, LockTaken, Txn, run_in_driver, run_now, run_waiting
+from worker.walguard import WalGuard
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,10 @@ class Database:
         self._driver: aiosqlite.Connection | None = None
         self._writer_turn = asyncio.Lock()
         self._checkpointer: Checkpointer | None = None
+        # Checks after every commit that the WAL is still the file this process opened;
+        # ``lost`` is set when it was not (or a checkpoint failed): nothing is written then.
+        self._guard: WalGuard | None = None
+        self.lost = asyncio.Event()
         # transaction() bodies of at most this many rows run on the loop's thread (0: never),
         # unless the driver's thread holds this (it is running one on the same connection).
         self._inline_rows = 0
@@ -117,9 +122,14 @@ class Database:
             raise StorageError(self.url, "creating the engine", error) from error
         interval = self._config.sqlite_checkpoint_interval
         if engine.dialect.name == "sqlite":
+            if path is not None:
+                self._guard = WalGuard(path, self.url, on_lost=self.lost.set)
             if path is not None and interval > 0:
                 self._checkpointer = Checkpointer(
-                    path, interval_s=interval, writer_turn=lambda: self._writer_turn
+                    path,
+                    interval_s=interval,
+                    writer_turn=lambda: self._writer_turn,
+                    on_failure=self._checkpoint_failed,
                 )
                 self._checkpointer.start()
             checkpoints = self._checkpointer is None  # commits checkpoint as SQLite's default
@@ -162,8 +172,11 @@ class Database:
         engine = self.engine if not lock_first else self._locking
         assert engine is not None  # set with self.engine
         try:
-            async with self._writer_turn, engine.begin() as conn:
-                yield conn
+            async with self._writer_turn:
+                self._refuse_if_lost()
+                async with engine.begin() as conn:
+                    yield conn
+                await self._verify_log()
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
         self._wrote()
@@ -184,6 +197,7 @@ class Database:
         inline = False
         try:
             async with self._writer_turn:
+                self._refuse_if_lost()
                 driver = await self._writer_driver()
                 if driver is not None:
                     inline = rows <= self._inline_rows
@@ -201,6 +215,7 @@ class Database:
                         result = await conn.run_sync(
                             lambda sync: body(ConnectionTxn(sync, statements))
                         )
+                await self._verify_log()
         except exc.DBAPIError as error:
             raise self._storage_error(action, error) from error
         self._wrote()
@@ -240,6 +255,68 @@ class Database:
                 in_use=self._in_use,
             )
         return await in_thread(run_in_driver, sqlite, statements, body, lock_first)
+
+    # -- the write-ahead log taken away (worker.walguard) -----------------------------------
+
+    @property
+    def lost_error(self) -> StorageError | None:
+        """Why the database is lost for this process (see :attr:`lost`), or None."""
+        return None if self._guard is None else self._guard.lost
+
+    def _refuse_if_lost(self) -> None:
+        if self._guard is not None:
+            self._guard.refuse()
+
+    async def _verify_log(self) -> None:
+        """After a commit, under the writer turn: is the WAL still the file we opened?"""
+        if self._guard is None:
+            return
+        try:
+            self._guard.check()
+        except StorageError:
+            self._rescue()
+            raise
+
+    async def _checkpoint_failed(self, error: BaseException) -> None:
+        """The checkpointer's callback: a failed checkpoint loses the database for us."""
+        if self._guard is None or self._guard.lost is not None:
+            return
+        async with self._writer_turn:
+            self._guard.fail(f"a WAL checkpoint failed ({error})")
+            self._rescue()
+
+    def _rescue(self) -> None:
+        """Copy what the writer connection's log holds (it has the old one open, even
+        unlinked) into the database file: the commits this process already reported.
+
+        It blocks the event loop, on purpose: this runs once, as the process stops writing,
+        and nothing (a cancelled caller, the shutdown) may cut it short."""
+        driver = self._driver
+        if driver is None:
+            log.critical("no writer connection holds the log: nothing could be copied")
+            return
+        # A trip to the driver's thread may still be using the connection: wait for it.
+        if not self._in_use.acquire(timeout=self._config.busy_timeout):
+            log.critical("the writer connection stayed busy: nothing could be copied")
+            return
+        conn = driver._conn
+        busy_ms = int(self._config.busy_timeout * 1000)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+        except sqlite3.Error as error:
+            log.critical("copying this process's commits into %s failed: %s", self.url, error)
+        else:
+            log.critical(
+                "copied %d of %d log frames this process holds into the database file%s",
+                copied, frames, " (others were busy)" if busy else "",
+            )  # fmt: skip
+        finally:
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {0 if self._inline_rows else busy_ms}")
+            except sqlite3.Error:
+                log.exception("could not restore the writer connection's busy timeout")
+            self._in_use.release()
 
     def _wrote(self) -> None:
         if self._checkpointer is not None:

@@ -12,7 +12,9 @@ The tree::
     ├── UnknownRequestKindError      a request kind (or model) is not registered
     ├── QueueClosedError             the queue was used before ``initialize()`` or after ``close()``
     └── StorageError                 the database failed (locked, unwritable, not a database, full)
-        └── SchemaMismatchError      the file's tables lack columns its schema revision declares
+        ├── SchemaMismatchError      the file's tables lack columns its schema revision declares
+        └── DatabaseLostError        the database cannot keep what this process writes (its
+                                     write-ahead log was deleted, a checkpoint failed): stop
 
 Driver errors are converted once, in :mod:`worker.db`, with ``raise ... from exc``.
 """
@@ -110,3 +112,19 @@ class SchemaMismatchError(StorageError):
         )
         super().__init__(database_url, "opening the queue", cause)
         self.missing = missing
+
+
+class DatabaseLostError(StorageError):
+    """This process can no longer write to the database safely: its SQLite write-ahead log
+    was deleted or replaced under it, or a checkpoint failed. Every later write raises this;
+    a worker stops. What this process had committed was copied into the database file where
+    that was still possible."""
+
+    def __init__(self, database_url: str, reason: str) -> None:
+        cause = OSError(
+            f"{reason}; this process writes nothing more to it. Stop every process using the "
+            "database, check it (sqlite3 FILE 'PRAGMA integrity_check') or restore it from a "
+            "backup, then start the workers again"
+        )
+        super().__init__(database_url, "writing", cause)
+        self.reason = reason

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from worker.acks import AckBuffer
 from worker.context import TaskContext
 from worker.db import sqlite_path
-from worker.errors import QueueClosedError, QueueError
+from worker.errors import DatabaseLostError, QueueClosedError, QueueError
 from worker.events import EventBus
 from worker.execute import Outcome, attempt
 from worker.memory import MemoryGovernor
@@ -111,6 +111,7 @@ class Loop:
         notifier.subscribe(self.waker.poke)
         helpers = [
             asyncio.create_task(self._poke_on(self.stop)),
+            asyncio.create_task(self._stop_when_lost()),
             asyncio.create_task(self._keep_leases()),
             asyncio.create_task(self.watcher.run()),
         ]
@@ -124,6 +125,20 @@ class Loop:
             await asyncio.gather(*helpers, return_exceptions=True)
             if self.running:  # the loop itself was cancelled: give the tasks back
                 await self._stop_all()
+        lost = self.queue.storage_lost_error
+        if lost is not None:
+            raise lost
+
+    async def _stop_when_lost(self) -> None:
+        """The database cannot keep what is written (see worker.walguard): stop at once."""
+        await self.queue.storage_lost.wait()
+        log.critical(
+            "stopping: the database can no longer keep this worker's writes; its %d running "
+            "task(s) are stopped; other workers run them again once this one counts as dead",
+            len(self.running),
+        )
+        self.stop.set()
+        self.force.set()
 
     async def _poke_on(self, event: asyncio.Event) -> None:
         await event.wait()
@@ -143,7 +158,7 @@ class Loop:
                         resources=self._free_resources(),
                         worker_id=self.worker_id,
                     )
-                except QueueClosedError:
+                except (QueueClosedError, DatabaseLostError):
                     raise
                 except QueueError:
                     log.exception("claiming tasks failed; trying again in %s s", ERROR_PAUSE_S)
@@ -242,6 +257,8 @@ class Loop:
                 beat = await self.queue.heartbeat(
                     [(r.task.id, r.task.lease_id) for r in records if r.task.lease_id]
                 )
+            except DatabaseLostError:
+                raise
             except QueueError:
                 log.exception("lease heartbeat failed; trying again in %s s", ERROR_PAUSE_S)
                 self._next_beat = time.monotonic() + ERROR_PAUSE_S

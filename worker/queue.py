@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -14,7 +15,12 @@ from pydantic import JsonValue, ValidationError
 from worker.config import QueueConfig
 from worker.control import ControlStore, Heartbeat
 from worker.db import Database
-from worker.errors import InvalidInputError, InvalidTaskError, UnknownRequestKindError
+from worker.errors import (
+    InvalidInputError,
+    InvalidTaskError,
+    StorageError,
+    UnknownRequestKindError,
+)
 from worker.ids import new_ids
 from worker.models import Completion, Failure, Progress, Resources, Task
 from worker.queue_admin import QueueAdmin, positive
@@ -84,6 +90,18 @@ class WorkerQueue(QueueAdmin):
         self.cancels = Notifier()
 
     # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def storage_lost(self) -> asyncio.Event:
+        """Set when the database is lost for this process (its SQLite write-ahead log was
+        deleted under it, or a checkpoint failed; see :mod:`worker.walguard`): every write
+        raises :class:`~worker.errors.DatabaseLostError` from then on, and workers stop."""
+        return self._db.lost
+
+    @property
+    def storage_lost_error(self) -> StorageError | None:
+        """The :class:`~worker.errors.DatabaseLostError` behind :attr:`storage_lost`."""
+        return self._db.lost_error
 
     async def initialize(self) -> None:
         """Connect and bring the database to the newest schema revision."""

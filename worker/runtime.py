@@ -194,10 +194,11 @@ class Worker:
             for helper in (sweeper, webhooks):
                 helper.cancel()
             await asyncio.gather(sweeper, webhooks, return_exceptions=True)
-            try:
-                await liveness.stopped()
-            except QueueError:
-                log.exception("could not record worker %s as stopped", self.id)
+            if self.queue.storage_lost_error is None:  # else nothing can be written
+                try:
+                    await liveness.stopped()
+                except QueueError:
+                    log.exception("could not record worker %s as stopped", self.id)
         log.info("worker %s stopped: %s", self.id, self.counts)
         return self.counts
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from worker.errors import QueueClosedError, QueueError
+from worker.errors import DatabaseLostError, QueueClosedError, QueueError
 from worker.kinds import task_kinds
 from worker.models import Task
 from worker.queue import WorkerQueue
@@ -26,7 +26,7 @@ async def retry_sweeper(
     while not stop.is_set():
         try:
             await sweep(queue)
-        except QueueClosedError:
+        except (QueueClosedError, DatabaseLostError):
             raise
         except QueueError:
             log.exception("retry sweep failed; trying again in %s s", interval)

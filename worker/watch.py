@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
-from worker.errors import QueueClosedError, QueueError
+from worker.errors import DatabaseLostError, QueueClosedError, QueueError
 
 if TYPE_CHECKING:
     from worker.control import LeaseReport
@@ -135,7 +135,7 @@ class RunWatcher:
         leases = list(self._leases())
         try:
             report = await look(leases)
-        except QueueClosedError:
+        except (QueueClosedError, DatabaseLostError):
             raise
         except QueueError:
             log.exception("%s failed; trying again in %s s", what, ERROR_PAUSE_S)

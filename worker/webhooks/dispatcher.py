@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 
 from worker.backoff import retry_delay_s
-from worker.errors import QueueClosedError, QueueError, TaskNotFoundError
+from worker.errors import DatabaseLostError, QueueClosedError, QueueError, TaskNotFoundError
 from worker.queue import WorkerQueue
 from worker.webhooks import guard, signing
 from worker.webhooks.errors import AddressRefusedError, TransportError
@@ -210,7 +210,7 @@ async def webhook_loop(
             claimed = 0
             try:
                 claimed = await dispatcher.tick()
-            except QueueClosedError:
+            except (QueueClosedError, DatabaseLostError):
                 raise
             except QueueError:
                 log.exception("webhook round failed; trying again in %s s", interval)
@@ -244,7 +244,7 @@ async def drain_webhooks(
             try:
                 await dispatcher.collect()
                 claimed = await dispatcher.deliver_due()
-            except QueueClosedError:
+            except (QueueClosedError, DatabaseLostError):
                 raise
             except QueueError:
                 log.exception("webhook round failed; deliveries still due are left for later")
