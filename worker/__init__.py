@@ -1,6 +1,7 @@
 """A durable asyncio task queue on SQLite."""
 
 from worker.backoff import retry_delay_s
+from worker.builtins.requests import CallRequest, CommandRequest
 from worker.config import QueueConfig
 from worker.context import TaskContext
 from worker.control import Heartbeat
@@ -24,6 +25,7 @@ from worker.models import (
     Completion,
     Failure,
     Progress,
+    Resources,
     RetryPolicy,
     Task,
     TaskItem,
@@ -39,6 +41,8 @@ from worker.sweeper import retry_sweeper
 __all__ = [
     "TERMINAL_STATES",
     "AttemptError",
+    "CallRequest",
+    "CommandRequest",
     "Completion",
     "DuplicateTaskError",
     "Failure",
@@ -54,6 +58,7 @@ __all__ = [
     "QueueClosedError",
     "QueueConfig",
     "QueueError",
+    "Resources",
     "Retry",
     "RetryPolicy",
     "SchemaMismatchError",
