@@ -1,4 +1,5 @@
-"""The README's examples (and the docs' marked ones) run as written, each on its own files.
+"""The README's examples (and the docs' marked ones, and examples/) run as written, on their own
+files.
 
 Issue 10, item 9: a newcomer copies an example into a file and runs it from a fresh clone.
 Each block runs here as ``python example.py`` in a fresh temporary directory, in a real
@@ -29,7 +30,11 @@ from tests.test_docs_blocks import ROOT, Block, runnable_blocks
 _SKIPPED = {".git", ".venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache",
             ".hypothesis", "site"}  # fmt: skip
 
-EXAMPLES = runnable_blocks()
+#: The README's blocks, the docs' marked ones, and the scripts in examples/.
+EXAMPLES = runnable_blocks() + [
+    Block(path, 1, path.read_text(encoding="utf-8"), runnable=True)
+    for path in sorted((ROOT / "examples").glob("*.py"))
+]
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
