@@ -32,7 +32,7 @@ test: $(STAMP)
 ## docs: build the documentation site into site/, strictly (a broken link, a missing reference
 ## or any warning fails); the build needs no network
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 ## docs-serve: serve the site on http://127.0.0.1:8000, rebuilding on every change
 docs-serve: $(STAMP)
