@@ -4,20 +4,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo check lint typecheck test bench format clean
+.PHONY: demo check lint typecheck test docs docs-serve bench format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,piper,espeak,audio]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs,piper,espeak,audio]'
 	touch $(STAMP)
 
 ## demo: speech and audio jobs end to end on the default SQLite file (data/queue.db)
 demo: $(STAMP)
 	$(BIN)/python -m tts.demo
 
-## check: everything CI runs (lint, format check, mypy --strict, the test suite)
-check: lint typecheck test
+## check: everything CI runs (lint, format check, mypy --strict, the strict docs build, the test suite)
+check: lint typecheck docs test
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,6 +29,15 @@ typecheck: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
+## docs: build the documentation site into site/, strictly (a broken link, a missing reference
+## or any warning fails); the build needs no network
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+## docs-serve: serve the site on http://127.0.0.1:8000, rebuilding on every change
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict
+
 bench: $(STAMP)
 	$(BIN)/python bench/bench_core.py
 	$(BIN)/python bench/bench_runtime.py
@@ -39,4 +48,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
-"""The usage guide's example, end to end, on the default SQLite file (data/queue.db).
+"""The bare API, end to end, on a database file of its own (quickstart.db here).
 
 Enqueues a few speech tasks, claims them, completes or retries them, runs the sweep and
-prints the statistics. (Synthesis itself arrives with the worker runtime.)
+prints the statistics; nothing is synthesized (a worker would do that: see the README).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from worker import QueueConfig, Task, TaskItem, TaskState, WorkerQueue
 
 
 async def main() -> None:
-    config = QueueConfig.from_env()
+    config = QueueConfig(database_url="sqlite+aiosqlite:///quickstart.db")
     queue = WorkerQueue(config)
     await queue.initialize()
     try:
@@ -25,10 +25,7 @@ async def main() -> None:
                 state=TaskState.PENDING,
                 schedule_at=0,
                 items=[
-                    TaskItem(
-                        request=TextToSpeechRequest(text=text, voice_id="kokoro.af_heart"),
-                        response_url="https://your-webhook.com/callback",
-                    )
+                    TaskItem(request=TextToSpeechRequest(text=text, voice_id="kokoro.af_heart"))
                 ],
                 created_at=0,
                 updated_at=0,

@@ -12,6 +12,8 @@ def test_worker_exports() -> None:
     assert set(worker.__all__) == {
         "TERMINAL_STATES",
         "AttemptError",
+        "CallRequest",
+        "CommandRequest",
         "Completion",
         "DatabaseLostError",
         "DuplicateTaskError",
@@ -39,6 +41,7 @@ def test_worker_exports() -> None:
         "PermanentError",
         "ProcessorRegistry",
         "Progress",
+        "Resources",
         "Retry",
         "RetryPolicy",
         "TaskContext",

@@ -1,6 +1,7 @@
 """A durable asyncio task queue on SQLite."""
 
 from worker.backoff import retry_delay_s
+from worker.builtins.requests import CallRequest, CommandRequest
 from worker.config import QueueConfig
 from worker.context import TaskContext
 from worker.control import Heartbeat
@@ -25,6 +26,7 @@ from worker.models import (
     Completion,
     Failure,
     Progress,
+    Resources,
     RetryPolicy,
     Task,
     TaskItem,
@@ -40,6 +42,8 @@ from worker.sweeper import retry_sweeper
 __all__ = [
     "TERMINAL_STATES",
     "AttemptError",
+    "CallRequest",
+    "CommandRequest",
     "Completion",
     "DatabaseLostError",
     "DuplicateTaskError",
@@ -56,6 +60,7 @@ __all__ = [
     "QueueClosedError",
     "QueueConfig",
     "QueueError",
+    "Resources",
     "Retry",
     "RetryPolicy",
     "SchemaMismatchError",
