@@ -5,7 +5,6 @@ commands registered through the ``worker.cli`` entry point, and the layering tha
 from __future__ import annotations
 
 import ast
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -47,16 +46,16 @@ def wq_blocking(module: str, *args: str, env: dict[str, str] | None = None) -> R
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    """``wq ARGS`` in this process (typer's runner; the plugin's commands loaded)."""
+    load_plugins()
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200", **(env or {})})
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
 def test_wq_voices_lists_each_engine_and_how_to_get_the_missing_ones(voices_dir: Path) -> None:
     env = {"TTS_PIPER_VOICES_DIR": str(voices_dir)}
-    document, text, piper_only, bad = wq_all(
-        Path("unused.db"),
-        ("voices", "--json"),
-        ("voices",),
-        ("voices", "piper"),
-        ("voices", "festival"),
-        env=env,
-    )
+    document, text = wq_all(Path("unused.db"), ("voices", "--json"), ("voices",), env=env)
     assert document.code == 0, document.err
     engines = {entry["engine"]: entry for entry in document.json()["engines"]}
     assert sorted(engines) == ["espeak", "kokoro", "piper"]
@@ -76,8 +75,10 @@ def test_wq_voices_lists_each_engine_and_how_to_get_the_missing_ones(voices_dir:
     assert "piper.en_US-joe-medium" in text.out
     assert "kokoro: not configured" in text.out
     assert "espeak.en-us" in text.out
+    piper_only = invoke("voices", "piper", env=env)
     assert "espeak" not in piper_only.out
     assert "piper.en_US-copy-medium" in piper_only.out
+    bad = invoke("voices", "festival")
     assert bad.code == 2
     assert "unknown speech engine 'festival'; engines: espeak, kokoro, piper" in bad.err
 
@@ -88,7 +89,7 @@ def test_wq_voices_lists_each_engine_and_how_to_get_the_missing_ones(voices_dir:
     assert entry["note"] == (
         "kokoro_onnx missing; install with: pip install 'worker-queue[kokoro]'"
     )
-    no_dir = wq(None, "voices", "piper", env={"TTS_PIPER_VOICES_DIR": str(voices_dir / "x")})
+    no_dir = invoke("voices", "piper", env={"TTS_PIPER_VOICES_DIR": str(voices_dir / "x")})
     assert "piper: not configured" in no_dir.out
     assert f"TTS_PIPER_VOICES_DIR names '{voices_dir / 'x'}'" in no_dir.out
 
@@ -105,15 +106,16 @@ def error_lines(result: Result) -> list[str]:
 def test_submit_tts_refuses_a_voice_no_engine_here_offers(db_path: Path, voices_dir: Path) -> None:
     with_queue(db_path, lambda queue: queue.get_queue_stats())  # migrate once, up front
     env = {"TTS_PIPER_VOICES_DIR": str(voices_dir)}
-    piper, espeak, kokoro, engine, skipped, known = wq_all(
-        db_path,
-        ("submit", "tts", "Hi.", "--voice", "piper.en_US-jo-medium"),
-        ("submit", "tts", "Hi.", "--voice", "espeak.en-uk"),
-        ("submit", "tts", "Hi.", "--voice", "kokoro.af_heart"),
-        ("submit", "tts", "Hi.", "--voice", "festival.kal"),
-        ("submit", "tts", "Hi.", "--voice", "kokoro.af_heart", "--no-voice-check", "--json"),
-        ("submit", "tts", "Hi.", "--voice", "piper.en_US-copy-medium", "--json"),
-        env=env,
+    piper = wq(db_path, "submit", "tts", "Hi.", "--voice", "piper.en_US-jo-medium", env=env)
+    db = ("--db", str(db_path))
+    espeak = invoke(*db, "submit", "tts", "Hi.", "--voice", "espeak.en-uk")
+    kokoro = invoke(*db, "submit", "tts", "Hi.", "--voice", "kokoro.af_heart")
+    engine = invoke(*db, "submit", "tts", "Hi.", "--voice", "festival.kal")
+    skipped = invoke(
+        *db, "submit", "tts", "Hi.", "--voice", "kokoro.af_heart", "--no-voice-check", "--json"
+    )
+    known = invoke(
+        *db, "submit", "tts", "Hi.", "--voice", "piper.en_US-copy-medium", "--json", env=env
     )
     assert error_lines(piper) == [
         "wq: error: unknown voice 'piper.en_US-jo-medium'; the piper engine has 2 voices:",
@@ -150,19 +152,16 @@ async def test_the_python_api_takes_any_well_formed_voice(db_path: Path) -> None
 def test_the_commands_come_through_the_entry_point_once(db_path: Path) -> None:
     load_plugins()
     load_plugins()  # a second load adds nothing
-    runner = CliRunner()
-    listed = runner.invoke(app, ["submit", "--help"], env={"COLUMNS": "200"})
-    assert listed.exit_code == 0, listed.output
+    listed = invoke("submit", "--help")
+    assert listed.code == 0, listed.err
     for command in ("command", "call", "tts", "audio"):
-        assert f" {command} " in listed.output
-    voices = runner.invoke(app, ["voices", "piper", "--json"])
-    assert voices.exit_code == 0, voices.output
-    assert json.loads(voices.output)["engines"][0]["voices"] == ["piper.en_US-joe-medium"]
-    submitted = runner.invoke(
-        app, ["--db", str(db_path), "submit", "tts", "Hi.", "--voice", "espeak.en-us"]
-    )
-    assert submitted.exit_code == 0, submitted.output
-    assert len(submitted.output.strip()) == 26
+        assert f" {command} " in listed.out
+    voices = invoke("voices", "piper", "--json")
+    assert voices.code == 0, voices.err
+    assert voices.json()["engines"][0]["voices"] == ["piper.en_US-joe-medium"]
+    submitted = invoke("--db", str(db_path), "submit", "tts", "Hi.", "--voice", "espeak.en-us")
+    assert submitted.code == 0, submitted.err
+    assert len(submitted.out.strip()) == 26
     registered = [info.name for info in app.registered_commands]
     assert registered.count("voices") == 1
 

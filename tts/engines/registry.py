@@ -11,9 +11,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tts.engines.base import SpeechEngine
 from tts.errors import EngineUnavailable, UnknownVoice
+
+if TYPE_CHECKING:
+    from tts.engines.base import SpeechEngine
 
 
 @dataclass(frozen=True)
