@@ -62,7 +62,11 @@ async def queued(
     db: Path, processors: ProcessorRegistry, tasks: list[Task], concurrency: int
 ) -> tuple[float, list[Any]]:
     """Seconds from enqueue to the last acknowledgement; the results."""
-    config = QueueConfig(database_url=f"sqlite+aiosqlite:///{db}", concurrency=concurrency)
+    config = QueueConfig(
+        database_url=f"sqlite+aiosqlite:///{db}",
+        data_dir=db.parent / "data",
+        concurrency=concurrency,
+    )
     async with WorkerQueue(config) as queue:
         started = time.perf_counter()
         await queue.enqueue(tasks)
@@ -162,7 +166,7 @@ def main() -> None:
     texts = TEXTS * (1 if args.quick else 3)
     files = 50 if args.quick else 300
     root = Path(tempfile.mkdtemp(prefix="bench-tts-"))
-    settings = TTSSettings(data_dir=root / "data", piper_noise_scale=0.0, piper_noise_w_scale=0.0)
+    settings = TTSSettings(piper_noise_scale=0.0, piper_noise_w_scale=0.0)
     engines = EngineRegistry(settings.engine_settings())
     engines.resolve(VOICE)  # load the model before any timing
     processors = ProcessorRegistry(builtins=False, entry_points=False)

@@ -260,7 +260,12 @@ async def test_a_handler_past_its_timeout_is_cancelled_and_the_attempt_fails(
         done = await queue.get_task(task.id)
         assert stopped.is_set()
         assert done.state is TaskState.DISCARDED
-        assert done.errors[0].error == "timed out after 0.2 s"
+        setting = {
+            "task": "the task's timeout_s (wq submit --timeout) sets the limit",
+            "config": "QUEUE_WORKER_TIMEOUT raises the limit, or a task's timeout_s "
+            "(wq submit --timeout)",
+        }[where]
+        assert done.errors[0].error == f"timed out after 0.2 s ({setting})"
 
 
 # -- retry requests and policies -----------------------------------------------------------

@@ -17,7 +17,8 @@ from tests.runtime_worker import runtime_config
 from tts import TextToSpeechRequest
 from tts.audio import write_audio
 from tts.engines import EngineRegistry, EngineSettings
-from tts.processor import SpeechProcessors, default_processors, register
+from tts.errors import InvalidSettings
+from tts.processor import default_processors, register
 from tts.requests import (
     AnalyzeOperation,
     AudioRequest,
@@ -64,8 +65,8 @@ async def run_burst(
 ) -> list[Task]:
     """Enqueue ``tasks``, run a burst worker with the tts processors, return them as stored."""
     registry = ProcessorRegistry()
-    register(registry, TTSSettings(data_dir=data_dir), engines)
-    async with WorkerQueue(runtime_config(db_path, **config)) as queue:
+    register(registry, TTSSettings(), engines)
+    async with WorkerQueue(runtime_config(db_path, data_dir=data_dir, **config)) as queue:
         await queue.enqueue(tasks)
         worker = Worker(queue, registry, burst=True, handle_signals=False)
         if events is not None:
@@ -187,9 +188,9 @@ async def test_a_retry_does_not_redo_the_items_already_finished(
         ],
         max_attempts=3,
     )
-    config = runtime_config(db_path, retry_base_delay=0.5)
+    config = runtime_config(db_path, data_dir=data_dir, retry_base_delay=0.5)
     registry = ProcessorRegistry()
-    register(registry, TTSSettings(data_dir=data_dir), engines)
+    register(registry, TTSSettings(), engines)
     outputs = data_dir / "outputs"
     async with WorkerQueue(config) as queue:
         await queue.enqueue([task])
@@ -221,10 +222,9 @@ async def test_a_retry_does_not_redo_the_items_already_finished(
 async def test_the_module_registers_on_the_default_registry_for_run_workers(
     db_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("QUEUE_DATA_DIR", str(data_dir))
     default_processors.cache_clear()
     try:
-        config = runtime_config(db_path)
+        config = runtime_config(db_path, data_dir=data_dir)
         async with WorkerQueue(config) as queue:
             task = tts_task("One sentence.")
             await queue.enqueue([task])
@@ -237,22 +237,30 @@ async def test_the_module_registers_on_the_default_registry_for_run_workers(
         default_processors.cache_clear()
 
 
-def test_settings_come_from_the_environment_only_through_from_env(tmp_path: Path) -> None:
+def test_settings_come_from_the_environment_only_through_from_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     environ = {
-        "QUEUE_DATA_DIR": str(tmp_path),
+        "QUEUE_DATA_DIR": "/elsewhere",  # the queue's setting: not one of these
         "TTS_PIPER_VOICES_DIR": "/voices",
         "TTS_PIPER_NOISE_SCALE": "0",
         "TTS_KOKORO_MODEL": "",  # empty: unset
+        "TTS_KOKORO_LANGUAGE": "en-us",
     }
     settings = TTSSettings.from_env(environ)
-    assert settings.data_dir == tmp_path
-    assert settings.outputs_dir == tmp_path / "outputs"
     engine = settings.engine_settings()
     assert engine.piper_voices_dir == Path("/voices")
     assert engine.piper_noise_scale == 0.0
     assert engine.kokoro_model_path is None
-    assert TTSSettings().data_dir == Path("data")  # construction reads nothing
-    assert SpeechProcessors(TTSSettings()).outputs_dir == Path.cwd() / "data" / "outputs"
+    assert engine.kokoro_language == "en-us"
+    assert "data_dir" not in TTSSettings.model_fields
+    monkeypatch.setenv("TTS_PIPER_NOISE_SCALE", "1")
+    assert TTSSettings().piper_noise_scale is None  # construction reads nothing
+    with pytest.raises(InvalidSettings) as refused:
+        TTSSettings.from_env({"TTS_PIPER_NOISE_SCALE": "loud", "TTS_KOKORO_LANGUAGE": "EN US"})
+    lines = str(refused.value).splitlines()
+    assert lines[0].startswith("invalid TTS settings: TTS_PIPER_NOISE_SCALE='loud': ")
+    assert lines[1].startswith("TTS_KOKORO_LANGUAGE='EN US': ")
 
 
 # -- audio ---------------------------------------------------------------------------------

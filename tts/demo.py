@@ -9,8 +9,8 @@ Exit status: 0 only if every task it enqueued completed. The tasks go to their o
 ``demo``, so tasks left in the database by something else are not touched.
 
 Settings are read once, here: ``QUEUE_*`` for the queue (``QUEUE_DATABASE_URL`` defaults to
-``data/queue.db``), ``QUEUE_DATA_DIR`` and ``TTS_*`` for the processors (see
-:mod:`tts.settings`). It needs the ``piper``, ``espeak`` and ``audio`` extras.
+``data/queue.db``, ``QUEUE_DATA_DIR`` for where the audio files go) and ``TTS_*`` for the
+engines (see :mod:`tts.settings`). It needs the ``piper``, ``espeak`` and ``audio`` extras.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def demo_tasks(tone: Path) -> list[Task]:
 async def run_demo(config: QueueConfig, settings: TTSSettings, console: Console) -> int:
     registry = ProcessorRegistry()
     register(registry, settings)
-    tone = write_tone(settings.data_dir / "demo" / "tone.wav")
+    tone = write_tone(config.data_dir / "demo" / "tone.wav")
     async with WorkerQueue(config) as queue:
         tasks = demo_tasks(tone)
         await queue.enqueue(tasks)

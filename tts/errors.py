@@ -3,6 +3,7 @@
 The tree::
 
     TTSError                   root: ``except TTSError`` catches everything below
+    ├── InvalidSettings        a ``TTS_*`` variable has a bad value (one line per variable)
     ├── EngineUnavailable      the engine is unknown, its extra is not installed, or it is not
     │                          configured (the message says how to install or configure it)
     ├── UnknownVoice           the engine is there but has no such voice (the message lists some)
@@ -23,6 +24,10 @@ class TTSError(Exception):
     """Root of every error this package raises."""
 
 
+class InvalidSettings(TTSError, ValueError):
+    """A ``TTS_*`` environment variable has a value that cannot be used."""
+
+
 class EngineUnavailable(TTSError):
     """The engine cannot be used in this process: unknown, not installed, or not configured."""
 
@@ -31,12 +36,15 @@ class UnknownVoice(TTSError, LookupError):
     """The engine has no voice of that name."""
 
     def __init__(self, voice_id: str, available: list[str], detail: str | None = None) -> None:
-        close = difflib.get_close_matches(voice_id, available, n=8, cutoff=0.5)
-        shown = ", ".join([*close, *(v for v in available if v not in close)][:8]) or "none"
+        # Compared without the engine's name, which every id of one engine shares.
+        prefix = voice_id.partition(".")[0] + "."
+        by_name = {v.removeprefix(prefix): v for v in available}
+        close = difflib.get_close_matches(voice_id.removeprefix(prefix), by_name, n=8, cutoff=0.5)
+        ordered = [*close, *(v for v in by_name if v not in close)][:8]
+        shown = ", ".join(by_name[name] for name in ordered)
         more = f" and {len(available) - 8} more" if len(available) > 8 else ""
-        super().__init__(
-            f"unknown voice {voice_id!r}; {detail or f'available voices: {shown}{more}'}"
-        )
+        listed = f"available voices: {shown or 'none'}{more}"
+        super().__init__(f"unknown voice {voice_id!r}; {detail or listed}")
         self.voice_id = voice_id
         self.available = available
 

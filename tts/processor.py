@@ -12,9 +12,11 @@ any registry.
 
 Both run the slow work off the event loop (:func:`asyncio.to_thread`), so the worker keeps
 renewing leases and claiming while a job runs. A ``tts`` item is spoken sentence by sentence,
-with progress reported after each; engines and models load once per :class:`SpeechProcessors`
-and are reused by every task. Outputs are written to a temporary name and renamed, at
-``<data dir>/outputs/<task id>/<item index>.<ext>``.
+with progress reported after each, and a long one checkpoints the sentences spoken so far
+(:mod:`tts.resume`): a retried attempt goes on from there. Engines and models load once per
+:class:`SpeechProcessors` and are reused by every task. Outputs are written to a temporary
+name and renamed, at ``<data_dir>/outputs/<task id>/<item index>.<ext>`` (:mod:`tts.outputs`;
+``data_dir`` is the queue's, ``QUEUE_DATA_DIR``).
 
 Errors: a :class:`~tts.errors.TTSError` (unknown engine or voice, engine not installed or not
 configured, unsupported setting or format) cannot succeed on a retry, so it becomes a
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +39,7 @@ from tts.audio import AudioFileRecord, AudioFormat, write_audio
 from tts.audio_ops import AudioResult, process_audio_file
 from tts.engines.registry import EngineRegistry
 from tts.errors import EngineUnavailable, TTSError, UnknownVoice
+from tts.outputs import task_dir
 from tts.requests import (
     AnalyzeOperation,
     AudioRequest,
@@ -43,6 +47,7 @@ from tts.requests import (
     Operation,
     TextToSpeechRequest,
 )
+from tts.resume import CHECKPOINT_INTERVAL_S, SpokenParts, speech_key
 from tts.settings import VARIABLES, TTSSettings
 from tts.text import split_text
 from tts.waveform import Audio, concatenate
@@ -72,12 +77,10 @@ class SpeechProcessors:
     def __init__(self, settings: TTSSettings, engines: EngineRegistry | None = None) -> None:
         self.settings = settings
         self.engines = engines or EngineRegistry(settings.engine_settings())
-        # Resolved once, so results name absolute paths whatever the reader's directory.
-        self.outputs_dir = settings.outputs_dir.absolute()
 
     def output_path(self, ctx: TaskContext, extension: str) -> Path:
-        """``<outputs>/<task id>/<item index>.<extension>``."""
-        return self.outputs_dir / ctx.task.id / f"{ctx.index}.{extension}"
+        """``<data_dir>/outputs/<task id>/<item index>.<extension>`` (absolute)."""
+        return task_dir(ctx.config, ctx.task.id) / f"{ctx.index}.{extension}"
 
     async def tts(self, item: TaskItem, ctx: TaskContext) -> dict[str, Any]:
         """Speak one :class:`TextToSpeechRequest` into a file; return the file's record."""
@@ -86,19 +89,30 @@ class SpeechProcessors:
         if not pieces:
             raise PermanentError("the text has nothing to say")
         total = len(pieces)
+        kept = SpokenParts(
+            task_dir(ctx.config, ctx.task.id) / f"{ctx.index}.parts",
+            speech_key(request.voice_id, request.speed, pieces),
+        )
         with _permanent(request.voice_id):
             engine, voice = await asyncio.to_thread(self.engines.resolve, request.voice_id)
-            await ctx.progress(0, total, f"0/{total} sentences")
-            parts: list[Audio] = []
-            for done, piece in enumerate(pieces, start=1):
+            parts = await asyncio.to_thread(kept.load, ctx.checkpoint_data)
+            resumed = f", resumed at sentence {len(parts) + 1}" if parts else ""
+            await ctx.progress(len(parts), total, f"{len(parts)}/{total} sentences{resumed}")
+            last_saved = time.monotonic()
+            for done, piece in enumerate(pieces[len(parts) :], start=len(parts) + 1):
                 await ctx.check_cancelled()
                 audio = await asyncio.to_thread(engine.synthesize, piece, voice, request.speed)
                 parts.append(audio)
                 await ctx.progress(done, total, f"{done}/{total} sentences")
+                if done < total and time.monotonic() - last_saved >= CHECKPOINT_INTERVAL_S:
+                    await asyncio.to_thread(kept.save, parts)
+                    await ctx.checkpoint(kept.checkpoint(audio.sample_rate))
+                    last_saved = time.monotonic()
             target = self.output_path(ctx, request.output_format)
             record = await asyncio.to_thread(
                 _write_speech, parts, target, request.output_format, request.sample_rate
             )
+            await asyncio.to_thread(kept.remove)
         return {
             **record,
             "voice_id": request.voice_id,

@@ -2,18 +2,19 @@
 
 ``TTSSettings(...)`` never reads the environment; ``TTSSettings.from_env()`` does:
 
-========================  =========================  ===============================
-variable                  field                      default
-========================  =========================  ===============================
-``QUEUE_DATA_DIR``        ``data_dir``               ``data`` (relative to the cwd)
-``TTS_PIPER_VOICES_DIR``  ``piper_voices_dir``       none: only the bundled voice
-``TTS_PIPER_NOISE_SCALE``    ``piper_noise_scale``    none: the voice's own
-``TTS_PIPER_NOISE_W_SCALE``  ``piper_noise_w_scale``  none: the voice's own
-``TTS_KOKORO_MODEL``      ``kokoro_model``           none: kokoro unavailable
-``TTS_KOKORO_VOICES``     ``kokoro_voices``          none: kokoro unavailable
-========================  =========================  ===============================
+===========================  ========================  ==================================
+variable                     field                     default
+===========================  ========================  ==================================
+``TTS_PIPER_VOICES_DIR``     ``piper_voices_dir``      none: only the bundled voice
+``TTS_PIPER_NOISE_SCALE``    ``piper_noise_scale``     none: the voice's own
+``TTS_PIPER_NOISE_W_SCALE``  ``piper_noise_w_scale``   none: the voice's own
+``TTS_KOKORO_MODEL``         ``kokoro_model``          none: kokoro unavailable
+``TTS_KOKORO_VOICES``        ``kokoro_voices``         none: kokoro unavailable
+``TTS_KOKORO_LANGUAGE``      ``kokoro_language``       none: by the voice's first letter
+===========================  ========================  ==================================
 
-Outputs go to ``<data_dir>/outputs/<task id>/<item index>.<ext>``.
+Where outputs go is the queue's setting, not these: ``QueueConfig.data_dir``
+(``QUEUE_DATA_DIR``), see :mod:`tts.outputs`.
 """
 
 from __future__ import annotations
@@ -22,19 +23,20 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from tts.engines.registry import EngineSettings
+from tts.errors import InvalidSettings
 
 #: Every environment variable :meth:`TTSSettings.from_env` reads, by field.
 VARIABLES = {
-    "data_dir": "QUEUE_DATA_DIR",
     "piper_voices_dir": "TTS_PIPER_VOICES_DIR",
     "piper_noise_scale": "TTS_PIPER_NOISE_SCALE",
     "piper_noise_w_scale": "TTS_PIPER_NOISE_W_SCALE",
     "kokoro_model": "TTS_KOKORO_MODEL",
     "kokoro_voices": "TTS_KOKORO_VOICES",
+    "kokoro_language": "TTS_KOKORO_LANGUAGE",
 }
 
 
@@ -43,13 +45,12 @@ def _env(field: str) -> AliasChoices:
 
 
 class TTSSettings(BaseSettings):
-    """Where outputs go, and how to build each speech engine."""
+    """How to build each speech engine."""
 
     model_config = SettingsConfigDict(
         frozen=True, extra="forbid", populate_by_name=True, case_sensitive=False
     )
 
-    data_dir: Path = Field(Path("data"), validation_alias=_env("data_dir"))
     piper_voices_dir: Path | None = Field(None, validation_alias=_env("piper_voices_dir"))
     piper_noise_scale: float | None = Field(None, ge=0, validation_alias=_env("piper_noise_scale"))
     piper_noise_w_scale: float | None = Field(
@@ -57,6 +58,10 @@ class TTSSettings(BaseSettings):
     )
     kokoro_model: Path | None = Field(None, validation_alias=_env("kokoro_model"))
     kokoro_voices: Path | None = Field(None, validation_alias=_env("kokoro_voices"))
+    # The eSpeak language kokoro reads text in (en-us, fr-fr, ...); none: the voice's own.
+    kokoro_language: str | None = Field(
+        None, pattern=r"^[a-z]{2,3}(-[a-z0-9]+)*$", validation_alias=_env("kokoro_language")
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -75,6 +80,8 @@ class TTSSettings(BaseSettings):
         """Read the variables in :data:`VARIABLES` (from ``environ``, else the process's).
 
         An empty variable counts as unset.
+
+        :raises InvalidSettings: a variable's value is refused (one line per variable).
         """
         if environ is None:
             environ = os.environ
@@ -83,12 +90,15 @@ class TTSSettings(BaseSettings):
             for field, name in VARIABLES.items()
             if environ.get(name, "").strip()
         }
-        return cls.model_validate(values)
-
-    @property
-    def outputs_dir(self) -> Path:
-        """``<data_dir>/outputs``: one directory per task below it."""
-        return self.data_dir / "outputs"
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            lines = [
+                f"{VARIABLES.get(str(error['loc'][0]), str(error['loc'][0]))}="
+                f"{values.get(str(error['loc'][0]), '')!r}: {error['msg']}"
+                for error in exc.errors()
+            ]
+            raise InvalidSettings("invalid TTS settings: " + "\n".join(lines)) from None
 
     def engine_settings(self) -> EngineSettings:
         return EngineSettings(
@@ -97,4 +107,5 @@ class TTSSettings(BaseSettings):
             piper_noise_w_scale=self.piper_noise_w_scale,
             kokoro_model_path=self.kokoro_model,
             kokoro_voices_path=self.kokoro_voices,
+            kokoro_language=self.kokoro_language,
         )

@@ -203,11 +203,12 @@ class ControlStore:
             "queues": queues,
         }
 
-    async def purge(self, cutoff: float, states: Iterable[TaskState]) -> int:
+    async def purge(self, cutoff: float, states: Iterable[TaskState]) -> list[str]:
         """Delete finished tasks in batches (each its own short transaction), and in the same
-        transaction their dependency edges and their webhook deliveries (sent or not)."""
+        transaction their dependency edges and their webhook deliveries (sent or not).
+        Returns the ids deleted, in batch order."""
         chosen = tuple(states)
-        deleted = 0
+        deleted: list[str] = []
         while True:
             victims = (
                 sa.select(tasks.c.id)
@@ -222,7 +223,7 @@ class ControlStore:
                 ]
                 await _forget_dependencies(conn, ids)
                 await _forget_deliveries(conn, ids)
-            deleted += len(ids)
+            deleted.extend(ids)
             if len(ids) < _PURGE_BATCH:
                 return deleted
 

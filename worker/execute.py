@@ -71,12 +71,22 @@ async def attempt(ctx: TaskContext, registry: ProcessorRegistry, timeout_s: floa
     except TimeoutError as exc:
         if not deadline.expired():
             return _failed(exc)
-        return Outcome("retry", error=f"timed out after {timeout_s:g} s")
+        return Outcome("retry", error=timeout_message(ctx.task.timeout_s, timeout_s))
     except Exception as exc:
         return _failed(exc)
     finally:
         ctx.stop_timer()
     return Outcome("complete", results=results, progress=ctx.take_progress())
+
+
+def timeout_message(task_timeout_s: float | None, timeout_s: float) -> str:
+    """The error of an attempt that ran out of time, naming the setting that raises the limit:
+    the task's own ``timeout_s`` when it set one, else ``QUEUE_WORKER_TIMEOUT``."""
+    if task_timeout_s is not None and task_timeout_s == timeout_s:
+        where = "the task's timeout_s (wq submit --timeout) sets the limit"
+    else:
+        where = "QUEUE_WORKER_TIMEOUT raises the limit, or a task's timeout_s (wq submit --timeout)"
+    return f"timed out after {timeout_s:g} s ({where})"
 
 
 def _failed(exc: Exception) -> Outcome:

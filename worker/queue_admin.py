@@ -17,6 +17,7 @@ from worker.db import Database
 from worker.errors import InvalidInputError
 from worker.explain import explain, explain_pending
 from worker.models import RetryPolicy, Task
+from worker.purge_hooks import run_purge_hooks
 from worker.reads import ReadStore
 from worker.states import TERMINAL_STATES, TaskState
 from worker.sweep import SweepStore
@@ -206,7 +207,11 @@ class QueueAdmin:
         self, older_than_s: float, states: Iterable[TaskState | str] = TERMINAL_STATES
     ) -> int:
         """Delete terminal tasks finished more than ``older_than_s`` ago (with their dependency
-        edges and webhook deliveries); returns how many."""
+        edges and webhook deliveries); returns how many.
+
+        Then the ``worker.purge_hooks`` entry points delete what packages wrote for those tasks
+        elsewhere (:mod:`worker.purge_hooks`); a hook that fails is logged, the purge stands.
+        """
         if older_than_s < 0:
             raise InvalidInputError(f"older_than_s must be >= 0, got {older_than_s}")
         chosen = [_state(s) for s in states]
@@ -215,7 +220,9 @@ class QueueAdmin:
             raise InvalidInputError(f"purge deletes only terminal tasks, not {', '.join(live)}")
         if not chosen:
             return 0
-        return await self._control.purge(self._clock() - older_than_s, chosen)
+        ids = await self._control.purge(self._clock() - older_than_s, chosen)
+        await run_purge_hooks(self.config, ids)
+        return len(ids)
 
     # -- webhooks (worker.webhooks; kept apart from the queue's own operations) -----------
 

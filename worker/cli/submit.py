@@ -1,4 +1,12 @@
-"""``wq submit command|call|tts|audio``: build a request, enqueue it as a task, optionally wait."""
+"""``wq submit command|call``: build a request, enqueue it as a task, optionally wait.
+
+Packages add ``submit`` commands of their own (the ``tts`` package's ``wq submit tts`` and
+``wq submit audio``) through the ``worker.cli`` entry points, with what this module offers
+them: :data:`submit_app` (the group), the shared options (:data:`QueueOpt`, :data:`PriorityOpt`,
+... :data:`WaitOpt`), :func:`shared_options` (a command's ``locals()`` into a
+:class:`Submission`), :func:`build_request` (a registered kind's model, validated, or a usage
+error) and :func:`submit` (enqueue, print, ``--wait``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,6 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from worker.cli import render
-from worker.cli.audio_ops import DEFAULT_OPERATION, audio_files, parse_operation
 from worker.cli.inspect import JsonFlag
 from worker.cli.parse import (
     parse_duration,
@@ -228,140 +235,19 @@ def submit_call(
     submit(ctx, options, request)
 
 
-@submit_app.command("tts")
-def submit_tts(
-    ctx: typer.Context,
-    *,
-    text: Annotated[str, typer.Argument(help="The text to speak.")],
-    voice: Annotated[str, typer.Option("--voice", "-v", metavar="VOICE_ID", help="engine.voice")],
-    output_format: Annotated[
-        str, typer.Option("--format", "-f", metavar="wav|flac|ogg|mp3", help="Audio format.")
-    ] = "wav",
-    speed: Annotated[float | None, typer.Option("--speed", help="0.25 < speed <= 4.")] = None,
-    sample_rate: Annotated[int | None, typer.Option("--sample-rate", metavar="HZ")] = None,
-    queue: QueueOpt = "default",
-    priority: PriorityOpt = None,
-    delay: DelayOpt = None,
-    max_attempts: MaxAttemptsOpt = None,
-    timeout: TimeoutOpt = None,
-    name: NameOpt = None,
-    depends_on: DependsOpt = None,
-    idempotency_key: KeyOpt = None,
-    wait: WaitOpt = False,
-    as_json: JsonFlag = False,
-) -> None:
-    """Speak text: wq submit tts "Hello" --voice kokoro.af_heart --format mp3"""
-    fields = {
-        "text": text,
-        "voice_id": voice,
-        "output_format": output_format,
-        "speed": speed,
-        "sample_rate": sample_rate,
-    }
-    options = shared_options(locals())
-    submit(ctx, options, build_request("tts", fields))
-
-
-def _audio_requests(files: list[str], ops: list[str]) -> list[BaseModel]:
-    """One ``audio`` request per file; an invalid operation is a usage error naming its --op."""
-    try:
-        operations = [parse_operation(op) for op in ops]
-        model = model_for("audio")
-    except ValueError as exc:
-        usage_error(str(exc))
-    except UnknownRequestKindError as exc:
-        fail(ExitCode.QUEUE_ERROR, str(exc))
-    requests = []
-    for path in files:
-        try:
-            requests.append(model.model_validate({"path": path, "operations": operations}))
-        except ValidationError as exc:
-            usage_error(_audio_error(exc, ops))
-    return requests
-
-
-def _audio_error(exc: ValidationError, ops: list[str]) -> str:
-    """The first error, as ``invalid --op 'TEXT': field: message`` when it lies in an op."""
-    error = exc.errors()[0]
-    loc = error["loc"]
-    if len(loc) >= 2 and loc[0] == "operations" and isinstance(loc[1], int) and loc[1] < len(ops):
-        field_path = ".".join(str(part) for part in loc[3:])  # loc[2] is the op's tag
-        where = f"{field_path}: " if field_path else ""
-        return f"invalid --op {ops[loc[1]]!r}: {where}{error['msg']}"
-    return f"invalid audio request: {validation_message(exc)}"
-
-
-@submit_app.command("audio")
-def submit_audio(
-    ctx: typer.Context,
-    *,
-    paths: Annotated[
-        list[str],
-        typer.Argument(metavar="PATH", help="Audio files, or directories to search."),
-    ],
-    ops: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--op",
-            metavar="OP",
-            help="An operation, NAME[:key=value,...]; repeat to chain (default: analyze).",
-        ),
-    ] = None,
-    queue: QueueOpt = "default",
-    priority: PriorityOpt = None,
-    delay: DelayOpt = None,
-    max_attempts: MaxAttemptsOpt = None,
-    timeout: TimeoutOpt = None,
-    name: NameOpt = None,
-    depends_on: DependsOpt = None,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait",
-            help="Wait until every task ends (ids print first); exit 4 unless all completed.",
-        ),
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON list of the tasks instead of ids.")
-    ] = False,
-) -> None:
-    """Process audio files, one task per file: wq submit audio takes/ --op convert:format=flac
-
-    A directory adds every audio file under it (wav, flac, ogg, oga, mp3, aif, aiff;
-    recursively, sorted). Each --op is NAME[:key=value,...], applied in order: analyze (the
-    default), convert:format=flac,sample_rate=16000,channels=1,
-    normalize:mode=peak|rms,target_dbfs=-1, trim_silence:threshold_dbfs=-50,padding_ms=10.
-    Every path and --op is checked first; then all the tasks are enqueued at once (or none).
-    """
-    ops = ops or [DEFAULT_OPERATION]
-    try:
-        files = audio_files(paths)
-    except ValueError as exc:
-        usage_error(str(exc))
-    requests = _audio_requests(files, ops)
-    options = shared_options(locals())
-    now = time.time()
-    tasks = [options.task(request, now) for request in requests]
-
-    async def act(queue: WorkerQueue) -> list[Task]:
-        await queue.enqueue(tasks)  # one transaction: all of them or none
-        if not wait:
-            return [await queue.get_task(task.id) for task in tasks]
-        if not as_json:
-            for task in tasks:
-                typer.echo(task.id)
-        return [await wait_for(queue, task.id, show_progress=not as_json) for task in tasks]
-
-    finals = run(ctx, act)
-    if as_json:
-        print_json([render.task_document(task) for task in finals])
-    elif not wait:
-        for task in finals:
-            typer.echo(task.id)
-    unfinished = [task for task in finals if task.state is not TaskState.COMPLETED]
-    if wait and unfinished:
-        ended = ", ".join(f"{task.id} {task.state.value}" for task in unfinished)
-        fail(
-            ExitCode.NOT_COMPLETED,
-            f"{len(unfinished)} of {len(finals)} tasks did not complete: {ended}",
-        )
+__all__ = [
+    "DelayOpt",
+    "DependsOpt",
+    "KeyOpt",
+    "MaxAttemptsOpt",
+    "NameOpt",
+    "PriorityOpt",
+    "QueueOpt",
+    "Submission",
+    "TimeoutOpt",
+    "WaitOpt",
+    "build_request",
+    "shared_options",
+    "submit",
+    "submit_app",
+]

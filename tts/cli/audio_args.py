@@ -1,8 +1,8 @@
 """Pure helpers for ``wq submit audio``: ``--op`` values and the audio files behind paths.
 
 Each raises ``ValueError`` with a message fit to show the user (a usage error, exit code 2).
-The operation fields are not checked here: the ``audio`` request model validates them, so
-this module never imports the ``tts`` package.
+The operation fields are not checked here: the ``audio`` request model validates them. Only
+the standard library is imported (this module loads at every ``wq`` start).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.test_cli import ROOT, one_error_line, with_queue, wq, wq_all
+from tts.cli.audio_args import audio_files, parse_operation
 from worker import WorkerQueue
-from worker.cli.audio_ops import audio_files, parse_operation
 
 pytestmark = pytest.mark.timeout(60)
 
