@@ -13,6 +13,8 @@ def test_worker_exports() -> None:
         "TERMINAL_STATES",
         "AttemptError",
         "Completion",
+        "ConfigurationError",
+        "DatabaseNotFoundError",
         "DuplicateTaskError",
         "Failure",
         "InvalidInputError",
@@ -24,6 +26,7 @@ def test_worker_exports() -> None:
         "QueueConfig",
         "QueueError",
         "SchemaMismatchError",
+        "SchemaOutdatedError",
         "StorageError",
         "Task",
         "TaskItem",
@@ -49,7 +52,8 @@ def test_worker_exports() -> None:
         "worker_loop",
     }
     for name in worker.__all__:
-        assert hasattr(worker, name)
+        assert hasattr(worker, name)  # each loads on first use (PEP 562)
+    assert set(dir(worker)) >= set(worker.__all__)
 
 
 def test_every_error_has_one_root() -> None:

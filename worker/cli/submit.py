@@ -5,12 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import BaseModel, ValidationError
 
-from worker.cli import render
 from worker.cli.audio_ops import DEFAULT_OPERATION, audio_files, parse_operation
 from worker.cli.inspect import JsonFlag
 from worker.cli.parse import (
@@ -21,16 +19,20 @@ from worker.cli.parse import (
     parse_priority,
 )
 from worker.cli.session import ExitCode, fail, print_json, run, usage_error, validation_message
-from worker.cli.wait import wait_for
 from worker.errors import UnknownRequestKindError
-from worker.kinds import model_for
-from worker.models import Task, TaskItem
-from worker.queue import WorkerQueue
 from worker.states import TaskState
+
+if TYPE_CHECKING:  # pydantic and the queue load when a command runs, not at wq's start
+    from pydantic import BaseModel, ValidationError
+
+    from worker.models import Task
+    from worker.queue import WorkerQueue
 
 T = TypeVar("T")
 
-submit_app = typer.Typer(help="Enqueue a task; prints its id.", no_args_is_help=True)
+submit_app = typer.Typer(
+    help="Enqueue a task; prints its id.", no_args_is_help=True, rich_markup_mode=None
+)
 
 QueueOpt = Annotated[str, typer.Option("--queue", "-q", help="Queue name.")]
 PriorityOpt = Annotated[
@@ -86,6 +88,10 @@ class Submission:
     as_json: bool = False
 
     def task(self, request: BaseModel, now: float) -> Task:
+        from pydantic import ValidationError
+
+        from worker.models import Task, TaskItem
+
         try:
             return Task(
                 items=[TaskItem(request=request)],
@@ -104,6 +110,10 @@ class Submission:
 
 def build_request(kind: str, fields: dict[str, Any]) -> BaseModel:
     """The registered model of ``kind``, validated from ``fields`` (None values left out)."""
+    from pydantic import ValidationError
+
+    from worker.kinds import model_for
+
     try:
         model = model_for(kind)
     except UnknownRequestKindError as exc:
@@ -142,6 +152,9 @@ def shared_options(values: Mapping[str, Any]) -> Submission:
 
 def submit(ctx: typer.Context, submission: Submission, request: BaseModel) -> None:
     """Enqueue, print the id (or the task as JSON); with ``--wait``, follow it to its end."""
+    from worker.cli import render
+    from worker.cli.wait import wait_for
+
     task = submission.task(request, time.time())
 
     async def act(queue: WorkerQueue) -> Task:
@@ -152,7 +165,7 @@ def submit(ctx: typer.Context, submission: Submission, request: BaseModel) -> No
             typer.echo(task.id)
         return await wait_for(queue, task.id, show_progress=not submission.as_json)
 
-    final = run(ctx, act)
+    final = run(ctx, act, "create")
     if submission.as_json:
         print_json(render.task_document(final))
     elif not submission.wait:
@@ -264,6 +277,10 @@ def submit_tts(
 
 def _audio_requests(files: list[str], ops: list[str]) -> list[BaseModel]:
     """One ``audio`` request per file; an invalid operation is a usage error naming its --op."""
+    from pydantic import ValidationError
+
+    from worker.kinds import model_for
+
     try:
         operations = [parse_operation(op) for op in ops]
         model = model_for("audio")
@@ -333,6 +350,9 @@ def submit_audio(
     normalize:mode=peak|rms,target_dbfs=-1, trim_silence:threshold_dbfs=-50,padding_ms=10.
     Every path and --op is checked first; then all the tasks are enqueued at once (or none).
     """
+    from worker.cli import render
+    from worker.cli.wait import wait_for
+
     ops = ops or [DEFAULT_OPERATION]
     try:
         files = audio_files(paths)
@@ -352,7 +372,7 @@ def submit_audio(
                 typer.echo(task.id)
         return [await wait_for(queue, task.id, show_progress=not as_json) for task in tasks]
 
-    finals = run(ctx, act)
+    finals = run(ctx, act, "create")
     if as_json:
         print_json([render.task_document(task) for task in finals])
     elif not wait:
