@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -110,9 +111,12 @@ class Database:
     async def open(self, *, create: bool = True, read_only: bool = False) -> None:
         """Connect. ``create=False``: a SQLite file must exist already
         (:class:`DatabaseNotFoundError` naming it); nothing is created, not even its
-        directory. ``read_only``: connections open the file read-only (``mode=ro``), so
-        it may be a file this process cannot write; no writer connection, no checkpoints,
-        and :meth:`write` and :meth:`transaction` refuse."""
+        directory. ``read_only``: no writer connection, no checkpoints, :meth:`write` and
+        :meth:`transaction` refuse, and SQLite refuses any change (``query_only``); a file
+        (or directory) this process cannot write opens with ``mode=ro``. A writable one
+        opens as usual, so that the last connection to close still removes the ``-wal``
+        and ``-shm`` files (a ``mode=ro`` connection leaves them behind, owned by whoever
+        ran the read, where they can lock the database's own user out)."""
         if self._engine is not None:
             return
         path = sqlite_path(self.url)
@@ -130,7 +134,7 @@ class Database:
             # not roll back again on return: one thread hop less per transaction.
             kwargs["pool_reset_on_return"] = None
         target: str | URL = self.url
-        if read_only and path is not None:
+        if read_only and path is not None and not _writable(path):
             target = _read_only_url(self.url, path)
         try:
             engine = create_async_engine(target, **kwargs)
@@ -324,6 +328,11 @@ def _use_wal(cursor: Any, busy_timeout_s: float) -> None:
             time.sleep(0.02)
 
 
+def _writable(path: Path) -> bool:
+    """Whether this process may write the file and create its ``-wal`` beside it."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
 def _read_only_url(database_url: str, path: Path) -> URL:
     """The SQLite URI that opens ``path`` read-only (``file:PATH?mode=ro``)."""
     uri = "file:" + quote(str(path.absolute()))
@@ -358,6 +367,8 @@ def _install_sqlite_hooks(
                     cursor.execute("PRAGMA wal_autocheckpoint = 0")
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.execute("PRAGMA foreign_keys = ON")
+            if read_only:
+                cursor.execute("PRAGMA query_only = ON")
         finally:
             cursor.close()
 
