@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -31,8 +32,8 @@ def listing(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def config_for(path: Path, **settings: object) -> QueueConfig:
-    return QueueConfig(database_url=sqlite_url(path), **settings)  # type: ignore[arg-type]
+def config_for(path: Path, **settings: Any) -> QueueConfig:
+    return QueueConfig(database_url=sqlite_url(path), **settings)
 
 
 async def make_database(path: Path, revision: str = "head") -> None:

@@ -25,10 +25,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import quote
 
-import aiosqlite
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -38,6 +37,9 @@ from worker.config import QueueConfig
 from worker.errors import DatabaseNotFoundError, QueueClosedError, QueueError, StorageError
 from worker.statements import Statements
 from worker.txn import ConnectionTxn, LockTaken, Txn, run_in_driver, run_now, run_waiting
+
+if TYPE_CHECKING:  # imported where used: without it, the configuration says what to install
+    import aiosqlite
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +283,8 @@ class Database:
         if self._writer is None:
             if self.engine.dialect.driver != "aiosqlite":
                 return None
+            import aiosqlite
+
             self._writer = await self.engine.connect()
             driver = (await self._writer.get_raw_connection()).driver_connection
             self._driver = driver if isinstance(driver, aiosqlite.Connection) else None

@@ -137,9 +137,10 @@ def run(ctx: typer.Context, operation: Callable[[WorkerQueue], Awaitable[T]], ac
         SchemaOutdatedError,
         StorageError,
     )
-    from worker.queue import WorkerQueue
 
-    config = load_config(ctx)
+    config = load_config(ctx)  # first: a missing driver is a configuration error, not this
+
+    from worker.queue import WorkerQueue
 
     async def main() -> T:
         queue = WorkerQueue(config)
