@@ -7,8 +7,13 @@ before ``main()`` runs (a stand-in for a bug); everything else is real.
 from __future__ import annotations
 
 import json
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
+import pytest
+import typer
+
+import worker.cli
 from tests.test_cli import Result, one_error_line, with_queue
 from tests.test_cli_config import python
 
@@ -70,3 +75,20 @@ def test_help_and_reads_load_only_what_they_use(db_path: Path) -> None:
             assert not {"sqlalchemy", "rich", "worker.queue", "worker.models"} & modules, args
     # typer converts a command's parameters with pydantic, but wq alone does not need it.
     assert "pydantic" not in imported_by(db_path, "--help")
+
+
+def test_a_broken_plugin_is_a_warning_and_the_rest_of_wq_works(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    group = worker.cli.PLUGIN_GROUP
+    broken = [
+        EntryPoint("missing", "tests.no_such_module:register", group),  # cannot import
+        EntryPoint("raising", "json:loads", group),  # loads, then fails on the app
+    ]
+    monkeypatch.setattr(worker.cli, "entry_points", lambda group: broken)
+    target = typer.Typer()
+    worker.cli.load_plugins(target)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("wq: warning: plugin 'missing' (tests.no_such_module:register)")
+    assert lines[1].startswith("wq: warning: plugin 'raising' (json:loads) could not be loaded")

@@ -236,9 +236,9 @@ class QueueConfig(BaseModel):
     webhook_max_attempts: int = _setting(
         5,
         "QUEUE_WEBHOOK_MAX_ATTEMPTS",
-        "Attempts to deliver a webhook before giving up (1 to 1,000).",
+        "Attempts to deliver a webhook before giving up (1 to 1,000,000).",
         ge=1,
-        le=1000,
+        le=1_000_000,
     )
     webhook_timeout: float = _duration(
         10.0, "QUEUE_WEBHOOK_TIMEOUT", "Timeout of one webhook POST, in seconds."

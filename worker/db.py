@@ -12,6 +12,11 @@ Two ways to write: :meth:`Database.transaction` runs a synchronous body (the hot
 :mod:`worker.txn`) whole, on a connection kept for it: on the event loop's thread when it is
 small and the write lock is free, otherwise in one trip to the driver's thread;
 :meth:`Database.write` opens a transaction on SQLAlchemy's async API for everything else.
+
+:meth:`Database.open` can also open an existing file without creating anything
+(``create=False``), or read-only (``read_only=True``: no writer connection, no checkpoints,
+SQLite's ``query_only``, ``mode=ro`` for a file this process cannot write): the hot path's
+machinery is set up only for a database the process writes to.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from typing import Annotated
 import typer
 
 from worker.cli import admin, inspect, serve
-from worker.cli.session import Options, unexpected
+from worker.cli.session import Options, unexpected, warn
 from worker.cli.submit import submit_app
 
 EXIT_CODES = (
@@ -85,7 +85,7 @@ def _options(
     ] = False,
 ) -> None:
     _seen.debug = debug
-    ctx.obj = Options(database=db, debug=debug)
+    ctx.obj = Options(database=db)
 
 
 app.add_typer(admin.db_app, name="db")
@@ -116,12 +116,11 @@ def load_plugins(target: typer.Typer = app) -> None:
     """Let every ``worker.cli`` entry point register its commands on ``target``."""
     for ep in entry_points(group=PLUGIN_GROUP):
         try:
-            register = ep.load()
-        except ImportError as exc:
+            ep.load()(target)
+        except Exception as exc:
             # One broken plugin must not take the rest of wq with it; its commands are absent.
-            log.error("wq plugin %r (%s) could not be loaded: %s", ep.name, ep.value, exc)
-            continue
-        register(target)
+            log.debug("wq plugin %r (%s) failed", ep.name, ep.value, exc_info=True)
+            warn(f"plugin {ep.name!r} ({ep.value}) could not be loaded: {exc}")
 
 
 def main() -> None:

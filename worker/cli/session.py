@@ -53,7 +53,6 @@ class Options:
     """The global options, kept in the typer context for every command."""
 
     database: str | None = None
-    debug: bool = False
 
 
 def fail(code: ExitCode, message: str) -> NoReturn:
