@@ -21,7 +21,11 @@ from worker.builtins.requests import CommandRequest
 
 pytestmark = pytest.mark.timeout(180)
 
-WORKER_ENV = {"QUEUE_ALLOW_COMMANDS": "true", "QUEUE_VISIBILITY_TIMEOUT": "1.5"}
+WORKER_ENV = {
+    "QUEUE_ALLOW_COMMANDS": "true",
+    "QUEUE_VISIBILITY_TIMEOUT": "1.5",
+    "QUEUE_CONCURENCY": "2",  # misspelt: its warning is a JSON line too
+}
 
 
 def sleeper(queue: str = "work") -> Task:
@@ -86,6 +90,9 @@ def test_cancel_waits_for_a_running_task_and_worker_logs_json(db_path: Path) -> 
         assert {"ts", "level", "logger", "message"} <= set(record)
         assert record["ts"].endswith("+00:00")
     assert any("started" in record["message"] for record in records)
+    (warning,) = [record for record in records if record["logger"] == "worker.config"]
+    assert warning["level"] == "WARNING"
+    assert "did you mean QUEUE_CONCURRENCY?" in warning["message"]
     summary = records[-1]
     assert summary["event"] == "worker_summary"
     assert summary["counts"].get("cancelled", 0) >= 1

@@ -75,7 +75,7 @@ def run_worker(
         runner = Worker(queue, concurrency=concurrency, queues=queues or None, burst=burst)
         return await runner.run()
 
-    counts = run(ctx, serve, "create")
+    counts = run(ctx, serve, "create", warnings_to_log=chosen == "json")
     summary = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
     if chosen == "json":  # stderr holds only JSON lines
         extra = {"event": "worker_summary", "counts": counts}

@@ -88,9 +88,13 @@ class _Collect(logging.Handler):
 
 
 @contextmanager
-def _config_warnings() -> Iterator[list[str]]:
+def _config_warnings(collect_them: bool) -> Iterator[list[str]]:
     """The warnings the configuration logs, kept from the log handlers (``wq worker``'s
-    included) so that each prints once, as ``wq: warning: ...``."""
+    included) so that each prints once, as ``wq: warning: ...``; none when not
+    ``collect_them`` (they reach the log handlers)."""
+    if not collect_them:
+        yield []
+        return
     logger = logging.getLogger("worker.config")
     collect, propagate = _Collect(), logger.propagate
     logger.addHandler(collect)
@@ -102,8 +106,12 @@ def _config_warnings() -> Iterator[list[str]]:
         logger.propagate = propagate
 
 
-def load_config(ctx: typer.Context) -> QueueConfig:
-    """``QueueConfig.from_env()``, with ``--db`` in place of ``QUEUE_DATABASE_URL``."""
+def load_config(ctx: typer.Context, *, warnings_to_log: bool = False) -> QueueConfig:
+    """``QueueConfig.from_env()``, with ``--db`` in place of ``QUEUE_DATABASE_URL``.
+
+    It runs before the queue is imported, so a missing database driver is a configuration
+    error (exit 2) rather than a failed import.
+    """
     from worker.config import QueueConfig
     from worker.errors import ConfigurationError
 
@@ -112,7 +120,7 @@ def load_config(ctx: typer.Context) -> QueueConfig:
     if options.database is not None:
         environ = {k: v for k, v in environ.items() if k.upper() != "QUEUE_DATABASE_URL"}
         environ["QUEUE_DATABASE_URL"] = database_url(options.database)
-    with _config_warnings() as warnings:
+    with _config_warnings(not warnings_to_log) as warnings:
         try:
             config = QueueConfig.from_env(environ)
         except ConfigurationError as exc:
@@ -124,9 +132,16 @@ def load_config(ctx: typer.Context) -> QueueConfig:
     return config
 
 
-def run(ctx: typer.Context, operation: Callable[[WorkerQueue], Awaitable[T]], access: Access) -> T:
+def run(
+    ctx: typer.Context,
+    operation: Callable[[WorkerQueue], Awaitable[T]],
+    access: Access = "create",
+    *,
+    warnings_to_log: bool = False,
+) -> T:
     """Open the queue as ``access`` says, run ``operation`` on it, close it; queue errors
-    become exit codes."""
+    become exit codes. ``warnings_to_log``: the configuration's warnings go to the log
+    handlers (JSON lines) instead of ``wq: warning:`` lines."""
     import asyncio  # not at wq's start: --help needs no event loop
 
     from worker.errors import (
@@ -137,7 +152,7 @@ def run(ctx: typer.Context, operation: Callable[[WorkerQueue], Awaitable[T]], ac
         StorageError,
     )
 
-    config = load_config(ctx)  # first: a missing driver is a configuration error, not this
+    config = load_config(ctx, warnings_to_log=warnings_to_log)  # first: see load_config
 
     from worker.queue import WorkerQueue
 
