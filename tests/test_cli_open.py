@@ -94,7 +94,7 @@ def make_old_database(path: Path, revision: str) -> None:
 
 def test_an_older_schema_asks_for_db_upgrade(db_path: Path) -> None:
     make_old_database(db_path, "0003")
-    for result in wq_all(db_path, ("list",), ("pause", "q"), ("purge", "--older-than", "1d")):
+    for result in wq_all(db_path, ("list",), ("pause", "q")):  # a read and a write
         assert result.code == 3, result
         line = one_error_line(result)
         assert f"is at schema revision 0003, this wq needs {head_revision()}" in line

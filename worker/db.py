@@ -197,7 +197,8 @@ class Database:
         """
         engine = self.engine if not lock_first else self._locking
         assert engine is not None  # set with self.engine
-        self._refuse_write(action)
+        if self._read_only:
+            self._refuse_write(action)
         try:
             async with self._writer_turn, engine.begin() as conn:
                 yield conn
@@ -217,7 +218,8 @@ class Database:
         free, otherwise in one trip to the driver's thread, where it may wait for the lock.
         ``lock_first`` as for :meth:`write`.
         """
-        self._refuse_write(action)
+        if self._read_only:
+            self._refuse_write(action)
         statements = self.statements
         inline = False
         try:
