@@ -1,11 +1,37 @@
-"""QUEUE_* variables, defaults, and refusal of bad settings."""
+"""QUEUE_* variables, defaults, and refusal of bad settings (the CLI's side: test_cli_config)."""
 
 from __future__ import annotations
 
-import pytest
-from pydantic import ValidationError
+import logging
+import sys
+from pathlib import Path
 
-from worker import QueueConfig
+import pytest
+
+from worker import ConfigurationError, QueueConfig, QueueError, WorkerQueue
+from worker.config import FIELDS, MAX_BUSY_TIMEOUT_S, MAX_DURATION_S, VARIABLES
+
+#: The variables the README documented before descriptions were added: names are a contract.
+DOCUMENTED = {
+    "database_url": "QUEUE_DATABASE_URL",
+    "data_dir": "QUEUE_DATA_DIR",
+    "default_max_attempts": "QUEUE_MAX_ATTEMPTS",
+    "default_visibility_timeout": "QUEUE_VISIBILITY_TIMEOUT",
+    "retry_backoff_multiplier": "QUEUE_RETRY_BACKOFF_MULTIPLIER",
+    "retry_base_delay": "QUEUE_RETRY_BASE_DELAY",
+    "max_retry_delay": "QUEUE_MAX_RETRY_DELAY",
+    "batch_size": "QUEUE_BATCH_SIZE",
+    "sqlite_synchronous": "QUEUE_SQLITE_SYNCHRONOUS",
+    "busy_timeout": "QUEUE_BUSY_TIMEOUT",
+    "concurrency": "QUEUE_CONCURRENCY",
+    "worker_timeout": "QUEUE_WORKER_TIMEOUT",
+    "webhook_secret": "QUEUE_WEBHOOK_SECRET",
+}
+DURATIONS = [
+    name
+    for name, field in QueueConfig.model_fields.items()
+    if field.annotation is float and name not in {"retry_backoff_multiplier", "memory_threshold"}
+]
 
 
 def test_defaults() -> None:
@@ -18,11 +44,13 @@ def test_defaults() -> None:
     assert config.max_retry_delay == 3600
     assert config.batch_size == 100
     assert config.sqlite_synchronous == "NORMAL"
+    assert config.data_dir == Path("data")
 
 
 def test_from_env_reads_queue_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {
         "QUEUE_DATABASE_URL": "sqlite+aiosqlite:///x.db",
+        "QUEUE_DATA_DIR": "/srv/queue",
         "QUEUE_MAX_ATTEMPTS": "7",
         "QUEUE_VISIBILITY_TIMEOUT": "12.5",
         "QUEUE_RETRY_BACKOFF_MULTIPLIER": "3",
@@ -33,6 +61,7 @@ def test_from_env_reads_queue_variables(monkeypatch: pytest.MonkeyPatch) -> None
         "QUEUE_SQLITE_CHECKPOINT_INTERVAL": "0",
         "QUEUE_SQLITE_WRITER_CACHE_MB": "8",
         "QUEUE_SQLITE_INLINE_ROWS": "0",
+        "QUEUE_CALL_ALLOWED_MODULES": "a.b, c",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -40,6 +69,7 @@ def test_from_env_reads_queue_variables(monkeypatch: pytest.MonkeyPatch) -> None
     assert config == QueueConfig.from_env(env)
     assert type(config) is QueueConfig
     assert config.database_url == "sqlite+aiosqlite:///x.db"
+    assert config.data_dir == Path("/srv/queue")
     assert config.default_max_attempts == 7
     assert config.default_visibility_timeout == 12.5
     assert config.retry_backoff_multiplier == 3
@@ -50,6 +80,7 @@ def test_from_env_reads_queue_variables(monkeypatch: pytest.MonkeyPatch) -> None
     assert config.sqlite_checkpoint_interval == 0
     assert config.sqlite_writer_cache_mb == 8
     assert config.sqlite_inline_rows == 0
+    assert config.call_allowed_modules == ["a.b", "c"]
 
 
 def test_plain_construction_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,14 +88,149 @@ def test_plain_construction_ignores_the_environment(monkeypatch: pytest.MonkeyPa
     assert QueueConfig().default_max_attempts == 3
 
 
-def test_bad_values_name_the_variable() -> None:
-    with pytest.raises(ValidationError, match="QUEUE_MAX_ATTEMPTS"):
+def test_every_field_has_a_variable_and_a_one_line_description() -> None:
+    assert set(VARIABLES) == set(QueueConfig.model_fields)
+    assert {name: VARIABLES[name] for name in DOCUMENTED} == DOCUMENTED
+    assert all(variable.startswith("QUEUE_") for variable in FIELDS)
+    for name, field in QueueConfig.model_fields.items():
+        assert field.description, name
+        assert "\n" not in field.description
+    # A field is also accepted under its variable's name.
+    assert QueueConfig(QUEUE_MAX_ATTEMPTS=5).default_max_attempts == 5  # type: ignore[call-arg]
+
+
+def test_a_bad_value_names_the_variable_in_one_line() -> None:
+    with pytest.raises(ConfigurationError) as caught:
         QueueConfig.from_env({"QUEUE_MAX_ATTEMPTS": "zero"})
-    with pytest.raises(ValidationError, match="QUEUE_VISIBILITY_TIMEOUT"):
-        QueueConfig.from_env({"QUEUE_VISIBILITY_TIMEOUT": "-1"})
-    with pytest.raises(ValidationError, match="QUEUE_SQLITE_CHECKPOINT_INTERVAL"):
+    error = caught.value
+    assert isinstance(error, QueueError)
+    assert isinstance(error, ValueError)
+    assert str(error).startswith("QUEUE_MAX_ATTEMPTS: ")
+    assert "'zero'" in str(error)
+    assert "\n" not in str(error)
+    assert error.__cause__ is None
+    assert error.__suppress_context__  # no pydantic traceback printed with it
+    assert "pydantic" not in str(error)
+    assert list(error.problems) == ["QUEUE_MAX_ATTEMPTS"]
+
+    with pytest.raises(ConfigurationError, match=r"^QUEUE_SQLITE_CHECKPOINT_INTERVAL: "):
         QueueConfig.from_env({"QUEUE_SQLITE_CHECKPOINT_INTERVAL": "-0.5"})
-    with pytest.raises(ValidationError, match="QUEUE_SQLITE_INLINE_ROWS"):
-        QueueConfig.from_env({"QUEUE_SQLITE_INLINE_ROWS": "-1"})
-    with pytest.raises(ValidationError, match="unknown_setting"):
+    with pytest.raises(ConfigurationError, match=r"^QUEUE_SQLITE_INLINE_ROWS: "):
+        QueueConfig.from_env({"queue_sqlite_inline_rows": "-1"})  # names match in any case
+
+
+def test_several_bad_values_give_one_line_each() -> None:
+    env = {"QUEUE_MAX_ATTEMPTS": "0", "QUEUE_BATCH_SIZE": "many", "QUEUE_CONCURRENCY": "2"}
+    with pytest.raises(ConfigurationError) as caught:
+        QueueConfig.from_env(env)
+    lines = str(caught.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == ["QUEUE_MAX_ATTEMPTS", "QUEUE_BATCH_SIZE"]
+
+
+def test_a_check_across_settings_names_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match=r"^QUEUE_WORKER_DEAD_AFTER: must be longer"):
+        QueueConfig.from_env({"QUEUE_HEARTBEAT_INTERVAL": "20"})
+    with pytest.raises(ConfigurationError, match=r"^worker_dead_after: must be longer"):
+        QueueConfig(heartbeat_interval=20)
+
+
+def test_construction_names_the_field() -> None:
+    with pytest.raises(ConfigurationError, match=r"^default_max_attempts: .*\(got 0\)$"):
+        QueueConfig(default_max_attempts=0)
+    with pytest.raises(ConfigurationError, match=r"^unknown_setting: Extra inputs"):
         QueueConfig(unknown_setting=1)  # type: ignore[call-arg]
+    with pytest.raises(ConfigurationError, match=r"^busy_timeout: "):
+        QueueConfig.model_validate({"busy_timeout": float("inf")})
+
+
+@pytest.mark.parametrize("name", DURATIONS)
+def test_every_duration_is_finite_and_bounded(name: str) -> None:
+    variable = VARIABLES[name]
+    bound = MAX_BUSY_TIMEOUT_S if name == "busy_timeout" else MAX_DURATION_S
+    for value in ("inf", "-inf", "nan", "1e300", str(bound * 2)):
+        with pytest.raises(ConfigurationError, match=f"^{variable}: "):
+            QueueConfig.from_env({variable: value})
+        with pytest.raises(ConfigurationError, match=f"^{name}: "):
+            QueueConfig(**{name: float(value)})
+    if name != "heartbeat_interval":  # the longest heartbeat needs a longer dead-after
+        assert getattr(QueueConfig.from_env({variable: str(bound)}), name) == bound
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "QUEUE_MAX_ATTEMPTS",
+        "QUEUE_BATCH_SIZE",
+        "QUEUE_CONCURRENCY",
+        "QUEUE_SQLITE_WRITER_CACHE_MB",
+        "QUEUE_SQLITE_INLINE_ROWS",
+        "QUEUE_WEBHOOK_MAX_ATTEMPTS",
+        "QUEUE_RETRY_BACKOFF_MULTIPLIER",
+    ],
+)
+def test_numbers_that_could_overflow_are_bounded(variable: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"^{variable}: "):
+        QueueConfig.from_env({variable: str(2**63)})
+
+
+async def test_the_longest_busy_timeout_fits_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    config = QueueConfig.from_env({"QUEUE_DATABASE_URL": url, "QUEUE_BUSY_TIMEOUT": "2147483"})
+    async with WorkerQueue(config) as queue:
+        assert (await queue.get_queue_stats())["total"] == 0
+
+
+def test_an_unknown_variable_warns_naming_the_closest(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="worker.config")
+    config = QueueConfig.from_env({"QUEUE_CONCURENCY": "8", "QUEUE_ZZZ_OTHER_TOOL": "1"})
+    assert config.concurrency == QueueConfig().concurrency  # ignored, not applied
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        "ignoring unknown variable QUEUE_CONCURENCY (did you mean QUEUE_CONCURRENCY?)",
+        "ignoring unknown variable QUEUE_ZZZ_OTHER_TOOL (not a setting of the queue)",
+    ]
+    caplog.clear()
+    monkeypatch.setenv("QUEUE_CONCURENCY", "8")
+    assert QueueConfig.from_env() == QueueConfig()  # the process environment: the same
+    assert [record.getMessage() for record in caplog.records] == messages[:1]
+
+
+def test_database_urls() -> None:
+    with pytest.raises(ConfigurationError, match=r"^QUEUE_DATABASE_URL: not a database URL"):
+        QueueConfig.from_env({"QUEUE_DATABASE_URL": "not a url"})
+    with pytest.raises(ConfigurationError, match=r"^database_url: not a database URL"):
+        QueueConfig(database_url="not a url")
+    # The sync driver, named or implied, gets the async one.
+    for given in ("sqlite:////x/q.db", "sqlite+pysqlite:////x/q.db"):
+        assert QueueConfig(database_url=given).database_url == "sqlite+aiosqlite:////x/q.db"
+    assert QueueConfig(database_url="sqlite://").database_url == "sqlite+aiosqlite://"
+    url = "sqlite+aiosqlite:///rel/q.db?timeout=5"
+    assert QueueConfig(database_url=url).database_url == url
+    with pytest.raises(ConfigurationError) as caught:
+        QueueConfig.from_env({"QUEUE_DATABASE_URL": "postgresql+asyncpg://u:hunter2@db/q"})
+    message = str(caught.value)
+    assert message.startswith("QUEUE_DATABASE_URL: PostgreSQL is not supported yet")
+    assert "hunter2" not in message
+    with pytest.raises(ConfigurationError, match="'mysql' is not supported"):
+        QueueConfig(database_url="mysql://db/q")
+    with pytest.raises(ConfigurationError, match="driver 'pysqlcipher' is not supported"):
+        QueueConfig(database_url="sqlite+pysqlcipher:///q.db")
+
+
+def test_a_missing_driver_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aiosqlite", None)  # as if it were not installed
+    with pytest.raises(ConfigurationError) as caught:
+        QueueConfig.from_env({"QUEUE_DATABASE_URL": "sqlite:///q.db"})
+    assert str(caught.value).startswith(
+        "QUEUE_DATABASE_URL: sqlite needs the aiosqlite driver, which is not installed"
+    )
+    assert "pip install aiosqlite" in str(caught.value)
+
+
+async def test_a_sync_sqlite_url_opens_a_queue(tmp_path: Path) -> None:
+    config = QueueConfig.from_env({"QUEUE_DATABASE_URL": f"sqlite:///{tmp_path / 'q.db'}"})
+    async with WorkerQueue(config) as queue:
+        assert (await queue.get_queue_stats())["total"] == 0
+    assert (tmp_path / "q.db").is_file()

@@ -15,7 +15,9 @@ def test_worker_exports() -> None:
         "CallRequest",
         "CommandRequest",
         "Completion",
+        "ConfigurationError",
         "DatabaseLostError",
+        "DatabaseNotFoundError",
         "DuplicateTaskError",
         "Failure",
         "InvalidInputError",
@@ -27,6 +29,7 @@ def test_worker_exports() -> None:
         "QueueConfig",
         "QueueError",
         "SchemaMismatchError",
+        "SchemaOutdatedError",
         "StorageError",
         "Task",
         "TaskItem",
@@ -53,7 +56,8 @@ def test_worker_exports() -> None:
         "worker_loop",
     }
     for name in worker.__all__:
-        assert hasattr(worker, name)
+        assert hasattr(worker, name)  # each loads on first use (PEP 562)
+    assert set(dir(worker)) >= set(worker.__all__)
 
 
 def test_every_error_has_one_root() -> None:

@@ -37,7 +37,16 @@ from tts.requests import (
 )
 from tts.settings import TTSSettings
 from tts.waveform import Audio
-from worker import ProcessorRegistry, QueueConfig, Task, TaskItem, TaskState, Worker, WorkerQueue
+from worker import (
+    ConfigurationError,
+    ProcessorRegistry,
+    QueueConfig,
+    Task,
+    TaskItem,
+    TaskState,
+    Worker,
+    WorkerQueue,
+)
 
 QUEUE = "demo"
 POLL_S = 0.2
@@ -178,7 +187,12 @@ def _shown(path: str) -> str:
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    config = QueueConfig.from_env()
+    try:
+        config = QueueConfig.from_env()
+    except ConfigurationError as exc:  # one line per bad variable, no traceback
+        for line in str(exc).splitlines():
+            print(f"demo: error: invalid configuration: {line}", file=sys.stderr)
+        return 2
     settings = TTSSettings.from_env()
     console = Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:

@@ -1,268 +1,304 @@
 """Queue settings: one typed object, built once at the edge.
 
 ``QueueConfig(...)`` never reads the environment; ``QueueConfig.from_env()`` does, from the
-``QUEUE_*`` variables listed in the README.
+``QUEUE_*`` variables (:data:`VARIABLES`). Every field has a ``description`` (what it does,
+its unit), so the settings table is generated from ``QueueConfig.model_fields``.
+
+A refused setting raises :class:`~worker.errors.ConfigurationError`, one line per setting,
+naming the variable for ``from_env()`` and the field for ``QueueConfig(...)``. A ``QUEUE_*``
+variable that is no setting is logged as a warning naming the closest setting, and ignored:
+other software may set variables of its own under that prefix, so refusing them would stop
+the queue for no fault of its own, while silence would hide a typo.
+
+Durations are seconds (float), finite and at most :data:`MAX_DURATION_S` (a year);
+integers are bounded where a larger value would overflow or could only be a mistake.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic_core import PydanticCustomError
+
+from worker.database_url import async_database_url
+from worker.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/queue.db"
+PREFIX = "QUEUE_"
+#: The longest duration any setting accepts: a year, in seconds.
+MAX_DURATION_S = 365 * 86400.0
+#: SQLite keeps its busy timeout as a C int of milliseconds: 2**31 - 1 ms, about 24.8 days.
+MAX_BUSY_TIMEOUT_S = 2_147_483.0
 
 
 def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
-def _env(field: str, variable: str) -> Any:
-    return AliasChoices(field, variable)
+def _setting(default: Any, variable: str, description: str, **constraints: Any) -> Any:
+    """A field read from ``variable``; ``QueueConfig(field=...)`` works as well."""
+    return Field(
+        default,
+        validation_alias=AliasChoices(_field_of_variable(variable), variable),
+        description=description,
+        **constraints,
+    )
 
 
-class QueueConfig(BaseSettings):
+def _duration(default: float, variable: str, description: str, *, zero: bool = False) -> Any:
+    """A duration in seconds: finite, above 0 (or at least 0 with ``zero``), at most a year."""
+    bound = {"ge": 0} if zero else {"gt": 0}
+    return _setting(default, variable, description, le=MAX_DURATION_S, **bound)
+
+
+# Field names that differ from their variable's name without the prefix.
+_RENAMED = {
+    "QUEUE_MAX_ATTEMPTS": "default_max_attempts",
+    "QUEUE_VISIBILITY_TIMEOUT": "default_visibility_timeout",
+}
+
+
+def _field_of_variable(variable: str) -> str:
+    return _RENAMED.get(variable, variable.removeprefix(PREFIX).lower())
+
+
+class QueueConfig(BaseModel):
     """Settings of a :class:`~worker.WorkerQueue`. Durations are seconds (float)."""
 
-    model_config = SettingsConfigDict(
-        frozen=True, extra="forbid", populate_by_name=True, case_sensitive=False
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    database_url: str = Field(
+    database_url: str = _setting(
         DEFAULT_DATABASE_URL,
-        validation_alias=_env("database_url", "QUEUE_DATABASE_URL"),
-        description=(
-            "The database: an SQLAlchemy URL (SQLite through aiosqlite; PostgreSQL is planned)."
-        ),
+        "QUEUE_DATABASE_URL",
+        "The database, as a SQLAlchemy URL; sqlite:///PATH gets the async driver "
+        "(sqlite+aiosqlite).",
     )
-    # Where runtime files go (processors' outputs under outputs/<task id>/).
-    data_dir: Path = Field(
+    data_dir: Path = _setting(
         Path("data"),
-        validation_alias=_env("data_dir", "QUEUE_DATA_DIR"),
-        description=(
-            "Where runtime files go: processors write their outputs under outputs/<task id>/ "
-            "(relative to the working directory)."
-        ),
+        "QUEUE_DATA_DIR",
+        "Where runtime files go: processors write their outputs under outputs/<task id>/.",
     )
-    default_max_attempts: int = Field(
+    default_max_attempts: int = _setting(
         3,
+        "QUEUE_MAX_ATTEMPTS",
+        "Attempts a task gets unless it sets its own max_attempts (1 to 1,000,000).",
         ge=1,
-        validation_alias=_env("default_max_attempts", "QUEUE_MAX_ATTEMPTS"),
-        description="Attempts a task gets unless it sets max_attempts.",
+        le=1_000_000,
     )
-    default_visibility_timeout: float = Field(
+    default_visibility_timeout: float = _duration(
         3600.0,
-        gt=0,
-        validation_alias=_env("default_visibility_timeout", "QUEUE_VISIBILITY_TIMEOUT"),
-        description=(
-            "Seconds a claim's lease lasts unless the task sets visibility_timeout; a running "
-            "task's lease is renewed at a third of it."
-        ),
+        "QUEUE_VISIBILITY_TIMEOUT",
+        "Lease of a claimed task, in seconds, unless it sets its own; a live worker renews "
+        "it every third of this.",
     )
-    retry_backoff_multiplier: float = Field(
+    retry_backoff_multiplier: float = _setting(
         2.0,
+        "QUEUE_RETRY_BACKOFF_MULTIPLIER",
+        "Each retry waits this many times longer than the one before (1 to 100).",
         ge=1.0,
-        validation_alias=_env("retry_backoff_multiplier", "QUEUE_RETRY_BACKOFF_MULTIPLIER"),
-        description="Each retry waits this many times longer than the one before.",
+        le=100.0,
     )
-    retry_base_delay: float = Field(
-        60.0,
-        ge=0,
-        validation_alias=_env("retry_base_delay", "QUEUE_RETRY_BASE_DELAY"),
-        description="Seconds before the first retry.",
+    retry_base_delay: float = _duration(
+        60.0, "QUEUE_RETRY_BASE_DELAY", "Delay before the first retry, in seconds.", zero=True
     )
-    max_retry_delay: float = Field(
-        3600.0,
-        ge=0,
-        validation_alias=_env("max_retry_delay", "QUEUE_MAX_RETRY_DELAY"),
-        description="The longest wait between attempts, in seconds.",
+    max_retry_delay: float = _duration(
+        3600.0, "QUEUE_MAX_RETRY_DELAY", "Longest delay between retries, in seconds.", zero=True
     )
-    batch_size: int = Field(
+    batch_size: int = _setting(
         100,
+        "QUEUE_BATCH_SIZE",
+        "Tasks a dequeue() claims when no size is given, and a sweep's batch (1 to 100,000).",
         ge=1,
-        validation_alias=_env("batch_size", "QUEUE_BATCH_SIZE"),
-        description="Default size of dequeue() and of the retry sweep.",
+        le=100_000,
     )
-    sqlite_synchronous: Annotated[Literal["NORMAL", "FULL"], BeforeValidator(_upper)] = Field(
+    sqlite_synchronous: Annotated[Literal["NORMAL", "FULL"], BeforeValidator(_upper)] = _setting(
         "NORMAL",
-        validation_alias=_env("sqlite_synchronous", "QUEUE_SQLITE_SYNCHRONOUS"),
-        description=(
-            "SQLite's synchronous pragma: NORMAL (a power cut can lose the last commits) or FULL "
-            "(every commit synced)."
-        ),
+        "QUEUE_SQLITE_SYNCHRONOUS",
+        "SQLite's synchronous pragma: NORMAL (durable against process crashes) or FULL "
+        "(also against power loss, slower).",
     )
-    busy_timeout: float = Field(
+    busy_timeout: float = _setting(
         30.0,
+        "QUEUE_BUSY_TIMEOUT",
+        "How long a write waits for the database's lock before failing, in seconds (at most "
+        "2,147,483: SQLite counts it in milliseconds in a 32-bit integer).",
         gt=0,
-        validation_alias=_env("busy_timeout", "QUEUE_BUSY_TIMEOUT"),
-        description="Seconds a writer waits for SQLite's write lock before failing.",
+        le=MAX_BUSY_TIMEOUT_S,
     )
-    # The page cache of the connection the hot path writes on: a bulk enqueue's pages stay in
-    # memory instead of spilling into the WAL and being read back.
-    sqlite_writer_cache_mb: int = Field(
+    # A bulk enqueue's pages stay in memory instead of spilling into the WAL and back.
+    sqlite_writer_cache_mb: int = _setting(
         64,
+        "QUEUE_SQLITE_WRITER_CACHE_MB",
+        "Page cache of the connection the hot path writes on, in MiB (1 to 65,536).",
         ge=1,
-        validation_alias=_env("sqlite_writer_cache_mb", "QUEUE_SQLITE_WRITER_CACHE_MB"),
-        description=(
-            "Page cache (MiB, allocated as used) of the connection enqueues, claims and "
-            "acknowledgements write on."
-        ),
+        le=65_536,
     )
-    # Hot-path transactions of at most this many rows run on the event loop's own thread
-    # when the write lock is free (no hop to the driver's thread, ~0.2 ms each); bigger ones,
-    # any that would wait for the lock, and all of them when a commit may sync the disk
-    # (synchronous=FULL, or checkpoints left to SQLite's commits) run in the driver's
-    # thread. 0: always the driver's thread.
-    sqlite_inline_rows: int = Field(
+    # Inline: no hop to the driver's thread (~0.2 ms each). Bigger transactions, any that
+    # would wait for the lock, and all of them when a commit may sync the disk
+    # (synchronous=FULL, or checkpoints left to SQLite's commits) run in that thread.
+    sqlite_inline_rows: int = _setting(
         256,
+        "QUEUE_SQLITE_INLINE_ROWS",
+        "Hot-path transactions of at most this many rows run on the event loop's thread when "
+        "the write lock is free; 0: always in the driver's thread (0 to 1,000,000).",
         ge=0,
-        validation_alias=_env("sqlite_inline_rows", "QUEUE_SQLITE_INLINE_ROWS"),
-        description=(
-            "Hot-path transactions of at most this many rows run on the event loop's thread when "
-            "the write lock is free; 0: always in the driver's thread."
-        ),
+        le=1_000_000,
     )
-    # WAL checkpoints run in the background this long after a write (worker.checkpoint);
-    # 0 leaves them to SQLite, inside the commit that takes the log past 1,000 pages.
-    sqlite_checkpoint_interval: float = Field(
+    # worker.checkpoint; 0: SQLite's own, in the commit that takes the log past 1,000 pages.
+    sqlite_checkpoint_interval: float = _duration(
         1.0,
-        ge=0,
-        validation_alias=_env("sqlite_checkpoint_interval", "QUEUE_SQLITE_CHECKPOINT_INTERVAL"),
-        description=(
-            "Seconds after a write that a background thread checkpoints the WAL; 0 leaves "
-            "checkpoints to SQLite, inside the commit that passes 1,000 pages."
-        ),
+        "QUEUE_SQLITE_CHECKPOINT_INTERVAL",
+        "WAL checkpoints run in the background this long after a write, in seconds; 0 "
+        "leaves them to SQLite's commits.",
+        zero=True,
     )
     # The runtime (worker loops).
-    concurrency: int = Field(
+    concurrency: int = _setting(
         4,
+        "QUEUE_CONCURRENCY",
+        "Tasks a worker process runs at once (1 to 10,000).",
         ge=1,
-        validation_alias=_env("concurrency", "QUEUE_CONCURRENCY"),
-        description="Tasks a worker runs at once.",
+        le=10_000,
     )
-    worker_timeout: float = Field(
+    worker_timeout: float = _duration(
         300.0,
-        gt=0,
-        validation_alias=_env("worker_timeout", "QUEUE_WORKER_TIMEOUT"),
-        description="Seconds an attempt may run unless the task sets timeout_s.",
+        "QUEUE_WORKER_TIMEOUT",
+        "An attempt running longer is cancelled and fails, in seconds, unless the task sets "
+        "its own timeout_s.",
     )
-    # Liveness: each worker process records that it is alive this often (the same write
-    # brings back cancel requests and lost leases of its running tasks); the sweep expires
-    # the leases of a worker not heard from for worker_dead_after, so its tasks run again.
-    heartbeat_interval: float = Field(
+    # The same write brings back cancel requests and lost leases of the running tasks.
+    heartbeat_interval: float = _duration(
         5.0,
-        gt=0,
-        validation_alias=_env("heartbeat_interval", "QUEUE_HEARTBEAT_INTERVAL"),
-        description="Seconds between a worker process's liveness heartbeats.",
+        "QUEUE_HEARTBEAT_INTERVAL",
+        "Each worker process records that it is alive this often, in seconds.",
     )
-    worker_dead_after: float = Field(
+    worker_dead_after: float = _duration(
         15.0,
-        gt=0,
-        validation_alias=_env("worker_dead_after", "QUEUE_WORKER_DEAD_AFTER"),
-        description=(
-            "Seconds without a heartbeat after which a worker counts as dead and its leases "
-            "expire; must be longer than the heartbeat interval."
-        ),
+        "QUEUE_WORKER_DEAD_AFTER",
+        "The sweep expires the leases of a worker not heard from for this long, in seconds "
+        "(longer than QUEUE_HEARTBEAT_INTERVAL), so its tasks run again.",
     )
-    poll_interval: float = Field(
+    poll_interval: float = _duration(
         1.0,
-        gt=0,
-        validation_alias=_env("poll_interval", "QUEUE_POLL_INTERVAL"),
-        description="Seconds between an idle worker's fallback polls for due tasks.",
+        "QUEUE_POLL_INTERVAL",
+        "An idle worker looks for due tasks at least this often, in seconds.",
     )
-    sweep_interval: float = Field(
+    sweep_interval: float = _duration(
         5.0,
-        gt=0,
-        validation_alias=_env("sweep_interval", "QUEUE_SWEEP_INTERVAL"),
-        description="Seconds between runs of the retry sweeper.",
+        "QUEUE_SWEEP_INTERVAL",
+        "The sweep (expired leases, retries after backoff) runs this often, in seconds.",
     )
-    shutdown_grace: float = Field(
+    shutdown_grace: float = _duration(
         30.0,
-        ge=0,
-        validation_alias=_env("shutdown_grace", "QUEUE_SHUTDOWN_GRACE"),
-        description="Seconds running tasks may take to finish after SIGINT or SIGTERM.",
+        "QUEUE_SHUTDOWN_GRACE",
+        "On SIGINT/SIGTERM, running handlers get this long to finish before they are "
+        "cancelled and their tasks released, in seconds.",
+        zero=True,
     )
-    memory_threshold: float = Field(
+    memory_threshold: float = _setting(
         0.85,
+        "QUEUE_MEMORY_THRESHOLD",
+        "Above this fraction of the machine's memory in use, a worker halves its "
+        "concurrency (above 0, at most 1).",
         gt=0,
         le=1,
-        validation_alias=_env("memory_threshold", "QUEUE_MEMORY_THRESHOLD"),
-        description=(
-            "Fraction of the machine's memory in use above which workers halve their concurrency."
-        ),
     )
-    allow_commands: bool = Field(
+    allow_commands: bool = _setting(
         False,
-        validation_alias=_env("allow_commands", "QUEUE_ALLOW_COMMANDS"),
-        description="Let command tasks start processes.",
+        "QUEUE_ALLOW_COMMANDS",
+        "Let workers run the built-in command kind (programs named by task data).",
     )
-    call_allowed_modules: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        validation_alias=_env("call_allowed_modules", "QUEUE_CALL_ALLOWED_MODULES"),
-        description="Comma-separated modules whose functions call tasks may run.",
+    call_allowed_modules: list[str] = _setting(
+        [],
+        "QUEUE_CALL_ALLOWED_MODULES",
+        "Modules whose functions the built-in call kind may run, comma-separated; "
+        "none: call is off.",
     )
     # Webhooks (worker.webhooks): a POST per task item with a response_url, once it ends.
-    webhook_max_attempts: int = Field(
+    webhook_max_attempts: int = _setting(
         5,
+        "QUEUE_WEBHOOK_MAX_ATTEMPTS",
+        "Attempts to deliver a webhook before giving up (1 to 1,000,000).",
         ge=1,
-        validation_alias=_env("webhook_max_attempts", "QUEUE_WEBHOOK_MAX_ATTEMPTS"),
-        description="Deliveries tried per task item before giving up.",
+        le=1_000_000,
     )
-    webhook_timeout: float = Field(
-        10.0,
-        gt=0,
-        validation_alias=_env("webhook_timeout", "QUEUE_WEBHOOK_TIMEOUT"),
-        description="Seconds one webhook POST may take.",
+    webhook_timeout: float = _duration(
+        10.0, "QUEUE_WEBHOOK_TIMEOUT", "Timeout of one webhook POST, in seconds."
     )
-    webhook_secret: SecretStr | None = Field(
+    webhook_secret: SecretStr | None = _setting(
         None,
-        validation_alias=_env("webhook_secret", "QUEUE_WEBHOOK_SECRET"),
-        description="Signs webhook bodies (X-Webhook-Signature: sha256=...); unset: unsigned.",
+        "QUEUE_WEBHOOK_SECRET",
+        "Key of the HMAC-SHA256 signature each webhook POST carries; none: unsigned.",
     )
-    webhook_allow_private: bool = Field(
+    webhook_allow_private: bool = _setting(
         False,
-        validation_alias=_env("webhook_allow_private", "QUEUE_WEBHOOK_ALLOW_PRIVATE"),
-        description="Allow webhooks to private, loopback and link-local addresses.",
+        "QUEUE_WEBHOOK_ALLOW_PRIVATE",
+        "Allow webhooks to private, loopback and link-local addresses.",
     )
-    webhook_base_delay: float = Field(
+    webhook_base_delay: float = _duration(
         5.0,
-        ge=0,
-        validation_alias=_env("webhook_base_delay", "QUEUE_WEBHOOK_BASE_DELAY"),
-        description=(
-            "Seconds before a failed delivery's first retry, growing by the backoff multiplier."
-        ),
+        "QUEUE_WEBHOOK_BASE_DELAY",
+        "Delay before a failed webhook's first retry (doubling after), in seconds.",
+        zero=True,
     )
-    webhook_interval: float = Field(
+    webhook_interval: float = _duration(
         1.0,
-        gt=0,
-        validation_alias=_env("webhook_interval", "QUEUE_WEBHOOK_INTERVAL"),
-        description="Seconds between a worker's looks for webhook deliveries to make.",
+        "QUEUE_WEBHOOK_INTERVAL",
+        "The webhook dispatcher looks for work this often, in seconds.",
     )
+
+    if not TYPE_CHECKING:  # mypy keeps the plugin's typed __init__
+
+        def __init__(self, **data: Any) -> None:
+            try:
+                super().__init__(**data)
+            except ValidationError as exc:
+                raise ConfigurationError(_problems(exc)) from None
+
+        @classmethod
+        def model_validate(cls, obj: Any, **kwargs: Any) -> QueueConfig:
+            try:  # pydantic runs __init__ above, and wraps its error as a ValueError
+                return super().model_validate(obj, **kwargs)
+            except ValidationError as exc:
+                raise _refused(exc) from None
 
     @model_validator(mode="after")
     def _liveness(self) -> QueueConfig:
         if self.worker_dead_after <= self.heartbeat_interval:
-            raise ValueError(
-                "worker_dead_after (QUEUE_WORKER_DEAD_AFTER) must be longer than "
-                f"heartbeat_interval (QUEUE_HEARTBEAT_INTERVAL): {self.worker_dead_after} <= "
-                f"{self.heartbeat_interval}"
+            raise PydanticCustomError(
+                "liveness",
+                "must be longer than heartbeat_interval (QUEUE_HEARTBEAT_INTERVAL): "
+                "{dead} <= {interval}",
+                {
+                    "field": "worker_dead_after",
+                    "dead": self.worker_dead_after,
+                    "interval": self.heartbeat_interval,
+                },
             )
         return self
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return async_database_url(value)
 
     @field_validator("call_allowed_modules", mode="before")
     @classmethod
@@ -272,38 +308,72 @@ class QueueConfig(BaseSettings):
         return value
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Plain construction is pure: only the keyword arguments count.
-        return (init_settings,)
-
-    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> QueueConfig:
-        """Read the ``QUEUE_*`` variables (from ``environ``, else the process environment)."""
-        if environ is None:
-            return cls.model_validate(_FromEnvironment().model_dump())
-        wanted = {k: v for k, v in environ.items() if k.upper().startswith("QUEUE_")}
-        return cls.model_validate({k.upper(): v for k, v in wanted.items()})
+        """Read the ``QUEUE_*`` variables (from ``environ``, else the process environment).
+
+        Names are matched ignoring case. A ``QUEUE_*`` variable that is no setting is
+        logged as a warning (naming the closest setting) and ignored; a bad value raises
+        :class:`~worker.errors.ConfigurationError` naming its variable.
+        """
+        source = os.environ if environ is None else environ
+        values: dict[str, str] = {}
+        for key, value in source.items():
+            name = key.upper()
+            if not name.startswith(PREFIX):
+                continue
+            if name in FIELDS:
+                values[name] = value
+            else:
+                log.warning("%s", unknown_variable(name))
+        try:
+            return cls(**values)
+        except ConfigurationError as exc:  # a check across fields names a field: rename it
+            problems = {VARIABLES.get(name, name): text for name, text in exc.problems.items()}
+            raise ConfigurationError(problems) from None
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
 
-class _FromEnvironment(QueueConfig):
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
+#: The variable of every field (``QUEUE_MAX_ATTEMPTS`` for ``default_max_attempts``).
+VARIABLES: dict[str, str] = {
+    name: str(field.validation_alias.choices[-1])  # type: ignore[union-attr]
+    for name, field in QueueConfig.model_fields.items()
+}
+#: The field of every variable.
+FIELDS: dict[str, str] = {variable: name for name, variable in VARIABLES.items()}
+
+
+def unknown_variable(name: str) -> str:
+    """The warning for a ``QUEUE_*`` variable that is no setting, with the closest one."""
+    # Compared without the prefix, which every name shares.
+    suffixes = [variable.removeprefix(PREFIX) for variable in FIELDS]
+    closest = difflib.get_close_matches(name.removeprefix(PREFIX), suffixes, n=1, cutoff=0.6)
+    hint = f"did you mean {PREFIX}{closest[0]}?" if closest else "not a setting of the queue"
+    return f"ignoring unknown variable {name} ({hint})"
+
+
+def _refused(exc: ValidationError) -> ConfigurationError:
+    """The :class:`ConfigurationError` inside ``exc``, or one made of its errors."""
+    for error in exc.errors(include_url=False):
+        inner = (error.get("ctx") or {}).get("error")
+        if isinstance(inner, ConfigurationError):
+            return inner
+    return ConfigurationError(_problems(exc))
+
+
+def _problems(exc: ValidationError) -> dict[str, str]:
+    """One line per setting: the name as given (variable or field) and what is wrong."""
+    problems: dict[str, str] = {}
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        context = error.get("ctx") or {}
+        name = str(loc[0]) if loc else str(context.get("field", "configuration"))
+        message = error["msg"].removeprefix("Value error, ")
+        # A secret is not echoed; a database URL's message shows it without its password.
+        quiet = FIELDS.get(name, name) in {"webhook_secret", "database_url"}
+        if loc and not quiet and error["type"] != "missing":
+            message = f"{message} (got {error['input']!r})"
+        problems[name] = f"{problems[name]}; {message}" if name in problems else message
+    return problems

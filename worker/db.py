@@ -12,31 +12,40 @@ Two ways to write: :meth:`Database.transaction` runs a synchronous body (the hot
 :mod:`worker.txn`) whole, on a connection kept for it: on the event loop's thread when it is
 small and the write lock is free, otherwise in one trip to the driver's thread;
 :meth:`Database.write` opens a transaction on SQLAlchemy's async API for everything else.
+
+:meth:`Database.open` can also open an existing file without creating anything
+(``create=False``), or read-only (``read_only=True``: no writer connection, no checkpoints,
+SQLite's ``query_only``, ``mode=ro`` for a file this process cannot write): the hot path's
+machinery is set up only for a database the process writes to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import quote
 
-import aiosqlite
 from sqlalchemy import event, exc
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from worker.checkpoint import Checkpointer
 from worker.config import QueueConfig
-from worker.errors import QueueClosedError, QueueError, StorageError
+from worker.errors import DatabaseNotFoundError, QueueClosedError, QueueError, StorageError
 from worker.statements import Statements
 from worker.txn import ConnectionTxn, LockTaken, Txn, run_in_driver, run_now, run_waiting
 from worker.walguard import WalGuard
+
+if TYPE_CHECKING:  # imported where used: without it, the configuration says what to install
+    import aiosqlite
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +88,7 @@ class Database:
         # unless the driver's thread holds this (it is running one on the same connection).
         self._inline_rows = 0
         self._in_use = threading.Lock()
+        self._read_only = False
 
     @property
     def url(self) -> str:
@@ -98,14 +108,33 @@ class Database:
     def statements(self) -> Statements:
         """The engine's dialect's hot-path statements, compiled when the database opened."""
         if self._statements is None:
+            self._refuse_write("a write")
             raise QueueClosedError("the queue is not open: call initialize() (or use async with)")
         return self._statements
 
-    async def open(self) -> None:
+    def _refuse_write(self, action: str) -> None:
+        if self._read_only and self._engine is not None:
+            raise StorageError(self.url, action, PermissionError("the queue was opened read-only"))
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    async def open(self, *, create: bool = True, read_only: bool = False) -> None:
+        """Connect. ``create=False``: a SQLite file must exist already
+        (:class:`DatabaseNotFoundError` naming it); nothing is created, not even its
+        directory. ``read_only``: no writer connection, no checkpoints, :meth:`write` and
+        :meth:`transaction` refuse, and SQLite refuses any change (``query_only``); a file
+        (or directory) this process cannot write opens with ``mode=ro``. A writable one
+        opens as usual, so that the last connection to close still removes the ``-wal``
+        and ``-shm`` files (a ``mode=ro`` connection leaves them behind, owned by whoever
+        ran the read, where they can lock the database's own user out)."""
         if self._engine is not None:
             return
         path = sqlite_path(self.url)
-        if path is not None:
+        if path is not None and not create and not path.is_file():
+            raise DatabaseNotFoundError(self.url, str(path))
+        if path is not None and create:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
@@ -116,15 +145,19 @@ class Database:
             # Every transaction ends in COMMIT or ROLLBACK (engine.begin), so the pool need
             # not roll back again on return: one thread hop less per transaction.
             kwargs["pool_reset_on_return"] = None
+        target: str | URL = self.url
+        if read_only and path is not None and not _writable(path):
+            target = _read_only_url(self.url, path)
         try:
-            engine = create_async_engine(self.url, **kwargs)
+            engine = create_async_engine(target, **kwargs)
         except (exc.ArgumentError, ImportError) as error:
             raise StorageError(self.url, "creating the engine", error) from error
-        interval = self._config.sqlite_checkpoint_interval
+        self._read_only = read_only
         if engine.dialect.name == "sqlite":
-            if path is not None:
+            interval = self._config.sqlite_checkpoint_interval
+            if path is not None and not read_only:
                 self._guard = WalGuard(path, self.url, on_lost=self.lost.set)
-            if path is not None and interval > 0:
+            if path is not None and interval > 0 and not read_only:
                 self._checkpointer = Checkpointer(
                     path,
                     interval_s=interval,
@@ -133,7 +166,9 @@ class Database:
                 )
                 self._checkpointer.start()
             checkpoints = self._checkpointer is None  # commits checkpoint as SQLite's default
-            _install_sqlite_hooks(engine, self._config, path=path, checkpoints=checkpoints)
+            _install_sqlite_hooks(
+                engine, self._config, path=path, checkpoints=checkpoints, read_only=read_only
+            )
         # Inline transactions need a file (an in-memory database's one connection is shared
         # with reads in the driver's thread) and commits that neither sync the disk nor run
         # a checkpoint (which syncs it): synchronous=NORMAL and background checkpoints.
@@ -141,8 +176,9 @@ class Database:
         self._inline_rows = self._config.sqlite_inline_rows if inline else 0
         self._engine = engine
         self._locking = engine.execution_options(**{_LOCK_FIRST: True})
-        # Compiled now rather than inside the first enqueue or claim (tens of ms).
-        self._statements = Statements(engine.dialect)
+        if not read_only:
+            # Compiled now rather than inside the first enqueue or claim (tens of ms).
+            self._statements = Statements(engine.dialect)
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -171,6 +207,8 @@ class Database:
         """
         engine = self.engine if not lock_first else self._locking
         assert engine is not None  # set with self.engine
+        if self._read_only:
+            self._refuse_write(action)
         try:
             async with self._writer_turn:
                 self._refuse_if_lost()
@@ -193,6 +231,8 @@ class Database:
         free, otherwise in one trip to the driver's thread, where it may wait for the lock.
         ``lock_first`` as for :meth:`write`.
         """
+        if self._read_only:
+            self._refuse_write(action)
         statements = self.statements
         inline = False
         try:
@@ -327,6 +367,8 @@ class Database:
         if self._writer is None:
             if self.engine.dialect.driver != "aiosqlite":
                 return None
+            import aiosqlite
+
             self._writer = await self.engine.connect()
             driver = (await self._writer.get_raw_connection()).driver_connection
             self._driver = driver if isinstance(driver, aiosqlite.Connection) else None
@@ -374,11 +416,28 @@ def _use_wal(cursor: Any, busy_timeout_s: float) -> None:
             time.sleep(0.02)
 
 
+def _writable(path: Path) -> bool:
+    """Whether this process may write the file and create its ``-wal`` beside it."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def _read_only_url(database_url: str, path: Path) -> URL:
+    """The SQLite URI that opens ``path`` read-only (``file:PATH?mode=ro``)."""
+    uri = "file:" + quote(str(path.absolute()))
+    return make_url(database_url).set(database=uri, query={"mode": "ro", "uri": "true"})
+
+
 def _install_sqlite_hooks(
-    engine: AsyncEngine, config: QueueConfig, *, path: Path | None, checkpoints: bool
+    engine: AsyncEngine,
+    config: QueueConfig,
+    *,
+    path: Path | None,
+    checkpoints: bool,
+    read_only: bool = False,
 ) -> None:
     """Pragmas for every new connection. ``checkpoints=False``: its commits never checkpoint
-    the WAL (a :class:`~worker.checkpoint.Checkpointer` does)."""
+    the WAL (a :class:`~worker.checkpoint.Checkpointer` does). ``read_only``: the file's
+    journal mode is left as it is (switching it writes)."""
     busy_ms = int(config.busy_timeout * 1000)
     synchronous = config.sqlite_synchronous
 
@@ -390,12 +449,14 @@ def _install_sqlite_hooks(
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            if path is not None:
+            if path is not None and not read_only:
                 _use_wal(cursor, config.busy_timeout)
                 if not checkpoints:
                     cursor.execute("PRAGMA wal_autocheckpoint = 0")
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.execute("PRAGMA foreign_keys = ON")
+            if read_only:
+                cursor.execute("PRAGMA query_only = ON")
         finally:
             cursor.close()
 

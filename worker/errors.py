@@ -11,8 +11,11 @@ The tree::
     │   └── InvalidTaskError         enqueue refused a task; nothing was written
     ├── UnknownRequestKindError      a request kind (or model) is not registered
     ├── QueueClosedError             the queue was used before ``initialize()`` or after ``close()``
+    ├── ConfigurationError           a setting was refused (ValueError too); one line per setting
     └── StorageError                 the database failed (locked, unwritable, not a database, full)
         ├── SchemaMismatchError      the file's tables lack columns its schema revision declares
+        ├── DatabaseNotFoundError    no database at that path, and the caller would not create one
+        ├── SchemaOutdatedError      the database is at an older schema revision than this code
         └── DatabaseLostError        the database cannot keep what this process writes (its
                                      write-ahead log was deleted, a checkpoint failed): stop
 
@@ -91,6 +94,16 @@ class QueueClosedError(QueueError):
     """The queue is not open: call ``initialize()`` first, and not after ``close()``."""
 
 
+class ConfigurationError(QueueError, ValueError):
+    """Settings were refused. ``problems`` maps each bad setting (the ``QUEUE_*`` variable
+    from :meth:`~worker.QueueConfig.from_env`, the field name from ``QueueConfig(...)``) to
+    what is wrong with it; the message is one line per setting, ``NAME: problem``."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        super().__init__("\n".join(f"{name}: {problem}" for name, problem in problems.items()))
+        self.problems = problems
+
+
 class StorageError(QueueError):
     """The database failed; the message names the database URL and the driver's cause."""
 
@@ -128,3 +141,31 @@ class DatabaseLostError(StorageError):
         )
         super().__init__(database_url, "writing", cause)
         self.reason = reason
+
+
+class DatabaseNotFoundError(StorageError):
+    """``initialize(create=False)`` (and read-only opening) found no database file."""
+
+    def __init__(self, database_url: str, path: str) -> None:
+        cause = FileNotFoundError(f"no database at {path}")
+        super().__init__(database_url, "opening the queue", cause)
+        self.path = path
+
+
+class SchemaOutdatedError(StorageError):
+    """``initialize(create=False)`` found a database at another schema revision than this
+    code's: an older one needs migrating first (``initialize()``, ``wq db upgrade``); a newer
+    one was made by a newer version of this library."""
+
+    def __init__(
+        self, database_url: str, revision: str | None, expected: str, *, newer: bool
+    ) -> None:
+        self.revision = revision
+        self.expected = expected
+        self.newer = newer  # a revision this code does not know: a later version made it
+        found = f"the database is at schema revision {revision or '(none)'}"
+        if newer:
+            advice = f"newer than this version's ({expected}): upgrade worker-queue"
+        else:
+            advice = f"this version needs {expected}: run `wq db upgrade` (or initialize())"
+        super().__init__(database_url, "opening the queue", ValueError(f"{found}, {advice}"))

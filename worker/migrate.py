@@ -1,10 +1,12 @@
-"""Bring a database to the newest schema revision with Alembic (called by ``initialize()``)."""
+"""Bring a database to the newest schema revision with Alembic (called by ``initialize()``).
+
+Imported only to migrate: :mod:`worker.revision` checks a database without Alembic.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -13,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 import migrations
 from worker.errors import SchemaMismatchError
-from worker.schema import metadata
+from worker.revision import missing_columns
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -40,15 +42,3 @@ def upgrade_to_head(connection: Connection) -> None:
     missing = missing_columns(connection)
     if missing:
         raise SchemaMismatchError(connection.engine.url.render_as_string(), missing)
-
-
-def missing_columns(connection: Connection) -> dict[str, list[str]]:
-    """Columns :mod:`worker.schema` declares that the database's tables lack, by table."""
-    inspector = sa.inspect(connection)
-    missing: dict[str, list[str]] = {}
-    for table in metadata.sorted_tables:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        lacking = [column.name for column in table.columns if column.name not in present]
-        if lacking:
-            missing[table.name] = lacking
-    return missing

@@ -25,6 +25,7 @@ from worker.ids import new_ids
 from worker.models import Completion, Failure, Progress, Resources, Task
 from worker.queue_admin import QueueAdmin, positive
 from worker.reads import ReadStore
+from worker.revision import check_schema
 from worker.rows import insert_values, items_json
 from worker.states import TaskState
 from worker.store import TaskStore
@@ -103,14 +104,34 @@ class WorkerQueue(QueueAdmin):
         """The :class:`~worker.errors.DatabaseLostError` behind :attr:`storage_lost`."""
         return self._db.lost_error
 
-    async def initialize(self) -> None:
-        """Connect and bring the database to the newest schema revision."""
-        from worker.migrate import upgrade_to_head  # Alembic is heavy: load it when needed
+    async def initialize(self, *, create: bool | None = None, read_only: bool = False) -> None:
+        """Connect, and by default create the database or bring it to the newest schema
+        revision (``async with`` does this).
 
-        await self._db.open()
+        ``create=False``: use an existing database as it is; never create a file or
+        directory, never migrate. A missing SQLite file raises
+        :class:`~worker.errors.DatabaseNotFoundError` naming it; a database at another
+        schema revision raises :class:`~worker.errors.SchemaOutdatedError` (migrate it with
+        ``initialize()`` or ``wq db upgrade``). ``read_only=True`` (implies
+        ``create=False``): also open the file read-only, so reads work on a file or
+        directory this process may not write, and never take the write lock; every write
+        then raises :class:`~worker.errors.StorageError`.
+        """
+        if create is None:
+            create = not read_only
+        if create and read_only:
+            raise InvalidInputError("initialize: a read-only queue cannot create its database")
+        await self._db.open(create=create, read_only=read_only)
         try:
-            async with self._db.write("schema upgrade") as conn:
-                await conn.run_sync(upgrade_to_head)
+            if create:
+                from worker.migrate import upgrade_to_head  # Alembic is heavy: only to migrate
+
+                async with self._db.write("schema upgrade") as conn:
+                    await conn.run_sync(upgrade_to_head)
+            else:
+                url = self.config.database_url
+                async with self._db.read("schema check") as conn:
+                    await conn.run_sync(lambda sync: check_schema(sync, url))
         except BaseException:
             await self._db.close()
             raise

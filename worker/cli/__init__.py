@@ -8,30 +8,53 @@ stderr, ``wq: error: ...``, and exit with one of these codes:
 ====  =====================================================================================
 0     ok
 1     a queue error: unknown task id, invalid state transition, refused input
-2     a usage error: bad option or argument (a duration, a priority, a request field)
-3     a storage error: the database is locked, unreadable, or not a database
+2     a usage error: bad option or argument (a duration, a priority, a request field), or a
+      refused setting (a bad ``QUEUE_*`` value; one line per variable)
+3     a storage error: no database at that path, or it is locked, unreadable, not a
+      database, or at an older schema revision (``wq db upgrade``)
 4     ``wq submit --wait``: the task ended discarded or cancelled
+70    an internal error: an exception ``wq`` did not expect (a bug); ``wq --debug ...``
+      prints its traceback
 130   interrupted (Ctrl-C)
 ====  =====================================================================================
+
+No traceback reaches the user: :func:`main` turns any exception no command handled into
+one line with the code of its class (``--debug`` shows the traceback too). A ``QUEUE_*``
+variable that is no setting prints ``wq: warning: ...`` naming the closest one.
+
+Starting is cheap: the command modules import the queue, SQLAlchemy, Alembic (only to
+migrate), the runtime (only ``wq worker``) and rich's live displays where they are used, so
+``wq --help`` loads typer and little else.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
 from importlib.metadata import entry_points
 from typing import Annotated
 
 import typer
 
 from worker.cli import admin, inspect, serve
-from worker.cli.session import Options
+from worker.cli.session import Options, unexpected, warn
 from worker.cli.submit import submit_app
 
 EXIT_CODES = (
     "Exit codes: 0 ok; 1 queue error (unknown task, invalid state transition); "
-    "2 usage error; 3 storage error (database locked or unreadable); "
-    "4 submit --wait ended discarded or cancelled; 130 interrupted."
+    "2 usage error or bad setting; 3 storage error (no database there, locked, unreadable, "
+    "out of date); 4 submit --wait ended discarded or cancelled; 70 internal error (a bug: "
+    "--debug shows the traceback); 130 interrupted."
 )
+
+
+class _Seen:
+    debug = False  # --debug, for main(): it outlives the command's context
+
+
+_seen = _Seen()
+
 
 app = typer.Typer(
     name="wq",
@@ -40,6 +63,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain (click's) help and usage errors: typer's rich formatting imports rich's
+    # Markdown and markdown-it, a third of wq's start-up time.
+    rich_markup_mode=None,
 )
 
 
@@ -54,7 +80,11 @@ def _options(
             help="Database URL or SQLite file path (default: QUEUE_DATABASE_URL).",
         ),
     ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Print the traceback of an unexpected error.")
+    ] = False,
 ) -> None:
+    _seen.debug = debug
     ctx.obj = Options(database=db)
 
 
@@ -86,18 +116,25 @@ def load_plugins(target: typer.Typer = app) -> None:
     """Let every ``worker.cli`` entry point register its commands on ``target``."""
     for ep in entry_points(group=PLUGIN_GROUP):
         try:
-            register = ep.load()
-        except ImportError as exc:
+            ep.load()(target)
+        except Exception as exc:
             # One broken plugin must not take the rest of wq with it; its commands are absent.
-            log.error("wq plugin %r (%s) could not be loaded: %s", ep.name, ep.value, exc)
-            continue
-        register(target)
+            log.debug("wq plugin %r (%s) failed", ep.name, ep.value, exc_info=True)
+            warn(f"plugin {ep.name!r} ({ep.value}) could not be loaded: {exc}")
 
 
 def main() -> None:
-    """The console script: run ``app`` as ``wq``."""
-    load_plugins()
-    app(prog_name="wq")
+    """The console script: run ``app`` as ``wq``; an exception no command handled becomes
+    one line on stderr and the exit code of its class (see the table above)."""
+    try:
+        load_plugins()
+        app(prog_name="wq")
+    except Exception as exc:
+        code, line = unexpected(exc)
+        if _seen.debug:
+            traceback.print_exc()
+        typer.echo(f"wq: error: {line}", err=True)
+        sys.exit(int(code))
 
 
 __all__ = ["EXIT_CODES", "PLUGIN_GROUP", "app", "load_plugins", "main"]

@@ -1,8 +1,14 @@
-"""Operator commands: cancel, resume, hold, pause, unpause, purge, and ``db upgrade``."""
+"""Operator commands: cancel, resume, hold, pause, unpause, purge, and ``db upgrade``.
+
+They write to an existing database at the newest schema revision and never create or
+migrate one (a missing file: exit 3; an older revision: run ``wq db upgrade``), except
+``db upgrade``, which does both.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -10,13 +16,17 @@ from worker.cli.inspect import JsonFlag, TaskId
 from worker.cli.parse import parse_duration
 from worker.cli.session import print_json, run
 from worker.errors import InvalidStateTransitionError
-from worker.migrate import head_revision
-from worker.queue import WorkerQueue
 from worker.states import TERMINAL_STATES, TaskState
+
+if TYPE_CHECKING:
+    from worker.queue import WorkerQueue
+
+#: How often ``wq cancel`` reads a running task back while it waits for it to stop.
+CANCEL_POLL_S = 0.1
 
 QueueName = Annotated[str, typer.Argument(metavar="QUEUE", help="The queue name.")]
 
-db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def _report(task_id: str, state: TaskState, as_json: bool, note: str = "") -> None:
@@ -26,15 +36,58 @@ def _report(task_id: str, state: TaskState, as_json: bool, note: str = "") -> No
         typer.echo(f"{task_id} {state.value}{note}")
 
 
-def cancel(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
-    """Cancel a task (a running one is asked to stop and ends cancelled shortly)."""
+def cancel(
+    ctx: typer.Context,
+    task_id: TaskId,
+    *,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            parser=parse_duration,
+            metavar="DURATION",
+            help="How long to wait for a running task to stop.",
+        ),
+    ] = 5.0,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Print at once; a running task stops later.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cancel a task; a running one is asked to stop, and wq waits for it (--wait).
+
+    Prints the state the task ended in; if a running task has not stopped by the end of
+    --wait, the cancel stays requested and its worker stops it later.
+    """
+    patience = 0.0 if no_wait else wait
+
+    import asyncio  # not at wq's start: --help needs no event loop
 
     async def act(queue: WorkerQueue) -> TaskState:
-        return await queue.mark_as_cancelled(task_id)
+        state = await queue.mark_as_cancelled(task_id)
+        deadline = time.monotonic() + patience
+        while state is TaskState.PROCESSING and time.monotonic() < deadline:
+            await asyncio.sleep(min(CANCEL_POLL_S, max(0.0, deadline - time.monotonic())))
+            state = (await queue.get_task(task_id)).state
+        return state
 
-    state = run(ctx, act)
-    note = " (cancel requested: its worker stops it)" if state is TaskState.PROCESSING else ""
-    _report(task_id, state, as_json, note)
+    state = run(ctx, act, "write")
+    if as_json:
+        still_running = state is TaskState.PROCESSING
+        print_json({"id": task_id, "state": state.value, "cancel_pending": still_running})
+        return
+    if state is TaskState.PROCESSING and patience > 0:
+        note = (
+            f" (cancel requested; its worker has not stopped it within {patience:g}s: "
+            "it stays requested, see `wq status`)"
+        )
+    elif state is TaskState.PROCESSING:
+        note = " (cancel requested: its worker stops it)"
+    elif state is TaskState.COMPLETED:
+        note = " (it completed before its worker saw the cancel)"
+    else:
+        note = ""
+    typer.echo(f"{task_id} {state.value}{note}")
 
 
 def resume(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
@@ -53,7 +106,7 @@ def resume(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> No
             )
         return TaskState.PENDING
 
-    _report(task_id, run(ctx, act), as_json)
+    _report(task_id, run(ctx, act, "write"), as_json)
 
 
 def hold(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
@@ -63,7 +116,7 @@ def hold(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None
         await queue.hold(task_id)
         return TaskState.PENDING
 
-    _report(task_id, run(ctx, act), as_json, " (held)")
+    _report(task_id, run(ctx, act, "write"), as_json, " (held)")
 
 
 def pause(ctx: typer.Context, queue_name: QueueName, as_json: JsonFlag = False) -> None:
@@ -72,7 +125,7 @@ def pause(ctx: typer.Context, queue_name: QueueName, as_json: JsonFlag = False) 
     async def act(queue: WorkerQueue) -> None:
         await queue.pause_queue(queue_name)
 
-    run(ctx, act)
+    run(ctx, act, "write")
     if as_json:
         print_json({"queue": queue_name, "paused": True})
     else:
@@ -85,7 +138,7 @@ def unpause(ctx: typer.Context, queue_name: QueueName, as_json: JsonFlag = False
     async def act(queue: WorkerQueue) -> bool:
         return await queue.unpause_queue(queue_name)
 
-    was_paused = run(ctx, act)
+    was_paused = run(ctx, act, "write")
     if as_json:
         print_json({"queue": queue_name, "paused": False, "was_paused": was_paused})
     elif was_paused:
@@ -118,7 +171,7 @@ def purge(
     async def act(queue: WorkerQueue) -> int:
         return await queue.purge(older_than, chosen)
 
-    deleted = run(ctx, act)
+    deleted = run(ctx, act, "write")
     if as_json:
         print_json({"deleted": deleted, "older_than_s": older_than, "states": chosen})
     else:
@@ -129,10 +182,12 @@ def purge(
 def db_upgrade(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Create or migrate the database to the newest schema revision; print the revision."""
 
-    async def act(queue: WorkerQueue) -> tuple[str | None, str]:
-        return head_revision(), queue.config.database_url  # opening the queue upgraded it
+    from worker.revision import HEAD_REVISION
 
-    revision, url = run(ctx, act)
+    async def act(queue: WorkerQueue) -> tuple[str, str]:
+        return HEAD_REVISION, queue.config.database_url  # opening the queue upgraded it
+
+    revision, url = run(ctx, act, "create")
     if as_json:
         print_json({"revision": revision, "database_url": url})
     else:

@@ -1,19 +1,22 @@
-"""Read commands: ``status``, ``list``, ``why``, ``stats``. Each takes ``--json``."""
+"""Read commands: ``status``, ``list``, ``why``, ``stats``. Each takes ``--json``.
+
+They open an existing database read-only (a missing file is an error, exit 3), never
+migrate it, and never take its write lock. Rendering (rich) loads when a command prints.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.live import Live
 
-from worker.cli import render
 from worker.cli.parse import parse_duration
 from worker.cli.session import print_json, run
-from worker.models import Task
-from worker.queue import WorkerQueue
 from worker.states import TaskState
+
+if TYPE_CHECKING:
+    from worker.models import Task
+    from worker.queue import WorkerQueue
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document instead.")]
 TaskId = Annotated[str, typer.Argument(metavar="ID", help="The task id.")]
@@ -26,7 +29,9 @@ def status(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> No
         task = await queue.get_task(task_id)
         return task, await queue.why(task_id)
 
-    task, why = run(ctx, read)
+    task, why = run(ctx, read, "read")
+    from worker.cli import render
+
     if as_json:
         print_json(render.task_document(task))
     else:
@@ -53,7 +58,9 @@ def list_tasks(
     async def read(queue: WorkerQueue) -> list[Task]:
         return await queue.list_tasks(state=state, queue=queue_name, limit=limit, after_id=after)
 
-    tasks = run(ctx, read)
+    tasks = run(ctx, read, "read")
+    from worker.cli import render
+
     next_after = tasks[-1].id if len(tasks) == limit else None
     if as_json:
         print_json({"tasks": [render.task_document(t) for t in tasks], "next_after": next_after})
@@ -72,7 +79,7 @@ def why(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
     async def read(queue: WorkerQueue) -> str:
         return await queue.why(task_id)
 
-    line = run(ctx, read)
+    line = run(ctx, read, "read")
     if as_json:
         print_json({"id": task_id, "why": line})
     else:
@@ -103,6 +110,8 @@ def stats(
 ) -> None:
     """Counts per queue and state, throughput, latency and workers (get_statistics)."""
 
+    from worker.cli import render
+
     async def snapshot(queue: WorkerQueue) -> dict[str, Any]:
         figures = await queue.get_statistics(window_s=window)
         if queue_name is not None:
@@ -112,6 +121,8 @@ def stats(
         figures["paused"] = await queue.paused_queues()
         return figures
 
+    import asyncio  # not at wq's start: --help needs no event loop
+
     async def follow(queue: WorkerQueue) -> None:
         figures = await snapshot(queue)
         if not render.stdout.is_terminal:  # piped: one table after another
@@ -119,6 +130,8 @@ def stats(
                 render.stdout.print(render.stats_view(figures, figures["paused"]), "")
                 await asyncio.sleep(interval)
                 figures = await snapshot(queue)
+        from rich.live import Live
+
         with Live(render.stats_view(figures, figures["paused"]), console=render.stdout) as live:
             while True:
                 await asyncio.sleep(interval)
@@ -126,9 +139,9 @@ def stats(
                 live.update(render.stats_view(figures, figures["paused"]))
 
     if watch and not as_json:
-        run(ctx, follow)
+        run(ctx, follow, "read")
         return
-    figures = run(ctx, snapshot)
+    figures = run(ctx, snapshot, "read")
     if as_json:
         print_json(figures)
     else:

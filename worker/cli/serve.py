@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from worker import Worker
+from worker.cli.logs import LOG_FORMATS, LogFormat, configure_logging
 from worker.cli.session import run, usage_error
-from worker.queue import WorkerQueue
+
+if TYPE_CHECKING:
+    from worker.queue import WorkerQueue
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -45,6 +47,14 @@ def run_worker(
     log_level: Annotated[
         str, typer.Option("--log-level", metavar="|".join(LOG_LEVELS), help="Logging on stderr.")
     ] = "info",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            metavar="|".join(LOG_FORMATS),
+            help="text lines, or JSON lines (ts, level, logger, message, task_id, ...).",
+        ),
+    ] = "text",
 ) -> None:
     """Run workers: claim tasks, run their handlers, record the outcomes.
 
@@ -52,16 +62,23 @@ def run_worker(
     """
     if log_level.lower() not in LOG_LEVELS:
         raise typer.BadParameter(f"use one of {', '.join(LOG_LEVELS)}", param_hint="'--log-level'")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if log_format.lower() not in LOG_FORMATS:
+        raise typer.BadParameter(
+            f"use one of {', '.join(LOG_FORMATS)}", param_hint="'--log-format'"
+        )
+    chosen: LogFormat = "json" if log_format.lower() == "json" else "text"
+    configure_logging(log_level, chosen)
     import_processors(processors or [])
+    from worker.runtime import Worker  # the runtime loads only for this command
 
     async def serve(queue: WorkerQueue) -> dict[str, int]:
         runner = Worker(queue, concurrency=concurrency, queues=queues or None, burst=burst)
         return await runner.run()
 
-    counts = run(ctx, serve)
+    counts = run(ctx, serve, "create", warnings_to_log=chosen == "json")
     summary = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
-    typer.echo(f"worker stopped: {summary or 'no tasks'}", err=True)
+    if chosen == "json":  # stderr holds only JSON lines
+        extra = {"event": "worker_summary", "counts": counts}
+        logging.getLogger(__name__).info("worker stopped: %s", summary or "no tasks", extra=extra)
+    else:
+        typer.echo(f"worker stopped: {summary or 'no tasks'}", err=True)

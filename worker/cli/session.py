@@ -1,25 +1,39 @@
-"""Running one command: the configuration, the event loop, and errors turned into exit codes."""
+"""Running one command: the configuration, the event loop, and errors turned into exit codes.
+
+Each command says how it uses the database (:data:`Access`): read commands open an existing
+file read-only, operator commands open an existing file at the newest schema revision, and
+only ``db upgrade``, ``worker`` and ``submit`` create or migrate one. The queue, SQLAlchemy
+and pydantic load here, when a command runs, not when ``wq`` starts.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
+import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import typer
-from pydantic import ValidationError
 
 from worker.cli.parse import database_url
-from worker.config import QueueConfig
-from worker.errors import QueueError, StorageError
-from worker.queue import WorkerQueue
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from worker.config import QueueConfig
+    from worker.queue import WorkerQueue
 
 T = TypeVar("T")
+
+#: ``read``: an existing database, opened read-only; never created or migrated.
+#: ``write``: an existing database at the newest schema revision; never created or migrated.
+#: ``create``: created, or migrated to the newest revision, first.
+Access = Literal["read", "write", "create"]
 
 
 class ExitCode(IntEnum):
@@ -28,8 +42,9 @@ class ExitCode(IntEnum):
     OK = 0
     QUEUE_ERROR = 1  # unknown task, invalid state transition, refused input
     USAGE = 2  # bad arguments or configuration (typer's own code for usage errors)
-    STORAGE = 3  # the database is locked, unreadable or unwritable
+    STORAGE = 3  # no database there, or it is locked, unreadable, unwritable, out of date
     NOT_COMPLETED = 4  # ``submit --wait``: the task ended discarded or cancelled
+    INTERNAL = 70  # an error wq did not expect: a bug (EX_SOFTWARE of sysexits.h)
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -41,13 +56,18 @@ class Options:
 
 
 def fail(code: ExitCode, message: str) -> NoReturn:
-    """Print one line to stderr and exit with ``code``."""
-    typer.echo(f"wq: error: {message}", err=True)
+    """Print ``wq: error: ...`` (a line per line of ``message``) to stderr and exit."""
+    for line in message.splitlines() or [""]:
+        typer.echo(f"wq: error: {line}", err=True)
     raise typer.Exit(int(code))
 
 
 def usage_error(message: str) -> NoReturn:
     fail(ExitCode.USAGE, message)
+
+
+def warn(message: str) -> None:
+    typer.echo(f"wq: warning: {message}", err=True)
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -58,35 +78,130 @@ def validation_message(exc: ValidationError) -> str:
     )
 
 
-def load_config(ctx: typer.Context) -> QueueConfig:
-    """``QueueConfig.from_env()``, with ``--db`` in place of ``QUEUE_DATABASE_URL``."""
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _config_warnings(collect_them: bool) -> Iterator[list[str]]:
+    """The warnings the configuration logs, kept from the log handlers (``wq worker``'s
+    included) so that each prints once, as ``wq: warning: ...``; none when not
+    ``collect_them`` (they reach the log handlers)."""
+    if not collect_them:
+        yield []
+        return
+    logger = logging.getLogger("worker.config")
+    collect, propagate = _Collect(), logger.propagate
+    logger.addHandler(collect)
+    logger.propagate = False
+    try:
+        yield collect.messages
+    finally:
+        logger.removeHandler(collect)
+        logger.propagate = propagate
+
+
+def load_config(ctx: typer.Context, *, warnings_to_log: bool = False) -> QueueConfig:
+    """``QueueConfig.from_env()``, with ``--db`` in place of ``QUEUE_DATABASE_URL``.
+
+    It runs before the queue is imported, so a missing database driver is a configuration
+    error (exit 2) rather than a failed import.
+    """
+    from worker.config import QueueConfig
+    from worker.errors import ConfigurationError
+
     options = ctx.find_object(Options) or Options()
     environ = {k: v for k, v in os.environ.items() if k.upper().startswith("QUEUE_")}
     if options.database is not None:
         environ = {k: v for k, v in environ.items() if k.upper() != "QUEUE_DATABASE_URL"}
         environ["QUEUE_DATABASE_URL"] = database_url(options.database)
-    try:
-        return QueueConfig.from_env(environ)
-    except ValidationError as exc:
-        usage_error(f"invalid configuration: {validation_message(exc)}")
+    with _config_warnings(not warnings_to_log) as warnings:
+        try:
+            config = QueueConfig.from_env(environ)
+        except ConfigurationError as exc:
+            given = {"QUEUE_DATABASE_URL": "--db"} if options.database is not None else {}
+            lines = [f"{given.get(k, k)}: {problem}" for k, problem in exc.problems.items()]
+            usage_error("\n".join(f"invalid configuration: {line}" for line in lines))
+    for message in warnings:
+        warn(message)
+    return config
 
 
-def run(ctx: typer.Context, operation: Callable[[WorkerQueue], Awaitable[T]]) -> T:
-    """Open the queue, run ``operation`` on it, close it; queue errors become exit codes."""
-    config = load_config(ctx)
+def run(
+    ctx: typer.Context,
+    operation: Callable[[WorkerQueue], Awaitable[T]],
+    access: Access = "create",
+    *,
+    warnings_to_log: bool = False,
+) -> T:
+    """Open the queue as ``access`` says, run ``operation`` on it, close it; queue errors
+    become exit codes. ``warnings_to_log``: the configuration's warnings go to the log
+    handlers (JSON lines) instead of ``wq: warning:`` lines."""
+    import asyncio  # not at wq's start: --help needs no event loop
+
+    from worker.errors import (
+        ConfigurationError,
+        DatabaseNotFoundError,
+        QueueError,
+        SchemaOutdatedError,
+        StorageError,
+    )
+
+    config = load_config(ctx, warnings_to_log=warnings_to_log)  # first: see load_config
+
+    from worker.queue import WorkerQueue
 
     async def main() -> T:
-        async with WorkerQueue(config) as queue:
+        queue = WorkerQueue(config)
+        await queue.initialize(create=access == "create", read_only=access == "read")
+        try:
             return await operation(queue)
+        finally:
+            await queue.close()
 
     try:
         return asyncio.run(main())
+    except DatabaseNotFoundError as exc:
+        fail(
+            ExitCode.STORAGE,
+            f"no database at {exc.path} (`wq db upgrade` creates one, as do `wq worker` "
+            "and `wq submit`)",
+        )
+    except SchemaOutdatedError as exc:
+        where = f"the database {config.database_url} is at schema revision {exc.revision}"
+        if exc.newer:
+            fail(ExitCode.STORAGE, f"{where}, newer than this wq knows: upgrade worker-queue")
+        fail(ExitCode.STORAGE, f"{where}, this wq needs {exc.expected}: run `wq db upgrade`")
     except StorageError as exc:
         fail(ExitCode.STORAGE, str(exc))
+    except ConfigurationError as exc:
+        usage_error(f"invalid configuration: {exc}")
     except QueueError as exc:
         fail(ExitCode.QUEUE_ERROR, str(exc))
     except KeyboardInterrupt:
         fail(ExitCode.INTERRUPTED, "interrupted")
+
+
+def unexpected(exc: Exception) -> tuple[ExitCode, str]:
+    """The exit code and the one line for an exception no command handled: the code of
+    its class in the table, and :attr:`ExitCode.INTERNAL` for anything else (a bug)."""
+    from worker.errors import ConfigurationError, QueueError, StorageError
+
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if isinstance(exc, ConfigurationError):
+        return ExitCode.USAGE, f"invalid configuration: {text}"
+    if isinstance(exc, StorageError | OSError):
+        return ExitCode.STORAGE, text or type(exc).__name__
+    if isinstance(exc, QueueError):
+        return ExitCode.QUEUE_ERROR, text
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return ExitCode.INTERNAL, f"internal error: {detail} (wq --debug ... shows the traceback)"
 
 
 def print_json(document: Any) -> None:

@@ -13,12 +13,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from pydantic import BaseModel, ValidationError
 
-from worker.cli import render
 from worker.cli.inspect import JsonFlag
 from worker.cli.parse import (
     parse_duration,
@@ -28,16 +26,20 @@ from worker.cli.parse import (
     parse_priority,
 )
 from worker.cli.session import ExitCode, fail, print_json, run, usage_error, validation_message
-from worker.cli.wait import wait_for
 from worker.errors import UnknownRequestKindError
-from worker.kinds import model_for
-from worker.models import Task, TaskItem
-from worker.queue import WorkerQueue
 from worker.states import TaskState
+
+if TYPE_CHECKING:  # pydantic and the queue load when a command runs, not at wq's start
+    from pydantic import BaseModel
+
+    from worker.models import Task
+    from worker.queue import WorkerQueue
 
 T = TypeVar("T")
 
-submit_app = typer.Typer(help="Enqueue a task; prints its id.", no_args_is_help=True)
+submit_app = typer.Typer(
+    help="Enqueue a task; prints its id.", no_args_is_help=True, rich_markup_mode=None
+)
 
 QueueOpt = Annotated[str, typer.Option("--queue", "-q", help="Queue name.")]
 PriorityOpt = Annotated[
@@ -93,6 +95,10 @@ class Submission:
     as_json: bool = False
 
     def task(self, request: BaseModel, now: float) -> Task:
+        from pydantic import ValidationError
+
+        from worker.models import Task, TaskItem
+
         try:
             return Task(
                 items=[TaskItem(request=request)],
@@ -111,6 +117,10 @@ class Submission:
 
 def build_request(kind: str, fields: dict[str, Any]) -> BaseModel:
     """The registered model of ``kind``, validated from ``fields`` (None values left out)."""
+    from pydantic import ValidationError
+
+    from worker.kinds import model_for
+
     try:
         model = model_for(kind)
     except UnknownRequestKindError as exc:
@@ -149,6 +159,9 @@ def shared_options(values: Mapping[str, Any]) -> Submission:
 
 def submit(ctx: typer.Context, submission: Submission, request: BaseModel) -> None:
     """Enqueue, print the id (or the task as JSON); with ``--wait``, follow it to its end."""
+    from worker.cli import render
+    from worker.cli.wait import wait_for
+
     task = submission.task(request, time.time())
 
     async def act(queue: WorkerQueue) -> Task:
@@ -159,7 +172,7 @@ def submit(ctx: typer.Context, submission: Submission, request: BaseModel) -> No
             typer.echo(task.id)
         return await wait_for(queue, task.id, show_progress=not submission.as_json)
 
-    final = run(ctx, act)
+    final = run(ctx, act, "create")
     if submission.as_json:
         print_json(render.task_document(final))
     elif not submission.wait:

@@ -1,0 +1,94 @@
+"""No traceback reaches a ``wq`` user, and ``wq`` starts without loading what it does not use.
+
+An unexpected exception is provoked in a real ``wq`` process by replacing one queue method
+before ``main()`` runs (a stand-in for a bug); everything else is real.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+import typer
+
+import worker.cli
+from tests.test_cli import Result, one_error_line, with_queue
+from tests.test_cli_config import python
+
+HEAVY = ("alembic", "worker.runtime", "worker.migrate", "tts.engines", "rich.live")
+
+
+def wq_with_bug(db: Path, *args: str) -> Result:
+    """``wq ARGS`` in a process whose ``WorkerQueue.list_tasks`` raises RuntimeError."""
+    code = (
+        "import sys\n"
+        "from worker.queue import WorkerQueue\n"
+        "async def broken(self, *args, **kwargs):\n"
+        "    raise RuntimeError('the list broke\\nand said more')\n"
+        "WorkerQueue.list_tasks = broken\n"
+        f"sys.argv = ['wq', *{list(args)!r}]\n"
+        "from worker.cli import main\n"
+        "main()\n"
+    )
+    return python(code)
+
+
+def test_an_unexpected_error_is_one_line_and_exit_70(db_path: Path) -> None:
+    with_queue(db_path, lambda queue: queue.get_queue_stats())
+    result = wq_with_bug(db_path, "--db", str(db_path), "list")
+    assert result.code == 70, result
+    assert one_error_line(result) == (
+        "wq: error: internal error: RuntimeError: the list broke "
+        "(wq --debug ... shows the traceback)"
+    )
+    debug = wq_with_bug(db_path, "--debug", "--db", str(db_path), "list")
+    assert debug.code == 70, debug
+    lines = debug.err.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert "RuntimeError: the list broke" in debug.err
+    assert lines[-1].startswith("wq: error: internal error: RuntimeError: the list broke")
+
+
+def imported_by(db: Path, *args: str) -> set[str]:
+    """The modules a ``wq ARGS`` process had loaded when it exited."""
+    code = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+        f"sys.argv = ['wq', '--db', {str(db)!r}, *{list(args)!r}]\n"
+        "from worker.cli import main\n"
+        "main()\n"
+    )
+    result = python(code)
+    assert result.code == 0, result
+    return set(json.loads(result.err.strip().splitlines()[-1]))
+
+
+def test_help_and_reads_load_only_what_they_use(db_path: Path) -> None:
+    with_queue(db_path, lambda queue: queue.get_queue_stats())
+    for args in (("--help",), ("list", "--help"), ("list",), ("stats",)):
+        modules = imported_by(db_path, *args)
+        loaded = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
+        assert loaded == [], args
+        if "--help" in args:  # no database, no models, no tables to draw
+            assert not {"sqlalchemy", "rich", "worker.queue", "worker.models"} & modules, args
+    # typer converts a command's parameters with pydantic, but wq alone does not need it.
+    assert "pydantic" not in imported_by(db_path, "--help")
+
+
+def test_a_broken_plugin_is_a_warning_and_the_rest_of_wq_works(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    group = worker.cli.PLUGIN_GROUP
+    broken = [
+        EntryPoint("missing", "tests.no_such_module:register", group),  # cannot import
+        EntryPoint("raising", "json:loads", group),  # loads, then fails on the app
+    ]
+    monkeypatch.setattr(worker.cli, "entry_points", lambda group: broken)
+    target = typer.Typer()
+    worker.cli.load_plugins(target)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("wq: warning: plugin 'missing' (tests.no_such_module:register)")
+    assert lines[1].startswith("wq: warning: plugin 'raising' (json:loads) could not be loaded")
