@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tts.cli.audio_args import DEFAULT_OPERATION, audio_files, parse_operation
-from worker.cli import render
 from worker.cli.session import ExitCode, fail, print_json, run, usage_error, validation_message
 from worker.cli.submit import (
     DelayOpt,
@@ -24,7 +23,6 @@ from worker.cli.submit import (
     TimeoutOpt,
     shared_options,
 )
-from worker.cli.wait import wait_for
 from worker.states import TaskState
 
 if TYPE_CHECKING:
@@ -105,6 +103,9 @@ def submit_audio(
     normalize:mode=peak|rms,target_dbfs=-1, trim_silence:threshold_dbfs=-50,padding_ms=10.
     Every path and --op is checked first; then all the tasks are enqueued at once (or none).
     """
+    from worker.cli import render  # rich: loaded when the command runs, not at wq's start
+    from worker.cli.wait import wait_for
+
     ops = ops or [DEFAULT_OPERATION]
     try:
         files = audio_files(paths)
