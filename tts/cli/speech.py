@@ -93,4 +93,5 @@ def check_voice(voice_id: str) -> None:
     entries = [engine_voices(engine, settings)] if engine in ENGINES else catalog(settings)
     problem = voice_problem(voice_id, entries)
     if problem is not None:
-        usage_error(f"{problem}\n{SKIP_CHECK_HINT}")
+        first, *listed = problem.splitlines()
+        usage_error(first, [*listed, SKIP_CHECK_HINT])

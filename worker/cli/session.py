@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
@@ -55,15 +55,18 @@ class Options:
     database: str | None = None
 
 
-def fail(code: ExitCode, message: str) -> NoReturn:
-    """Print ``wq: error: ...`` (a line per line of ``message``) to stderr and exit."""
+def fail(code: ExitCode, message: str, detail: Sequence[str] = ()) -> NoReturn:
+    """Print ``wq: error: ...`` (a line per line of ``message``) to stderr, then the
+    ``detail`` lines as they are (a list that belongs to the error), and exit."""
     for line in message.splitlines() or [""]:
         typer.echo(f"wq: error: {line}", err=True)
+    for line in detail:
+        typer.echo(line, err=True)
     raise typer.Exit(int(code))
 
 
-def usage_error(message: str) -> NoReturn:
-    fail(ExitCode.USAGE, message)
+def usage_error(message: str, detail: Sequence[str] = ()) -> NoReturn:
+    fail(ExitCode.USAGE, message, detail)
 
 
 def warn(message: str) -> None:
