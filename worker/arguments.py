@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from worker.errors import InvalidInputError
 from worker.models import MAX_ATTEMPTS, MAX_DURATION_S
-from worker.storable import MAX_JSON_DEPTH, text_problem
+from worker.storable import MAX_JSON_DEPTH, safe_text, text_problem
 
 #: The most tasks one call may claim, sweep or list (as ``QUEUE_BATCH_SIZE``).
 MAX_BATCH = 100_000
@@ -122,7 +122,8 @@ def leases(name: str, value: Any) -> list[tuple[str, str]]:
 
 
 def problems(prefix: str, exc: ValidationError) -> str:
-    """pydantic's errors as ``prefix.field: message; ...``, a deep location cut short."""
+    """pydantic's errors as ``prefix.field: message; ...``, a deep location cut short (and
+    without the union branches' names pydantic puts in a ``JsonValue``'s locations)."""
     found = []
     for error in exc.errors():
         loc = [_loc(part) for part in error["loc"] if part not in _UNION_TAGS]
@@ -132,7 +133,7 @@ def problems(prefix: str, exc: ValidationError) -> str:
         if error["type"] in ("recursion_loop", "recursion_depth_exceeded"):
             message = f"nested too deeply (at most {MAX_JSON_DEPTH} levels)"
         found.append(f"{prefix}{''.join(loc)}: {message}")
-    return "; ".join(found)
+    return safe_text("; ".join(found))  # a key in a location may hold a lone surrogate
 
 
 #: How many parts of an error's location a message shows; the names of the union branches
