@@ -21,8 +21,11 @@ from worker.errors import InvalidInputError
 from worker.models import MAX_ATTEMPTS, MAX_DURATION_S
 from worker.storable import MAX_JSON_DEPTH, safe_text, text_problem
 
-#: The most tasks one call may claim, sweep or list (as ``QUEUE_BATCH_SIZE``).
+#: The most tasks one call may claim or sweep (as ``QUEUE_BATCH_SIZE``).
 MAX_BATCH = 100_000
+#: The most tasks one page of ``list_tasks`` may hold (SQLite's LIMIT is a 64-bit integer;
+#: this keeps it a 32-bit one).
+MAX_PAGE = 2**31 - 1
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 

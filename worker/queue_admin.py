@@ -170,7 +170,7 @@ class QueueAdmin:
         after_id: str | None = None,
     ) -> list[Task]:
         """Tasks in id (enqueue) order; pass the last id as ``after_id`` for the next page."""
-        arguments.count("limit", limit)
+        arguments.count("limit", limit, high=arguments.MAX_PAGE)
         if queue is not None:
             arguments.queue_name("queue", queue)
         arguments.optional_text("after_id", after_id)
