@@ -36,14 +36,17 @@ Clock = Callable[[], float]
 
 
 def _validated(index: int, task: Task | Mapping[str, Any]) -> Task:
-    if not isinstance(task, Task | Mapping):
+    if isinstance(task, Task):
+        checked = task
+    elif isinstance(task, Mapping):
+        try:
+            checked = Task.model_validate(task)
+        except ValidationError as exc:
+            raise InvalidTaskError(arguments.problems(f"tasks[{index}]", exc)) from exc
+    else:
         raise InvalidTaskError(
             f"tasks[{index}] must be a Task or a mapping of its fields, got {type(task).__name__}"
         )
-    try:
-        checked = task if isinstance(task, Task) else Task.model_validate(task)
-    except ValidationError as exc:
-        raise InvalidTaskError(arguments.problems(f"tasks[{index}]", exc)) from exc
     if checked.state is not TaskState.PENDING:
         raise InvalidTaskError(
             f"tasks[{index}].state: a new task must be pending, got {checked.state.value}"

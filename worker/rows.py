@@ -28,7 +28,7 @@ from worker.payload import PayloadError, items_from_json, trusted
 from worker.schema import tasks
 from worker.statements import INSERT_COLUMNS
 from worker.states import TaskState
-from worker.storable import check_json_text, check_text, json_text
+from worker.storable import MAX_JSON_DEPTH, check_json_text, check_text, json_text
 
 #: Table columns in order: what ``RETURNING *`` and :data:`RAW_COLUMNS` yield.
 ROW_COLUMNS = tuple(column.name for column in tasks.c)
@@ -52,23 +52,34 @@ def items_json(items: list[TaskItem]) -> str:
     ...``; see :mod:`worker.storable`).
     """
     parts = []
-    for index, item in enumerate(items):
+    for item in items:
         request = item.request
         model = type(request)
         kind = kinds.kind_of(model)
         try:
             body = model.__pydantic_serializer__.to_json(request).decode()
-        except PydanticSerializationError as exc:
-            raise ValueError(f"items[{index}].request cannot be stored as JSON: {exc}") from exc
-        check_json_text(body, f"items[{index}].request")
+        except PydanticSerializationError as exc:  # a lone surrogate, for one
+            raise ValueError(f"{_named(items, item)}.request cannot be stored: {exc}") from exc
+        # The serializer wrote UTF-8; only the depth is left to check, and only a text this
+        # long can be too deep (this runs for every task of a bulk enqueue).
+        if len(body) > _DEEP_ENOUGH:
+            check_json_text(body, f"{_named(items, item)}.request")
         url = item.response_url
-        if url is not None:
-            check_text(url, f"items[{index}].response_url")
+        if url is not None and not url.isascii():
+            check_text(url, f"{_named(items, item)}.response_url")
         parts.append(
             f'{{"kind":"{kind}","request":{body},'
             f'"response_url":{"null" if url is None else _dumps(url)}}}'
         )
     return f"[{','.join(parts)}]"
+
+
+#: JSON text nested deeper than the limit has at least two brackets per level.
+_DEEP_ENOUGH = 2 * MAX_JSON_DEPTH
+
+
+def _named(items: list[TaskItem], item: TaskItem) -> str:
+    return f"items[{next(i for i, other in enumerate(items) if other is item)}]"
 
 
 def outcomes_json(results: Sequence[Any]) -> str:
