@@ -192,25 +192,27 @@ _TASK_FIELDS = set(Task.model_fields)
 _EMPTY = (None, "[]", "{}", "null")
 
 
+#: What :func:`task_from_values` raises for a row it cannot read.
+UNREADABLE = (PayloadError, ValueError, TypeError, KeyError, IndexError, RecursionError)
+
+
+def unreadable(error: BaseException) -> str:
+    """Why a row could not be read, from one of :data:`UNREADABLE`."""
+    if isinstance(error, PayloadError):
+        return str(error)
+    return f"stored row cannot be read: {type(error).__name__}: {error}"
+
+
 def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
     """Build a task from a row in :data:`ROW_COLUMNS` order (JSON columns as text).
 
     A request that cannot be loaded raises :class:`PayloadError`, or with ``lenient`` (reads
     for people: status, listings) comes back as an :class:`UnloadedRequest`. A row that
     cannot be read otherwise (a column that is not the JSON it should be, an unknown state)
-    raises :class:`PayloadError` either way (:mod:`worker.salvage` shows what it can of it).
-    Columns that are almost always empty are tested before any parsing: this runs for every
-    claimed task.
+    raises one of :data:`UNREADABLE` either way (:func:`unreadable` says why;
+    :mod:`worker.salvage` shows what it can of the row). Columns that are almost always
+    empty are tested before any parsing: this runs for every claimed task.
     """
-    try:
-        return _task(row, lenient=lenient)
-    except PayloadError:
-        raise
-    except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
-        raise PayloadError(f"stored row cannot be read: {type(exc).__name__}: {exc}") from exc
-
-
-def _task(row: Sequence[Any], *, lenient: bool) -> Task:
     (
         task_id, queue, state, priority, schedule_at, attempt_count, max_attempts,
         visibility_timeout, expired_count, _retry_delay, lease_id, lease_expires_at,

@@ -20,7 +20,7 @@ from typing import Any
 
 from worker.models import AttemptError, RetryPolicy, Task, TaskItem, UnloadedRequest
 from worker.payload import PayloadError, items_from_json, trusted
-from worker.rows import ROW_COLUMNS, UNPACK_ORDER, task_from_values
+from worker.rows import ROW_COLUMNS, UNPACK_ORDER, UNREADABLE, task_from_values, unreadable
 from worker.undecodable import garbled_columns
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,9 @@ def readable(row: Sequence[Any], *, tolerant: bool = False) -> Task | None:
     task: Task | None
     try:
         task = task_from_values(row, lenient=True)
-    except PayloadError as error:
+    except UNREADABLE as error:
         task, replaced = _salvaged(row)
-        problems.append(f"{error}; shown without {', '.join(replaced) or 'nothing'}")
+        problems.append(f"{unreadable(error)}; shown without {', '.join(replaced) or 'nothing'}")
     if problems:
         log.warning("task %s cannot be read whole: %s", task_id, "; ".join(problems))
     return task
@@ -93,21 +93,21 @@ def _salvaged(row: Sequence[Any]) -> tuple[Task | None, list[str]]:
             fixed[_AT[column]] = empty
             replaced.append(column)
     items_text = fixed[_AT["items"]]
-    unreadable = None
+    placeholder = None
     try:
         if not isinstance(items_text, str):
             raise PayloadError(f"stored items are not JSON text: {items_text!r:.200}")
         items_from_json(items_text, [], lenient=True)
     except (PayloadError, ValueError, TypeError, RecursionError) as error:
-        unreadable = UnloadedRequest(kind="unknown", data=str(items_text), problem=str(error))
+        placeholder = UnloadedRequest(kind="unknown", data=str(items_text), problem=str(error))
         fixed[_AT["items"]] = '[{"kind":"unknown","request":null,"response_url":null}]'
         replaced.append("items")
     try:
         task = task_from_values(fixed, lenient=True)
-    except PayloadError as error:
-        log.error("task %s cannot be shown: %s", row[0], error)
+    except UNREADABLE as error:
+        log.error("task %s cannot be shown: %s", row[0], unreadable(error))
         return None, replaced
-    if unreadable is not None:
-        fields = {"request": unreadable, "response_url": None, "result": None, "error": None}
+    if placeholder is not None:
+        fields = {"request": placeholder, "response_url": None, "result": None, "error": None}
         task.__dict__["items"] = [trusted(TaskItem, fields)]
     return task, replaced

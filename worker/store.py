@@ -27,9 +27,11 @@ from worker.rows import (
     ROW_DEPENDS_ON,
     ROW_ID,
     ROW_KEY,
+    UNREADABLE,
     InsertRow,
     task_from_claim,
     task_from_values,
+    unreadable,
 )
 from worker.schema import tasks
 from worker.sqlfn import state_in, under_leases
@@ -174,8 +176,8 @@ class TaskStore:
                     if row[-1]
                     else task_from_values(whole[row[0]])
                 )
-            except PayloadError as error:
-                message = f"system: cannot load task: {error}"
+            except UNREADABLE as error:
+                message = f"system: cannot load task: {unreadable(error)}"
                 log.error("discarding task %s: %s", row[0], message)
                 unloadable.append(Failure(row[0], message, lease_id=prefix + row[0]))
         if unloadable:
