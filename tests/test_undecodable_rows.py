@@ -156,3 +156,18 @@ async def test_a_row_whose_json_does_not_parse_is_shown_and_discarded_when_claim
     assert (discarded.last_error or "").startswith("system: cannot load task:")
     await queue.retry()
     await all_reads_work(queue, 2)
+
+
+async def test_a_queue_name_that_is_not_utf8_stops_neither_statistics_nor_claims(
+    queue: WorkerQueue, db_path: Path
+) -> None:
+    tasks = [make_task(), make_task()]
+    await queue.enqueue(tasks)
+    tamper(db_path, tasks[0].id, f"queue = {NOT_UTF8}")
+    stats = await queue.get_statistics()
+    assert stats["queues"] == {SHOWN: {"pending": 1}, "default": {"pending": 1}}
+    assert [t.id for t in await queue.dequeue(10)] == [tasks[1].id]
+    discarded = await queue.get_task(tasks[0].id)
+    assert discarded.state is TaskState.DISCARDED
+    assert discarded.queue == SHOWN
+    await all_reads_work(queue, 2)
