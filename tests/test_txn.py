@@ -238,7 +238,7 @@ async def test_acks_in_either_encoding_complete_the_same_way(queue: WorkerQueue)
 async def test_results_json_cannot_hold_are_refused_before_writing(queue: WorkerQueue) -> None:
     await queue.enqueue([make_task("a"), make_task("b")])
     a, b = await queue.dequeue(size=2)
-    with pytest.raises(InvalidInputError, match=f"task {b.id}: results are not JSON"):
+    with pytest.raises(InvalidInputError, match=rf"task {b.id}: results\[0\] is not JSON"):
         await queue.complete_many(
             [Completion(a.id, a.lease_id, ["ok"]), Completion(b.id, b.lease_id, [float("nan")])]
         )

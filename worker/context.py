@@ -17,10 +17,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pydantic import JsonValue
+from pydantic import JsonValue, ValidationError
 
-from worker.errors import QueueError
+from worker.arguments import problems
+from worker.errors import InvalidInputError, QueueError
 from worker.models import Progress, Task, TaskItem
+from worker.storable import json_text
 
 if TYPE_CHECKING:
     from worker.config import QueueConfig
@@ -96,12 +98,10 @@ class TaskContext:
         """Report progress: ``task_progress`` callbacks hear every report at once; database
         writes are throttled, and the latest value is always written (by the completion, if
         the task completes first)."""
+        report = _progress(current, total, message)  # refused here, naming the field
         self._pending = (current, total, message)
         if self._on_progress is not None:
-            self._on_progress(
-                self.task,
-                Progress(current=current, total=total, message=message, at=time.time()),
-            )
+            self._on_progress(self.task, report)
         if self._timer is not None:
             return
         wait = self._last_write + PROGRESS_INTERVAL_S - time.monotonic()
@@ -148,7 +148,14 @@ class TaskContext:
     # -- checkpoints -----------------------------------------------------------------------
 
     async def checkpoint(self, data: JsonValue) -> None:
-        """Save ``data`` for this item; a later attempt reads it as :attr:`checkpoint_data`."""
+        """Save ``data`` for this item; a later attempt reads it as :attr:`checkpoint_data`.
+
+        ``data`` must be JSON the database can store (:func:`worker.storable.json_text`),
+        else :class:`~worker.errors.InvalidInputError` names it."""
+        try:
+            json_text(data, "checkpoint data")
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from exc
         await self._save({"item": self.index, "data": data})
 
     async def finish_item(self, result: JsonValue) -> None:
@@ -161,3 +168,11 @@ class TaskContext:
         value.update(extra)
         await self.queue.save_checkpoint(self.task.id, self._lease_id, value)
         self._saved = value
+
+
+def _progress(current: float, total: float | None, message: str | None) -> Progress:
+    """A progress report, checked: numbers finite, the message text the database can store."""
+    try:
+        return Progress(current=current, total=total, message=message, at=time.time())
+    except ValidationError as exc:
+        raise InvalidInputError(problems("progress", exc)) from exc

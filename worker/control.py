@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from worker import undecodable
 from worker.db import Database
 from worker.schema import paused_queues, task_dependencies, tasks, webhook_deliveries, workers
 from worker.sqlfn import lease_length, state_in, under_leases
@@ -184,7 +185,9 @@ class ControlStore:
             rows = (await conn.execute(query)).all()
             oldest_pending = (await conn.execute(oldest)).scalar()
             queues: dict[str, dict[str, int]] = {}
-            for queue, state, count in (await conn.execute(per_queue)).all():
+            # A queue name that is not UTF-8 (written by another program) comes back with
+            # U+FFFD in it rather than failing the statistics.
+            for queue, state, count in (await undecodable.rows(conn, per_queue))[0]:
                 queues.setdefault(str(queue), {})[str(state)] = int(count)
         durations = sorted(
             float(d) for s, d, _ in rows if s == TaskState.COMPLETED.value and d is not None

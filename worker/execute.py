@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,9 +15,11 @@ from worker.kinds import kind_of
 from worker.models import Progress
 from worker.outcomes import PermanentError, judge
 from worker.processors import ProcessorRegistry
+from worker.storable import json_problem
 
-#: Results of these types need no check that they encode as JSON.
-_JSON_SCALARS = frozenset({type(None), bool, int, str})
+#: Results of these types need no check that the database can store them (a string may
+#: hold a lone surrogate, and JSON has no NaN or Infinity: see :mod:`worker.storable`).
+_JSON_SCALARS = frozenset({type(None), bool, int})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +51,9 @@ async def run_items(ctx: TaskContext, registry: ProcessorRegistry) -> list[JsonV
             result = await asyncio.to_thread(handler, item, ctx)
             if inspect.isawaitable(result):
                 result = await result
-        if type(result) not in _JSON_SCALARS:
-            try:
-                json.dumps(result, allow_nan=False)  # SQLite's JSON has no NaN or Infinity
-            except (TypeError, ValueError) as exc:
-                raise PermanentError(f"item {index}'s result is not JSON: {exc}") from exc
+        if type(result) not in _JSON_SCALARS and (problem := json_problem(result)):
+            # Refused here, for this task alone: a batch of acknowledgements would refuse it.
+            raise PermanentError(f"item {index}'s result {problem}")
         if index < last:
             await ctx.flush_progress()
             await ctx.finish_item(result)

@@ -19,8 +19,34 @@ from pydantic import (
 
 from worker.ids import is_ulid
 from worker.states import TaskState
+from worker.storable import check_text
 
 _http_url = TypeAdapter(AnyHttpUrl)
+
+#: The longest duration a task, a retry policy or a call may name: a year, in seconds (the
+#: ``QUEUE_*`` duration settings have the same bound).
+MAX_DURATION_S = 365 * 86400.0
+#: The latest instant a task may name (``schedule_at``, ``created_at``): the end of year 9999.
+MAX_INSTANT = 253_402_300_799.0
+#: The most attempts a task may have (as ``QUEUE_MAX_ATTEMPTS``).
+MAX_ATTEMPTS = 1_000_000
+#: The most memory a task may declare or a worker offer, in bytes (SQLite's integers are
+#: 64-bit); and the most CPUs.
+MAX_MEMORY_BYTES = 2**62
+MAX_CPUS = 1_000_000.0
+#: The longest progress message, in characters.
+MAX_MESSAGE_CHARS = 2000
+
+
+def _duration(default: float | None, *, zero: bool = False) -> Any:
+    """A finite number of seconds above 0 (at least 0 with ``zero``), at most a year."""
+    if zero:
+        return Field(default, ge=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    return Field(default, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+
+
+def _instant(default: float) -> Any:
+    return Field(default, ge=0, le=MAX_INSTANT, allow_inf_nan=False)
 
 
 def _request(value: Any) -> BaseModel:
@@ -81,10 +107,15 @@ class Progress(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    current: float
-    total: float | None = None
-    message: str | None = None
-    at: float
+    current: float = Field(allow_inf_nan=False)
+    total: float | None = Field(None, allow_inf_nan=False)
+    message: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
+    at: float = Field(allow_inf_nan=False)
+
+    @field_validator("message")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return None if value is None else check_text(value, "the message")
 
 
 class RetryPolicy(BaseModel):
@@ -99,12 +130,14 @@ class RetryPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["exponential", "fixed", "delays"] = "exponential"
-    base_delay_s: float | None = Field(None, ge=0)
-    multiplier: float | None = Field(None, ge=1)
-    max_delay_s: float | None = Field(None, ge=0)
-    delay_s: float | None = Field(None, ge=0)
-    delays_s: list[Annotated[float, Field(ge=0)]] = Field(default_factory=list)
-    deadline_s: float | None = Field(None, gt=0)
+    base_delay_s: float | None = _duration(None, zero=True)
+    multiplier: float | None = Field(None, ge=1, le=100, allow_inf_nan=False)
+    max_delay_s: float | None = _duration(None, zero=True)
+    delay_s: float | None = _duration(None, zero=True)
+    delays_s: list[Annotated[float, Field(ge=0, le=MAX_DURATION_S, allow_inf_nan=False)]] = Field(
+        default_factory=list, max_length=1000
+    )
+    deadline_s: float | None = _duration(None)
 
     @model_validator(mode="after")
     def _complete(self) -> RetryPolicy:
@@ -120,8 +153,8 @@ class Resources(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    memory_bytes: int = Field(0, ge=0)
-    cpu: float = Field(0.0, ge=0)
+    memory_bytes: int = Field(0, ge=0, le=MAX_MEMORY_BYTES)
+    cpu: float = Field(0.0, ge=0, le=MAX_CPUS, allow_inf_nan=False)
     gpu: bool = False
 
 
@@ -134,25 +167,25 @@ class Task(BaseModel):
     queue: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
     state: TaskState = TaskState.PENDING
     priority: int = Field(0, ge=-1_000_000, le=1_000_000)
-    schedule_at: float = Field(0.0, ge=0)
+    schedule_at: float = _instant(0.0)
     items: list[TaskItem] = Field(min_length=1)
     attempt_count: int = Field(0, ge=0)
-    max_attempts: int | None = Field(None, ge=1)
-    visibility_timeout: float | None = Field(None, gt=0)
+    max_attempts: int | None = Field(None, ge=1, le=MAX_ATTEMPTS)
+    visibility_timeout: float | None = _duration(None)
     expired_count: int = Field(0, ge=0)
     lease_id: str | None = None
     lease_expires_at: float | None = None
     worker_id: str | None = None
     last_error: str | None = None
     errors: list[AttemptError] = Field(default_factory=list)
-    created_at: float = Field(0.0, ge=0)
-    updated_at: float = Field(0.0, ge=0)
+    created_at: float = _instant(0.0)
+    updated_at: float = _instant(0.0)
     started_at: float | None = None
     finished_at: float | None = None
     name: str | None = Field(None, max_length=200)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
-    timeout_s: float | None = Field(None, gt=0)
+    timeout_s: float | None = _duration(None)
     retry_policy: RetryPolicy | None = None
     held: bool = False
     depends_on: list[str] = Field(default_factory=list, max_length=1000)
@@ -161,6 +194,11 @@ class Task(BaseModel):
     checkpoint: JsonValue = None
     cancel_requested_at: float | None = None
     resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("name", "idempotency_key")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return None if value is None else check_text(value, "it")
 
     @field_validator("depends_on")
     @classmethod

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import JsonValue, ValidationError
 
+from worker import arguments
 from worker.config import QueueConfig
 from worker.control import ControlStore, Heartbeat
 from worker.db import Database
@@ -23,11 +23,12 @@ from worker.errors import (
 )
 from worker.ids import new_ids
 from worker.models import Completion, Failure, Progress, Resources, Task
-from worker.queue_admin import QueueAdmin, positive
+from worker.queue_admin import QueueAdmin
 from worker.reads import ReadStore
 from worker.revision import check_schema
 from worker.rows import insert_values, items_json
 from worker.states import TaskState
+from worker.storable import CHECKPOINT_WRAPPING, json_text, safe_text
 from worker.store import TaskStore
 from worker.sweep import SweepStore
 from worker.transitions import TransitionStore
@@ -42,14 +43,17 @@ Clock = Callable[[], float]
 
 
 def _validated(index: int, task: Task | Mapping[str, Any]) -> Task:
-    try:
-        checked = task if isinstance(task, Task) else Task.model_validate(task)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"tasks[{index}]{''.join(_loc(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
+    if isinstance(task, Task):
+        checked = task
+    elif isinstance(task, Mapping):
+        try:
+            checked = Task.model_validate(task)
+        except ValidationError as exc:
+            raise InvalidTaskError(arguments.problems(f"tasks[{index}]", exc)) from exc
+    else:
+        raise InvalidTaskError(
+            f"tasks[{index}] must be a Task or a mapping of its fields, got {type(task).__name__}"
         )
-        raise InvalidTaskError(problems) from exc
     if checked.state is not TaskState.PENDING:
         raise InvalidTaskError(
             f"tasks[{index}].state: a new task must be pending, got {checked.state.value}"
@@ -57,13 +61,9 @@ def _validated(index: int, task: Task | Mapping[str, Any]) -> Task:
     return checked
 
 
-def _loc(part: int | str) -> str:
-    return f"[{part}]" if isinstance(part, int) else f".{part}"
-
-
-def _delay(delay_s: float | None) -> None:
-    if delay_s is not None and not (math.isfinite(delay_s) and delay_s >= 0):
-        raise InvalidInputError(f"delay_s must be a finite number >= 0, got {delay_s}")
+def _delay(name: str, delay_s: float | None) -> None:
+    if delay_s is not None:
+        arguments.seconds(name, delay_s, zero=True)
 
 
 class WorkerQueue(QueueAdmin):
@@ -160,6 +160,10 @@ class WorkerQueue(QueueAdmin):
         its idempotency key), ``created_at``, ``updated_at`` and ``schedule_at`` when zero.
         One invalid task refuses the whole batch, naming its index and field.
         """
+        if isinstance(tasks, str | bytes | Mapping | Task) or not isinstance(tasks, Iterable):
+            raise InvalidInputError(
+                f"tasks must be a list of Task or mappings, got {type(tasks).__name__}"
+            )
         checked = [_validated(index, task) for index, task in enumerate(tasks)]
         now = self._clock()
         fresh_ids = iter(new_ids(sum(1 for task in checked if not task.id)))
@@ -169,6 +173,8 @@ class WorkerQueue(QueueAdmin):
                 items = items_json(task.items)
             except UnknownRequestKindError as exc:
                 raise InvalidTaskError(f"tasks[{index}].items: {exc}") from exc
+            except ValueError as exc:  # a value the database cannot store, named
+                raise InvalidTaskError(f"tasks[{index}].{exc}") from exc
             # Known-good values, set without re-running validation (enqueue's hot path).
             fields = task.__dict__
             if not task.id:
@@ -176,7 +182,10 @@ class WorkerQueue(QueueAdmin):
             for name in ("created_at", "updated_at", "schedule_at"):
                 if not fields[name]:
                     fields[name] = now
-            rows.append(insert_values(task, items))
+            try:
+                rows.append(insert_values(task, items))
+            except ValueError as exc:
+                raise InvalidTaskError(f"tasks[{index}].{exc}") from exc
         if not rows:
             return 0
         ids, inserted = await self._store.insert(rows, now)
@@ -202,22 +211,33 @@ class WorkerQueue(QueueAdmin):
         together are claimed. ``worker_id`` (default: the queue's) is recorded as the tasks'
         worker; a registered worker's id ties the tasks to its liveness heartbeat.
         """
-        size = self.config.batch_size if size is None else size
-        positive("size", size)
+        size = self.config.batch_size if size is None else arguments.count("size", size)
+        chosen = arguments.queue_names("queues", queues)
+        _resources(resources)
         claimer = self.worker_id if worker_id is None else worker_id
-        return await self._store.claim(size, self._clock(), queues, claimer, resources)
+        return await self._store.claim(size, self._clock(), chosen, claimer, resources)
 
     async def any_due(
         self, queues: Sequence[str] | None = None, resources: Resources | None = None
     ) -> bool:
         """Whether a task is claimable now (due, not held, not waiting, queue not paused, and
         each on its own fitting ``resources`` when given)."""
-        return await self._store.any_due(self._clock(), queues, resources)
+        chosen = arguments.queue_names("queues", queues)
+        _resources(resources)
+        return await self._store.any_due(self._clock(), chosen, resources)
 
     async def mark_as_complete(
         self, task_id: str, *, lease_id: str | None = None, results: list[JsonValue] | None = None
     ) -> None:
-        """PROCESSING -> COMPLETED. With ``lease_id``, a stale lease raises ``LeaseLostError``."""
+        """PROCESSING -> COMPLETED. With ``lease_id``, a stale lease raises ``LeaseLostError``.
+
+        ``results`` (one per item) must be JSON the database can store: no NaN or infinity,
+        text that is UTF-8, at most ``MAX_JSON_DEPTH`` levels deep; else
+        ``InvalidInputError`` names the result (``results[0]``).
+        """
+        _claim(task_id, lease_id)
+        if results is not None and not isinstance(results, list):
+            raise InvalidInputError(f"results must be a list, got {type(results).__name__}")
         await self._moves.complete(
             [Completion(task_id, lease_id, results)], self._clock(), strict=True
         )
@@ -236,9 +256,12 @@ class WorkerQueue(QueueAdmin):
     ) -> None:
         """PROCESSING -> RETRYABLE; the next sweep requeues it after backoff (or ``delay_s``).
 
-        A task whose cancel was requested during this run ends CANCELLED instead.
+        A task whose cancel was requested during this run ends CANCELLED instead. A lone
+        surrogate in ``error`` is kept as its escape (``\\udcff``): error texts come from
+        exceptions, which a handler cannot control.
         """
-        _delay(delay_s)
+        _claim(task_id, lease_id)
+        _delay("delay_s", delay_s)
         await self._moves.fail(
             "retry", [Failure(task_id, error, lease_id, delay_s)], self._clock(), strict=True
         )
@@ -249,14 +272,16 @@ class WorkerQueue(QueueAdmin):
 
     async def retry_many(self, failures: Sequence[Failure]) -> list[str]:
         """Mark many claimed tasks retryable in one transaction; returns the ids refused."""
-        for failure in failures:
-            _delay(failure.delay_s)
+        for index, failure in enumerate(failures):
+            _delay(f"failures[{index}].delay_s", failure.delay_s)
         return await self._moves.fail("retry", failures, self._clock(), strict=False)
 
     async def mark_as_discarded(
         self, task_id: str, error: str | None = None, *, lease_id: str | None = None
     ) -> None:
-        """PROCESSING -> DISCARDED: failed for good, no more attempts."""
+        """PROCESSING -> DISCARDED: failed for good, no more attempts (``error`` as for
+        :meth:`mark_as_retry`)."""
+        _claim(task_id, lease_id)
         reason = error if error is not None else "discarded"
         await self._moves.fail(
             "discard", [Failure(task_id, reason, lease_id)], self._clock(), strict=True
@@ -273,6 +298,9 @@ class WorkerQueue(QueueAdmin):
         again with its ``lease_id`` to end it CANCELLED; a task whose worker died ends
         CANCELLED when the sweep finds the worker dead or the lease expired.
         """
+        _claim(task_id, lease_id)
+        if reason is not None:
+            reason = safe_text(arguments.string("reason", reason))
         now = self._clock()
         if lease_id is not None:
             values: dict[str, Any] = {
@@ -291,27 +319,30 @@ class WorkerQueue(QueueAdmin):
 
     async def mark_as_resume(self, task_id: str) -> None:
         """DISCARDED -> PENDING, due now, with at least one more attempt."""
+        arguments.text("task_id", task_id)
         await self._moves.resume(task_id, self._clock(), self.config.default_max_attempts)
 
     async def extend_lease(
         self, task_id: str, lease_id: str, seconds: float | None = None
     ) -> float:
         """Renew a claim's lease (heartbeat); returns the new ``lease_expires_at``."""
+        _claim(task_id, arguments.text("lease_id", lease_id))
         if seconds is not None:
-            positive("seconds", seconds)
+            arguments.seconds("seconds", seconds)
         return await self._moves.extend_lease(task_id, lease_id, self._clock(), seconds)
 
     async def heartbeat(
         self, leases: Sequence[tuple[str, str]], seconds: float | None = None
     ) -> Heartbeat:
         """Renew many ``(task_id, lease_id)`` leases at once; reports lost leases and cancels."""
+        pairs = arguments.leases("leases", leases)
         if seconds is not None:
-            positive("seconds", seconds)
-        return await self._control.heartbeat(leases, self._clock(), seconds)
+            arguments.seconds("seconds", seconds)
+        return await self._control.heartbeat(pairs, self._clock(), seconds)
 
     async def release(self, leases: Sequence[tuple[str, str]]) -> list[str]:
         """Give claimed tasks back (graceful shutdown): PENDING, due now, attempt not used."""
-        return await self._store.release(leases, self._clock())
+        return await self._store.release(arguments.leases("leases", leases), self._clock())
 
     async def set_progress(
         self,
@@ -321,8 +352,13 @@ class WorkerQueue(QueueAdmin):
         total: float | None = None,
         message: str | None = None,
     ) -> Progress:
-        """Record a running task's progress (fenced by its lease)."""
-        progress = Progress(current=current, total=total, message=message, at=self._clock())
+        """Record a running task's progress (fenced by its lease). ``current`` and ``total``
+        must be finite; ``message`` UTF-8 text of at most ``MAX_MESSAGE_CHARS`` characters."""
+        _claim(task_id, arguments.text("lease_id", lease_id))
+        try:
+            progress = Progress(current=current, total=total, message=message, at=self._clock())
+        except ValidationError as exc:
+            raise InvalidInputError(arguments.problems("progress", exc)) from exc
         await self._moves.transition(
             "progress",
             task_id,
@@ -332,10 +368,31 @@ class WorkerQueue(QueueAdmin):
         return progress
 
     async def save_checkpoint(self, task_id: str, lease_id: str, data: JsonValue) -> None:
-        """Keep ``data`` with the task; a later attempt reads it back as ``task.checkpoint``."""
+        """Keep ``data`` with the task; a later attempt reads it back as ``task.checkpoint``.
+
+        ``data`` must be JSON the database can store (as ``results`` of
+        :meth:`mark_as_complete`), else ``InvalidInputError`` names it."""
+        _claim(task_id, arguments.text("lease_id", lease_id))
+        try:
+            json_text(data, "data", wrapped=CHECKPOINT_WRAPPING)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from exc
         await self._moves.transition(
             "progress",
             task_id,
             {"checkpoint": data, "updated_at": self._clock()},
             lease_id=lease_id,
+        )
+
+
+def _claim(task_id: Any, lease_id: Any) -> None:
+    """Check the ids an acknowledgement names."""
+    arguments.text("task_id", task_id)
+    arguments.optional_text("lease_id", lease_id)
+
+
+def _resources(resources: Any) -> None:
+    if resources is not None and not isinstance(resources, Resources):
+        raise InvalidInputError(
+            f"resources must be a Resources(...) or None, got {type(resources).__name__}"
         )

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from worker import arguments
 from worker.backoff import next_attempt_at
 from worker.config import QueueConfig
 from worker.control import ControlStore, LeaseReport
 from worker.db import Database
 from worker.errors import InvalidInputError
 from worker.explain import explain, explain_pending
-from worker.models import RetryPolicy, Task
+from worker.models import MAX_INSTANT, RetryPolicy, Task
 from worker.purge_hooks import run_purge_hooks
 from worker.reads import ReadStore
 from worker.states import TERMINAL_STATES, TaskState
@@ -25,11 +26,6 @@ from worker.transitions import TransitionStore
 
 if TYPE_CHECKING:
     from worker.webhooks.models import WebhookDelivery
-
-
-def positive(name: str, value: float) -> None:
-    if value <= 0:
-        raise InvalidInputError(f"{name} must be > 0, got {value}")
 
 
 class QueueAdmin:
@@ -47,20 +43,22 @@ class QueueAdmin:
 
     async def hold(self, task_id: str) -> None:
         """Keep a pending task from being claimed until :meth:`unhold`."""
+        arguments.text("task_id", task_id)
         await self._moves.transition("hold", task_id, {"held": True, "updated_at": self._clock()})
 
     async def unhold(self, task_id: str) -> None:
+        arguments.text("task_id", task_id)
         await self._moves.transition(
             "unhold", task_id, {"held": False, "updated_at": self._clock()}
         )
 
     async def pause_queue(self, queue: str) -> None:
         """Claim nothing from ``queue`` until :meth:`unpause_queue` (kept in the database)."""
-        await self._control.pause_queue(queue, self._clock())
+        await self._control.pause_queue(arguments.queue_name("queue", queue), self._clock())
 
     async def unpause_queue(self, queue: str) -> bool:
         """Resume claiming from ``queue``; False if it was not paused."""
-        return await self._control.unpause_queue(queue)
+        return await self._control.unpause_queue(arguments.queue_name("queue", queue))
 
     async def paused_queues(self) -> dict[str, float]:
         """Paused queue names and when they were paused."""
@@ -68,11 +66,13 @@ class QueueAdmin:
 
     async def queue_position(self, task_id: str) -> int:
         """How many claimable tasks of its queue would be claimed before this pending task."""
+        arguments.text("task_id", task_id)
         task = await self.get_task(task_id)
         return await self._control.position(task.id, task.queue, task.priority, self._clock())
 
     async def why(self, task_id: str) -> str:
         """One line on why a task is not running (or what it is doing)."""
+        arguments.text("task_id", task_id)
         task = await self.get_task(task_id)
         now = self._clock()
         if task.state is TaskState.PENDING:
@@ -89,6 +89,7 @@ class QueueAdmin:
         await self._control.register_worker({**info, "started_at": now, "heartbeat_at": now})
 
     async def worker_heartbeat(self, worker_id: str, *, stopped: bool = False) -> None:
+        arguments.text("worker_id", worker_id)
         await self._control.worker_heartbeat(worker_id, self._clock(), stopped=stopped)
 
     async def worker_alive(
@@ -107,11 +108,12 @@ class QueueAdmin:
         """Workers that sent a heartbeat within ``within_s`` (default: the config's
         ``worker_dead_after``) and did not stop."""
         window = self.config.worker_dead_after if within_s is None else within_s
+        arguments.seconds("within_s", window)
         return await self._control.live_workers(self._clock() - window)
 
     async def get_statistics(self, window_s: float = 300.0) -> dict[str, Any]:
         """Counts per state and queue, and figures over tasks finished in the last window."""
-        positive("window_s", window_s)
+        arguments.seconds("window_s", window_s)
         now = self._clock()
         counts = await self.get_queue_stats()
         recent = await self._control.window(now - window_s)
@@ -147,12 +149,14 @@ class QueueAdmin:
         its last claim or renewal; ``max_attempts`` replaces the config default for tasks
         that set none. Returns the tasks it moved, in their new state.
         """
-        size = self.config.batch_size if size is None else size
-        positive("size", size)
+        size = self.config.batch_size if size is None else arguments.count("size", size)
         if visibility_timeout is not None:
-            positive("visibility_timeout", visibility_timeout)
-        limit = self.config.default_max_attempts if max_attempts is None else max_attempts
-        positive("max_attempts", limit)
+            arguments.seconds("visibility_timeout", visibility_timeout)
+        limit = (
+            self.config.default_max_attempts
+            if max_attempts is None
+            else arguments.attempts("max_attempts", max_attempts)
+        )
         config = self.config
         now = self._clock()
 
@@ -182,7 +186,7 @@ class QueueAdmin:
     # -- reads and retention -------------------------------------------------------------
 
     async def get_task(self, task_id: str) -> Task:
-        return await self._reads.get(task_id)
+        return await self._reads.get(arguments.text("task_id", task_id))
 
     async def list_tasks(
         self,
@@ -192,12 +196,17 @@ class QueueAdmin:
         after_id: str | None = None,
     ) -> list[Task]:
         """Tasks in id (enqueue) order; pass the last id as ``after_id`` for the next page."""
-        positive("limit", limit)
+        arguments.count("limit", limit, high=arguments.MAX_PAGE)
+        if queue is not None:
+            arguments.queue_name("queue", queue)
+        arguments.optional_text("after_id", after_id)
         chosen = None if state is None else _state(state)
         return await self._reads.list(state=chosen, queue=queue, limit=limit, after_id=after_id)
 
     async def get_queue_stats(self, queue: str | None = None) -> dict[str, int]:
         """Count per state (lower-case names, every state present) and ``total``."""
+        if queue is not None:
+            arguments.queue_name("queue", queue)
         counts = await self._reads.count_by_state(queue)
         stats = {state.value: counts.get(state.value, 0) for state in TaskState}
         stats["total"] = sum(stats.values())
@@ -212,8 +221,9 @@ class QueueAdmin:
         Then the ``worker.purge_hooks`` entry points delete what packages wrote for those tasks
         elsewhere (:mod:`worker.purge_hooks`); a hook that fails is logged, the purge stands.
         """
-        if older_than_s < 0:
-            raise InvalidInputError(f"older_than_s must be >= 0, got {older_than_s}")
+        arguments.seconds("older_than_s", older_than_s, zero=True, high=MAX_INSTANT)
+        if isinstance(states, str | TaskState):
+            states = [states]
         chosen = [_state(s) for s in states]
         live = [s.value for s in chosen if s not in TERMINAL_STATES]
         if live:
@@ -231,6 +241,7 @@ class QueueAdmin:
         (empty until the task has ended and the delivery loop has seen it)."""
         from worker.webhooks.store import deliveries_for
 
+        arguments.text("task_id", task_id)
         return await deliveries_for(self._db, task_id)
 
 

@@ -1,13 +1,20 @@
-"""Reads for people and dashboards: a task, a page of tasks, counts per state."""
+"""Reads for people and dashboards: a task, a page of tasks, counts per state.
+
+A row that cannot be read whole never fails a read: it is shown as far as it can be
+(:mod:`worker.salvage`, :mod:`worker.undecodable`), and logged.
+"""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
+from worker import undecodable
 from worker.db import Database
-from worker.errors import TaskNotFoundError
+from worker.errors import StorageError, TaskNotFoundError
 from worker.models import Task
-from worker.rows import RAW_COLUMNS, task_from_values
+from worker.payload import PayloadError
+from worker.rows import RAW_COLUMNS
+from worker.salvage import readable
 from worker.schema import tasks
 from worker.sqlfn import state_in
 from worker.states import TaskState
@@ -27,12 +34,18 @@ class ReadStore:
         self._db = db
 
     async def get(self, task_id: str) -> Task:
+        """The task (a row that cannot be read whole is shown as far as it can be, see
+        :mod:`worker.salvage`)."""
         async with self._db.read("get_task") as conn:
             query = sa.select(*RAW_COLUMNS).where(tasks.c.id == task_id)
-            row = (await conn.execute(query)).first()
-        if row is None:
+            rows, tolerant = await undecodable.rows(conn, query)
+        if not rows:
             raise TaskNotFoundError(task_id)
-        return task_from_values(row, lenient=True)
+        task = readable(rows[0], tolerant=tolerant)
+        if task is None:
+            cause = PayloadError(f"task {task_id}'s row cannot be read (see the log)")
+            raise StorageError(self._db.url, "get_task", cause)
+        return task
 
     async def list(
         self,
@@ -50,8 +63,9 @@ class ReadStore:
         if after_id is not None:
             query = query.where(tasks.c.id > after_id)
         async with self._db.read("list_tasks") as conn:
-            rows = (await conn.execute(query)).all()
-        return [task_from_values(row, lenient=True) for row in rows]
+            rows, tolerant = await undecodable.rows(conn, query)
+        # A row that cannot be shown at all is logged and left out, not the page.
+        return [task for row in rows if (task := readable(row, tolerant=tolerant)) is not None]
 
     async def count_by_state(self, queue: str | None) -> dict[str, int]:
         """Tasks per state, counting completed ones (usually almost every row) by subtraction.

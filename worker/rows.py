@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
+from pydantic_core import PydanticSerializationError
 
 from worker import kinds
 from worker.models import (
@@ -27,6 +28,7 @@ from worker.payload import PayloadError, items_from_json, trusted
 from worker.schema import tasks
 from worker.statements import INSERT_COLUMNS
 from worker.states import TaskState
+from worker.storable import MAX_JSON_DEPTH, check_json_text, check_text, json_text
 
 #: Table columns in order: what ``RETURNING *`` and :data:`RAW_COLUMNS` yield.
 ROW_COLUMNS = tuple(column.name for column in tasks.c)
@@ -45,15 +47,26 @@ def items_json(items: list[TaskItem]) -> str:
 
     Kind names are letters, digits, ``-`` and ``_`` (the registry checks), so they need no
     escaping. Requests go through pydantic-core's serializer directly: ``model_dump_json``
-    with its defaults, without the wrapper (a test pins the two equal).
+    with its defaults, without the wrapper (a test pins the two equal). A request or URL
+    the database cannot store raises ``ValueError`` naming the item (``items[1].request
+    ...``; see :mod:`worker.storable`).
     """
     parts = []
     for item in items:
         request = item.request
         model = type(request)
         kind = kinds.kind_of(model)
-        body = model.__pydantic_serializer__.to_json(request).decode()
+        try:
+            body = model.__pydantic_serializer__.to_json(request).decode()
+        except PydanticSerializationError as exc:  # a lone surrogate, for one
+            raise ValueError(f"{_named(items, item)}.request cannot be stored: {exc}") from exc
+        # The serializer wrote UTF-8; only the depth is left to check, and only a text this
+        # long can be too deep (this runs for every task of a bulk enqueue).
+        if len(body) > _DEEP_ENOUGH:
+            check_json_text(body, f"{_named(items, item)}.request")
         url = item.response_url
+        if url is not None and not url.isascii():
+            check_text(url, f"{_named(items, item)}.response_url")
         parts.append(
             f'{{"kind":"{kind}","request":{body},'
             f'"response_url":{"null" if url is None else _dumps(url)}}}'
@@ -61,19 +74,28 @@ def items_json(items: list[TaskItem]) -> str:
     return f"[{','.join(parts)}]"
 
 
-_strict_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+#: JSON text nested deeper than the limit has at least two brackets per level.
+_DEEP_ENOUGH = 2 * MAX_JSON_DEPTH
+
+
+def _named(items: list[TaskItem], item: TaskItem) -> str:
+    return f"items[{next(i for i, other in enumerate(items) if other is item)}]"
 
 
 def outcomes_json(results: Sequence[Any]) -> str:
     """The ``outcomes`` column's JSON text for per-item results.
 
-    Raises ``ValueError`` for a result JSON cannot hold (NaN and infinities included: SQLite's
-    JSON functions refuse them).
+    Raises ``ValueError`` naming the result (``results[2] ...``) for one the database cannot
+    store (:func:`worker.storable.json_text`: not JSON, NaN and infinities included; text
+    that is not UTF-8; nested deeper than :data:`~worker.storable.MAX_JSON_DEPTH`).
     """
     try:
-        return _strict_dumps([{"result": result, "error": None} for result in results])
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"results are not JSON: {exc}") from exc
+        outcomes = [{"result": result, "error": None} for result in results]
+        return json_text(outcomes, "results", wrapped=2)
+    except ValueError:
+        for index, result in enumerate(results):
+            json_text(result, f"results[{index}]")
+        raise
 
 
 _PENDING = TaskState.PENDING.value
@@ -90,14 +112,23 @@ ROW_ID, ROW_KEY, ROW_DEPENDS_ON = (
 
 
 def insert_values(task: Task, items: str) -> InsertRow:
-    """The bulk insert's values for ``task`` (JSON columns encoded; ``items`` already is)."""
+    """The bulk insert's values for ``task`` (JSON columns encoded; ``items`` already is).
+
+    Raises ``ValueError`` naming the field (``metadata ...``) for a value the database
+    cannot store (see :mod:`worker.storable`).
+    """
     fields = task.__dict__  # plain reads: this runs for every task of a bulk enqueue
     metadata, policy, depends_on = fields["metadata"], fields["retry_policy"], fields["depends_on"]
+    name, key = fields["name"], fields["idempotency_key"]
+    if not (name is None or name.isascii()):
+        check_text(name, "name")
+    if not (key is None or key.isascii()):
+        check_text(key, "idempotency_key")
     resources = fields["resources"].__dict__
     return (
         fields["id"], fields["queue"], _PENDING, fields["priority"], fields["schedule_at"], 0,
-        fields["max_attempts"], fields["visibility_timeout"], 0, "[]", items, fields["name"],
-        _dumps(metadata) if metadata else "{}", fields["idempotency_key"],
+        fields["max_attempts"], fields["visibility_timeout"], 0, "[]", items, name,
+        json_text(metadata, "metadata") if metadata else "{}", key,
         fields["created_at"], fields["updated_at"], fields["timeout_s"],
         None if policy is None else policy.model_dump_json(), fields["held"], 0,
         _dumps(depends_on) if depends_on else None,
@@ -161,12 +192,26 @@ _TASK_FIELDS = set(Task.model_fields)
 _EMPTY = (None, "[]", "{}", "null")
 
 
+#: What :func:`task_from_values` raises for a row it cannot read.
+UNREADABLE = (PayloadError, ValueError, TypeError, KeyError, IndexError, RecursionError)
+
+
+def unreadable(error: BaseException) -> str:
+    """Why a row could not be read, from one of :data:`UNREADABLE`."""
+    if isinstance(error, PayloadError):
+        return str(error)
+    return f"stored row cannot be read: {type(error).__name__}: {error}"
+
+
 def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
     """Build a task from a row in :data:`ROW_COLUMNS` order (JSON columns as text).
 
     A request that cannot be loaded raises :class:`PayloadError`, or with ``lenient`` (reads
-    for people: status, listings) comes back as an :class:`UnloadedRequest`. Columns that
-    are almost always empty are tested before any parsing: this runs for every claimed task.
+    for people: status, listings) comes back as an :class:`UnloadedRequest`. A row that
+    cannot be read otherwise (a column that is not the JSON it should be, an unknown state)
+    raises one of :data:`UNREADABLE` either way (:func:`unreadable` says why;
+    :mod:`worker.salvage` shows what it can of the row). Columns that are almost always
+    empty are tested before any parsing: this runs for every claimed task.
     """
     (
         task_id, queue, state, priority, schedule_at, attempt_count, max_attempts,

@@ -16,23 +16,26 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker import dependencies
+from worker import dependencies, undecodable
 from worker.db import Database
-from worker.errors import DuplicateTaskError
+from worker.errors import DuplicateTaskError, StorageError
 from worker.models import Failure, Resources, Task
 from worker.payload import PayloadError
 from worker.rows import (
     RAW_COLUMNS,
+    ROW_COLUMNS,
     ROW_DEPENDS_ON,
     ROW_ID,
     ROW_KEY,
+    UNREADABLE,
     InsertRow,
     task_from_claim,
     task_from_values,
+    unreadable,
 )
 from worker.schema import tasks
 from worker.sqlfn import state_in, under_leases
-from worker.statements import Prepared, Statements
+from worker.statements import CLAIM_COLUMNS, Prepared, Statements
 from worker.states import TaskState
 from worker.transitions import TransitionStore
 from worker.txn import Txn
@@ -147,7 +150,16 @@ class TaskStore:
                 return rows, {row[0]: row for row in found}
             return rows, {}
 
-        rows, whole = await self._db.transaction("dequeue", body, rows=size)
+        tolerant = False
+        try:
+            rows, whole = await self._db.transaction("dequeue", body, rows=size)
+        except StorageError as error:
+            if not undecodable.is_undecodable(error):
+                raise
+            # A claimed row's text is not UTF-8: claim again, reading it tolerantly, and
+            # discard it below. Only a batch that meets such a row pays for this.
+            rows, whole = await self._claim_tolerantly(statement, values)
+            tolerant = True
         # Rows become tasks after the commit: the write lock is held for the SQL only.
         self._maybe_empty = len(rows) < size
         claimed: list[Task] = []
@@ -155,6 +167,8 @@ class TaskStore:
         prefix, vt = values["lease_prefix"], self._default_vt
         for row in rows:
             try:
+                if tolerant:
+                    _decodable(row, whole.get(row[0]))
                 claimed.append(
                     task_from_claim(
                         row, now=now, lease_prefix=prefix, worker_id=worker_id, default_vt=vt
@@ -162,8 +176,8 @@ class TaskStore:
                     if row[-1]
                     else task_from_values(whole[row[0]])
                 )
-            except PayloadError as error:
-                message = f"system: cannot load task: {error}"
+            except UNREADABLE as error:
+                message = f"system: cannot load task: {unreadable(error)}"
                 log.error("discarding task %s: %s", row[0], message)
                 unloadable.append(Failure(row[0], message, lease_id=prefix + row[0]))
         if unloadable:
@@ -174,6 +188,23 @@ class TaskStore:
             if extra:
                 await self.release([(t.id, t.lease_id or "") for t in extra], now)
         return claimed
+
+    async def _claim_tolerantly(
+        self, statement: Prepared, values: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """The claim of :meth:`claim` on a connection that reads text that is not UTF-8 as
+        :class:`~worker.undecodable.Garbled` (off the hot path: SQLAlchemy's connection)."""
+        async with (
+            self._db.write("dequeue", lock_first=False) as conn,
+            undecodable.tolerant(conn),
+        ):
+            rows = await self._run(conn, statement, **values)
+            unusual = [row[0] for row in rows if not row[-1]]
+            found = []
+            if unusual:
+                whole = self._sql.of(_claimed_rows)
+                found = await self._run(conn, whole, ids=json.dumps(unusual))
+        return rows, {row[0]: row for row in found}
 
     async def release(self, leases: Sequence[tuple[str, str]], now: float) -> list[str]:
         """PROCESSING -> PENDING, due now, giving the attempt back; returns the ids released."""
@@ -219,6 +250,16 @@ class TaskStore:
         statement = self._sql.any_due_by_queue if "queues" in values else self._sql.any_due
         async with self._db.read("dequeue") as conn:
             return bool(await self._run(conn, statement, **values))
+
+
+def _decodable(row: Sequence[Any], whole: Sequence[Any] | None) -> None:
+    """Raise :class:`PayloadError` for a claimed row with text that was not UTF-8."""
+    garbled = undecodable.garbled_columns(row, (*CLAIM_COLUMNS, "plain"))
+    if whole is not None:
+        garbled += undecodable.garbled_columns(whole, ROW_COLUMNS)
+    if garbled:
+        columns = ", ".join(sorted(set(garbled)))
+        raise PayloadError(f"stored text is not UTF-8 (column {columns})")
 
 
 def _fresh(rows: list[InsertRow], ids: list[str], existing: dict[str, str]) -> list[InsertRow]:

@@ -11,19 +11,23 @@ Tasks claimed outside a registered worker (no row in ``workers``) wait for their
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker import dependencies
+from worker import dependencies, undecodable
 from worker.db import Database
 from worker.models import RetryPolicy, Task
-from worker.rows import RAW_COLUMNS, task_from_values
+from worker.rows import RAW_COLUMNS
+from worker.salvage import readable
 from worker.schema import tasks, workers
 from worker.sqlfn import append_error, state_in
 from worker.states import TaskState, sources, target
+
+log = logging.getLogger(__name__)
 
 EXPIRED_ERROR = "visibility timeout expired"
 #: ``DEAD_WORKER_ERROR.format(worker)``, in SQL: the error of a task whose worker died.
@@ -65,13 +69,10 @@ class SweepStore:
             moved = await self._requeue_or_exhaust(conn, size, now, max_attempts, plan)
             if dead_before is not None:
                 await self._forget_workers(conn, now - WORKER_RETENTION_S)
-            ids = list(dict.fromkeys([*orphaned, *expired, *moved]))
-            rows: list[Any] = []
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                query = sa.select(*RAW_COLUMNS).where(tasks.c.id.in_(chunk))
-                rows += (await conn.execute(query)).all()
-        return sorted((task_from_values(row, lenient=True) for row in rows), key=lambda t: t.id)
+            moved_tasks = await _read_moved(
+                conn, list(dict.fromkeys([*orphaned, *expired, *moved]))
+            )
+        return sorted(moved_tasks, key=lambda t: t.id)
 
     async def _expire_dead_workers(
         self, conn: AsyncConnection, size: int, now: float, dead_before: float
@@ -165,13 +166,12 @@ class SweepStore:
         requeue: list[dict[str, Any]] = []
         used_up: list[str] = []
         too_late: list[str] = []
-        for task_id, attempts, own_max, requested, created_at, policy in (
-            await conn.execute(query)
-        ).all():
+        found, _ = await undecodable.rows(conn, query)
+        for task_id, attempts, own_max, requested, created_at, policy in found:
             if attempts >= (own_max if own_max is not None else max_attempts):
                 used_up.append(task_id)
                 continue
-            parsed = None if policy is None else RetryPolicy.model_validate_json(policy)
+            parsed = _policy(task_id, policy)
             at = plan(max(attempts, 1), created_at, parsed, requested)
             if at is None:
                 too_late.append(task_id)
@@ -213,3 +213,35 @@ class SweepStore:
         )
         rows = (await conn.execute(statement)).all()
         await dependencies.settle_rows_on(conn, self._db.statements, target("exhaust"), rows, now)
+
+
+async def _read_moved(conn: AsyncConnection, ids: list[str]) -> list[Task]:
+    """The tasks the sweep moved, in their new state; a row that cannot be read whole is
+    shown as far as it can be, and logged (:mod:`worker.salvage`), never stops the sweep."""
+    moved: list[Task] = []
+    for start in range(0, len(ids), _CHUNK):
+        query = sa.select(*RAW_COLUMNS).where(tasks.c.id.in_(ids[start : start + _CHUNK]))
+        rows, tolerant = await undecodable.rows(conn, query)
+        moved += [task for row in rows if (task := readable(row, tolerant=tolerant)) is not None]
+    return moved
+
+
+def _policy(task_id: str, stored: str | None) -> RetryPolicy | None:
+    """A retryable task's stored retry policy; one that cannot be read (not UTF-8, or no
+    longer valid) is logged and the queue's backoff applies."""
+    if stored is None:
+        return None
+    if type(stored) is undecodable.Garbled:
+        log.warning(
+            "task %s: its retry policy is not UTF-8 text; the queue's backoff applies", task_id
+        )
+        return None
+    try:
+        return RetryPolicy.model_validate_json(stored)
+    except ValueError as error:
+        log.warning(
+            "task %s: its retry policy cannot be read (the queue's backoff applies): %s",
+            task_id,
+            error,
+        )
+        return None

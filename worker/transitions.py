@@ -31,6 +31,7 @@ from worker.schema import tasks
 from worker.sqlfn import greatest, lease_length, state_in
 from worker.statements import Prepared, Statements
 from worker.states import TaskState, sources, target
+from worker.storable import safe_text
 from worker.txn import Txn
 
 #: Acknowledgements per statement when a caller hands over more than that.
@@ -65,10 +66,22 @@ def _results_json(ack: Completion) -> str:
 
 
 def _failure_json(acks: Sequence[Failure]) -> str:
+    """The failures as the statement's JSON parameter. Error texts come from exceptions a
+    handler cannot control, so a lone surrogate in one is escaped rather than refused: it
+    would reach the row as bytes that are not UTF-8 (see :mod:`worker.storable`)."""
     return json.dumps(
-        [[a.task_id, a.lease_id, a.error, a.delay_s, None] for a in acks],
+        [[a.task_id, a.lease_id, _error_text(a), a.delay_s, None] for a in acks],
         separators=(",", ":"),
     )
+
+
+def _error_text(failure: Failure) -> str:
+    error = failure.error
+    if not isinstance(error, str):
+        raise InvalidInputError(
+            f"task {failure.task_id}: error must be a string, got {type(error).__name__}"
+        )
+    return safe_text(error)
 
 
 class TransitionStore:
