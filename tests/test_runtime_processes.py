@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,6 +49,9 @@ class Spawner:
         self.procs.append(proc)
         return proc
 
+    def err_path(self, proc: subprocess.Popen[bytes]) -> Path:
+        return self.directory / f"worker{self.procs.index(proc)}.err"
+
     def output(self, proc: subprocess.Popen[bytes]) -> str:
         n = self.procs.index(proc)
         out = (self.directory / f"worker{n}.out").read_text()
@@ -80,8 +83,19 @@ def lines(path: Path) -> list[str]:
 
 
 async def until_logged(path: Path, line: str, proc: subprocess.Popen[bytes], sp: Spawner) -> None:
+    await until_found(path, lambda found: line in found, line, proc, sp)
+
+
+async def until_found(
+    path: Path,
+    check: Callable[[list[str]], bool],
+    line: str,
+    proc: subprocess.Popen[bytes],
+    sp: Spawner,
+) -> None:
+    """Wait until ``check`` holds for the lines of ``path`` (``line`` says what is awaited)."""
     give_up = time.monotonic() + 20
-    while line not in lines(path):
+    while not check(lines(path)):
         if proc.poll() is not None:
             pytest.fail(f"worker exited before {line!r}: {sp.output(proc)}")
         if time.monotonic() > give_up:
@@ -187,7 +201,11 @@ async def test_a_second_sigterm_stops_at_once(
         worker = spawner.start(db_path, "--ready-file", str(tmp_path / "r"), "--grace", "30")
         await until_logged(log, f"started {task.id} 1", worker, spawner)
         os.kill(worker.pid, signal.SIGTERM)
-        await asyncio.sleep(0.3)
+        draining = "waiting up to 30.0 s for 1 running task(s)"  # worker/loop.py's log line
+        await until_found(
+            spawner.err_path(worker), lambda found: any(draining in x for x in found),
+            draining, worker, spawner,
+        )  # fmt: skip
         assert worker.poll() is None  # waiting for the handler, within its 30 s grace
         os.kill(worker.pid, signal.SIGTERM)
         assert await exit_code(worker, 5, spawner) == 0, spawner.output(worker)
