@@ -24,6 +24,7 @@ from worker.builtins.allowlist import CallRefusedError, allowed_callable
 pytestmark = pytest.mark.timeout(30)
 
 PACKAGE = """
+import functools
 import json
 import os
 from json import dumps
@@ -44,6 +45,11 @@ async def triple(x):
 
 def _private(x):
     return -x
+
+
+@functools.lru_cache
+def cached(x):
+    return x * 10
 
 
 class Box:
@@ -99,6 +105,7 @@ def module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     [
         ("double", [21], 42),
         ("_private", [1], -1),  # defined in the module, though private by convention
+        ("cached", [2], 20),  # a decorated function keeps its module
         ("Box.make", [1], {"made": 1}),
         ("Box.build", [2], ["Box", 2]),
         ("Child.build", [2], ["Child", 2]),  # inherited from a class of the same module
