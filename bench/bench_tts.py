@@ -1,11 +1,15 @@
 """Speech and audio through the queue, against the same work done directly.
 
-    .venv/bin/python bench/bench_tts.py [--runs N] [--quick] [--json PATH]
+    .venv/bin/python bench/bench_tts.py [--runs N] [--quick] [--only speech|audio] [--json PATH]
 
 1. Real-time factor (processing seconds per second of audio) of Piper synthesis, sentence by
    sentence into WAV files: called directly, and through the queue (enqueue, a Worker with
    concurrency 1 running the ``tts`` processor, acknowledgements). Both use one engine, loaded
-   before timing. The queue's overhead per task is the difference.
+   before timing. The queue's overhead per task is the difference. Synthesis itself varies
+   from run to run by more than that difference on a busy machine, so the time spent inside
+   the engine's ``synthesize`` is also clocked in both, and the overhead outside it (queued
+   time less synthesis, less the same for the direct run) is printed beside: the queue's own
+   milliseconds, whatever the synthesis did meanwhile.
 2. ``analyze`` over a few hundred short generated WAV files: directly, and as ``audio`` tasks
    through a Worker (concurrency 4).
 
@@ -44,6 +48,28 @@ TEXTS = [
     "A retried task does not redo the items it already finished. Leases are renewed.",
     "Results are written under the data directory, then posted to a webhook if asked.",
 ]
+
+
+class SynthesisClock:
+    """Seconds spent inside one engine's ``synthesize``, in whatever thread calls it."""
+
+    def __init__(self, engines: EngineRegistry) -> None:
+        engine, _ = engines.resolve(VOICE)
+        synthesize = engine.synthesize
+        self.seconds = 0.0
+
+        def timed(text: str, voice: str, speed: float) -> Audio:
+            started = time.perf_counter()
+            try:
+                return synthesize(text, voice, speed)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        engine.synthesize = timed  # type: ignore[method-assign]
+
+    def take(self) -> float:
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
 
 
 def direct_speech(engines: EngineRegistry, texts: list[str], out: Path) -> tuple[float, float]:
@@ -101,31 +127,46 @@ def tones(directory: Path, count: int) -> list[Path]:
 def speech_figures(
     root: Path, engines: EngineRegistry, processors: ProcessorRegistry, texts: list[str], runs: int
 ) -> dict[str, float]:
-    rtf_direct, rtf_queued, overheads = [], [], []
+    clock = SynthesisClock(engines)
+    rtf_direct, rtf_queued, overheads, outside, slower = [], [], [], [], []
     for run in range(runs):
         out = root / f"direct-{run}"
         out.mkdir()
+        clock.take()
         spent, audio_s = direct_speech(engines, texts, out)
+        synth_direct = clock.take()
         elapsed, results = asyncio.run(
             queued(root / f"speech-{run}.db", processors, speech_tasks(texts), 1)
         )
+        synth_queued = clock.take()
         queued_audio_s = sum(float(r["duration_s"]) for r in results)
         rtf_direct.append(spent / audio_s)
         rtf_queued.append(elapsed / queued_audio_s)
         overheads.append((elapsed - spent) / len(texts) * 1000)
+        beside = (elapsed - synth_queued) - (spent - synth_direct)
+        outside.append(beside / len(texts) * 1000)
+        slower.append(synth_queued / synth_direct - 1)
     figures = {
         "rtf_direct": statistics.median(rtf_direct),
         "rtf_queued": statistics.median(rtf_queued),
         "overhead_ms_per_task": statistics.median(overheads),
+        "outside_synthesis_ms_per_task": statistics.median(outside),
     }
     share = figures["rtf_queued"] / figures["rtf_direct"] - 1
     figures["overhead_share"] = share
+    per_task_s = statistics.median(rtf_direct) * queued_audio_s / len(texts)
+    outside_share = figures["outside_synthesis_ms_per_task"] / 1000 / per_task_s
+    figures["outside_synthesis_share"] = outside_share
     print(f"  real-time factor, direct:  {' / '.join(f'{r:.3f}' for r in rtf_direct)}"
           f" -> median {figures['rtf_direct']:.3f}")  # fmt: skip
     print(f"  real-time factor, queued:  {' / '.join(f'{r:.3f}' for r in rtf_queued)}"
           f" -> median {figures['rtf_queued']:.3f}")  # fmt: skip
     print(f"  queue overhead: {figures['overhead_ms_per_task']:.1f} ms per task, "
           f"{share:+.1%} of the synthesis time (aim: a few percent at most)")  # fmt: skip
+    print(f"  outside synthesis, queued less direct: {' / '.join(f'{o:.1f}' for o in outside)}"
+          f" -> median {figures['outside_synthesis_ms_per_task']:.1f} ms per task "
+          f"({outside_share:+.1%}); synthesis itself, queued vs direct: "
+          f"{' / '.join(f'{x:+.0%}' for x in slower)}")  # fmt: skip
     return figures
 
 
@@ -161,6 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=["speech", "audio"], help="run one of the two")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     texts = TEXTS * (1 if args.quick else 3)
@@ -174,8 +216,11 @@ def main() -> None:
     print(f"== {len(texts)} texts with {VOICE}; analyze over {files} files of 0.5 s; "
           f"cpus {os.cpu_count()}, load {os.getloadavg()} ==")  # fmt: skip
     try:
-        figures = speech_figures(root, engines, processors, texts, args.runs)
-        figures |= analyze_figures(root, processors, files, args.runs)
+        figures: dict[str, float] = {}
+        if args.only in (None, "speech"):
+            figures |= speech_figures(root, engines, processors, texts, args.runs)
+        if args.only in (None, "audio"):
+            figures |= analyze_figures(root, processors, files, args.runs)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if args.json:

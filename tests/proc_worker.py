@@ -21,6 +21,9 @@ Commands:
     ``ENQUEUING <batch number>`` when a batch is built and about to be handed to ``enqueue`` and
     ``COMMITTED <batch number> <tasks so far>`` after ``enqueue`` returns. Each batch's
     tasks share the name ``<pid>:<batch number>`` so a reader can check batches are whole.
+    With ``--kill-in-write N:F`` the process SIGKILLs itself inside batch N's write
+    transaction, a fraction F of the way through it (see :class:`KillInWrite`), after
+    printing ``KILLING N ...``.
 
 A ready file is written atomically (a temporary file, then ``os.replace``) and holds JSON, so
 the parent never reads half of one. A hanging process gives up after ``--hang-seconds`` (exit
@@ -34,6 +37,8 @@ import argparse
 import asyncio
 import json
 import os
+import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -41,6 +46,7 @@ from typing import Any, TextIO
 
 from tests.support import make_task, sqlite_url
 from worker import Completion, QueueConfig, WorkerQueue
+from worker.webhooks.store import database_of
 
 EXIT_HANG_EXPIRED = 3
 EXIT_DEADLINE = 4
@@ -180,11 +186,57 @@ async def claim_and_hang(args: argparse.Namespace) -> int:
     return 0
 
 
+class KillInWrite:
+    """A SQLite progress handler on the connection enqueue writes on: it counts the virtual
+    machine's steps made inside a transaction during batch 1, and in batch ``batch`` it
+    kills the process once ``fraction`` of that many steps are made inside one, so that the
+    kill lands in the middle of the write, whatever the machine's speed."""
+
+    STEP = 100  # SQLite instructions per call
+
+    def __init__(self, conn: sqlite3.Connection, batch: int, fraction: float) -> None:
+        self._conn = conn
+        self.batch = batch
+        self.fraction = fraction
+        self.current = 0
+        self.ticks = 0
+        self.calibrated = 0
+        conn.set_progress_handler(self._tick, self.STEP)
+
+    def starting(self, number: int) -> None:
+        if number == 2:
+            self.calibrated = self.ticks
+        self.current = number
+        self.ticks = 0
+
+    def _tick(self) -> int:
+        if not self._conn.in_transaction:
+            return 0
+        self.ticks += 1
+        if self.current == self.batch and self.ticks >= max(1, self.fraction * self.calibrated):
+            announce(f"KILLING {self.current} at step {self.ticks} of {self.calibrated}")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return 0
+
+
+async def kill_in_write(queue: WorkerQueue, spec: str) -> KillInWrite:
+    batch, _, fraction = spec.partition(":")
+    if int(batch) < 2 or not 0 < float(fraction) < 1:
+        raise SystemExit(f"--kill-in-write N:F needs N >= 2 and 0 < F < 1, got {spec!r}")
+    driver = await database_of(queue)._writer_driver()  # the connection enqueue writes on
+    if driver is None:
+        raise SystemExit("--kill-in-write needs the aiosqlite driver")
+    return KillInWrite(driver._conn, int(batch), float(fraction))
+
+
 async def enqueue_loop(args: argparse.Namespace) -> int:
     batch = int(args.batch)
     pid = os.getpid()
     total = 0
     async with WorkerQueue(make_config(args), worker_id="bulk") as queue:
+        killer = (
+            None if args.kill_in_write is None else await kill_in_write(queue, args.kill_in_write)
+        )
         write_ready(Path(args.ready_file), {"pid": pid})
         number = 0
         give_up = time.monotonic() + float(args.hang_seconds)
@@ -192,6 +244,8 @@ async def enqueue_loop(args: argparse.Namespace) -> int:
             exit_if_orphaned()
             number += 1
             tasks = [make_task(f"bulk {index}", name=f"{pid}:{number}") for index in range(batch)]
+            if killer is not None:
+                killer.starting(number)
             announce(f"ENQUEUING {number}")
             total += await queue.enqueue(tasks)
             announce(f"COMMITTED {number} {total}")
@@ -238,6 +292,7 @@ def parser() -> argparse.ArgumentParser:
     sub = command("enqueue-loop", "enqueue --batch tasks at a time until killed")
     sub.add_argument("--batch", type=int, default=5000)
     sub.add_argument("--ready-file", required=True)
+    sub.add_argument("--kill-in-write", default=None, metavar="N:F")
     sub.set_defaults(run=enqueue_loop)
     return top
 

@@ -7,6 +7,7 @@ import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,9 @@ class Spawner:
         self.procs.append(proc)
         return proc
 
+    def err_path(self, proc: subprocess.Popen[bytes]) -> Path:
+        return self.directory / f"worker{self.procs.index(proc)}.err"
+
     def output(self, proc: subprocess.Popen[bytes]) -> str:
         n = self.procs.index(proc)
         out = (self.directory / f"worker{n}.out").read_text()
@@ -57,8 +61,19 @@ def lines(path: Path) -> list[str]:
 
 
 async def until_logged(path: Path, line: str, proc: subprocess.Popen[bytes], sp: Spawner) -> None:
+    await until_found(path, lambda found: line in found, line, proc, sp)
+
+
+async def until_found(
+    path: Path,
+    check: Callable[[list[str]], bool],
+    line: str,
+    proc: subprocess.Popen[bytes],
+    sp: Spawner,
+) -> None:
+    """Wait until ``check`` holds for the lines of ``path`` (``line`` says what is awaited)."""
     give_up = time.monotonic() + 20
-    while line not in lines(path):
+    while not check(lines(path)):
         if proc.poll() is not None:
             pytest.fail(f"worker exited before {line!r}: {sp.output(proc)}")
         if time.monotonic() > give_up:

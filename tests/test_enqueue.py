@@ -21,7 +21,7 @@ from worker import (
     WorkerQueue,
     register_request_kind,
 )
-from worker.ids import is_ulid
+from worker.ids import is_ulid, new_id
 from worker.kinds import remove_request_kind
 from worker.models import UnloadedRequest
 
@@ -115,6 +115,29 @@ async def test_duplicate_id_inserts_nothing(queue: WorkerQueue) -> None:
     assert (await queue.get_queue_stats())["total"] == 1
 
 
+BIG_BATCH = 2_500  # past any 1,000-row chunking, and past the inline transaction's 256 rows
+
+
+@pytest.mark.parametrize("last_row", ["an existing id", "an unknown dependency"])
+async def test_a_big_batch_that_fails_at_its_last_row_writes_nothing(
+    queue: WorkerQueue, db_path: Path, last_row: str
+) -> None:
+    existing = make_task(name="existing")
+    await queue.enqueue([existing])
+    batch = [make_task(name=f"bulk {n}") for n in range(BIG_BATCH - 1)]
+    if last_row == "an existing id":  # only the INSERT finds it: the ids are all valid ULIDs
+        batch.append(make_task(name="last", id=existing.id))
+        refused: type[Exception] = DuplicateTaskError
+    else:  # found after every row is inserted, in the same transaction
+        batch.append(make_task(name="last", depends_on=[new_id()]))
+        refused = InvalidTaskError
+    with pytest.raises(refused, match=rf"{existing.id}|tasks\[{BIG_BATCH - 1}\]\.depends_on"):
+        await queue.enqueue(batch)
+    with sqlite3.connect(db_path) as raw:  # what is in the file, not what the queue says
+        assert raw.execute("SELECT name FROM tasks").fetchall() == [("existing",)]
+        assert raw.execute("SELECT count(*) FROM task_dependencies").fetchone() == (0,)
+
+
 async def test_idempotency_key_returns_the_live_task(queue: WorkerQueue) -> None:
     first = make_task(idempotency_key="order-42")
     assert await queue.enqueue([first]) == 1
@@ -129,6 +152,21 @@ async def test_idempotency_key_returns_the_live_task(queue: WorkerQueue) -> None
     fresh = make_task(idempotency_key="order-42")
     assert await queue.enqueue([fresh]) == 1, "a finished task frees its key"
     assert fresh.id != first.id
+
+
+async def test_a_new_key_twice_in_one_batch_inserts_the_first_task_only(
+    queue: WorkerQueue,
+) -> None:
+    first = make_task(name="first", idempotency_key="new-key")
+    other = make_task(name="other", idempotency_key="another-key")
+    second = make_task(name="second", idempotency_key="new-key")
+    assert await queue.enqueue([first, other, second]) == 2
+    assert second.id == first.id
+    assert other.id != first.id
+    stored = await queue.list_tasks()
+    assert sorted((t.id, t.name) for t in stored) == sorted(
+        [(first.id, "first"), (other.id, "other")]
+    )
 
 
 async def test_priority_then_fifo(queue: WorkerQueue) -> None:

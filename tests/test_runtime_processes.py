@@ -16,7 +16,7 @@ import pytest
 from pydantic import JsonValue
 
 from tests.runtime_worker import job_registry, job_task, runtime_config, task_state_is, wait_until
-from tests.spawning import Spawner, exit_code, lines, until_logged
+from tests.spawning import Spawner, exit_code, lines, until_found, until_logged
 from worker import ProcessorRegistry, TaskContext, TaskItem, TaskState, Worker, WorkerQueue
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -111,7 +111,11 @@ async def test_a_second_sigterm_stops_at_once(
         worker = spawner.start(db_path, "--ready-file", str(tmp_path / "r"), "--grace", "30")
         await until_logged(log, f"started {task.id} 1", worker, spawner)
         os.kill(worker.pid, signal.SIGTERM)
-        await asyncio.sleep(0.3)
+        draining = "waiting up to 30.0 s for 1 running task(s)"  # worker/loop.py's log line
+        await until_found(
+            spawner.err_path(worker), lambda found: any(draining in x for x in found),
+            draining, worker, spawner,
+        )  # fmt: skip
         assert worker.poll() is None  # waiting for the handler, within its 30 s grace
         os.kill(worker.pid, signal.SIGTERM)
         assert await exit_code(worker, 5, spawner) == 0, spawner.output(worker)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.runtime_worker import runtime_config
+from tests.runtime_worker import runtime_config, wait_until
 from tts import TextToSpeechRequest
 from tts.audio import write_audio
 from tts.engines import EngineRegistry, EngineSettings
@@ -206,7 +206,12 @@ async def test_a_retry_does_not_redo_the_items_already_finished(
         before = speech.stat()
         (blocker / "x").rmdir()
         blocker.rmdir()
-        await asyncio.sleep(0.6)  # the backoff (0.5 s, jitter up to 10 %)
+
+        async def due() -> bool:  # after the backoff (0.5 s, jitter up to 10 %)
+            await queue.retry()
+            return await queue.any_due()
+
+        await wait_until(due, 10, "the retry due")
         async with asyncio.timeout(30):
             await Worker(queue, registry, burst=True, handle_signals=False).run()
         done = await queue.get_task(task.id)

@@ -93,6 +93,15 @@ class _Loop:
     ticks = 0
 
 
+async def _until(check: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    """Let the loop run until ``check()`` holds; fail after ``within`` seconds."""
+    give_up = asyncio.get_running_loop().time() + within
+    while not check():
+        if asyncio.get_running_loop().time() > give_up:
+            raise AssertionError(f"not {what} after {within} s")
+        await asyncio.sleep(0.005)
+
+
 @asynccontextmanager
 async def _lock_held_elsewhere(db_path: Path) -> AsyncIterator[tuple[sqlite3.Connection, _Loop]]:
     """Another connection (another process, as far as SQLite knows) holds the write lock
@@ -125,9 +134,10 @@ async def test_a_held_write_lock_is_waited_for_in_the_driver_thread_not_on_the_l
     trips = _count_trips(monkeypatch)
     async with _lock_held_elsewhere(db_path) as (holder, loop):
         claim = asyncio.create_task(queue.dequeue(size=10))
-        await asyncio.sleep(0.3)
+        await _until(queue._db._in_use.locked, "waiting in the driver's thread")
+        before = loop.ticks
+        await _until(lambda: loop.ticks >= before + 10, "the loop running meanwhile")
         assert not claim.done(), "the claim waits for the lock"
-        assert loop.ticks >= 10, "and the loop runs meanwhile"
         holder.execute("COMMIT")
         (claimed,) = await asyncio.wait_for(claim, 10)
     assert claimed.state == TaskState.PROCESSING
@@ -148,12 +158,11 @@ async def test_a_cancelled_wait_keeps_the_connection_until_its_transaction_ends(
     await queue.enqueue([make_task("first")])
     async with _lock_held_elsewhere(db_path) as (holder, loop):
         claim = asyncio.create_task(queue.dequeue(size=10))
-        await asyncio.sleep(0.1)
+        await _until(queue._db._in_use.locked, "waiting in the driver's thread")
         claim.cancel()
         enqueue = asyncio.create_task(queue.enqueue([make_task("second")]))
         before = loop.ticks
-        await asyncio.sleep(0.3)
-        assert loop.ticks >= before + 10, "the loop runs while both wait"
+        await _until(lambda: loop.ticks >= before + 10, "the loop running while both wait")
         assert not enqueue.done()
         holder.execute("COMMIT")
         assert await asyncio.wait_for(enqueue, 10) == 1

@@ -28,6 +28,7 @@ from worker import (
     WorkerQueue,
 )
 from worker.webhooks import DeliveryState, WebhookDelivery, deliveries_for, drain_webhooks
+from worker.webhooks.dispatcher import WebhookDispatcher
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -141,6 +142,39 @@ async def settled(
 
     await wait_until(done, 10.0, f"{count} deliveries of {task_id} in {states}")
     return await queue.webhook_deliveries(task_id)
+
+
+@dataclass
+class Rounds:
+    """How many rounds the background delivery loops (``WebhookDispatcher.tick``) finished."""
+
+    count: int = 0
+
+    async def wait_for(self, more: int, what: str) -> None:
+        """Wait until ``more`` rounds have ended from now (rounds of the loop, not a guess of
+        how long they take)."""
+        await self.reach(self.count + more, what)
+
+    async def reach(self, total: int, what: str) -> None:
+        async def reached() -> bool:
+            return self.count >= total
+
+        await wait_until(reached, 10.0, what, step=0.005)
+
+
+@pytest.fixture
+def rounds(monkeypatch: pytest.MonkeyPatch) -> Rounds:
+    counter = Rounds()
+    tick = WebhookDispatcher.tick
+
+    async def counted(self: WebhookDispatcher) -> int:
+        try:
+            return await tick(self)
+        finally:
+            counter.count += 1
+
+    monkeypatch.setattr(WebhookDispatcher, "tick", counted)
+    return counter
 
 
 def verify(request: Received, secret: str = SECRET) -> bool:
@@ -270,7 +304,7 @@ async def test_attempts_used_up_leave_the_delivery_failed_and_the_task_alone(
     assert stored.state is TaskState.COMPLETED
 
 
-async def test_a_failed_delivery_is_retried_after_a_restart(db_path: Path) -> None:
+async def test_a_failed_delivery_is_retried_after_a_restart(db_path: Path, rounds: Rounds) -> None:
     async with receiver([500]) as server:
         async with worker_running(db_path, webhook_base_delay=1.0) as queue:
             task = task_with(server.url())
@@ -285,7 +319,7 @@ async def test_a_failed_delivery_is_retried_after_a_restart(db_path: Path) -> No
         assert len(server.requests) == 1
         async with worker_running(db_path) as again:
             (delivery,) = await settled(again, task.id, 1, DeliveryState.DELIVERED)
-            await asyncio.sleep(0.2)  # room for a duplicate, were there one
+            await rounds.wait_for(3, "three more rounds")  # room for a duplicate, were there one
 
     assert delivery.attempts == 2
     assert [r.headers["x-webhook-attempt"] for r in server.requests] == ["1", "2"]
@@ -356,9 +390,9 @@ async def test_a_drain_ends_at_its_timeout_or_when_stopped(db_path: Path) -> Non
     assert 0.3 <= took < 5
 
 
-async def test_a_stopped_worker_does_not_wait_for_deliveries(db_path: Path) -> None:
+async def test_a_stopped_worker_does_not_wait_for_deliveries(db_path: Path, rounds: Rounds) -> None:
     async def slow(item: TaskItem, ctx: TaskContext) -> JsonValue:
-        await asyncio.sleep(0.3)  # ends after the delivery loop's first round
+        await rounds.reach(1, "the first round")  # its next is 60 s away
         return None
 
     async with receiver() as server:
@@ -406,14 +440,16 @@ async def test_a_redirect_is_not_followed(db_path: Path) -> None:
     assert delivery.last_error == "HTTP 302: redirect not followed"
 
 
-async def test_tasks_without_response_urls_create_no_deliveries(db_path: Path) -> None:
+async def test_tasks_without_response_urls_create_no_deliveries(
+    db_path: Path, rounds: Rounds
+) -> None:
     async with worker_running(db_path) as queue:
         task = task_with(None, None)
         await queue.enqueue([task])
         await wait_until(
             lambda: _state_is(queue, task.id, TaskState.COMPLETED), 10.0, "task completed"
         )
-        await asyncio.sleep(0.1)  # a few delivery rounds
+        await rounds.wait_for(3, "three more rounds")
         assert await queue.webhook_deliveries(task.id) == []
 
 

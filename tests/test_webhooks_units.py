@@ -3,6 +3,7 @@ claims and leases, the scan of finished tasks (with a fake clock), and migration
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -26,6 +27,7 @@ from worker.webhooks import (
     DeliveryState,
     HttpxTransport,
     Outgoing,
+    TransportError,
     signature,
 )
 from worker.webhooks.dispatcher import SUPERSEDED, WebhookDispatcher
@@ -154,6 +156,84 @@ async def test_the_transport_sends_the_pinned_host_and_never_follows_redirects()
     assert request.headers["host"] == "hooks.example.com"
     assert request.extensions["sni_hostname"] == "hooks.example.com"
     assert request.content == b"{}"
+
+
+def rebinding_resolver(lookups: list[str]) -> Resolver:
+    """Public the first time a host is looked up, then the cloud's metadata address."""
+
+    async def resolve(host: str, port: int) -> list[str]:
+        lookups.append(f"{host}:{port}")
+        return ["93.184.215.14"] if len(lookups) == 1 else ["169.254.169.254"]
+
+    return resolve
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [  # the URL the POST goes to, its Host header, its TLS server name
+        ("https://hooks.example.com/cb?x=1",
+         ("https://93.184.215.14/cb?x=1", "hooks.example.com", "hooks.example.com")),
+        ("http://hooks.example.com:8080/cb",
+         ("http://93.184.215.14:8080/cb", "hooks.example.com:8080", None)),
+    ],
+)  # fmt: skip
+async def test_the_dispatcher_posts_to_the_address_the_guard_checked(
+    db_path: Path, clock: FakeClock, url: str, expected: tuple[str, str, str | None]
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    lookups: list[str] = []
+    config = QueueConfig(database_url=sqlite_url(db_path), webhook_allow_private=False)
+    async with (
+        WorkerQueue(config, clock=clock) as queue,
+        HttpxTransport(httpx.MockTransport(answer)) as transport,
+    ):
+        task = await finish(queue, url)
+        dispatcher = WebhookDispatcher(
+            queue, transport, clock=clock, resolver=rebinding_resolver(lookups)
+        )
+        assert await dispatcher.tick() == 1
+        (delivery,) = await queue.webhook_deliveries(task.id)
+    assert delivery.state is DeliveryState.DELIVERED
+    assert len(lookups) == 1, "resolved once: a second answer is never asked for"
+    (request,) = seen
+    sent = (str(request.url), request.headers["host"], request.extensions.get("sni_hostname"))
+    assert sent == expected
+    assert json.loads(request.content)["task_id"] == task.id
+
+
+@pytest.mark.parametrize("sni", ["hooks.example.com", None])
+async def test_the_tls_handshake_to_a_pinned_address_names_the_original_host(
+    sni: str | None,
+) -> None:
+    """A real connection to 127.0.0.1 and the ClientHello it sends, read by a plain TCP
+    server (which has no certificate: the handshake then fails, as it should)."""
+    hello = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.read(4096)
+        if not hello.done():
+            hello.set_result(data)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with server, HttpxTransport() as transport:
+            outgoing = Outgoing(f"https://127.0.0.1:{port}/cb", b"{}", sni_hostname=sni)
+            with pytest.raises(TransportError):
+                await transport.post(outgoing, timeout_s=10.0)
+            async with asyncio.timeout(10):
+                data = await hello
+    finally:
+        server.close()
+    assert data[:1] == b"\x16", "a TLS handshake record"
+    # The server_name extension travels in the clear; an IP address is never sent as one.
+    assert (b"hooks.example.com" in data) is (sni is not None)
 
 
 # -- the store: claims, leases, the scan ---------------------------------------------------

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
-from worker.builtins.call import resolve, run_call
+from worker.builtins.call import run_call
 from worker.builtins.command import run_command
 from worker.outcomes import PermanentError
 
@@ -44,7 +44,11 @@ class ProcessorRegistry:
             self.add("command", run_command)
 
     def add(self, kind: str, handler: Handler | str, *, replace: bool = False) -> None:
-        """Register ``handler`` (a callable or ``"package.module:function"``) for ``kind``."""
+        """Register ``handler`` (a callable or ``"package.module:function"``) for ``kind``.
+
+        A dotted path comes from the program (code, entry points), not from task data, so it
+        may name anything (unlike a ``call`` target, see :mod:`worker.builtins.allowlist`).
+        """
         if isinstance(handler, str):
             handler = resolve(handler)
         if not callable(handler):
@@ -99,6 +103,23 @@ class ProcessorRegistry:
 
     def __contains__(self, kind: object) -> bool:
         return kind in self._handlers
+
+
+def resolve(target: str) -> Any:
+    """The object ``"package.module:attribute.path"`` names (imports the module). Trusted
+    paths only: nothing is checked but that the names exist."""
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"expected 'package.module:function', got {target!r}")
+    found: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise AttributeError(
+                f"{target!r}: module {module_name!r} has no {attribute!r}"
+            ) from None
+    return found
 
 
 def _name(handler: Handler) -> str:
