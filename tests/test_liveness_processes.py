@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -61,6 +62,19 @@ async def test_a_killed_workers_task_runs_again_within_seconds_with_default_sett
         assert lines(log) == [f"started {task.id} 1", f"started {task.id} 2", f"done {task.id} 2"]
 
 
+def freeze_between_writes(db: Path, pid: int) -> None:
+    """SIGSTOP ``pid`` while this test holds the write lock, so that the frozen process
+    cannot be holding it (a process frozen inside a write transaction locks every writer out,
+    as SQLite's single writer lock must)."""
+    conn = sqlite3.connect(db, timeout=30, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        os.kill(pid, signal.SIGSTOP)
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
 async def test_a_frozen_worker_wakes_to_find_its_claims_gone_and_stops_their_handlers(
     db_path: Path, tmp_path: Path, spawner: Spawner
 ) -> None:
@@ -79,7 +93,7 @@ async def test_a_frozen_worker_wakes_to_find_its_claims_gone_and_stops_their_han
                                "--visibility-timeout", HOUR, "--heartbeat-interval", "0.2",
                                "--dead-after", "1")  # fmt: skip
         await until_logged(log, f"started {task.id} 1", frozen, spawner)
-        os.kill(frozen.pid, signal.SIGSTOP)
+        freeze_between_writes(db_path, frozen.pid)
         try:
             heir = Worker(queue, job_registry(), handle_signals=False)
             job = asyncio.create_task(heir.run())

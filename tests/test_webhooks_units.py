@@ -9,6 +9,7 @@ import hmac
 import ipaddress
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -274,6 +275,22 @@ async def test_a_delivery_is_claimed_once_until_its_lease_expires(
     assert await store.delivered(second, 200, clock.now)
     (delivery,) = await hook_queue.webhook_deliveries(task.id)
     assert (delivery.state, delivery.attempts, delivery.next_attempt_at) == ("delivered", 2, None)
+
+
+async def test_a_claim_with_nothing_due_leaves_the_write_lock_alone(
+    hook_queue: WorkerQueue, db_path: Path
+) -> None:
+    """Idle workers ask for deliveries every second: finding none must not take the write
+    lock (it would queue behind, and hold up, the producers)."""
+    store = WebhookStore(database_of(hook_queue))
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # a writer in another process holds the lock
+        async with asyncio.timeout(5):  # a write would wait out the 30 s busy timeout
+            assert await store.claim(time.time(), 40.0, 10) == []
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 async def test_the_scan_returns_tasks_with_urls_and_says_how_far_it_looked(

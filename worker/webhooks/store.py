@@ -213,6 +213,11 @@ class WebhookStore:
                 _D.ending,
             )
         )
+        # A read first: an idle worker asks every second, and a write transaction would take
+        # the write lock from the producers each time to find nothing.
+        async with self._db.read("webhook claim") as conn:
+            if (await conn.execute(due.limit(1))).first() is None:
+                return []
         async with self._db.write("webhook claim", lock_first=False) as conn:
             rows = (await conn.execute(statement)).all()
         return sorted(
