@@ -90,6 +90,21 @@ async def task_state_is(queue: WorkerQueue, task_id: str, *states: TaskState) ->
     return (await queue.get_task(task_id)).state in states
 
 
+async def run_until_completed(queue: WorkerQueue, task_id: str, within: float) -> Worker:
+    """Run a ``job`` worker in this process until the task completes; returns it, stopped."""
+    heir = Worker(queue, job_registry(), handle_signals=False)
+    job = asyncio.create_task(heir.run())
+    try:
+        await wait_until(
+            lambda: task_state_is(queue, task_id, TaskState.COMPLETED), within, "completed"
+        )
+    finally:
+        heir.request_stop()
+        async with asyncio.timeout(10):
+            await job
+    return heir
+
+
 def note(path: str | None, line: str) -> None:
     if path is not None:
         with Path(path).open("a") as out:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime_worker import job_registry, job_task, task_state_is, wait_until
+from tests.runtime_worker import job_task, run_until_completed, task_state_is, wait_until
 from tests.spawning import Spawner, exit_code, lines, until_logged
 from tests.support import sqlite_url
-from worker import QueueConfig, TaskState, Worker, WorkerQueue
+from worker import QueueConfig, TaskState, WorkerQueue
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -42,16 +42,7 @@ async def test_a_killed_workers_task_runs_again_within_seconds_with_default_sett
         killed = time.monotonic()
         assert await exit_code(doomed, 10, spawner) == -signal.SIGKILL
 
-        heir = Worker(queue, job_registry(), handle_signals=False)
-        job = asyncio.create_task(heir.run())
-        try:
-            await wait_until(
-                lambda: task_state_is(queue, task.id, TaskState.COMPLETED), 60, "completed"
-            )
-        finally:
-            heir.request_stop()
-            async with asyncio.timeout(10):
-                await job
+        await run_until_completed(queue, task.id, 60)
         took = time.monotonic() - killed
         print(f"the killed worker's task completed elsewhere {took:.1f} s after the kill")
         assert took < 45  # about 15 s (10-20 s by the settings), not the hour's lease
@@ -95,16 +86,7 @@ async def test_a_frozen_worker_wakes_to_find_its_claims_gone_and_stops_their_han
         await until_logged(log, f"started {task.id} 1", frozen, spawner)
         freeze_between_writes(db_path, frozen.pid)
         try:
-            heir = Worker(queue, job_registry(), handle_signals=False)
-            job = asyncio.create_task(heir.run())
-            try:
-                await wait_until(
-                    lambda: task_state_is(queue, task.id, TaskState.COMPLETED), 30, "completed"
-                )
-            finally:
-                heir.request_stop()
-                async with asyncio.timeout(10):
-                    await job
+            await run_until_completed(queue, task.id, 30)
         finally:
             os.kill(frozen.pid, signal.SIGCONT)
         # Awake again: its next beat says the claim is gone, and the handler is stopped

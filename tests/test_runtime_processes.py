@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 from pydantic import JsonValue
 
-from tests.runtime_worker import job_registry, job_task, runtime_config, task_state_is, wait_until
+from tests.runtime_worker import (
+    job_task,
+    run_until_completed,
+    runtime_config,
+)
 from tests.spawning import Spawner, exit_code, lines, until_found, until_logged
 from worker import ProcessorRegistry, TaskContext, TaskItem, TaskState, Worker, WorkerQueue
 
@@ -36,16 +40,7 @@ async def test_a_worker_killed_mid_task_is_replaced_and_the_task_completes_once(
         os.kill(doomed.pid, signal.SIGKILL)
         assert await exit_code(doomed, 10, spawner) == -signal.SIGKILL
 
-        heir = Worker(queue, job_registry(), handle_signals=False)
-        job = asyncio.create_task(heir.run())
-        try:
-            await wait_until(
-                lambda: task_state_is(queue, task.id, TaskState.COMPLETED), 15, "completed"
-            )
-        finally:
-            heir.request_stop()
-            async with asyncio.timeout(10):
-                await job
+        heir = await run_until_completed(queue, task.id, 15)
         done = await queue.get_task(task.id)
         assert done.attempt_count == 2
         assert done.expired_count == 1
