@@ -29,6 +29,7 @@ from worker import (
     Worker,
     WorkerQueue,
 )
+from worker.watch import STAT_INTERVAL_S, RunWatcher
 
 #: Far above the second the promise is about, far below the 20 minutes it took before.
 DEADLINE_S = 15.0
@@ -95,3 +96,31 @@ async def test_a_cancel_interrupts_the_handler_with_default_settings(
         ended = await queue.get_task(task.id)
         assert ended.state is TaskState.CANCELLED
         assert ended.last_error == "cancelled while running"
+
+
+async def test_the_watch_sleeps_between_looks_while_a_task_runs(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a handler runs, the watch wakes every STAT_INTERVAL_S (50 ms), not in a tight
+    loop: a spinning watch held the GIL from handlers' threads (Piper ran at half speed)."""
+    wakes = 0
+    sleep = RunWatcher._sleep
+
+    async def counted(self: RunWatcher, seconds: float | None) -> None:
+        nonlocal wakes
+        wakes += 1
+        await sleep(self, seconds)
+
+    monkeypatch.setattr(RunWatcher, "_sleep", counted)
+    handler = Sleeper()
+    async with WorkerQueue(QueueConfig(database_url=sqlite_url(db_path))) as queue:
+        await queue.enqueue([job_task()])
+        async with worker_running(queue, handler):
+            async with asyncio.timeout(DEADLINE_S):
+                await handler.started.wait()
+            wakes = 0
+            started = time.monotonic()
+            await asyncio.sleep(1.0)
+            took = time.monotonic() - started
+    # About 20 in a second (fewer on a busy machine); a tight loop makes thousands.
+    assert wakes < 4 * took / STAT_INTERVAL_S, wakes

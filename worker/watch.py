@@ -92,6 +92,7 @@ class RunWatcher:
                 else:
                     next_beat = now + ERROR_PAUSE_S
                 continue
+            self._started.clear()  # the leases read next include every task started so far
             leases = self._leases()
             if leases:
                 if self._files is not None and self._files.changed():
@@ -108,7 +109,6 @@ class RunWatcher:
                     continue
                 wait: float | None = STAT_INTERVAL_S
             else:
-                self._started.clear()
                 self._poked.clear()  # nothing runs here: nothing to stop
                 wait = None
             if self._liveness is not None:
