@@ -186,7 +186,7 @@ async def test_sqlite_itself_refuses_a_read_only_queues_writes(
 ) -> None:
     # False: as a process that may not write the file sees it (this one may be root), so
     # the file opens with mode=ro; True: it opens as usual, with query_only.
-    monkeypatch.setattr("worker.db._writable", lambda path: writable)
+    monkeypatch.setattr("worker.db.writable", lambda path: writable)
     path = tmp_path / "queue.db"
     await make_database(path)
     queue = WorkerQueue(config_for(path))

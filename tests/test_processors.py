@@ -28,10 +28,10 @@ from worker import (
     processor,
 )
 from worker.builtins import CallRequest, CommandRequest
-from worker.db import sqlite_path
 from worker.memory import MemoryGovernor, MemoryInfoError, adjust, used_fraction
 from worker.outcomes import judge
 from worker.processors import registry as default_registry
+from worker.sqlite_setup import sqlite_path
 
 pytestmark = pytest.mark.timeout(30)
 

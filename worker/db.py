@@ -1,4 +1,5 @@
-"""The database connection: engine, SQLite pragmas, write transactions, driver-error conversion.
+"""The database connection: engine, write transactions, driver-error conversion (the SQLite
+connection set-up is :mod:`worker.sqlite_setup`).
 
 Every write transaction on SQLite runs under ``BEGIN IMMEDIATE``: it holds the write lock from
 its first statement (waiting up to the busy timeout for it), so it never reads, then fails to
@@ -23,23 +24,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import quote
 
-from sqlalchemy import event, exc
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import exc
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from worker.checkpoint import Checkpointer
 from worker.config import QueueConfig
 from worker.errors import DatabaseNotFoundError, QueueClosedError, QueueError, StorageError
+from worker.sqlite_setup import (
+    LOCK_FIRST,
+    install_sqlite_hooks,
+    read_only_url,
+    sqlite_path,
+    writable,
+)
 from worker.statements import Statements
 from worker.txn import ConnectionTxn, LockTaken, Txn, run_in_driver, run_now, run_waiting
 from worker.walguard import WalGuard
@@ -50,19 +54,6 @@ if TYPE_CHECKING:  # imported where used: without it, the configuration says wha
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_LOCK_FIRST = "worker_lock_first"
-
-
-def sqlite_path(database_url: str) -> Path | None:
-    """The file behind a SQLite URL, or None (another backend, or in memory)."""
-    url = make_url(database_url)
-    if not url.get_backend_name().startswith("sqlite"):
-        return None
-    database = url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database)
 
 
 class Database:
@@ -146,8 +137,8 @@ class Database:
             # not roll back again on return: one thread hop less per transaction.
             kwargs["pool_reset_on_return"] = None
         target: str | URL = self.url
-        if read_only and path is not None and not _writable(path):
-            target = _read_only_url(self.url, path)
+        if read_only and path is not None and not writable(path):
+            target = read_only_url(self.url, path)
         try:
             engine = create_async_engine(target, **kwargs)
         except (exc.ArgumentError, ImportError) as error:
@@ -166,7 +157,7 @@ class Database:
                 )
                 self._checkpointer.start()
             checkpoints = self._checkpointer is None  # commits checkpoint as SQLite's default
-            _install_sqlite_hooks(
+            install_sqlite_hooks(
                 engine, self._config, path=path, checkpoints=checkpoints, read_only=read_only
             )
         # Inline transactions need a file (an in-memory database's one connection is shared
@@ -175,7 +166,7 @@ class Database:
         inline = self._checkpointer is not None and self._config.sqlite_synchronous == "NORMAL"
         self._inline_rows = self._config.sqlite_inline_rows if inline else 0
         self._engine = engine
-        self._locking = engine.execution_options(**{_LOCK_FIRST: True})
+        self._locking = engine.execution_options(**{LOCK_FIRST: True})
         if not read_only:
             # Compiled now rather than inside the first enqueue or claim (tens of ms).
             self._statements = Statements(engine.dialect)
@@ -393,74 +384,3 @@ class Database:
     def _storage_error(self, action: str, error: exc.DBAPIError) -> QueueError:
         cause = error.orig if error.orig is not None else error
         return StorageError(self.url, action, cause)
-
-
-def _use_wal(cursor: Any, busy_timeout_s: float) -> None:
-    """Switch the file to WAL (it stays so), waiting out other connections if need be.
-
-    The switch needs the database to itself, and SQLite answers "database is locked" at once
-    rather than calling the busy handler, so processes opening a new file together retry here.
-    """
-    deadline = time.monotonic() + busy_timeout_s
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode")
-            (mode,) = cursor.fetchone()
-            if str(mode).lower() == "wal":
-                return
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
-def _writable(path: Path) -> bool:
-    """Whether this process may write the file and create its ``-wal`` beside it."""
-    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
-
-
-def _read_only_url(database_url: str, path: Path) -> URL:
-    """The SQLite URI that opens ``path`` read-only (``file:PATH?mode=ro``)."""
-    uri = "file:" + quote(str(path.absolute()))
-    return make_url(database_url).set(database=uri, query={"mode": "ro", "uri": "true"})
-
-
-def _install_sqlite_hooks(
-    engine: AsyncEngine,
-    config: QueueConfig,
-    *,
-    path: Path | None,
-    checkpoints: bool,
-    read_only: bool = False,
-) -> None:
-    """Pragmas for every new connection. ``checkpoints=False``: its commits never checkpoint
-    the WAL (a :class:`~worker.checkpoint.Checkpointer` does). ``read_only``: the file's
-    journal mode is left as it is (switching it writes)."""
-    busy_ms = int(config.busy_timeout * 1000)
-    synchronous = config.sqlite_synchronous
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # The driver opens a transaction (BEGIN IMMEDIATE) before a statement that writes;
-        # the "begin" event below opens one explicitly for transactions that read first.
-        dbapi_connection.isolation_level = "IMMEDIATE"
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            if path is not None and not read_only:
-                _use_wal(cursor, config.busy_timeout)
-                if not checkpoints:
-                    cursor.execute("PRAGMA wal_autocheckpoint = 0")
-            cursor.execute(f"PRAGMA synchronous = {synchronous}")
-            cursor.execute("PRAGMA foreign_keys = ON")
-            if read_only:
-                cursor.execute("PRAGMA query_only = ON")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        if conn.get_execution_options().get(_LOCK_FIRST, False):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")

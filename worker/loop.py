@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from worker.acks import AckBuffer
 from worker.context import TaskContext
-from worker.db import sqlite_path
 from worker.errors import DatabaseLostError, QueueClosedError, QueueError
 from worker.events import EventBus
 from worker.execute import Outcome, attempt
@@ -29,6 +28,7 @@ from worker.models import Resources, Task
 from worker.outcomes import describe
 from worker.processors import ProcessorRegistry
 from worker.queue import WorkerQueue
+from worker.sqlite_setup import sqlite_path
 from worker.sweeper import sweep
 from worker.wakeup import DatabaseWatcher, Waker, notifier_for
 from worker.watch import RunWatcher, StopReason
