@@ -258,14 +258,18 @@ def test_stats_watch_refreshes_until_interrupted(db_path: Path) -> None:
     with_queue(db_path, lambda queue: queue.get_queue_stats())
     proc = subprocess.Popen(
         wq_command(db_path, "stats", "--watch", "--interval", "0.1s"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env({"PYTHONFAULTHANDLER": "1"}), cwd=ROOT,
     )  # fmt: skip
-    try:
+    with proc:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("queues")
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"wq stats --watch did not stop on SIGINT within 60 s:\n{err[-5000:]}")
     assert proc.returncode == 130
     assert err.strip() == "wq: error: interrupted"

@@ -70,7 +70,7 @@ def test_cancel_waits_for_a_running_task_and_worker_logs_json(db_path: Path) -> 
         _, log = worker.communicate(timeout=60)
     finally:
         worker.kill()
-        worker.wait()
+        worker.communicate()  # reaps it and closes its pipes, whatever happened above
 
     assert (cancelled.code, cancelled.out.strip()) == (0, f"{waited.id} cancelled"), cancelled
     assert quick.code == 0, quick
