@@ -7,6 +7,7 @@ before ``main()`` runs (a stand-in for a bug); everything else is real.
 from __future__ import annotations
 
 import json
+import signal
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -92,3 +93,25 @@ def test_a_broken_plugin_is_a_warning_and_the_rest_of_wq_works(
     assert len(lines) == 2
     assert lines[0].startswith("wq: warning: plugin 'missing' (tests.no_such_module:register)")
     assert lines[1].startswith("wq: warning: plugin 'raising' (json:loads) could not be loaded")
+
+
+def test_a_ctrl_c_swallowed_while_loading_still_interrupts(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python drops a KeyboardInterrupt raised inside an import's lock callback ("Exception
+    ignored in ..."); wq's own handler remembers it, and the command stops before it opens the
+    database (before, ``wq stats --watch`` then ran on until a second Ctrl-C)."""
+    from typer.testing import CliRunner
+
+    from worker.cli import app
+    from worker.cli.session import _Interrupts
+
+    with pytest.raises(KeyboardInterrupt):
+        _Interrupts.handler(signal.SIGINT, None)  # as if during an import: raised, then lost
+    try:
+        result = CliRunner().invoke(app, ["--db", str(db_path), "stats", "--watch"])
+    finally:
+        _Interrupts.seen = False
+    assert result.exit_code == 130, result.output
+    assert "wq: error: interrupted" in result.stderr
+    assert not db_path.exists()  # stopped before anything was opened

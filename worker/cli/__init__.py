@@ -38,7 +38,7 @@ from typing import Annotated
 import typer
 
 from worker.cli import admin, inspect, serve
-from worker.cli.session import Options, unexpected, warn
+from worker.cli.session import Options, install_interrupts, unexpected, warn
 from worker.cli.submit import submit_app
 
 EXIT_CODES = (
@@ -126,6 +126,7 @@ def load_plugins(target: typer.Typer = app) -> None:
 def main() -> None:
     """The console script: run ``app`` as ``wq``; an exception no command handled becomes
     one line on stderr and the exit code of its class (see the table above)."""
+    install_interrupts()
     try:
         load_plugins()
         app(prog_name="wq")

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import typer
@@ -135,6 +137,28 @@ def load_config(ctx: typer.Context, *, warnings_to_log: bool = False) -> QueueCo
     return config
 
 
+class _Interrupts:
+    """Ctrl-C before the event loop runs. Python raises KeyboardInterrupt wherever the main
+    thread is, and one raised inside an import's lock callback is swallowed ("Exception
+    ignored in ..."): the command would go on as if nothing happened. So ``wq`` counts them
+    itself until the event loop's own handler takes over."""
+
+    seen = False
+
+    @classmethod
+    def handler(cls, signum: int, frame: FrameType | None) -> None:
+        cls.seen = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def install(cls) -> None:
+        """Count Ctrl-C from now on (``wq``'s start)."""
+        signal.signal(signal.SIGINT, cls.handler)
+
+
+install_interrupts = _Interrupts.install
+
+
 def run(
     ctx: typer.Context,
     operation: Callable[[WorkerQueue], Awaitable[T]],
@@ -168,6 +192,11 @@ def run(
             await queue.close()
 
     try:
+        if _Interrupts.seen:  # a Ctrl-C was swallowed while this command was loading
+            raise KeyboardInterrupt
+        if signal.getsignal(signal.SIGINT) is _Interrupts.handler:
+            # asyncio.run cancels its task on Ctrl-C, but only in place of the default one.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         return asyncio.run(main())
     except DatabaseNotFoundError as exc:
         fail(
