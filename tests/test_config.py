@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from worker import ConfigurationError, QueueConfig, QueueError, WorkerQueue
-from worker.config import FIELDS, MAX_BUSY_TIMEOUT_S, MAX_DURATION_S, VARIABLES
+from worker.config import FIELDS, MAX_BUSY_TIMEOUT_S, VARIABLES
+from worker.limits import MAX_DURATION_S
 
 #: The variables the README documented before descriptions were added: names are a contract.
 DOCUMENTED = {

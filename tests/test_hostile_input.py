@@ -84,6 +84,28 @@ async def test_a_lone_surrogate_in_an_error_is_kept_escaped(queue: WorkerQueue, 
     await still_works(queue)
 
 
+@pytest.mark.parametrize("how", ["retry", "discard", "retry_many", "cancel"])
+async def test_a_nul_in_an_error_is_kept_escaped_not_cut_short(
+    queue: WorkerQueue, how: str
+) -> None:
+    """Error texts travel through SQLite's JSON functions, which end a text at a NUL: before,
+    "x\\x00y" was stored as "x"."""
+    task = await claim_one(queue)
+    error, lease = "bad byte: x\x00y, then more", task.lease_id
+    if how == "retry":
+        await queue.mark_as_retry(task.id, error, lease_id=lease)
+    elif how == "discard":
+        await queue.mark_as_discarded(task.id, error, lease_id=lease)
+    elif how == "retry_many":
+        assert await queue.retry_many([Failure(task.id, error, lease)]) == []
+    else:
+        await queue.mark_as_cancelled(task.id, lease_id=lease, reason=error)
+    stored = await queue.get_task(task.id)
+    assert stored.last_error == "bad byte: x\\x00y, then more"
+    if how != "cancel":
+        assert stored.errors[-1].error == "bad byte: x\\x00y, then more"
+
+
 async def test_an_exception_message_with_a_lone_surrogate_ends_in_a_readable_retry(
     db_path: Path,
 ) -> None:
@@ -247,6 +269,7 @@ async def test_progress_the_database_cannot_hold_is_refused(
         (nested(MAX_JSON_DEPTH + 3), "data is nested deeper than 100 levels"),
         (nested(5000), "data is nested deeper than 100 levels"),
         ([math.nan], "data is not JSON"),
+        (2**70, "beyond 64-bit integers"),
     ],
 )
 async def test_a_checkpoint_the_database_cannot_hold_is_refused(
@@ -257,6 +280,19 @@ async def test_a_checkpoint_the_database_cannot_hold_is_refused(
     with pytest.raises(InvalidInputError, match=problem):
         await queue.save_checkpoint(task.id, task.lease_id, data)
     assert (await queue.get_task(task.id)).checkpoint is None
+
+
+@pytest.mark.parametrize("data", [-23, 0, 2**63 - 1, 0.1, 1e300, True, None, "12", "text"])
+async def test_a_checkpoint_that_is_a_bare_value_reads_back_as_saved(
+    queue: WorkerQueue, data: JsonValue
+) -> None:
+    """JSON columns have NUMERIC affinity: a bare number is stored as a number (reading it
+    back as JSON text failed and dropped the checkpoint)."""
+    task = await claim_one(queue)
+    assert task.lease_id is not None
+    await queue.save_checkpoint(task.id, task.lease_id, data)
+    assert (await queue.get_task(task.id)).checkpoint == data
+    await still_works(queue)
 
 
 async def test_a_handler_gets_a_clear_error_for_bad_progress_and_checkpoints(

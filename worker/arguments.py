@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from worker.errors import InvalidInputError
-from worker.models import MAX_ATTEMPTS, MAX_DURATION_S
+from worker.limits import MAX_ATTEMPTS, MAX_DURATION_S
 from worker.storable import MAX_JSON_DEPTH, safe_text, text_problem
 
 #: The most tasks one call may claim or sweep (as ``QUEUE_BATCH_SIZE``).

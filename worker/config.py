@@ -38,13 +38,12 @@ from pydantic_core import PydanticCustomError
 
 from worker.database_url import async_database_url
 from worker.errors import ConfigurationError
+from worker.limits import MAX_ATTEMPTS, MAX_DURATION_S
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/queue.db"
 PREFIX = "QUEUE_"
-#: The longest duration any setting accepts: a year, in seconds.
-MAX_DURATION_S = 365 * 86400.0
 #: SQLite keeps its busy timeout as a C int of milliseconds: 2**31 - 1 ms, about 24.8 days.
 MAX_BUSY_TIMEOUT_S = 2_147_483.0
 
@@ -101,7 +100,7 @@ class QueueConfig(BaseModel):
         "QUEUE_MAX_ATTEMPTS",
         "Attempts a task gets unless it sets its own max_attempts (1 to 1,000,000).",
         ge=1,
-        le=1_000_000,
+        le=MAX_ATTEMPTS,
     )
     default_visibility_timeout: float = _duration(
         3600.0,
@@ -238,7 +237,7 @@ class QueueConfig(BaseModel):
         "QUEUE_WEBHOOK_MAX_ATTEMPTS",
         "Attempts to deliver a webhook before giving up (1 to 1,000,000).",
         ge=1,
-        le=1_000_000,
+        le=MAX_ATTEMPTS,
     )
     webhook_timeout: float = _duration(
         10.0, "QUEUE_WEBHOOK_TIMEOUT", "Timeout of one webhook POST, in seconds."

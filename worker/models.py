@@ -18,18 +18,12 @@ from pydantic import (
 )
 
 from worker.ids import is_ulid
+from worker.limits import MAX_ATTEMPTS, MAX_DURATION_S, MAX_INSTANT
 from worker.states import TaskState
 from worker.storable import check_text
 
 _http_url = TypeAdapter(AnyHttpUrl)
 
-#: The longest duration a task, a retry policy or a call may name: a year, in seconds (the
-#: ``QUEUE_*`` duration settings have the same bound).
-MAX_DURATION_S = 365 * 86400.0
-#: The latest instant a task may name (``schedule_at``, ``created_at``): the end of year 9999.
-MAX_INSTANT = 253_402_300_799.0
-#: The most attempts a task may have (as ``QUEUE_MAX_ATTEMPTS``).
-MAX_ATTEMPTS = 1_000_000
 #: The most memory a task may declare or a worker offer, in bytes (SQLite's integers are
 #: 64-bit); and the most CPUs.
 MAX_MEMORY_BYTES = 2**62

@@ -377,12 +377,26 @@ class WorkerQueue(QueueAdmin):
             json_text(data, "data", wrapped=CHECKPOINT_WRAPPING)
         except ValueError as exc:
             raise InvalidInputError(str(exc)) from exc
+        if (
+            isinstance(data, int)
+            and not isinstance(data, bool)
+            and not _INT64[0] <= data <= _INT64[1]
+        ):
+            # A bare number is stored as a number (the column's NUMERIC affinity): beyond
+            # 64 bits SQLite would keep it as a float, and it would come back changed.
+            raise InvalidInputError(
+                f"data: {data} is beyond 64-bit integers: a checkpoint that is a bare number "
+                "must fit in one (put it in a list or an object)"
+            )
         await self._moves.transition(
             "progress",
             task_id,
             {"checkpoint": data, "updated_at": self._clock()},
             lease_id=lease_id,
         )
+
+
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def _claim(task_id: Any, lease_id: Any) -> None:

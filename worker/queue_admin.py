@@ -17,7 +17,8 @@ from worker.control import ControlStore, LeaseReport
 from worker.db import Database
 from worker.errors import InvalidInputError
 from worker.explain import explain, explain_pending
-from worker.models import MAX_INSTANT, RetryPolicy, Task
+from worker.limits import MAX_INSTANT
+from worker.models import RetryPolicy, Task
 from worker.purge_hooks import run_purge_hooks
 from worker.reads import ReadStore
 from worker.states import TERMINAL_STATES, TaskState

@@ -189,6 +189,17 @@ def task_from_claim(
 
 
 _TASK_FIELDS = set(Task.model_fields)
+
+
+def stored_json(value: Any) -> Any:
+    """A JSON column that may hold any JSON value (``checkpoint``): its text parsed. SQLite
+    gives JSON columns NUMERIC affinity, so a bare number is stored (and comes back) as a
+    number, not as its text."""
+    if value is None or isinstance(value, int | float):
+        return value
+    return json.loads(value)
+
+
 _EMPTY = (None, "[]", "{}", "null")
 
 
@@ -257,7 +268,7 @@ def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
             "depends_on": [] if depends_on in _EMPTY else json.loads(depends_on),
             "waiting_on": waiting_on,
             "progress": None if progress in _EMPTY else _progress(json.loads(progress)),
-            "checkpoint": None if checkpoint is None else json.loads(checkpoint),
+            "checkpoint": stored_json(checkpoint),
             "cancel_requested_at": cancel_requested_at,
             "resources": _NO_NEEDS
             if not (memory_bytes or cpu_share or needs_gpu)

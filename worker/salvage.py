@@ -20,7 +20,14 @@ from typing import Any
 
 from worker.models import AttemptError, RetryPolicy, Task, TaskItem, UnloadedRequest
 from worker.payload import PayloadError, items_from_json, trusted
-from worker.rows import ROW_COLUMNS, UNPACK_ORDER, UNREADABLE, task_from_values, unreadable
+from worker.rows import (
+    ROW_COLUMNS,
+    UNPACK_ORDER,
+    UNREADABLE,
+    stored_json,
+    task_from_values,
+    unreadable,
+)
 from worker.undecodable import garbled_columns
 
 log = logging.getLogger(__name__)
@@ -53,7 +60,7 @@ _COLUMNS: dict[str, tuple[Callable[[str], object], str | None]] = {
     "outcomes": (_list, None),
     "metadata": (_object, "{}"),
     "progress": (json.loads, None),
-    "checkpoint": (json.loads, None),
+    "checkpoint": (stored_json, None),
     "retry_policy": (RetryPolicy.model_validate_json, None),
     "depends_on": (_list, None),
 }

@@ -62,8 +62,11 @@ def check_text(value: str, what: str, *, where: bool = True) -> str:
 
 
 def safe_text(value: str) -> str:
-    """``value`` with each lone surrogate written as its escape (``\\udcff``): for texts the
-    caller cannot control, such as an exception's message."""
+    """``value`` with each lone surrogate written as its escape (``\\udcff``), and each NUL
+    as ``\\x00`` (SQLite's JSON functions, through which error texts travel, end a text at
+    its first NUL): for texts the caller cannot control, such as an exception's message."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
     if value.isascii():
         return value
     return value.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -1,0 +1,11 @@
+"""The bounds every value the queue stores is held to, in one place: settings, tasks, calls."""
+
+from __future__ import annotations
+
+#: The longest duration a setting, a task, a retry policy or a call may name: a year, in
+#: seconds.
+MAX_DURATION_S = 365 * 86400.0
+#: The latest instant a task may name (``schedule_at``, ``created_at``): the end of year 9999.
+MAX_INSTANT = 253_402_300_799.0
+#: The most attempts a task (or a webhook delivery) may have.
+MAX_ATTEMPTS = 1_000_000
