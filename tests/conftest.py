@@ -15,10 +15,76 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "queue.db"
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage backend a behaviour test runs on: every test that takes ``config`` (or
+    ``queue``, ``database_url``) runs on both, unless marked ``sqlite_only(why)``."""
+    return str(request.param)
+
+
 @pytest.fixture
-def config(db_path: Path) -> QueueConfig:
+def database_url(backend: str, db_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return sqlite_url(db_path)
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:  # replaced by the test server's fixture
+    import subprocess
+    import uuid
+
+    name = "t" + uuid.uuid4().hex[:12]
+    subprocess.run(
+        [
+            "psql",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "55432",
+            "-U",
+            "postgres",
+            "-c",
+            f"create database {name}",
+        ],
+        check=True,
+    )
+    yield f"postgresql+asyncpg://postgres@127.0.0.1:55432/{name}"
+    subprocess.run(
+        [
+            "psql",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "55432",
+            "-U",
+            "postgres",
+            "-c",
+            f"drop database {name} with (force)",
+        ],
+        check=True,
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A ``sqlite_only(why)`` test's PostgreSQL variant is skipped, saying why."""
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None or callspec.params.get("backend") != "postgres":
+            continue
+        why = marker.args[0] if marker.args else marker.kwargs.get("why", "")
+        if not why:
+            raise pytest.UsageError(f"{item.nodeid}: sqlite_only needs a reason")
+        item.add_marker(pytest.mark.skip(reason=f"SQLite only: {why}"))
+
+
+@pytest.fixture
+def config(database_url: str) -> QueueConfig:
     return QueueConfig(
-        database_url=sqlite_url(db_path),
+        database_url=database_url,
         default_visibility_timeout=30.0,
         retry_base_delay=10.0,
         retry_backoff_multiplier=2.0,

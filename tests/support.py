@@ -34,3 +34,21 @@ def make_task(text: str = "Hello, world!", **fields: Any) -> Task:
 
 def sqlite_url(path: object) -> str:
     return f"sqlite+aiosqlite:///{path}"
+
+
+async def raw_sql(
+    url: str, sql: str, params: dict[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (SQLAlchemy ``text``, ``:name`` parameters) on the database at ``url``
+    through a connection of its own, outside the queue, and commit: what another program
+    (or an older version) would write or read. Returns the rows, if any."""
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(sa.text(sql), params or {})
+            return [tuple(row) for row in result.all()] if result.returns_rows else []
+    finally:
+        await engine.dispose()

@@ -78,7 +78,7 @@ def test_bad_values_exit_2_with_a_line_per_variable(tmp_path: Path) -> None:
         (db, ("list",), {"QUEUE_MAX_ATTEMPTS": "0", "QUEUE_BUSY_TIMEOUT": "inf"}),
         (db, ("db", "upgrade"), {"QUEUE_VISIBILITY_TIMEOUT": "inf"}),
         (None, ("status", "x"), {"QUEUE_DATABASE_URL": "not a url"}),
-        (None, ("--db", "postgresql+asyncpg://me:secret@db/q", "list"), {}),
+        (None, ("--db", "mysql+aiomysql://me:secret@db/q", "list"), {}),
     )
     for result in (several, visibility, not_url, unsupported):
         assert result.code == 2, result
@@ -92,9 +92,20 @@ def test_bad_values_exit_2_with_a_line_per_variable(tmp_path: Path) -> None:
     assert "QUEUE_VISIBILITY_TIMEOUT: Input should be a finite number" in one_error_line(visibility)
     assert "QUEUE_DATABASE_URL: not a database URL: 'not a url'" in one_error_line(not_url)
     line = one_error_line(unsupported)
-    assert "--db: PostgreSQL is not supported yet" in line
+    assert "--db: 'mysql' is not supported" in line
     assert "secret" not in line
     assert not db.exists()
+
+
+def test_a_server_that_cannot_be_reached_is_one_line_naming_it(tmp_path: Path) -> None:
+    """A PostgreSQL URL whose server is not there: exit 3, the URL without its password."""
+    url = "postgresql://me:secret@127.0.0.1:1/q"  # port 1: nothing listens
+    (result,) = wq_each((None, ("--db", url, "list"), {}))
+    assert result.code == 3, result
+    line = one_error_line(result)
+    assert "postgresql+asyncpg://me:***@127.0.0.1:1/q" in line, line
+    assert "secret" not in line
+    assert "Traceback" not in result.err
 
 
 def test_a_sync_sqlite_url_works(tmp_path: Path) -> None:

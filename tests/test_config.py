@@ -209,13 +209,16 @@ def test_database_urls() -> None:
     assert QueueConfig(database_url="sqlite://").database_url == "sqlite+aiosqlite://"
     url = "sqlite+aiosqlite:///rel/q.db?timeout=5"
     assert QueueConfig(database_url=url).database_url == url
+    # PostgreSQL: asyncpg, whichever driver the URL names.
+    for given in ("postgresql://u@db/q", "postgresql+psycopg2://u@db/q"):
+        assert QueueConfig(database_url=given).database_url == "postgresql+asyncpg://u@db/q"
     with pytest.raises(ConfigurationError) as caught:
-        QueueConfig.from_env({"QUEUE_DATABASE_URL": "postgresql+asyncpg://u:hunter2@db/q"})
+        QueueConfig.from_env({"QUEUE_DATABASE_URL": "mysql+aiomysql://u:hunter2@db/q"})
     message = str(caught.value)
-    assert message.startswith("QUEUE_DATABASE_URL: PostgreSQL is not supported yet")
+    assert message.startswith("QUEUE_DATABASE_URL: 'mysql' is not supported")
     assert "hunter2" not in message
-    with pytest.raises(ConfigurationError, match="'mysql' is not supported"):
-        QueueConfig(database_url="mysql://db/q")
+    with pytest.raises(ConfigurationError, match="driver 'pypostgresql' is not supported"):
+        QueueConfig(database_url="postgresql+pypostgresql://db/q")
     with pytest.raises(ConfigurationError, match="driver 'pysqlcipher' is not supported"):
         QueueConfig(database_url="sqlite+pysqlcipher:///q.db")
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+import json
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from tests.support import FakeClock, make_task
+from tests.support import FakeClock, make_task, raw_sql
 from tts import TextToSpeechRequest
 from worker import (
     DuplicateTaskError,
@@ -120,7 +119,7 @@ BIG_BATCH = 2_500  # past any 1,000-row chunking, and past the inline transactio
 
 @pytest.mark.parametrize("last_row", ["an existing id", "an unknown dependency"])
 async def test_a_big_batch_that_fails_at_its_last_row_writes_nothing(
-    queue: WorkerQueue, db_path: Path, last_row: str
+    queue: WorkerQueue, database_url: str, last_row: str
 ) -> None:
     existing = make_task(name="existing")
     await queue.enqueue([existing])
@@ -133,9 +132,9 @@ async def test_a_big_batch_that_fails_at_its_last_row_writes_nothing(
         refused = InvalidTaskError
     with pytest.raises(refused, match=rf"{existing.id}|tasks\[{BIG_BATCH - 1}\]\.depends_on"):
         await queue.enqueue(batch)
-    with sqlite3.connect(db_path) as raw:  # what is in the file, not what the queue says
-        assert raw.execute("SELECT name FROM tasks").fetchall() == [("existing",)]
-        assert raw.execute("SELECT count(*) FROM task_dependencies").fetchone() == (0,)
+    # What is stored, not what the queue says.
+    assert await raw_sql(database_url, "SELECT name FROM tasks") == [("existing",)]
+    assert await raw_sql(database_url, "SELECT count(*) FROM task_dependencies") == [(0,)]
 
 
 async def test_idempotency_key_returns_the_live_task(queue: WorkerQueue) -> None:
@@ -227,16 +226,21 @@ async def test_unknown_kind_is_discarded_without_breaking_the_batch(queue: Worke
 
 
 async def test_payload_that_no_longer_validates_is_discarded(
-    queue: WorkerQueue, db_path: Path
+    queue: WorkerQueue, database_url: str
 ) -> None:
     task = make_task()
     await queue.enqueue([task, make_task("fine")])
-    with sqlite3.connect(db_path) as raw:  # an older version wrote a payload we now refuse
-        raw.execute(
-            "UPDATE tasks SET items = json_set(items, '$[0].request.voice_id', 'no-dot')"
-            " WHERE id = ?",
-            (task.id,),
-        )
+    # An older version wrote a payload we now refuse.
+    [(text,)] = await raw_sql(
+        database_url, "SELECT CAST(items AS TEXT) FROM tasks WHERE id = :id", {"id": task.id}
+    )
+    items = json.loads(text)
+    items[0]["request"]["voice_id"] = "no-dot"
+    await raw_sql(
+        database_url,
+        "UPDATE tasks SET items = :items WHERE id = :id",
+        {"items": json.dumps(items), "id": task.id},
+    )
     claimed = await queue.dequeue(size=10)
     assert [t.items[0].request for t in claimed] == [
         TextToSpeechRequest(text="fine", voice_id="kokoro.af_heart")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from tests.support import FakeClock, make_task
+from tests.support import FakeClock, make_task, raw_sql
 from worker import (
     AttemptError,
     Task,
@@ -264,12 +263,12 @@ _UNUSUAL = {
     "depends_on": '["01ARZ3NDEKTSV4RRFFQ69G5FAV"]',
     "memory_bytes": 1024,
     "cpu_share": 0.5,
-    "needs_gpu": 1,
+    "needs_gpu": True,
 }
 
 
 async def test_a_claim_reads_back_whole_any_task_not_plain(
-    queue: WorkerQueue, db_path: Any, monkeypatch: pytest.MonkeyPatch
+    queue: WorkerQueue, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each column a claim leaves out, alone off its default, sends its task down the
     whole-row path, and only those: the claimed task is still exactly what the row reads
@@ -284,9 +283,9 @@ async def test_a_claim_reads_back_whole_any_task_not_plain(
     monkeypatch.setattr(store, "task_from_values", whole_row)
     tasks = [make_task(column) for column in _UNUSUAL] + [make_task("plain")]
     await queue.enqueue(tasks)
-    with sqlite3.connect(db_path) as raw:
-        for task, (column, value) in zip(tasks, _UNUSUAL.items(), strict=False):
-            raw.execute(f"UPDATE tasks SET {column} = ? WHERE id = ?", (value, task.id))
+    for task, (column, value) in zip(tasks, _UNUSUAL.items(), strict=False):
+        update = f"UPDATE tasks SET {column} = :value WHERE id = :id"
+        await raw_sql(database_url, update, {"value": value, "id": task.id})
     claimed = await queue.dequeue(size=len(tasks) + 1)
     assert len(claimed) == len(tasks)
     assert sorted(read_back) == sorted(task.id for task in tasks[:-1]), "plain: the fast path"

@@ -25,6 +25,10 @@ from worker import (
 from worker import db as db_module
 from worker.db import Database
 
+pytestmark = pytest.mark.sqlite_only(
+    "the hot path's trips to aiosqlite's thread and SQLite's write lock"
+)
+
 
 def _count_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The transactions (worker.txn's runners) sent to aiosqlite's thread from now on."""

@@ -15,6 +15,11 @@ import pytest
 from tests.support import FakeClock, make_task
 from worker import TaskState, WorkerQueue
 
+pytestmark = pytest.mark.sqlite_only(
+    "PostgreSQL refuses text that is not UTF-8 and JSON that does not parse when they are "
+    "written, so such rows cannot arise there"
+)
+
 NOT_UTF8 = "CAST(X'6E6F74FF7574662D38' AS TEXT)"  # b"not\xffutf-8"
 SHOWN = "not\ufffdutf-8"
 

@@ -23,6 +23,8 @@ from tests.spawning import Spawner, exit_code, lines
 from tests.support import make_task
 from worker import DatabaseLostError, QueueConfig, TaskState, WorkerQueue
 
+pytestmark = pytest.mark.sqlite_only("SQLite's write-ahead log file and its checkpoints")
+
 
 def tasks_in_the_file(db: Path) -> dict[str, str]:
     """Task states as the database file itself holds them (the log not read)."""

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from worker import undecodable
 from worker.db import Database
 from worker.schema import paused_queues, task_dependencies, tasks, webhook_deliveries, workers
-from worker.sqlfn import lease_length, state_in, under_leases
 from worker.states import TaskState
+from worker.storage.sql import JsonValues, json_values, lease_length, state_in, under_leases
 
 _PURGE_BATCH = 5000
 
@@ -83,9 +83,13 @@ class ControlStore:
     # -- operators -----------------------------------------------------------------------
 
     async def pause_queue(self, queue: str, now: float) -> None:
-        statement = sa.insert(paused_queues).values(queue=queue, paused_at=now)
+        statement = (
+            self._db.backend.insert(paused_queues)
+            .values(queue=queue, paused_at=now)
+            .on_conflict_do_nothing(index_elements=[paused_queues.c.queue])
+        )
         async with self._db.write("pause", lock_first=False) as conn:
-            await conn.execute(statement.prefix_with("OR IGNORE", dialect="sqlite"))
+            await conn.execute(statement)
 
     async def unpause_queue(self, queue: str) -> bool:
         statement = sa.delete(paused_queues).where(paused_queues.c.queue == queue)
@@ -99,11 +103,9 @@ class ControlStore:
 
     async def position(self, task_id: str, queue: str, priority: int, now: float) -> int:
         """How many claimable tasks of the same queue a claim would take before this one."""
-        query = sa.text(
-            "SELECT count(*) FROM tasks INDEXED BY ix_tasks_claim WHERE state = 'pending' "
-            "AND schedule_at <= :now AND held = 0 AND waiting_on = 0 AND queue = :queue "
-            "AND (priority > :priority OR (priority = :priority AND id < :id))"
-        ).bindparams(now=now, queue=queue, priority=priority, id=task_id)
+        query = self._db.backend.position().bindparams(
+            now=now, queue=queue, priority=priority, id=task_id
+        )
         async with self._db.read("position") as conn:
             return int((await conn.execute(query)).scalar_one())
 
@@ -126,7 +128,11 @@ class ControlStore:
     # -- workers -------------------------------------------------------------------------
 
     async def register_worker(self, row: dict[str, Any]) -> None:
-        statement = sa.insert(workers).values(row).prefix_with("OR REPLACE", dialect="sqlite")
+        insert = self._db.backend.insert(workers).values(row)
+        statement = insert.on_conflict_do_update(
+            index_elements=[workers.c.id],
+            set_={name: insert.excluded[name] for name in row if name != "id"},
+        )
         async with self._db.write("register worker", lock_first=False) as conn:
             await conn.execute(statement)
 
@@ -177,9 +183,7 @@ class ControlStore:
             .order_by(tasks.c.finished_at.desc())
             .limit(100_000)
         )
-        oldest = sa.text(
-            "SELECT min(created_at) FROM tasks INDEXED BY ix_tasks_claim WHERE state = 'pending'"
-        )
+        oldest = self._db.backend.oldest_pending()
         per_queue = sa.text("SELECT queue, state, count(*) FROM tasks GROUP BY queue, state")
         async with self._db.read("statistics") as conn:
             rows = (await conn.execute(query)).all()
@@ -235,9 +239,10 @@ async def _lease_report(conn: AsyncConnection, leases: Sequence[tuple[str, str]]
     ids = json.dumps([task_id for task_id, _ in leases])
     query = sa.select(
         tasks.c.id, tasks.c.lease_id, tasks.c.state, tasks.c.cancel_requested_at
-    ).where(tasks.c.id.in_(sa.text("SELECT value FROM json_each(:ids)").bindparams(ids=ids)))
+    ).where(tasks.c.id.in_(json_values("ids")))
     found = {
-        str(i): (lease, state, asked) for i, lease, state, asked in (await conn.execute(query))
+        str(i): (lease, state, asked)
+        for i, lease, state, asked in await conn.execute(query, {"ids": ids})
     }
     processing = TaskState.PROCESSING.value
     lost: list[str] = []
@@ -251,9 +256,9 @@ async def _lease_report(conn: AsyncConnection, leases: Sequence[tuple[str, str]]
     return LeaseReport(lost, asked_to_stop)
 
 
-def _ids(ids: list[str]) -> sa.TextClause:
-    """``SELECT value FROM json_each(:gone)``: the ids as one parameter, for ``IN``."""
-    return sa.text("SELECT value FROM json_each(:gone)").bindparams(gone=json.dumps(ids))
+def _ids(ids: list[str]) -> JsonValues:
+    """The ids as one JSON parameter (``:gone``), for ``IN``."""
+    return json_values("gone", json.dumps(ids))
 
 
 async def _forget_dependencies(conn: AsyncConnection, ids: list[str]) -> None:

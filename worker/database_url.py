@@ -31,9 +31,15 @@ BACKENDS = {
         sync_drivers=frozenset({"", "pysqlite"}),
         install="pip install aiosqlite (a dependency of worker-queue: reinstall it)",
     ),
+    "postgresql": Backend(
+        driver="asyncpg",
+        module="asyncpg",
+        sync_drivers=frozenset({"", "psycopg2", "psycopg", "pg8000"}),
+        install="pip install 'worker-queue[postgres]'",
+    ),
 }
 #: Backends planned but not supported yet, by SQLAlchemy name.
-PLANNED = {"postgresql": "PostgreSQL"}
+PLANNED: dict[str, str] = {}
 
 
 def async_database_url(value: str) -> str:

@@ -45,6 +45,7 @@ from worker.sqlite_setup import (
     writable,
 )
 from worker.statements import Statements
+from worker.storage.backend import Backend, backend_for
 from worker.txn import ConnectionTxn, LockTaken, Txn, run_in_driver, run_now, run_waiting
 from worker.walguard import WalGuard
 
@@ -96,6 +97,11 @@ class Database:
         return self.engine.dialect.name
 
     @property
+    def backend(self) -> Backend:
+        """The storage backend of this database's dialect (its own statements, capabilities)."""
+        return backend_for(self.dialect)
+
+    @property
     def statements(self) -> Statements:
         """The engine's dialect's hot-path statements, compiled when the database opened."""
         if self._statements is None:
@@ -136,6 +142,10 @@ class Database:
             # Every transaction ends in COMMIT or ROLLBACK (engine.begin), so the pool need
             # not roll back again on return: one thread hop less per transaction.
             kwargs["pool_reset_on_return"] = None
+        else:
+            # JSON columns arrive as text, as SQLite's do: the row codec parses them (or
+            # not: the usual "[]" and "{}" are never parsed), not the driver.
+            kwargs["json_deserializer"] = str
         target: str | URL = self.url
         if read_only and path is not None and not writable(path):
             target = read_only_url(self.url, path)
@@ -206,7 +216,7 @@ class Database:
                 async with engine.begin() as conn:
                     yield conn
                 await self._verify_log()
-        except exc.DBAPIError as error:
+        except (exc.DBAPIError, OSError) as error:
             raise self._storage_error(action, error) from error
         self._wrote()
 
@@ -247,7 +257,7 @@ class Database:
                             lambda sync: body(ConnectionTxn(sync, statements))
                         )
                 await self._verify_log()
-        except exc.DBAPIError as error:
+        except (exc.DBAPIError, OSError) as error:
             raise self._storage_error(action, error) from error
         self._wrote()
         if inline:
@@ -378,9 +388,12 @@ class Database:
         try:
             async with self.engine.connect() as conn:
                 yield conn
-        except exc.DBAPIError as error:
+        except (exc.DBAPIError, OSError) as error:
             raise self._storage_error(action, error) from error
 
-    def _storage_error(self, action: str, error: exc.DBAPIError) -> QueueError:
-        cause = error.orig if error.orig is not None else error
+    def _storage_error(self, action: str, error: exc.DBAPIError | OSError) -> QueueError:
+        """A driver's error, or a server that cannot be reached, as a :class:`StorageError`."""
+        cause = (
+            error.orig if isinstance(error, exc.DBAPIError) and error.orig is not None else error
+        )
         return StorageError(self.url, action, cause)

@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from worker.errors import InvalidTaskError
 from worker.rows import ROW_DEPENDS_ON, ROW_ID, InsertRow
 from worker.schema import task_dependencies, tasks
-from worker.sqlfn import state_in
 from worker.statements import Statements
 from worker.states import TaskState
+from worker.storage.sql import json_values, state_in
 from worker.txn import ConnectionTxn, Txn
 
 _LIVE_WAITING = (TaskState.PENDING, TaskState.RETRYABLE)
@@ -30,8 +30,8 @@ _ENDED_BADLY = (TaskState.DISCARDED, TaskState.CANCELLED)
 
 
 def _each(name: str) -> sa.TextClause:
-    """``SELECT value FROM json_each(:name)``: a list travels as one JSON parameter."""
-    return sa.text(f"SELECT value FROM json_each(:{name})")
+    """The elements of the JSON list in ``:name``: a list travels as one JSON parameter."""
+    return json_values(name)
 
 
 def _states() -> sa.Select[Any]:

@@ -24,6 +24,8 @@ Driver errors are converted once, in :mod:`worker.db`, with ``raise ... from exc
 
 from __future__ import annotations
 
+import re
+
 
 class QueueError(Exception):
     """Root of every error this library raises."""
@@ -108,9 +110,14 @@ class StorageError(QueueError):
     """The database failed; the message names the database URL and the driver's cause."""
 
     def __init__(self, database_url: str, action: str, cause: BaseException) -> None:
-        super().__init__(f"{action} failed on {database_url}: {cause}")
+        super().__init__(f"{action} failed on {shown_url(database_url)}: {cause}")
         self.database_url = database_url
         self.cause = cause
+
+
+def shown_url(database_url: str) -> str:
+    """The URL as it may be shown: a password in it becomes ``***``."""
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", database_url)
 
 
 class SchemaMismatchError(StorageError):

@@ -16,17 +16,9 @@ from worker.payload import PayloadError
 from worker.rows import RAW_COLUMNS
 from worker.salvage import readable
 from worker.schema import tasks
-from worker.sqlfn import state_in
 from worker.states import TaskState
-
-#: The partial index that holds each state other than completed (counts go through it).
-STATE_INDEXES = {
-    TaskState.PENDING: "ix_tasks_claim",
-    TaskState.PROCESSING: "ix_tasks_lease_expiry",
-    TaskState.RETRYABLE: "ix_tasks_retryable",
-    TaskState.DISCARDED: "ix_tasks_discarded",
-    TaskState.CANCELLED: "ix_tasks_cancelled",
-}
+from worker.storage.backend import STATE_INDEXES
+from worker.storage.sql import state_in
 
 
 class ReadStore:
@@ -70,19 +62,11 @@ class ReadStore:
     async def count_by_state(self, queue: str | None) -> dict[str, int]:
         """Tasks per state, counting completed ones (usually almost every row) by subtraction.
 
-        The total is ``count(*)``, which walks the smallest index (about 13 ms per million
-        rows here; purge old tasks to keep it small); every other state is counted through
-        its partial index, named with ``INDEXED BY`` so the planner cannot wander onto the
-        queue index and read every row; completed is the difference.
+        The total is ``count(*)`` (purge old tasks to keep it small); every other state is
+        counted through its partial index (the backend's statement makes sure of it);
+        completed is the difference.
         """
-        filters = "" if queue is None else " AND queue = :queue"
-        counts = ", ".join(
-            f"(SELECT count(*) FROM tasks INDEXED BY {index} WHERE state = '{state.value}'"
-            f"{filters})"
-            for state, index in STATE_INDEXES.items()
-        )
-        total = "(SELECT count(*) FROM tasks" + ("" if queue is None else " WHERE queue = :queue")
-        query = sa.text(f"SELECT {total}), {counts}")
+        query = self._db.backend.state_counts(by_queue=queue is not None)
         if queue is not None:
             query = query.bindparams(queue=queue)
         async with self._db.read("get_queue_stats") as conn:

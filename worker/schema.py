@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 metadata = sa.MetaData()
+
+#: The attempts' errors: JSON (``json``, text kept as written, on PostgreSQL) like every JSON
+#: column, but ``jsonb`` on PostgreSQL, where the sweep and acknowledgements append to it.
+ERRORS = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
 
 #: States the idempotency key is unique among (mirrors ``worker.states`` non-terminal states).
 _LIVE = "state IN ('pending', 'processing', 'retryable')"
@@ -26,7 +32,7 @@ tasks = sa.Table(
     sa.Column("lease_expires_at", sa.Float, nullable=True),
     sa.Column("worker_id", sa.String(128), nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
-    sa.Column("errors", sa.JSON, nullable=False),
+    sa.Column("errors", ERRORS, nullable=False),
     sa.Column("items", sa.JSON, nullable=False, key="task_items"),
     # Per-item outcomes, aligned with items: [{"result": ..., "error": ...}, ...] or NULL.
     sa.Column("outcomes", sa.JSON, nullable=True),

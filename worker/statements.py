@@ -5,7 +5,8 @@ compiling a statement, and processing every parameter and result column through 
 types, costs more than SQLite spends executing it, so these statements are compiled here once
 and executed with ``exec_driver_sql`` on the same connection and transaction. Their shape never
 depends on the batch: a batch of acknowledgements travels as one JSON parameter that the
-statement unpacks with ``json_each`` (``UPDATE ... FROM``), so one compiled form serves all.
+statement unpacks (``UPDATE ... FROM``, :mod:`worker.storage.sql`), so one compiled form serves
+all. The claim's shape is the backend's own (:meth:`worker.storage.backend.Backend.claim`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,17 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
 from worker.schema import tasks
-from worker.sqlfn import all_null, append_error, state_in
 from worker.states import TaskState, sources, target
+from worker.storage.backend import Backend, backend_for
+from worker.storage.sql import (
+    FieldType,
+    all_null,
+    append_error,
+    json_equals,
+    json_pairs,
+    json_rows,
+    state_in,
+)
 
 #: What a claim returns: the columns it does not set itself, less those in
 #: :data:`CLAIM_DEFAULTS`, then ``plain``: whether every one of those holds its default. The
@@ -109,21 +119,16 @@ def prepare(statement: Buildable, dialect: Dialect) -> Prepared:
     return Prepared(compiled.string, names, dict(compiled.params))
 
 
-def _acks(*fields: str) -> sa.Subquery:
-    """``(SELECT json_extract(value, '$[0]') AS id, ... FROM json_each(:acks)) AS a``."""
-    rows = sa.func.json_each(sa.bindparam("acks")).table_valued("value")
-    columns = [
-        sa.func.json_extract(rows.c.value, f"$[{index}]").label(name)
-        for index, name in enumerate(("id", "lease", *fields))
-    ]
-    return sa.select(*columns).subquery("a")
+def _acks(**fields: FieldType) -> sa.Subquery:
+    """``(SELECT <id>, <lease>, <fields> FROM <the JSON list :acks>) AS a``: each
+    acknowledgement an array ``[id, lease, field, ...]``."""
+    return json_rows("acks", id="text", lease="text", **fields)
 
 
 def _plain_acks() -> sa.Subquery:
-    """``(SELECT key AS id, value AS lease FROM json_each(:acks)) AS a``: acks as one JSON
-    object of ``{task id: lease}``, which SQLite reads without a ``json_extract`` per field."""
-    rows = sa.func.json_each(sa.bindparam("acks")).table_valued("key", "value")
-    return sa.select(rows.c.key.label("id"), rows.c.value.label("lease")).subquery("a")
+    """``(id, lease)`` rows of acks as one JSON object of ``{task id: lease}``, which SQLite
+    reads without a ``json_extract`` per field."""
+    return json_pairs("acks")
 
 
 def _acknowledge(operation: str, acks: sa.Subquery, values: dict[str, Any]) -> sa.Update:
@@ -145,6 +150,7 @@ class Statements:
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
+        self.backend = backend_for(dialect.name)
         self._built: dict[Callable[[], Buildable], Prepared] = {}
         self.insert = prepare(
             sa.insert(tasks).values(
@@ -152,11 +158,11 @@ class Statements:
             ),
             dialect,
         )
-        self.claim = prepare(_claim(by_queue=False), dialect)
-        self.claim_by_queue = prepare(_claim(by_queue=True), dialect)
-        self.any_due = prepare(_due(by_queue=False, limit=False), dialect)
-        self.any_due_by_queue = prepare(_due(by_queue=True, limit=False), dialect)
-        done = _acks("outcomes", "progress")
+        self.claim = prepare(_claim(self.backend, by_queue=False), dialect)
+        self.claim_by_queue = prepare(_claim(self.backend, by_queue=True), dialect)
+        self.any_due = prepare(self.backend.due(by_queue=False, limit=False), dialect)
+        self.any_due_by_queue = prepare(self.backend.due(by_queue=True, limit=False), dialect)
+        done = _acks(outcomes="json", progress="json")
         self.complete = prepare(
             _acknowledge(
                 "complete",
@@ -191,7 +197,7 @@ class Statements:
 
 
 def _fail(operation: str) -> sa.Update:
-    failed = _acks("error", "delay", "outcomes")
+    failed = _acks(error="text", delay="float", outcomes="json")
     values: dict[str, Any] = {
         "last_error": failed.c.error,
         "errors": append_error(failed.c.error, sa.bindparam("now"), expired=False),
@@ -209,51 +215,26 @@ def _fail(operation: str) -> sa.Update:
     return _acknowledge(operation, failed, values)
 
 
-def _due(*, by_queue: bool, limit: bool) -> sa.TextualSelect:
-    """Ids of due pending tasks in claim order (or, without ``limit``, whether there is one)."""
-    queue_filter = "AND queue IN (SELECT value FROM json_each(:queues)) " if by_queue else ""
-    tail = "ORDER BY priority DESC, id LIMIT :size" if limit else "LIMIT 1"
-    return sa.text(
-        "SELECT id FROM tasks INDEXED BY ix_tasks_claim "
-        f"WHERE state = '{TaskState.PENDING.value}' AND schedule_at <= :now "
-        "AND held = 0 AND waiting_on = 0 "
-        "AND memory_bytes <= :memory AND cpu_share <= :cpu AND needs_gpu <= :gpu "
-        "AND queue NOT IN (SELECT queue FROM paused_queues) "
-        f"{queue_filter}{tail}"
-    ).columns(tasks.c.id)
-
-
 _BY_NAME = {column.name: column for column in tasks.c}
 
 
-def _claim(*, by_queue: bool) -> sa.Update:
-    """``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING *``: the one claim statement.
-
-    The statement is atomic, so the outer UPDATE needs no state check of its own (one would
-    lead SQLite to walk every pending row instead of looking the claimed ids up). The inner
-    SELECT is pinned to the partial claim index with SQLite's ``INDEXED BY`` (which
-    SQLAlchemy cannot express, hence the text): the planner cannot drift to another index and
-    sort every pending row, and a schema without the index fails loudly.
-    """
-    due = _due(by_queue=by_queue, limit=True)
-    now: sa.BindParameter[float] = sa.bindparam("now")
-    return (
-        sa.update(tasks)
-        .where(tasks.c.id.in_(due))
-        .values(
-            state=target("claim").value,
-            attempt_count=tasks.c.attempt_count + 1,
-            lease_id=sa.bindparam("lease_prefix", type_=sa.String) + tasks.c.id,
-            lease_expires_at=now
-            + sa.func.coalesce(tasks.c.visibility_timeout, sa.bindparam("default_vt")),
-            worker_id=sa.bindparam("worker_id"),
-            cancel_requested_at=None,  # a cancel request is for the run it was made during
-            finished_at=None,
-            started_at=now,
-            updated_at=now,
-        )
-        .returning(*(_BY_NAME[name] for name in CLAIM_COLUMNS), _plain().label("plain"))
-    )
+def _claim(backend: Backend, *, by_queue: bool) -> Any:
+    """The one claim statement: the backend picks due rows (its own way) and marks them."""
+    now: sa.BindParameter[float] = sa.bindparam("now", type_=sa.Float)
+    values = {
+        "state": target("claim").value,
+        "attempt_count": tasks.c.attempt_count + 1,
+        "lease_id": sa.bindparam("lease_prefix", type_=sa.String) + tasks.c.id,
+        "lease_expires_at": now
+        + sa.func.coalesce(tasks.c.visibility_timeout, sa.bindparam("default_vt", type_=sa.Float)),
+        "worker_id": sa.bindparam("worker_id", type_=sa.String),
+        "cancel_requested_at": None,  # a cancel request is for the run it was made during
+        "finished_at": None,
+        "started_at": now,
+        "updated_at": now,
+    }
+    returning = [*(_BY_NAME[name] for name in CLAIM_COLUMNS), _plain().label("plain")]
+    return backend.claim(by_queue=by_queue, values=values, returning=returning)
 
 
 def _plain() -> ColumnElement[bool]:
@@ -266,7 +247,7 @@ def _plain() -> ColumnElement[bool]:
         if default is None:
             continue
         if isinstance(column.type, sa.JSON):
-            terms.append(sa.type_coerce(column, sa.Text) == sa.literal_column(f"'{default}'"))
+            terms.append(json_equals(column, default))
         elif isinstance(default, bool):
             terms.append(column == (sa.true() if default else sa.false()))
         else:

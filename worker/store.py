@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,9 +35,9 @@ from worker.rows import (
     unreadable,
 )
 from worker.schema import tasks
-from worker.sqlfn import state_in, under_leases
 from worker.statements import CLAIM_COLUMNS, Prepared, Statements
 from worker.states import TaskState
+from worker.storage.sql import greatest, json_values, state_in, under_leases
 from worker.transitions import TransitionStore
 from worker.txn import Txn
 
@@ -99,11 +100,13 @@ class TaskStore:
             # Without idempotency keys (the common bulk enqueue) every row is new.
             fresh = _fresh(rows, ids, _live_keys(txn, rows)) if keyed else rows
             try:
-                txn.many(insert, fresh)
+                with txn.savepoint():
+                    txn.many(insert, fresh)
             except exc.IntegrityError as error:
-                fresh_ids = json.dumps([row[ROW_ID] for row in fresh])
-                taken = [str(row[0]) for row in txn.rows(_ids_taken, ids=fresh_ids)]
-                raise DuplicateTaskError(taken or [str(error.orig)]) from error
+                fresh_ids = [row[ROW_ID] for row in fresh]
+                stored = txn.rows(_ids_taken, ids=json.dumps(fresh_ids))
+                taken = {str(row[0]) for row in stored} | _repeated(fresh_ids)
+                raise DuplicateTaskError(sorted(taken) or [str(error.orig)]) from error
             if reads_first:
                 dependencies.link(txn, fresh, now)
             return ids, len(fresh)
@@ -133,7 +136,7 @@ class TaskStore:
             "worker_id": worker_id,
             "memory": _UNLIMITED if budget is None else budget.memory_bytes,
             "cpu": float(_UNLIMITED) if budget is None else budget.cpu,
-            "gpu": 1 if budget is None or budget.gpu else 0,
+            "gpu": budget is None or budget.gpu,
         }
         statement = self._sql.claim
         if queues is not None:
@@ -215,7 +218,7 @@ class TaskStore:
             .where(under_leases("leases"))
             .values(
                 state=TaskState.PENDING.value,
-                attempt_count=sa.func.max(tasks.c.attempt_count - 1, 0),
+                attempt_count=greatest(tasks.c.attempt_count - 1, 0),
                 schedule_at=now,
                 lease_expires_at=None,
                 progress=sa.null(),
@@ -235,7 +238,7 @@ class TaskStore:
             "now": now,
             "memory": _UNLIMITED if budget is None else budget.memory_bytes,
             "cpu": float(_UNLIMITED) if budget is None else budget.cpu,
-            "gpu": 1 if budget is None or budget.gpu else 0,
+            "gpu": budget is None or budget.gpu,
         }
         if queues is not None:
             values["queues"] = json.dumps(list(queues))
@@ -260,6 +263,11 @@ def _decodable(row: Sequence[Any], whole: Sequence[Any] | None) -> None:
     if garbled:
         columns = ", ".join(sorted(set(garbled)))
         raise PayloadError(f"stored text is not UTF-8 (column {columns})")
+
+
+def _repeated(ids: list[str]) -> set[str]:
+    """Ids that occur more than once in ``ids`` (a batch that collides with itself)."""
+    return {task_id for task_id, times in Counter(ids).items() if times > 1}
 
 
 def _fresh(rows: list[InsertRow], ids: list[str], existing: dict[str, str]) -> list[InsertRow]:
@@ -288,17 +296,15 @@ def _live_keys(txn: Txn, rows: list[InsertRow]) -> dict[str, str]:
 
 def _keys_taken() -> sa.Select[Any]:
     return sa.select(tasks.c.idempotency_key, tasks.c.id).where(
-        tasks.c.idempotency_key.in_(sa.text("SELECT value FROM json_each(:keys)")),
+        tasks.c.idempotency_key.in_(json_values("keys")),
         state_in(*_LIVE),
     )
 
 
 def _claimed_rows() -> sa.Select[Any]:
     """Whole rows (:data:`RAW_COLUMNS`) of the tasks in ``:ids``, a JSON list."""
-    return sa.select(*RAW_COLUMNS).where(
-        tasks.c.id.in_(sa.text("SELECT value FROM json_each(:ids)"))
-    )
+    return sa.select(*RAW_COLUMNS).where(tasks.c.id.in_(json_values("ids")))
 
 
 def _ids_taken() -> sa.Select[Any]:
-    return sa.select(tasks.c.id).where(tasks.c.id.in_(sa.text("SELECT value FROM json_each(:ids)")))
+    return sa.select(tasks.c.id).where(tasks.c.id.in_(json_values("ids")))

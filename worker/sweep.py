@@ -24,8 +24,8 @@ from worker.models import RetryPolicy, Task
 from worker.rows import RAW_COLUMNS
 from worker.salvage import readable
 from worker.schema import tasks, workers
-from worker.sqlfn import append_error, state_in
 from worker.states import TaskState, sources, target
+from worker.storage.sql import append_error, state_in
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from worker.errors import (
 from worker.models import Completion, Failure
 from worker.rows import outcomes_json
 from worker.schema import tasks
-from worker.sqlfn import greatest, lease_length, state_in
 from worker.statements import Prepared, Statements
 from worker.states import TaskState, sources, target
 from worker.storable import safe_text
+from worker.storage.sql import greatest, lease_length, state_in
 from worker.txn import Txn
 
 #: Acknowledgements per statement when a caller hands over more than that.

@@ -14,10 +14,12 @@ both through :class:`DriverTxn`; on any other driver through SQLAlchemy's ``run_
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import exc
@@ -43,6 +45,12 @@ class Txn(Protocol):
         self, statement: Statement, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
     ) -> None:
         """Execute once per row of values (``executemany``); see ``Prepared.params_many``."""
+        ...
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A block whose failed statement leaves the transaction usable (rolled back to the
+        block's start). SQLite undoes only the failed statement anyway; PostgreSQL aborts
+        the whole transaction on an error unless a savepoint was set."""
         ...
 
 
@@ -82,6 +90,9 @@ class DriverTxn(_Compiling):
             self._conn.executemany(prepared.sql, params)
         except sqlite3.Error as error:
             raise _wrap(prepared.sql, params, error) from error
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()  # a failed statement undoes only itself on SQLite
 
     def begin(self) -> None:
         try:
@@ -196,3 +207,8 @@ class ConnectionTxn(_Compiling):
         if rows:
             prepared = self._prepared(statement)
             self._conn.exec_driver_sql(prepared.sql, prepared.params_many(rows))
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self._conn.begin_nested():
+            yield

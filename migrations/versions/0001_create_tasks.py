@@ -11,6 +11,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
+
+#: The attempts' errors: JSON (``json``, text kept as written, on PostgreSQL) like every JSON
+#: column, but ``jsonb`` on PostgreSQL, where the sweep and acknowledgements append to it.
+ERRORS = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
 
 revision = "0001"
 down_revision = None
@@ -41,7 +47,7 @@ def upgrade() -> None:
         sa.Column("lease_expires_at", sa.Float, nullable=True),
         sa.Column("worker_id", sa.String(128), nullable=True),
         sa.Column("last_error", sa.Text, nullable=True),
-        sa.Column("errors", sa.JSON, nullable=False),
+        sa.Column("errors", ERRORS, nullable=False),
         sa.Column("items", sa.JSON, nullable=False),
         sa.Column("outcomes", sa.JSON, nullable=True),
         sa.Column("name", sa.String(200), nullable=True),

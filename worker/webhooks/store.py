@@ -19,8 +19,9 @@ import sqlalchemy as sa
 
 from worker.db import Database
 from worker.schema import tasks, webhook_deliveries, webhook_scan
-from worker.sqlfn import state_in
 from worker.states import TERMINAL_STATES
+from worker.storage.backend import Backend, Insert
+from worker.storage.sql import greatest, has_response_url, state_in
 from worker.webhooks.models import Claimed, DeliveryState, Finished, WebhookDelivery
 
 if TYPE_CHECKING:
@@ -36,14 +37,9 @@ def database_of(source: WorkerQueue | Database) -> Database:
 
 
 def _has_url() -> sa.ColumnElement[bool]:
-    """Whether some item of a task has a response URL, from its items text.
-
-    ``worker.rows.items_json`` writes each item's ``"response_url":`` followed by ``null`` or
-    a JSON string, so the text ``"response_url":"`` (which an escaped string value cannot
-    contain) marks a URL; a request field of that name may match too, which costs a parse.
-    """
-    items = sa.type_coerce(tasks.c.task_items, sa.Text)
-    return sa.func.instr(items, '"response_url":"') > 0
+    """Whether some item of a task has a response URL (a request field of that name may
+    match too on SQLite, which reads the text: that costs a parse, see :func:`_urls`)."""
+    return has_response_url(sa.type_coerce(tasks.c.task_items, sa.Text))
 
 
 def _urls(items_text: str | None) -> dict[int, str]:
@@ -62,7 +58,7 @@ def _urls(items_text: str | None) -> dict[int, str]:
     }
 
 
-def _insert() -> sa.Insert:
+def _insert(backend: Backend) -> Insert:
     """One delivery row per parameter set (``task_id``, ``item_index``, ``url``,
     ``finished_at``, ``now``), only while the task still ends at ``finished_at``; an existing
     row for that ending is left alone. A row is made only for its task's current ending, so
@@ -86,11 +82,10 @@ def _insert() -> sa.Insert:
         "task_id", "item_index", "url", "finished_at", "ending",
         "state", "attempts", "next_attempt_at", "created_at", "updated_at",
     ]  # fmt: skip
-    insert = sa.insert(webhook_deliveries).from_select(columns, row)
-    return insert.prefix_with("OR IGNORE", dialect="sqlite")
+    return backend.insert(webhook_deliveries).from_select(columns, row).on_conflict_do_nothing()
 
 
-_INSERT = _insert()
+_INSERTS: dict[str, Insert] = {}
 
 
 class WebhookStore:
@@ -172,12 +167,15 @@ class WebhookStore:
         mark = (
             sa.update(webhook_scan)
             .where(webhook_scan.c.id == 1)
-            .values(scanned_to_at=sa.func.max(webhook_scan.c.scanned_to_at, scanned_to))
+            .values(scanned_to_at=greatest(webhook_scan.c.scanned_to_at, scanned_to))
         )
         created = 0
         async with self._db.write("webhook deliveries", lock_first=False) as conn:
             if rows:
-                created = (await conn.execute(_INSERT, rows)).rowcount
+                insert = _INSERTS.get(self._db.dialect)
+                if insert is None:
+                    insert = _INSERTS[self._db.dialect] = _insert(self._db.backend)
+                created = (await conn.execute(insert, rows)).rowcount
             if scanned_to is not None:
                 await conn.execute(mark)
         return max(created, 0)

@@ -1,0 +1,102 @@
+"""What a storage backend declares and builds for itself: :class:`Backend`.
+
+Most of the queue's SQL is written once (:mod:`worker.storage.sql`); a backend builds the few
+statements whose shape is its own (the claim, the per-state counts, the position in line) and
+declares its capabilities. :func:`backend_for` picks it by the SQLAlchemy dialect's name, which
+the database URL's scheme chose.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from worker.states import TaskState
+
+#: An INSERT with ``on_conflict_do_nothing`` and ``on_conflict_do_update`` (both dialects'
+#: take the same arguments).
+Insert = sqlite.Insert | postgresql.Insert
+
+#: The partial index that holds each state other than completed (counts go through it).
+STATE_INDEXES = {
+    TaskState.PENDING: "ix_tasks_claim",
+    TaskState.PROCESSING: "ix_tasks_lease_expiry",
+    TaskState.RETRYABLE: "ix_tasks_retryable",
+    TaskState.DISCARDED: "ix_tasks_discarded",
+    TaskState.CANCELLED: "ix_tasks_cancelled",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do beyond the common ground.
+
+    ``pushes_wakeups``: another process's enqueue reaches an idle worker without polling
+    (PostgreSQL's NOTIFY; SQLite workers watch the database file instead).
+    ``single_writer``: one write transaction at a time for the whole database (SQLite),
+    so a process's writers take turns rather than contend.
+    ``many_machines``: workers on several machines may share the database.
+    """
+
+    pushes_wakeups: bool
+    single_writer: bool
+    many_machines: bool
+
+
+class Backend(ABC):
+    """The statements one backend shapes itself. Each returns a SQLAlchemy statement whose
+    parameters are named as documented; callers compile it once per dialect."""
+
+    name: str
+    capabilities: Capabilities
+
+    @abstractmethod
+    def insert(self, table: sa.Table) -> Insert:
+        """``INSERT`` with ``on_conflict_do_nothing``/``on_conflict_do_update`` (the
+        dialect's own insert: both backends accept the same arguments)."""
+
+    @abstractmethod
+    def due(self, *, by_queue: bool, limit: bool) -> sa.Select[Any] | sa.TextualSelect:
+        """Ids of claimable tasks in claim order (``LIMIT :size``), or with ``limit=False``
+        at most one (whether there is any). Parameters: ``now``, ``memory``, ``cpu``,
+        ``gpu`` and, ``by_queue``, ``queues`` (a JSON list)."""
+
+    @abstractmethod
+    def claim(self, *, by_queue: bool, values: dict[str, Any], returning: list[Any]) -> Any:
+        """The one claim statement: mark the tasks :meth:`due` picks with ``values`` and
+        return ``returning`` of each, atomically even with other machines claiming."""
+
+    @abstractmethod
+    def state_counts(self, *, by_queue: bool) -> sa.TextClause:
+        """One row: the count of every task (``:queue``'s), then of each state in
+        :data:`STATE_INDEXES` order."""
+
+    @abstractmethod
+    def position(self) -> sa.TextClause:
+        """How many claimable tasks of ``:queue`` come before (``:priority``, ``:id``)."""
+
+    @abstractmethod
+    def oldest_pending(self) -> sa.TextClause:
+        """The earliest ``created_at`` of a pending task (NULL when there is none)."""
+
+
+def backend_for(dialect: str) -> Backend:
+    """The backend of a SQLAlchemy dialect name (``sqlite``, ``postgresql``)."""
+    backend = _BACKENDS.get(dialect)
+    if backend is None:
+        raise ValueError(f"no storage backend for the {dialect!r} dialect")
+    return backend
+
+
+def _load() -> dict[str, Backend]:
+    from worker.storage.postgres.backend import PostgresBackend
+    from worker.storage.sqlite.backend import SqliteBackend
+
+    return {b.name: b for b in (SqliteBackend(), PostgresBackend())}
+
+
+_BACKENDS = _load()

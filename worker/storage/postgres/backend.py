@@ -1,0 +1,78 @@
+"""The PostgreSQL backend's own statements: the claim as one CTE ``FOR UPDATE SKIP LOCKED``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from worker.schema import paused_queues, tasks
+from worker.states import TaskState
+from worker.storage.backend import STATE_INDEXES, Backend, Capabilities, Insert
+from worker.storage.sql import json_values, state_in
+
+_PENDING = TaskState.PENDING.value
+
+
+class PostgresBackend(Backend):
+    name = "postgresql"
+    capabilities = Capabilities(pushes_wakeups=True, single_writer=False, many_machines=True)
+
+    def insert(self, table: sa.Table) -> Insert:
+        return postgresql.insert(table)
+
+    def _claimable(self, *, by_queue: bool) -> sa.Select[Any]:
+        query = sa.select(tasks.c.id).where(
+            state_in(TaskState.PENDING),
+            tasks.c.schedule_at <= sa.bindparam("now", type_=sa.Float),
+            tasks.c.held.is_(sa.false()),
+            tasks.c.waiting_on == 0,
+            tasks.c.memory_bytes <= sa.bindparam("memory", type_=sa.BigInteger),
+            tasks.c.cpu_share <= sa.bindparam("cpu", type_=sa.Float),
+            tasks.c.needs_gpu <= sa.bindparam("gpu", type_=sa.Boolean),
+            tasks.c.queue.not_in(sa.select(paused_queues.c.queue)),
+        )
+        if by_queue:
+            query = query.where(tasks.c.queue.in_(json_values("queues")))
+        return query
+
+    def due(self, *, by_queue: bool, limit: bool) -> sa.Select[Any]:
+        query = self._claimable(by_queue=by_queue)
+        if not limit:
+            return query.limit(1)
+        return query.order_by(tasks.c.priority.desc(), tasks.c.id).limit(
+            sa.bindparam("size", type_=sa.Integer)
+        )
+
+    def claim(self, *, by_queue: bool, values: dict[str, Any], returning: list[Any]) -> Any:
+        # Rows another claim holds are skipped, not waited for; the state check in the
+        # UPDATE is what makes a row claimed twice impossible even so (a row is only locked
+        # once the CTE has read it as pending, and the UPDATE re-reads it under the lock).
+        due = self.due(by_queue=by_queue, limit=True).with_for_update(skip_locked=True).cte("due")
+        return (
+            sa.update(tasks)
+            .where(tasks.c.id == due.c.id, state_in(TaskState.PENDING))
+            .values(**values)
+            .returning(*returning)
+        )
+
+    def state_counts(self, *, by_queue: bool) -> sa.TextClause:
+        # Each state's count uses its partial index (PostgreSQL's planner picks it).
+        filters = " AND queue = :queue" if by_queue else ""
+        counts = ", ".join(
+            f"(SELECT count(*) FROM tasks WHERE state = '{state.value}'{filters})"
+            for state in STATE_INDEXES
+        )
+        total = "(SELECT count(*) FROM tasks" + (" WHERE queue = :queue" if by_queue else "")
+        return sa.text(f"SELECT {total}), {counts}")
+
+    def position(self) -> sa.TextClause:
+        return sa.text(
+            f"SELECT count(*) FROM tasks WHERE state = '{_PENDING}' "
+            "AND schedule_at <= :now AND NOT held AND waiting_on = 0 AND queue = :queue "
+            "AND (priority > :priority OR (priority = :priority AND id < :id))"
+        )
+
+    def oldest_pending(self) -> sa.TextClause:
+        return sa.text(f"SELECT min(created_at) FROM tasks WHERE state = '{_PENDING}'")
