@@ -12,7 +12,8 @@ from sqlalchemy.engine import Connection
 from worker.errors import SchemaMismatchError, SchemaOutdatedError
 from worker.schema import metadata
 
-#: Every revision under ``migrations/versions``, oldest first (a test holds it to Alembic's).
+#: Every revision under ``migrations/versions`` (``worker/migrations/versions`` once installed),
+#: oldest first (a test holds it to Alembic's).
 REVISIONS = ("0001", "0002", "0003", "0004")
 HEAD_REVISION = REVISIONS[-1]
 VERSION_TABLE = "alembic_version"
