@@ -47,7 +47,7 @@ from sqlalchemy.engine import Engine
 
 from tts import TextToSpeechRequest
 from worker import Completion, QueueConfig, Task, TaskItem, WorkerQueue
-from worker.txn import DriverTxn
+from worker.storage.sqlite.driver import DriverTxn
 
 T = TypeVar("T")
 Span = tuple[float, float]
@@ -135,7 +135,8 @@ def raw_connect(path: str, *, writer: bool = True) -> sqlite3.Connection:
         conn.execute(f"PRAGMA {pragma}")
     conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
     # As the library's connections: their commits leave WAL checkpoints to a background
-    # thread (worker.checkpoint), so the ceiling's commits do not pay for one either.
+    # thread (worker.storage.sqlite.checkpoints), so the ceiling's commits do not pay for one
+    # either.
     conn.execute("PRAGMA wal_autocheckpoint = 0")
     if writer:  # the page cache of the library's writer connection (QueueConfig default)
         conn.execute(f"PRAGMA cache_size = -{QueueConfig().sqlite_writer_cache_mb * 1024}")
@@ -186,7 +187,8 @@ def capture(size: int = 100) -> Ceiling:
         prefix = pairs[0][1].removesuffix(pairs[0][0])
         return Ceiling(insert, claim, ack, taken(), pairs, tasks[0].id, prefix)
 
-    # Hot-path transactions run in the driver's thread (worker.txn.DriverTxn), out of sight of
+    # Hot-path transactions run in the driver's thread (worker.storage.sqlite.driver's
+    # DriverTxn), out of sight of
     # SQLAlchemy's events: their statements are recorded by wrapping DriverTxn for the probe.
     rows, many = DriverTxn.rows, DriverTxn.many
 

@@ -1,1 +1,1 @@
-"""Alembic migrations of the queue's schema (``worker.schema``). Revision 0001 creates it."""
+"""Alembic migrations of the queue's schema (``worker.storage.schema``); 0001 creates it."""

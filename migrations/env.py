@@ -13,7 +13,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from worker.config import QueueConfig
-from worker.schema import metadata
+from worker.storage.schema import metadata
 
 
 def _run(connection: Connection) -> None:

@@ -16,7 +16,8 @@ import pytest
 
 from tests.support import sqlite_url
 from tts import TextToSpeechRequest
-from worker import QueueConfig, Task, TaskItem, WorkerQueue, checkpoint
+from worker import QueueConfig, Task, TaskItem, WorkerQueue
+from worker.storage.sqlite import checkpoints as checkpoint
 
 TASKS = 2_000  # about 6 MB of rows: past SQLite's own 1,000-page (4 MB) auto-checkpoint
 

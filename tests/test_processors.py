@@ -31,7 +31,7 @@ from worker.builtins import CallRequest, CommandRequest
 from worker.memory import MemoryGovernor, MemoryInfoError, adjust, used_fraction
 from worker.outcomes import judge
 from worker.processors import registry as default_registry
-from worker.sqlite_setup import sqlite_path
+from worker.storage.sqlite.connection import sqlite_path
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -31,7 +31,7 @@ from worker.rows import (
     task_from_claim,
     task_from_values,
 )
-from worker.statements import CLAIM_COLUMNS, CLAIM_DEFAULTS, INSERT_COLUMNS, Statements
+from worker.storage.statements import CLAIM_COLUMNS, CLAIM_DEFAULTS, INSERT_COLUMNS, Statements
 
 
 def test_trusted_matches_model_construct() -> None:

@@ -16,8 +16,8 @@ from tests.support import sqlite_url
 from worker import QueueConfig, WorkerQueue
 from worker.db import Database
 from worker.migrate import head_revision
-from worker.schema import metadata
-from worker.statements import Statements
+from worker.storage.schema import metadata
+from worker.storage.statements import Statements
 
 
 async def test_migrated_schema_matches_declared_tables(db_path: Path) -> None:

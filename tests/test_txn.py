@@ -31,14 +31,15 @@ pytestmark = pytest.mark.sqlite_only(
 
 
 def _count_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The transactions (worker.txn's runners) sent to aiosqlite's thread from now on."""
+    """The transactions (worker.storage.sqlite.driver's runners) sent to aiosqlite's thread
+    from now on."""
     trips: list[str] = []
     original: Callable[..., Any] = aiosqlite.Connection._execute
 
     async def counted(
         self: aiosqlite.Connection, fn: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> Any:
-        if getattr(fn, "__module__", None) == "worker.txn":
+        if getattr(fn, "__module__", None) == "worker.storage.sqlite.driver":
             trips.append(fn.__name__)
         return await original(self, fn, *args, **kwargs)
 

@@ -161,7 +161,8 @@ class QueueConfig(BaseModel):
         ge=0,
         le=1_000_000,
     )
-    # worker.checkpoint; 0: SQLite's own, in the commit that takes the log past 1,000 pages.
+    # worker.storage.sqlite.checkpoints; 0: SQLite's own, in the commit that takes the log
+    # past 1,000 pages.
     sqlite_checkpoint_interval: float = _duration(
         1.0,
         "QUEUE_SQLITE_CHECKPOINT_INTERVAL",

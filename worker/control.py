@@ -19,8 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker import undecodable
 from worker.db import Database
-from worker.schema import paused_queues, task_dependencies, tasks, webhook_deliveries, workers
 from worker.states import TaskState
+from worker.storage.schema import (
+    paused_queues,
+    task_dependencies,
+    tasks,
+    webhook_deliveries,
+    workers,
+)
 from worker.storage.sql import JsonValues, json_values, lease_length, state_in, under_leases
 
 _PURGE_BATCH = 5000

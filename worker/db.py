@@ -1,5 +1,5 @@
 """The database connection: engine, write transactions, driver-error conversion (the SQLite
-connection set-up is :mod:`worker.sqlite_setup`).
+connection set-up is :mod:`worker.storage.sqlite.connection`).
 
 Every write transaction on SQLite runs under ``BEGIN IMMEDIATE``: it holds the write lock from
 its first statement (waiting up to the busy timeout for it), so it never reads, then fails to
@@ -10,8 +10,8 @@ saving a round trip to the driver's thread on the hot path); one that reads firs
 statements outside any transaction and never block writers (WAL).
 
 Two ways to write: :meth:`Database.transaction` runs a synchronous body (the hot path, see
-:mod:`worker.txn`) whole, on a connection kept for it: on the event loop's thread when it is
-small and the write lock is free, otherwise in one trip to the driver's thread;
+:mod:`worker.storage.sqlite.driver`) whole, on a connection kept for it: on the event loop's
+thread when it is small and the write lock is free, otherwise in one trip to the driver's thread;
 :meth:`Database.write` opens a transaction on SQLAlchemy's async API for everything else.
 
 :meth:`Database.open` can also open an existing file without creating anything
@@ -34,20 +34,29 @@ from sqlalchemy import exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from worker.checkpoint import Checkpointer
 from worker.config import QueueConfig
 from worker.errors import DatabaseNotFoundError, QueueClosedError, QueueError, StorageError
-from worker.sqlite_setup import (
+from worker.storage.backend import Backend, backend_for
+from worker.storage.sqlite.checkpoints import Checkpointer
+from worker.storage.sqlite.connection import (
     LOCK_FIRST,
     install_sqlite_hooks,
     read_only_url,
     sqlite_path,
     writable,
 )
-from worker.statements import Statements
-from worker.storage.backend import Backend, backend_for
-from worker.txn import ConnectionTxn, LockTaken, Txn, run_in_driver, run_now, run_waiting
-from worker.walguard import WalGuard
+from worker.storage.sqlite.driver import (
+    LockTaken,
+    checkpoint_full,
+    run_in_driver,
+    run_now,
+    run_waiting,
+    set_busy_timeout,
+    tune_writer,
+)
+from worker.storage.sqlite.walguard import WalGuard
+from worker.storage.statements import Statements
+from worker.storage.txn import ConnectionTxn, Txn
 
 if TYPE_CHECKING:  # imported where used: without it, the configuration says what to install
     import aiosqlite
@@ -227,9 +236,10 @@ class Database:
 
         On aiosqlite the body runs on a connection kept for these transactions, which take
         turns here rather than in SQLite's busy handler, and the whole of it runs in one
-        go (see :mod:`worker.txn`): on the event loop's thread when it touches at most
-        ``sqlite_inline_rows`` rows (``rows``, the caller's bound) and the write lock is
-        free, otherwise in one trip to the driver's thread, where it may wait for the lock.
+        go (see :mod:`worker.storage.sqlite.driver`): on the event loop's thread when it
+        touches at most ``sqlite_inline_rows`` rows (``rows``, the caller's bound) and the
+        write lock is free, otherwise in one trip to the driver's thread, where it may wait
+        for the lock.
         ``lock_first`` as for :meth:`write`.
         """
         if self._read_only:
@@ -297,7 +307,7 @@ class Database:
             )
         return await in_thread(run_in_driver, sqlite, statements, body, lock_first)
 
-    # -- the write-ahead log taken away (worker.walguard) -----------------------------------
+    # -- the write-ahead log taken away (worker.storage.sqlite.walguard) ----------------------
 
     @property
     def lost_error(self) -> StorageError | None:
@@ -343,8 +353,7 @@ class Database:
         conn = driver._conn
         busy_ms = int(self._config.busy_timeout * 1000)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+            busy, frames, copied = checkpoint_full(conn, busy_ms)
         except sqlite3.Error as error:
             log.critical("copying this process's commits into %s failed: %s", self.url, error)
         else:
@@ -354,7 +363,7 @@ class Database:
             )  # fmt: skip
         finally:
             try:
-                conn.execute(f"PRAGMA busy_timeout = {0 if self._inline_rows else busy_ms}")
+                set_busy_timeout(conn, 0 if self._inline_rows else busy_ms)
             except sqlite3.Error:
                 log.exception("could not restore the writer connection's busy timeout")
             self._in_use.release()
@@ -377,9 +386,7 @@ class Database:
                 # SQLite's default cache (2 MiB) spills a large transaction's pages into the
                 # WAL and reads them back: +15-20 % on a 50,000-task enqueue with 64 MiB.
                 kib = self._config.sqlite_writer_cache_mb * 1024
-                await (await self._driver.execute(f"PRAGMA cache_size = -{kib}")).close()
-                if self._inline_rows:  # see run_now: the waiting happens in run_waiting
-                    await (await self._driver.execute("PRAGMA busy_timeout = 0")).close()
+                await tune_writer(self._driver, cache_kib=kib, busy_zero=bool(self._inline_rows))
         return self._driver
 
     @asynccontextmanager

@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.errors import InvalidTaskError
 from worker.rows import ROW_DEPENDS_ON, ROW_ID, InsertRow
-from worker.schema import task_dependencies, tasks
-from worker.statements import Statements
 from worker.states import TaskState
+from worker.storage.schema import task_dependencies, tasks
 from worker.storage.sql import json_values, state_in
-from worker.txn import ConnectionTxn, Txn
+from worker.storage.statements import Statements
+from worker.storage.txn import ConnectionTxn, Txn
 
 _LIVE_WAITING = (TaskState.PENDING, TaskState.RETRYABLE)
 _ENDED_BADLY = (TaskState.DISCARDED, TaskState.CANCELLED)

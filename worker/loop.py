@@ -28,7 +28,7 @@ from worker.models import Resources, Task
 from worker.outcomes import describe
 from worker.processors import ProcessorRegistry
 from worker.queue import WorkerQueue
-from worker.sqlite_setup import sqlite_path
+from worker.storage.sqlite.connection import sqlite_path
 from worker.sweeper import sweep
 from worker.wakeup import DatabaseWatcher, Waker, notifier_for
 from worker.watch import RunWatcher, StopReason
@@ -130,7 +130,8 @@ class Loop:
             raise lost
 
     async def _stop_when_lost(self) -> None:
-        """The database cannot keep what is written (see worker.walguard): stop at once."""
+        """The database cannot keep what is written (see worker.storage.sqlite.walguard):
+        stop at once."""
         await self.queue.storage_lost.wait()
         log.critical(
             "stopping: the database can no longer keep this worker's writes; its %d running "

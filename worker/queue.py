@@ -95,8 +95,9 @@ class WorkerQueue(QueueAdmin):
     @property
     def storage_lost(self) -> asyncio.Event:
         """Set when the database is lost for this process (its SQLite write-ahead log was
-        deleted under it, or a checkpoint failed; see :mod:`worker.walguard`): every write
-        raises :class:`~worker.errors.DatabaseLostError` from then on, and workers stop."""
+        deleted under it, or a checkpoint failed; see :mod:`worker.storage.sqlite.walguard`):
+        every write raises :class:`~worker.errors.DatabaseLostError` from then on, and workers
+        stop."""
         return self._db.lost
 
     @property

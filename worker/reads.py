@@ -15,9 +15,9 @@ from worker.models import Task
 from worker.payload import PayloadError
 from worker.rows import RAW_COLUMNS
 from worker.salvage import readable
-from worker.schema import tasks
 from worker.states import TaskState
 from worker.storage.backend import STATE_INDEXES
+from worker.storage.schema import tasks
 from worker.storage.sql import state_in
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from worker.errors import SchemaMismatchError, SchemaOutdatedError
-from worker.schema import metadata
+from worker.storage.schema import metadata
 
 #: Every revision under ``migrations/versions`` (``worker/migrations/versions`` once installed),
 #: oldest first (a test holds it to Alembic's).
@@ -28,7 +28,7 @@ def current_revision(connection: Connection) -> str | None:
 
 
 def missing_columns(connection: Connection) -> dict[str, list[str]]:
-    """Columns :mod:`worker.schema` declares that the database's tables lack, by table."""
+    """Columns :mod:`worker.storage.schema` declares that the database's tables lack, by table."""
     inspector = sa.inspect(connection)
     missing: dict[str, list[str]] = {}
     for table in metadata.sorted_tables:

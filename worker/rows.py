@@ -25,10 +25,10 @@ from worker.models import (
     TaskItem,
 )
 from worker.payload import PayloadError, items_from_json, trusted
-from worker.schema import tasks
-from worker.statements import INSERT_COLUMNS
 from worker.states import TaskState
 from worker.storable import MAX_JSON_DEPTH, check_json_text, check_text, json_text
+from worker.storage.schema import tasks
+from worker.storage.statements import INSERT_COLUMNS
 
 #: Table columns in order: what ``RETURNING *`` and :data:`RAW_COLUMNS` yield.
 ROW_COLUMNS = tuple(column.name for column in tasks.c)

@@ -1,7 +1,9 @@
-"""Enqueue and claim, in SQL: each one transaction, in one trip to the driver (:mod:`worker.txn`).
+"""Enqueue and claim, in SQL: each one transaction, in one trip to the driver
+(:mod:`worker.storage.txn`).
 
-The hot path runs statements compiled once in :mod:`worker.statements`; rows become tasks only
-in :mod:`worker.rows`. Acknowledgements and other transitions are :mod:`worker.transitions`.
+The hot path runs statements compiled once in :mod:`worker.storage.statements`; rows become
+tasks only in :mod:`worker.rows`. Acknowledgements and other transitions are
+:mod:`worker.transitions`.
 """
 
 from __future__ import annotations
@@ -34,12 +36,12 @@ from worker.rows import (
     task_from_values,
     unreadable,
 )
-from worker.schema import tasks
-from worker.statements import CLAIM_COLUMNS, Prepared, Statements
 from worker.states import TaskState
+from worker.storage.schema import tasks
 from worker.storage.sql import greatest, json_values, state_in, under_leases
+from worker.storage.statements import CLAIM_COLUMNS, Prepared, Statements
+from worker.storage.txn import Txn
 from worker.transitions import TransitionStore
-from worker.txn import Txn
 
 log = logging.getLogger(__name__)
 

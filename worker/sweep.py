@@ -23,8 +23,8 @@ from worker.db import Database
 from worker.models import RetryPolicy, Task
 from worker.rows import RAW_COLUMNS
 from worker.salvage import readable
-from worker.schema import tasks, workers
 from worker.states import TaskState, sources, target
+from worker.storage.schema import tasks, workers
 from worker.storage.sql import append_error, state_in
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,8 @@
 State changes are compare-and-set statements built from :data:`worker.states.TRANSITIONS`
 (``UPDATE ... WHERE id = :id AND state IN (:sources) [AND lease_id = :lease]``), so two
 processes racing on one task can never both win. Batches of acknowledgements run statements
-compiled once (:mod:`worker.statements`) in one trip to the driver (:mod:`worker.txn`); a
-refusal says why, from the task's state and lease.
+compiled once (:mod:`worker.storage.statements`) in one trip to the driver
+(:mod:`worker.storage.txn`); a refusal says why, from the task's state and lease.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from worker.errors import (
 )
 from worker.models import Completion, Failure
 from worker.rows import outcomes_json
-from worker.schema import tasks
-from worker.statements import Prepared, Statements
 from worker.states import TaskState, sources, target
 from worker.storable import safe_text
+from worker.storage.schema import tasks
 from worker.storage.sql import greatest, lease_length, state_in
-from worker.txn import Txn
+from worker.storage.statements import Prepared, Statements
+from worker.storage.txn import Txn
 
 #: Acknowledgements per statement when a caller hands over more than that.
 _CHUNK = 1000

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 from sqlalchemy.sql.functions import FunctionElement
 
-from worker.schema import tasks
 from worker.states import TaskState
+from worker.storage.schema import tasks
 
 #: How a field of :func:`json_rows` is typed: text, a float, an integer, or JSON.
 FieldType = Literal["text", "float", "int", "json"]

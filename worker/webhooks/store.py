@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from worker.db import Database
-from worker.schema import tasks, webhook_deliveries, webhook_scan
 from worker.states import TERMINAL_STATES
 from worker.storage.backend import Backend, Insert
+from worker.storage.schema import tasks, webhook_deliveries, webhook_scan
 from worker.storage.sql import greatest, has_response_url, state_in
 from worker.webhooks.models import Claimed, DeliveryState, Finished, WebhookDelivery
 

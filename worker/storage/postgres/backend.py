@@ -7,9 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from worker.schema import paused_queues, tasks
 from worker.states import TaskState
 from worker.storage.backend import STATE_INDEXES, Backend, Capabilities, Insert
+from worker.storage.schema import paused_queues, tasks
 from worker.storage.sql import json_values, state_in
 
 _PENDING = TaskState.PENDING.value

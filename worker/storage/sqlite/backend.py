@@ -7,9 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
-from worker.schema import tasks
 from worker.states import TaskState
 from worker.storage.backend import STATE_INDEXES, Backend, Capabilities, Insert
+from worker.storage.schema import tasks
 
 _PENDING = TaskState.PENDING.value
 

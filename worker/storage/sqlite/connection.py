@@ -72,8 +72,8 @@ def install_sqlite_hooks(
     read_only: bool = False,
 ) -> None:
     """Pragmas for every new connection. ``checkpoints=False``: its commits never checkpoint
-    the WAL (a :class:`~worker.checkpoint.Checkpointer` does). ``read_only``: the file's
-    journal mode is left as it is (switching it writes)."""
+    the WAL (a :class:`~worker.storage.sqlite.checkpoints.Checkpointer` does). ``read_only``:
+    the file's journal mode is left as it is (switching it writes)."""
     busy_ms = int(config.busy_timeout * 1000)
     synchronous = config.sqlite_synchronous
 

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
-from worker.schema import tasks
 from worker.states import TaskState, sources, target
 from worker.storage.backend import Backend, backend_for
+from worker.storage.schema import tasks
 from worker.storage.sql import (
     FieldType,
     all_null,

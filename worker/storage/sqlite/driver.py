@@ -6,10 +6,9 @@ hot path therefore writes its transactions as plain functions of a :class:`Txn`
 (``body(txn)``) that :meth:`worker.db.Database.transaction` runs whole: on aiosqlite's
 connection either right away on the calling thread (:func:`run_now`, when the write lock is
 free) or inside the driver's thread (:func:`run_in_driver`, :func:`run_waiting`: one trip),
-both through :class:`DriverTxn`; on any other driver through SQLAlchemy's ``run_sync``
-(:class:`ConnectionTxn`, the same body). Statements are compiled once per dialect
-(:class:`worker.statements.Prepared`); driver errors surface as SQLAlchemy's
-``DBAPIError`` subclasses either way.
+both through :class:`DriverTxn` (the :class:`~worker.storage.txn.Txn` of a raw sqlite3
+connection). Driver errors surface as SQLAlchemy's ``DBAPIError`` subclasses, as they would
+on an engine connection.
 """
 
 from __future__ import annotations
@@ -18,53 +17,23 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import exc
-from sqlalchemy.engine import Connection
 
-from worker.statements import Buildable, Prepared, Statements
+if TYPE_CHECKING:
+    import aiosqlite
+
+from worker.storage.statements import Statements
+from worker.storage.txn import Compiling, Statement, Txn
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-Statement = Prepared | Callable[[], Buildable]
-
-
-class Txn(Protocol):
-    """What a transaction body may do: run compiled statements."""
-
-    def rows(self, statement: Statement, **values: Any) -> list[tuple[Any, ...]]:
-        """Execute once; the rows it returns (none for a statement without RETURNING)."""
-        ...
-
-    def many(
-        self, statement: Statement, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
-    ) -> None:
-        """Execute once per row of values (``executemany``); see ``Prepared.params_many``."""
-        ...
-
-    def savepoint(self) -> AbstractContextManager[None]:
-        """A block whose failed statement leaves the transaction usable (rolled back to the
-        block's start). SQLite undoes only the failed statement anyway; PostgreSQL aborts
-        the whole transaction on an error unless a savepoint was set."""
-        ...
-
-
-class _Compiling:
-    """Statements given as builders are compiled once, on first use, per dialect."""
-
-    def __init__(self, statements: Statements) -> None:
-        self._statements = statements
-
-    def _prepared(self, statement: Statement) -> Prepared:
-        return statement if isinstance(statement, Prepared) else self._statements.of(statement)
-
-
-class DriverTxn(_Compiling):
+class DriverTxn(Compiling):
     """A body's view of the sqlite3 connection, inside aiosqlite's thread."""
 
     def __init__(self, conn: sqlite3.Connection, statements: Statements) -> None:
@@ -140,11 +109,11 @@ def run_waiting(
     runs, even after its caller was cancelled, so that nothing runs the connection inline
     meanwhile."""
     with in_use:
-        conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        set_busy_timeout(conn, busy_ms)
         try:
             return run_in_driver(conn, statements, body, lock_first)
         finally:
-            conn.execute("PRAGMA busy_timeout = 0")
+            set_busy_timeout(conn, 0)
 
 
 class LockTaken(Exception):
@@ -189,26 +158,22 @@ def _finish(conn: sqlite3.Connection, txn: DriverTxn, body: Callable[[Txn], T]) 
     return result
 
 
-class ConnectionTxn(_Compiling):
-    """A body's view of a SQLAlchemy connection (any driver; used through ``run_sync``)."""
+def set_busy_timeout(conn: sqlite3.Connection, ms: int) -> None:
+    """How long a statement on ``conn`` waits for a lock held elsewhere (0: not at all)."""
+    conn.execute(f"PRAGMA busy_timeout = {int(ms)}")
 
-    def __init__(self, conn: Connection, statements: Statements) -> None:
-        super().__init__(statements)
-        self._conn = conn
 
-    def rows(self, statement: Statement, **values: Any) -> list[tuple[Any, ...]]:
-        prepared = self._prepared(statement)
-        result = self._conn.exec_driver_sql(prepared.sql, prepared.params(**values))
-        return [tuple(row) for row in result.all()] if result.returns_rows else []
+def checkpoint_full(conn: sqlite3.Connection, busy_ms: int) -> tuple[int, int, int]:
+    """Copy every frame of the log ``conn`` holds into the database file (waiting up to
+    ``busy_ms`` for readers): ``(busy, frames in the log, frames copied)``."""
+    set_busy_timeout(conn, busy_ms)
+    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+    return int(busy), int(frames), int(copied)
 
-    def many(
-        self, statement: Statement, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
-    ) -> None:
-        if rows:
-            prepared = self._prepared(statement)
-            self._conn.exec_driver_sql(prepared.sql, prepared.params_many(rows))
 
-    @contextlib.contextmanager
-    def savepoint(self) -> Iterator[None]:
-        with self._conn.begin_nested():
-            yield
+async def tune_writer(driver: aiosqlite.Connection, *, cache_kib: int, busy_zero: bool) -> None:
+    """Set up the connection hot-path transactions run on: a page cache of ``cache_kib``,
+    and with ``busy_zero`` no busy wait (see :func:`run_now`: :func:`run_waiting` waits)."""
+    await (await driver.execute(f"PRAGMA cache_size = -{int(cache_kib)}")).close()
+    if busy_zero:
+        await (await driver.execute("PRAGMA busy_timeout = 0")).close()

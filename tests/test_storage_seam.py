@@ -1,0 +1,101 @@
+"""The storage seam holds: no backend's SQL outside its folder, and each backend spells every
+construct of the portable vocabulary."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from worker.storage import sql
+from worker.storage.backend import backend_for
+from worker.storage.schema import tasks
+from worker.storage.statements import Statements
+
+WORKER = Path(__file__).resolve().parent.parent / "worker"
+
+#: SQL only one backend speaks, by the folder allowed to hold it.
+ONLY = {
+    "sqlite": [
+        r"INDEXED BY", r"\bjson_each\b", r"\bjson_extract\b", r"\bjson_insert\b",
+        r"\bjson_set\b", r"\bjson_object\b", r"OR IGNORE", r"OR REPLACE", r"\binstr\(",
+        r"PRAGMA ", r"sqlite_master", r"BEGIN IMMEDIATE\"", r"prefix_with\(",
+    ],
+    "postgres": [
+        r"SKIP LOCKED", r"\bjsonb_", r"::jsonb", r"\bLISTEN\b", r"\bNOTIFY\b",
+        r"pg_advisory", r"\bgreatest\(",
+    ],
+}  # fmt: skip
+
+#: Lines outside the backend folders allowed to name such syntax, each with its reason.
+ALLOWED = {
+    # Advice to a person whose SQLite file is damaged: a shell command, not SQL we run.
+    ("errors.py", "PRAGMA integrity_check"),
+}
+
+
+def _offences(backend: str) -> list[str]:
+    own = WORKER / "storage" / backend
+    found = []
+    for path in sorted(WORKER.rglob("*.py")):
+        if own in path.parents:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for pattern in ONLY[backend]:
+                if re.search(pattern, line) and not any(
+                    path.name == name and text in line for name, text in ALLOWED
+                ):
+                    found.append(f"{path.relative_to(WORKER.parent)}:{number}: {line.strip()}")
+    return found
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_no_backend_syntax_outside_its_folder(backend: str) -> None:
+    assert _offences(backend) == []
+
+
+def test_the_grep_finds_what_it_looks_for(tmp_path: Path) -> None:
+    """The patterns match the syntax they are for (a grep that matches nothing proves nothing)."""
+    samples = {
+        "sqlite": "SELECT id FROM tasks INDEXED BY ix WHERE x IN (SELECT value FROM json_each(?))",
+        "postgres": "SELECT id FROM tasks FOR UPDATE SKIP LOCKED",
+    }
+    for backend, text in samples.items():
+        assert any(re.search(pattern, text) for pattern in ONLY[backend])
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()], ids=["sqlite", "pg"])
+def test_every_construct_compiles_on_each_backend(dialect: sa.engine.Dialect) -> None:
+    """Every hot-path statement compiles, and into the backend's own idiom only."""
+    compiled = Statements(dialect)
+    text = " ".join(
+        p.sql
+        for p in (
+            compiled.insert, compiled.claim, compiled.claim_by_queue, compiled.any_due,
+            compiled.complete, compiled.complete_plain, compiled.retry, compiled.discard,
+        )
+    )  # fmt: skip
+    other = "postgres" if dialect.name == "sqlite" else "sqlite"
+    assert not [p for p in ONLY[other] if re.search(p, text)], text
+    backend = backend_for(dialect.name)
+    for statement in (backend.state_counts(by_queue=True), backend.position()):
+        assert "tasks" in str(statement.compile(dialect=dialect))
+    expressions = [
+        sql.greatest(tasks.c.attempt_count, 0),
+        sql.all_null(tasks.c.last_error, tasks.c.outcomes),
+        sql.json_equals(tasks.c.errors, "[]"),
+        sql.append_error(tasks.c.last_error, 1.0, expired=True),
+        sql.has_response_url(tasks.c.task_items),
+        tasks.c.id.in_(sql.json_values("ids")),
+    ]
+    for expression in expressions:
+        assert str(expression.compile(dialect=dialect))
+
+
+def test_the_claim_on_postgresql_skips_locked_rows_and_rechecks_the_state() -> None:
+    claim = Statements(postgresql.dialect()).claim.sql
+    assert "FOR UPDATE SKIP LOCKED" in claim
+    assert re.search(r"WHERE tasks\.id = due\.id AND tasks\.state = 'pending'", claim), claim
