@@ -1,11 +1,12 @@
 """The throwaway PostgreSQL servers the tests and benchmarks run on (tests/postgres_server.py).
 
 A real server each time: the session's (the ``postgres_server`` fixture), plus one that fails
-to start.
+to start and one started by the benchmarks' module in a subprocess.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -161,3 +162,23 @@ def test_a_server_that_cannot_start_says_why_and_leaves_nothing(reachable_dir: P
     with pytest.raises(PostgresError, match=r"(?s)did not start.*shared_buffers"):
         PostgresServer.start({"shared_buffers": "plenty"}, parent=reachable_dir)
     assert list(reachable_dir.iterdir()) == []
+
+
+def test_the_benchmarks_get_a_durable_server_of_their_own(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "facts.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "postgres.py"), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    facts = json.loads(out.read_text())
+    assert facts["fsync"] == facts["full_page_writes"] == facts["synchronous_commit"] == "on"
+    assert facts["listen_addresses"] == "127.0.0.1"
+    assert make_url(facts["url"]).port != postgres_server.port
+    assert not Path(facts["directory"]).exists(), "the benchmark server's directory was left"
+    assert postgres_server.psql("SELECT 1") == "1"
