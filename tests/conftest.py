@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres_server import TEST_SETTINGS, PostgresServer, ScratchDatabases
 from tests.spawning import Spawner
 from tests.support import FakeClock, sqlite_url
 from worker import QueueConfig, WorkerQueue
@@ -110,3 +111,33 @@ def spawner(tmp_path: Path) -> Iterator[Spawner]:
         yield spawned
     finally:
         spawned.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session, started when a test first asks (~1 s).
+
+    Its own cluster in a temporary directory, on a free port of 127.0.0.1, fsync off
+    (tests/postgres_server.py); stopped and removed at the end of the session. Without the
+    server programs every test asking for it errors, naming the package to install.
+    """
+    with PostgresServer.start(TEST_SETTINGS) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_databases(
+    postgres_server: PostgresServer, request: pytest.FixtureRequest
+) -> Iterator[ScratchDatabases]:
+    """``create(template=None) -> url``: new databases for this test, all dropped after it."""
+    databases = ScratchDatabases(postgres_server, label=request.node.name)
+    try:
+        yield databases
+    finally:
+        databases.drop_all()
+
+
+@pytest.fixture
+def postgres_url(postgres_databases: ScratchDatabases) -> str:
+    """A fresh, empty database for this test: ``postgresql+asyncpg://postgres@127.0.0.1:PORT/DB``."""
+    return postgres_databases.create()
