@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -28,45 +29,6 @@ def database_url(backend: str, db_path: Path, request: pytest.FixtureRequest) ->
     if backend == "sqlite":
         return sqlite_url(db_path)
     return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:  # replaced by the test server's fixture
-    import subprocess
-    import uuid
-
-    name = "t" + uuid.uuid4().hex[:12]
-    subprocess.run(
-        [
-            "psql",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "55432",
-            "-U",
-            "postgres",
-            "-c",
-            f"create database {name}",
-        ],
-        check=True,
-    )
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:55432/{name}"
-    subprocess.run(
-        [
-            "psql",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "55432",
-            "-U",
-            "postgres",
-            "-c",
-            f"drop database {name} with (force)",
-        ],
-        check=True,
-    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -138,6 +100,22 @@ def postgres_databases(
 
 
 @pytest.fixture
-def postgres_url(postgres_databases: ScratchDatabases) -> str:
-    """A fresh, empty database for this test: ``postgresql+asyncpg://postgres@127.0.0.1:PORT/DB``."""
-    return postgres_databases.create()
+def postgres_url(postgres_databases: ScratchDatabases, postgres_template: str) -> str:
+    """A fresh database for this test, at the newest schema revision (a copy of the
+    session's migrated template): ``postgresql+asyncpg://postgres@127.0.0.1:PORT/DB``."""
+    return postgres_databases.create(template=postgres_template)
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: PostgresServer) -> str:
+    """A database migrated once per session, which each test's database copies (about
+    80 ms, against a few hundred for Alembic's revisions)."""
+    name = "queue_template"
+    url = postgres_server.create_database(name)
+
+    async def migrate() -> None:
+        async with WorkerQueue(QueueConfig(database_url=url)):
+            pass
+
+    asyncio.run(migrate())
+    return name

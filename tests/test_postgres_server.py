@@ -27,6 +27,7 @@ from tests.postgres_server import (
     ScratchDatabases,
     find_programs,
 )
+from worker.storage.schema import metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,7 +91,7 @@ def test_server_runs_unprivileged_with_the_test_settings(postgres_server: Postgr
 
 
 @pytest.mark.parametrize("round_", [1, 2])
-async def test_each_test_gets_a_database_of_its_own_and_empty(
+async def test_each_test_gets_a_database_of_its_own_at_the_newest_schema(
     postgres_server: PostgresServer, postgres_url: str, round_: int
 ) -> None:
     name = make_url(postgres_url).database
@@ -99,7 +100,9 @@ async def test_each_test_gets_a_database_of_its_own_and_empty(
     existing = postgres_server.psql("SELECT datname FROM pg_database").splitlines()
     assert name in existing
     assert not set(_handed_out) & set(existing), "an earlier test's database was not dropped"
-    assert await _scalar(postgres_url, _USER_TABLES) == 0
+    # The queue's tables, copied from the session's migrated template, and no rows.
+    assert await _scalar(postgres_url, _USER_TABLES) == len(metadata.tables) + 1  # + Alembic's
+    assert await _scalar(postgres_url, "SELECT count(*) FROM tasks") == 0
     # leave something behind that the next round must not see
     engine = create_async_engine(postgres_url)
     try:

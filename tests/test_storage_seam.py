@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 
 from worker.storage import sql
 from worker.storage.backend import backend_for
@@ -26,7 +27,7 @@ ONLY = {
     ],
     "postgres": [
         r"SKIP LOCKED", r"\bjsonb_", r"::jsonb", r"\bLISTEN\b", r"\bNOTIFY\b",
-        r"pg_advisory", r"\bgreatest\(",
+        r"pg_advisory",
     ],
 }  # fmt: skip
 
@@ -67,7 +68,11 @@ def test_the_grep_finds_what_it_looks_for(tmp_path: Path) -> None:
         assert any(re.search(pattern, text) for pattern in ONLY[backend])
 
 
-@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()], ids=["sqlite", "pg"])
+@pytest.mark.parametrize(
+    "dialect",
+    [SQLiteDialect_aiosqlite(), PGDialect_asyncpg()],  # type: ignore[no-untyped-call]
+    ids=["sqlite", "postgres"],
+)
 def test_every_construct_compiles_on_each_backend(dialect: sa.engine.Dialect) -> None:
     """Every hot-path statement compiles, and into the backend's own idiom only."""
     compiled = Statements(dialect)
@@ -96,6 +101,6 @@ def test_every_construct_compiles_on_each_backend(dialect: sa.engine.Dialect) ->
 
 
 def test_the_claim_on_postgresql_skips_locked_rows_and_rechecks_the_state() -> None:
-    claim = Statements(postgresql.dialect()).claim.sql
+    claim = Statements(PGDialect_asyncpg()).claim.sql  # type: ignore[no-untyped-call]
     assert "FOR UPDATE SKIP LOCKED" in claim
     assert re.search(r"WHERE tasks\.id = due\.id AND tasks\.state = 'pending'", claim), claim

@@ -36,7 +36,7 @@ class Capabilities:
     """What a backend can do beyond the common ground.
 
     ``pushes_wakeups``: another process's enqueue reaches an idle worker without polling
-    (PostgreSQL's NOTIFY; SQLite workers watch the database file instead).
+    (PostgreSQL's notifications; SQLite workers watch the database file instead).
     ``single_writer``: one write transaction at a time for the whole database (SQLite),
     so a process's writers take turns rather than contend.
     ``many_machines``: workers on several machines may share the database.

@@ -127,7 +127,7 @@ def _acks(**fields: FieldType) -> sa.Subquery:
 
 def _plain_acks() -> sa.Subquery:
     """``(id, lease)`` rows of acks as one JSON object of ``{task id: lease}``, which SQLite
-    reads without a ``json_extract`` per field."""
+    reads without extracting each field."""
     return json_pairs("acks")
 
 
