@@ -221,6 +221,13 @@ class QueueConfig(BaseModel):
         gt=0,
         le=1,
     )
+    database_clock: bool = _setting(
+        True,
+        "QUEUE_DATABASE_CLOCK",
+        "On PostgreSQL, decide leases, schedules and the sweep with the database server's "
+        "clock (this machine's, corrected by its measured offset), so machines whose clocks "
+        "disagree agree; SQLite (one machine) always uses the machine's.",
+    )
     allow_commands: bool = _setting(
         False,
         "QUEUE_ALLOW_COMMANDS",

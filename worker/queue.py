@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import JsonValue, ValidationError
 
 from worker import arguments
+from worker.clock import Clock, DatabaseClock
 from worker.config import QueueConfig
 from worker.control import ControlStore, Heartbeat
 from worker.db import Database
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
     pass
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], float]
 
 
 def _validated(index: int, task: Task | Mapping[str, Any]) -> Task:
@@ -74,12 +73,17 @@ class WorkerQueue(QueueAdmin):
         config: QueueConfig | None = None,
         *,
         worker_id: str | None = None,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config if config is not None else QueueConfig()
         self.worker_id = worker_id
-        self._clock = clock
         self._db = Database(self.config)
+        # Without a clock of the caller's, the machine's; on a database other machines share,
+        # corrected to the server's when the queue opens (see worker.clock).
+        self._server_clock: DatabaseClock | None = None
+        if clock is None and self.config.database_clock and not self.config.is_sqlite:
+            self._server_clock = DatabaseClock(self._server_time)
+        self._clock: Clock = clock or self._server_clock or time.time
         self._moves = TransitionStore(self._db, self.config.default_visibility_timeout)
         self._store = TaskStore(self._db, self.config.default_visibility_timeout, self._moves)
         self._reads = ReadStore(self._db)
@@ -124,10 +128,15 @@ class WorkerQueue(QueueAdmin):
             raise InvalidInputError("initialize: a read-only queue cannot create its database")
         await self._db.open(create=create, read_only=read_only)
         try:
+            if self._server_clock is not None and self._db.backend.server_time() is not None:
+                await self._server_clock.measure()
             if create:
                 from worker.migrate import upgrade_to_head  # Alembic is heavy: only to migrate
 
                 async with self._db.write("schema upgrade") as conn:
+                    lock = self._db.backend.migration_lock()
+                    if lock is not None:
+                        await conn.execute(lock)
                     await conn.run_sync(upgrade_to_head)
             else:
                 url = self.config.database_url
@@ -138,7 +147,22 @@ class WorkerQueue(QueueAdmin):
             raise
 
     async def close(self) -> None:
+        if self._server_clock is not None:
+            await self._server_clock.close()
         await self._db.close()
+
+    @property
+    def clock(self) -> Clock:
+        """The clock this queue decides with (epoch seconds): the one it was given, else the
+        machine's, corrected to the database server's on PostgreSQL (``database_clock``)."""
+        return self._clock
+
+    async def _server_time(self) -> float:
+        statement = self._db.backend.server_time()
+        if statement is None:
+            return time.time()
+        async with self._db.read("reading the server's clock") as conn:
+            return float((await conn.execute(statement)).scalar_one())
 
     async def __aenter__(self) -> Self:
         await self.initialize()

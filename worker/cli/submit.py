@@ -162,9 +162,10 @@ def submit(ctx: typer.Context, submission: Submission, request: BaseModel) -> No
     from worker.cli import render
     from worker.cli.wait import wait_for
 
-    task = submission.task(request, time.time())
+    submission.task(request, time.time())  # refuses bad input before the database opens
 
     async def act(queue: WorkerQueue) -> Task:
+        task = submission.task(request, queue.clock())  # a delay counts on the queue's clock
         await queue.enqueue([task])  # sets task.id (the live task's, for a reused key)
         if not submission.wait:
             return await queue.get_task(task.id)

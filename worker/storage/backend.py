@@ -79,6 +79,16 @@ class Backend(ABC):
     def position(self) -> sa.TextClause:
         """How many claimable tasks of ``:queue`` come before (``:priority``, ``:id``)."""
 
+    def migration_lock(self) -> sa.TextClause | None:
+        """A statement that makes this transaction the only one migrating the database
+        until it ends (None: the backend's write transactions already are)."""
+        return None
+
+    def server_time(self) -> sa.TextClause | None:
+        """The database server's time as epoch seconds, for backends whose clients may be on
+        other machines (None: the machine's clock is the database's)."""
+        return None
+
     @abstractmethod
     def oldest_pending(self) -> sa.TextClause:
         """The earliest ``created_at`` of a pending task (NULL when there is none)."""
@@ -86,17 +96,15 @@ class Backend(ABC):
 
 def backend_for(dialect: str) -> Backend:
     """The backend of a SQLAlchemy dialect name (``sqlite``, ``postgresql``)."""
+    if not _BACKENDS:  # loaded on first use: the backends import this module
+        from worker.storage.postgres.backend import PostgresBackend
+        from worker.storage.sqlite.backend import SqliteBackend
+
+        _BACKENDS.update({b.name: b for b in (SqliteBackend(), PostgresBackend())})
     backend = _BACKENDS.get(dialect)
     if backend is None:
         raise ValueError(f"no storage backend for the {dialect!r} dialect")
     return backend
 
 
-def _load() -> dict[str, Backend]:
-    from worker.storage.postgres.backend import PostgresBackend
-    from worker.storage.sqlite.backend import SqliteBackend
-
-    return {b.name: b for b in (SqliteBackend(), PostgresBackend())}
-
-
-_BACKENDS = _load()
+_BACKENDS: dict[str, Backend] = {}

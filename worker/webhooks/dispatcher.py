@@ -24,9 +24,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 
 from worker.backoff import retry_delay_s
+from worker.clock import Clock
 from worker.errors import DatabaseLostError, QueueClosedError, QueueError, TaskNotFoundError
 from worker.queue import WorkerQueue
 from worker.webhooks import guard, signing
@@ -51,8 +51,6 @@ SUPERSEDED = (
     "superseded: the task was resumed after this outcome (a new ending has its own delivery)"
 )
 
-Clock = Callable[[], float]
-
 
 class WebhookDispatcher:
     """Creates and sends the deliveries of one queue's database (see the module docstring)."""
@@ -62,13 +60,13 @@ class WebhookDispatcher:
         queue: WorkerQueue,
         transport: Transport,
         *,
-        clock: Clock = time.time,
+        clock: Clock | None = None,
         resolver: guard.Resolver = guard.system_resolver,
     ) -> None:
         self.queue = queue
         self.config = queue.config
         self._transport = transport
-        self._clock = clock
+        self._clock = queue.clock if clock is None else clock
         self._resolver = resolver
         self._store = WebhookStore(database_of(queue))
         self.settle_s = self.config.busy_timeout + SETTLE_MARGIN_S
@@ -194,7 +192,7 @@ async def webhook_loop(
     stop: asyncio.Event | None = None,
     interval_s: float | None = None,
     transport: Transport | None = None,
-    clock: Clock = time.time,
+    clock: Clock | None = None,
     resolver: guard.Resolver = guard.system_resolver,
 ) -> None:
     """Deliver webhooks every ``interval_s`` (default: the config's ``webhook_interval``)
@@ -226,7 +224,7 @@ async def drain_webhooks(
     timeout_s: float = DRAIN_TIMEOUT_S,
     stop: asyncio.Event | None = None,
     transport: Transport | None = None,
-    clock: Clock = time.time,
+    clock: Clock | None = None,
     resolver: guard.Resolver = guard.system_resolver,
 ) -> bool:
     """Run delivery rounds back to back until no delivery is due now: the deliveries of

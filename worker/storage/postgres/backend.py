@@ -13,6 +13,8 @@ from worker.storage.schema import paused_queues, tasks
 from worker.storage.sql import json_values, state_in
 
 _PENDING = TaskState.PENDING.value
+#: The advisory lock key migrations take (any constant; this one spells "wqmigrat").
+MIGRATION_LOCK = int.from_bytes(b"wqmigrat", "big") - 2**63
 
 
 class PostgresBackend(Backend):
@@ -73,6 +75,16 @@ class PostgresBackend(Backend):
             "AND schedule_at <= :now AND NOT held AND waiting_on = 0 AND queue = :queue "
             "AND (priority > :priority OR (priority = :priority AND id < :id))"
         )
+
+    def migration_lock(self) -> sa.TextClause:
+        # A transaction-level advisory lock: processes on many machines starting at once
+        # migrate one after the other (the later ones find the schema at head); released
+        # with the transaction, even when its connection dies.
+        return sa.text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+
+    def server_time(self) -> sa.TextClause:
+        # clock_timestamp(), not now(): now() is the transaction's start.
+        return sa.text("SELECT extract(epoch FROM clock_timestamp())::float8")
 
     def oldest_pending(self) -> sa.TextClause:
         return sa.text(f"SELECT min(created_at) FROM tasks WHERE state = '{_PENDING}'")
