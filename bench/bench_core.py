@@ -1,8 +1,13 @@
 """Core benchmark: the worker queue's enqueue, drain, latency and stats vs. the raw sqlite3 ceiling.
 
     .venv/bin/python bench/bench_core.py [--runs N] [--quick] [--json PATH]
+        [--database-url postgresql+asyncpg://user@host:port/db]
 
 Every measurement uses a fresh database file in one temporary directory, removed at exit.
+With ``--database-url`` (or ``BENCH_DATABASE_URL``) the same figures, and the runtime's
+(``Worker`` drain, cross-process pickup, from ``bench_runtime``), are then taken on that
+PostgreSQL server too, each run on a new database there (:mod:`postgres_databases`), and the
+two backends are printed side by side.
 Throughput figures are the median of ``--runs`` runs (all runs are printed). The "ceiling" is
 the stdlib ``sqlite3`` module issuing the library's own SQL on a library-created schema.
 
@@ -42,6 +47,8 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any, TypeVar
 
+import bench_runtime
+from postgres_databases import Databases, add_arguments, run_sql, server_url
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -58,6 +65,7 @@ TOKEN = re.compile(r"([\w:.-]+)")  # an id or a lease inside a string parameter
 _files = count()
 _root: list[Path] = []
 CEILING: list[Ceiling] = []  # captured once, in main()
+POSTGRES: list[Databases] = []  # the server of --database-url, if one was given
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,15 @@ def fresh_db(label: str) -> str:
     return str(_root[0] / f"{next(_files):03d}-{label}.db")
 
 
+def fresh(backend: str, label: str) -> str:
+    """A new SQLite file's path, or (``postgresql``) a new database's URL."""
+    return POSTGRES[0].fresh(label) if backend == "postgresql" else fresh_db(label)
+
+
+def url_of(where: str) -> str:
+    return where if where.startswith("postgresql") else f"sqlite+aiosqlite:///{where}"
+
+
 def make_tasks(n: int) -> list[Task]:
     request = TextToSpeechRequest(text="hello", voice_id="kokoro.af_heart")
     return [Task(items=[TaskItem(request=request)]) for _ in range(n)]
@@ -106,10 +123,11 @@ def lib(
     worker_id: str | None = None,
     clock: Callable[[], float] = time.time,
 ) -> T:
-    """Run ``job`` on a freshly opened queue over ``path``, in a new event loop."""
+    """Run ``job`` on a freshly opened queue over ``path`` (or a PostgreSQL URL), in a new
+    event loop."""
 
     async def run() -> T:
-        url = f"sqlite+aiosqlite:///{path}"
+        url = url_of(path)
         config = QueueConfig(database_url=url, sqlite_synchronous=SYNCHRONOUS, busy_timeout=BUSY_S)
         queue = WorkerQueue(config, worker_id=worker_id, clock=clock)
         await queue.initialize()  # creates the schema on a new file
@@ -261,9 +279,9 @@ def settle() -> None:
     gc.collect()
 
 
-def enqueue_rate(mode: str, n: int, chunk: int) -> float:
+def enqueue_rate(mode: str, n: int, chunk: int, backend: str = "sqlite") -> float:
     """Tasks are built before the clock starts; the ceiling's rows (new ids) likewise."""
-    path = fresh_db(f"{mode}-enqueue")
+    path = fresh(backend, f"{mode}-enqueue")
     if mode == "lib":
         tasks = make_tasks(n)
 
@@ -344,9 +362,9 @@ def _drain_child(
         out.put(f"{worker}: {error!r}")
 
 
-def drain_rate(mode: str, n: int, procs: int) -> float:
+def drain_rate(mode: str, n: int, procs: int, backend: str = "sqlite") -> float:
     """Wall time from the first drainer starting (after a start barrier) to the last ending."""
-    path = fresh_db(f"{mode}-drain{procs}")
+    path = fresh(backend, f"{mode}-drain{procs}")
     lib(path, lambda queue: queue.enqueue(make_tasks(n)))  # a drainer holds no other tasks
     raw = CEILING[0] if mode == "raw" else None
     if procs == 1:
@@ -371,7 +389,7 @@ def drain_rate(mode: str, n: int, procs: int) -> float:
 # -- 3. enqueue-to-claim latency -------------------------------------------------------------
 
 
-def latency_ms(n: int, interval_s: float = 0.002) -> tuple[float, float]:
+def latency_ms(n: int, interval_s: float = 0.002, backend: str = "sqlite") -> tuple[float, float]:
     """p50 and p99 of claim time - created_at; the consumer polls, sleeping 1 ms when empty."""
     singles, waits = [[task] for task in make_tasks(n)], list[float]()
 
@@ -392,7 +410,7 @@ def latency_ms(n: int, interval_s: float = 0.002) -> tuple[float, float]:
         settle()
         await asyncio.gather(produce(queue), consume(queue))
 
-    lib(fresh_db("latency"), job, "bench-0")
+    lib(fresh(backend, "latency"), job, "bench-0")
     waits.sort()
     pick = [waits[min(n - 1, round(q * (n - 1)))] * 1000 for q in (0.50, 0.99)]
     return pick[0], pick[1]
@@ -448,6 +466,137 @@ def stats_ms(mode: str, path: str, calls: int = 5) -> list[float]:
         times.append((time.perf_counter() - start) * 1000)
     conn.close()
     return times
+
+
+# -- 6. the same figures on PostgreSQL, and the runtime's -------------------------------------
+
+
+def seed_postgres(rows: int) -> str:
+    """:func:`seed` on a new PostgreSQL database (``generate_series`` in place of the recursive
+    CTE), then ``VACUUM ANALYZE``: the planner's statistics and the visibility map that
+    autovacuum would have made by the time a table holds a million rows."""
+    url, one = POSTGRES[0].fresh("stats"), make_tasks(1)
+    lib(url, lambda queue: queue.enqueue(one))
+
+    async def fill() -> None:
+        columns = str(
+            await run_sql(
+                url,
+                "SELECT string_agg(column_name::text, ',' ORDER BY ordinal_position) "
+                "FROM information_schema.columns WHERE table_name = 'tasks'",
+            )
+        ).split(",")
+        state = (
+            "CASE WHEN i % 100 < 90 THEN 'completed' WHEN i % 100 < 95 THEN 'pending' "
+            "WHEN i % 100 < 97 THEN 'processing' WHEN i % 100 < 98 THEN 'retryable' "
+            "WHEN i % 100 < 99 THEN 'discarded' ELSE 'cancelled' END"
+        )
+        finished = "CASE WHEN i % 100 < 90 OR i % 100 >= 98 THEN t.created_at END"
+        special = {"id": "lpad(i::text, 26, '0')", "state": state, "finished_at": finished}
+        select = ", ".join(special.get(column, f"t.{column}") for column in columns)
+        await run_sql(
+            url,
+            f"INSERT INTO tasks ({', '.join(columns)}) SELECT {select} "
+            "FROM generate_series(1, :rows) AS s(i), (SELECT * FROM tasks LIMIT 1) AS t",
+            rows=rows - 1,
+        )
+        await run_sql(url, "VACUUM ANALYZE tasks")
+
+    asyncio.run(fill())
+    return url
+
+
+def p99(values: list[float]) -> float:
+    return bench_runtime.percentile(values, 0.99)
+
+
+def worker_rate(n: int, procs: int) -> float:
+    """``bench_runtime``'s figure: no-op tasks through ``Worker(concurrency=100, burst=True)``."""
+    return bench_runtime.throughput(POSTGRES[0].fresh(f"worker{procs}"), n, procs)
+
+
+PG = "postgresql"
+#: PostgreSQL aims (the issue's; medians, server on the same machine)
+PG_AIMS = [
+    ("enqueue 1 x {n}", ">=", 50_000.0),
+    ("enqueue {k} x 1,000", ">=", 50_000.0),
+    ("drain, 1 proc", ">=", 10_000.0),
+    ("through Worker, 1 proc", ">=", 5_000.0),
+    ("cross-process pickup p50", "<", 5.0),
+]
+
+
+def measure_postgres(sizes: Sizes, runs: int) -> dict[str, Figure]:
+    """The library's figures of :func:`measure` on PostgreSQL (no raw ceiling), and the
+    runtime's: a ``Worker`` drain and the cross-process pickup of ``bench_runtime``."""
+    n, d, tps = sizes.enqueue, sizes.drain, "tasks/s"
+    plan: list[tuple[Figure, Callable[[], float]]] = [
+        (Figure(f"enqueue 1 x {n:,}", tps), lambda: enqueue_rate("lib", n, n, PG)),
+        (Figure(f"enqueue {n // 1000} x 1,000", tps), lambda: enqueue_rate("lib", n, 1000, PG)),
+        (Figure("drain, 1 proc", tps), lambda: drain_rate("lib", d, 1, PG)),
+        (Figure("drain, 2 procs", tps), lambda: drain_rate("lib", d, 2, PG)),
+        (Figure("through Worker, 1 proc", tps), lambda: worker_rate(d, 1)),
+        (Figure("through Worker, 2 procs", tps), lambda: worker_rate(d, 2)),
+    ]
+    print(f"\n== PostgreSQL {POSTGRES[0].server_version()} ==")
+    print(f"  1-2. bulk enqueue of {n:,}; drain {d:,}: dequeue(100) + complete_many, and through")
+    print("       Worker(concurrency=100, burst=True) (bench_runtime); a new database per run")
+    figs: dict[str, Figure] = {}
+    for figure, job in plan:
+        try:
+            figure.runs = [job() for _ in range(runs)]
+        except Exception as error:  # a broken figure must not hide the others
+            print(f"  {figure.name:<30} FAILED, left out: {error}")
+            continue
+        figure.show()
+        figs[figure.name] = figure
+    print(f"\n  3. enqueue-to-claim latency, {sizes.latency:,} tasks, one every ~2 ms")
+    pairs = [latency_ms(sizes.latency, backend=PG) for _ in range(runs)]
+    samples = max(20, sizes.latency // 10)
+    print(f"     cross-process pickup: idle Worker in another process, {samples} tasks 50 ms apart")
+    pickups = [bench_runtime.pickup(POSTGRES[0].fresh("pickup"), samples) for _ in range(runs)]
+    found = [
+        Figure(f"latency p{q}", "ms", runs=[p[i] for p in pairs]) for i, q in enumerate((50, 99))
+    ] + [
+        Figure("cross-process pickup p50", "ms", runs=[statistics.median(p) for p in pickups]),
+        Figure("cross-process pickup p99", "ms", runs=[p99(p) for p in pickups]),
+    ]
+    rows = sizes.stats_rows
+    print(f"\n  4. get_queue_stats() with {rows:,} rows (5 calls each; median)")
+    start = time.perf_counter()
+    url = seed_postgres(rows)
+    print(f"     seeded {rows:,} rows via INSERT ... SELECT in {time.perf_counter() - start:.1f} s")
+    found.append(Figure(f"get_queue_stats @{rows:,}", "ms", runs=stats_ms("lib", url)))
+    for figure in found:
+        figure.show("calls" if figure.name.startswith("get_") else "runs")
+        figs[figure.name] = figure
+    return figs
+
+
+def report_postgres(
+    sqlite: dict[str, Figure], pg: dict[str, Figure], sizes: Sizes
+) -> list[dict[str, Any]]:
+    print("\n== SQLite vs. PostgreSQL (medians) ==")
+    print(f"  {'figure':<30} {'sqlite':>18} {'postgresql':>18} {'postgresql/sqlite':>18}")
+    for name, figure in pg.items():
+        mine = f"{figure.median:,.1f} {figure.unit}"
+        other = sqlite.get(name)
+        theirs = f"{other.median:,.1f} {other.unit}" if other else "(bench_runtime)"
+        ratio = f"{figure.median / other.median:.3f}" if other else "-"
+        print(f"  {name:<30} {theirs:>18} {mine:>18} {ratio:>18}")
+    print("\n== PostgreSQL aims ==")
+    results = []
+    for pattern, op, aim in PG_AIMS:
+        name = pattern.format(n=f"{sizes.enqueue:,}", k=sizes.enqueue // 1000)
+        if name not in pg:
+            print(f"  {name:<30} {'FAILED':>18}   aim {op} {aim:>9,.0f}   not measured")
+            continue
+        value, unit = pg[name].median, pg[name].unit
+        met = value >= aim if op == ">=" else value < aim
+        shown, verdict = f"{value:,.1f} {unit}", "met" if met else "NOT MET"
+        print(f"  {name:<30} {shown:>18}   aim {op} {aim:>9,.0f}   {verdict}")
+        results.append({"figure": name, "value": value, "aim": f"{op} {aim}", "met": met})
+    return results
 
 
 # -- running and reporting -------------------------------------------------------------------
@@ -567,8 +716,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per throughput figure")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    add_arguments(parser)
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    if (url := server_url(args)) is not None:
+        POSTGRES.append(Databases(url))
+        atexit.register(POSTGRES[0].drop_all)
     env = environment()
     print("== how it was run ==")
     for key, value in env.items():
@@ -583,12 +736,21 @@ def main() -> None:
             print(f"    {op:<15} {text[:width]}{' ...' if len(text) > width else ''}")
     figs = measure(sizes, args.runs)
     aims = report(figs, sizes)
+    pg: dict[str, Figure] = {}
+    if POSTGRES:
+        env["postgresql"] = f"{POSTGRES[0].server_version()}, synchronous_commit=" + (
+            POSTGRES[0].setting("synchronous_commit")
+        )
+        pg = measure_postgres(sizes, args.runs)
+        aims += [{**aim, "backend": PG} for aim in report_postgres(figs, pg, sizes)]
     env["load average after"] = loadavg()
     print(f"\nload average after the run: {env['load average after']}")
     if args.json is not None:
         figures = {name: {**asdict(f), "median": f.median} for name, f in figs.items()}
         payload = {"environment": env, "sizes": asdict(sizes), "runs": args.runs}
         payload |= {"figures": figures, "aims": aims}
+        if pg:
+            payload["postgresql"] = {n: {**asdict(f), "median": f.median} for n, f in pg.items()}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"\nwrote {args.json}")
 

@@ -63,48 +63,60 @@ def registry() -> ProcessorRegistry:
     return handlers
 
 
-def config(path: Path) -> QueueConfig:
+Where = Path | str  # a SQLite file, or a PostgreSQL database's URL
+
+
+def database_url(where: Where) -> str:
+    if isinstance(where, str) and where.startswith("postgresql"):
+        return where
+    return f"sqlite+aiosqlite:///{where}"
+
+
+def config(where: Where) -> QueueConfig:
     return QueueConfig(
-        database_url=f"sqlite+aiosqlite:///{path}",
+        database_url=database_url(where),
         concurrency=100,
         sweep_interval=1.0,
         poll_interval=0.5,
     )
 
 
-async def fill(path: Path, count: int) -> None:
-    async with WorkerQueue(config(path)) as queue:
+async def fill(where: Where, count: int) -> None:
+    async with WorkerQueue(config(where)) as queue:
         for start in range(0, count, 5000):
             size = min(5000, count - start)
             await queue.enqueue([Task(items=[TaskItem(request=Noop())]) for _ in range(size)])
 
 
-async def drain(path: Path) -> dict[str, int]:
-    async with WorkerQueue(config(path)) as queue:
+async def drain(where: Where) -> dict[str, int]:
+    async with WorkerQueue(config(where)) as queue:
         worker = Worker(queue, registry(), burst=True, handle_signals=False)
         return await worker.run()
 
 
-def drain_process(path: str, go: MpEvent) -> None:
+def drain_process(where: Where, go: MpEvent) -> None:
     go.wait()
-    asyncio.run(drain(Path(path)))
+    asyncio.run(drain(where))
 
 
-def throughput(root: Path, count: int, processes: int) -> float:
-    path = root / f"throughput-{processes}-{time.monotonic_ns()}.db"
-    asyncio.run(fill(path, count))
+async def completed(where: Where) -> int:
+    async with WorkerQueue(config(where)) as queue:
+        return (await queue.get_queue_stats())["completed"]
+
+
+def throughput(where: Where, count: int, processes: int) -> float:
+    """No-op tasks/s through ``processes`` workers draining ``count`` tasks from new ``where``."""
+    asyncio.run(fill(where, count))
     if processes == 1:
         started = time.perf_counter()
-        counts = asyncio.run(drain(path))
+        counts = asyncio.run(drain(where))
         elapsed = time.perf_counter() - started
         if counts["completed"] != count:
             raise RuntimeError(f"drained {counts} of {count}")
         return count / elapsed
     context = multiprocessing.get_context("spawn")
     go = context.Event()
-    children = [
-        context.Process(target=drain_process, args=(str(path), go)) for _ in range(processes)
-    ]
+    children = [context.Process(target=drain_process, args=(where, go)) for _ in range(processes)]
     for child in children:
         child.start()
     time.sleep(2.0)  # let the children import and open the database
@@ -115,16 +127,14 @@ def throughput(root: Path, count: int, processes: int) -> float:
         if child.exitcode != 0:
             raise RuntimeError(f"a worker process exited with {child.exitcode}")
     elapsed = time.perf_counter() - started
-    with sqlite3.connect(path) as raw:
-        (done,) = raw.execute("SELECT count(*) FROM tasks WHERE state = 'completed'").fetchone()
-    if done != count:
+    if (done := asyncio.run(completed(where))) != count:
         raise RuntimeError(f"{done} of {count} tasks completed")
     return count / elapsed
 
 
-def idle_worker_process(path: str, ready: MpEvent, stop: MpEvent) -> None:
+def idle_worker_process(where: Where, ready: MpEvent, stop: MpEvent) -> None:
     async def main() -> None:
-        async with WorkerQueue(config(Path(path))) as queue:
+        async with WorkerQueue(config(where)) as queue:
             worker = Worker(queue, registry(), concurrency=4, handle_signals=False)
             job = asyncio.create_task(worker.run())
             ready.set()
@@ -135,13 +145,13 @@ def idle_worker_process(path: str, ready: MpEvent, stop: MpEvent) -> None:
     asyncio.run(main())
 
 
-def pickup(root: Path, samples: int) -> list[float]:
-    """Milliseconds from enqueue to the handler starting in an idle worker process."""
-    path = root / f"pickup-{time.monotonic_ns()}.db"
-    asyncio.run(fill(path, 0))
+def pickup(where: Where, samples: int) -> list[float]:
+    """Milliseconds from enqueue to the handler starting in an idle worker process (on a
+    new ``where``)."""
+    asyncio.run(fill(where, 0))
     context = multiprocessing.get_context("spawn")
     ready, stop = context.Event(), context.Event()
-    child = context.Process(target=idle_worker_process, args=(str(path), ready, stop))
+    child = context.Process(target=idle_worker_process, args=(where, ready, stop))
     child.start()
     try:
         if not ready.wait(60):
@@ -150,7 +160,7 @@ def pickup(root: Path, samples: int) -> list[float]:
 
         async def send() -> list[str]:
             ids = []
-            async with WorkerQueue(config(path)) as queue:
+            async with WorkerQueue(config(where)) as queue:
                 for _ in range(samples):
                     task = Task(items=[TaskItem(request=Noop(sent_at=time.time()))])
                     await queue.enqueue([task])
@@ -204,12 +214,19 @@ def main() -> None:
     figures: dict[str, Any] = {}
     try:
         for processes in (1, 2):
-            runs = [throughput(root, count, processes) for _ in range(args.runs)]
+            runs = [
+                throughput(
+                    root / f"throughput-{processes}-{time.monotonic_ns()}.db", count, processes
+                )
+                for _ in range(args.runs)
+            ]
             figures[f"workers_{processes}_proc_tasks_per_s"] = median_of(runs)
             shown = " / ".join(f"{r:,.0f}" for r in runs)
             print(f"  through Worker, {processes} process(es): {shown} "
                   f"-> median {median_of(runs):,.0f} tasks/s")  # fmt: skip
-        latencies = [pickup(root, samples) for _ in range(args.runs)]
+        latencies = [
+            pickup(root / f"pickup-{time.monotonic_ns()}.db", samples) for _ in range(args.runs)
+        ]
         p50s = [statistics.median(run) for run in latencies]
         p99s = [percentile(run, 0.99) for run in latencies]
         figures["pickup_p50_ms"] = median_of(p50s)
