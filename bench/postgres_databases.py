@@ -2,15 +2,18 @@
 
 A PostgreSQL figure needs a database no earlier run has touched (a drain of a table that
 held 50,000 dead rows is not the drain of a new one), so each run gets its own, created here
-and dropped at the end. The server comes from :func:`server_url`: today the URL given with
-``--database-url`` (or ``BENCH_DATABASE_URL``); a server the benchmark starts itself (initdb
-and pg_ctl in a temporary directory) is the other thing that function may return later.
+and dropped at the end. The server comes from :func:`server_url`: the URL given with
+``--database-url`` (or ``BENCH_DATABASE_URL``), or with ``--backend postgres`` a throwaway
+server the benchmark starts itself (:mod:`postgres`: initdb and pg_ctl in a temporary
+directory, PostgreSQL's durable defaults), stopped at exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import contextlib
 import logging
 import os
 import secrets
@@ -19,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
+from postgres import add_backend_option, benchmark_server
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -29,6 +33,7 @@ PREFIX = "bench_"  # every database made here starts with it
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_backend_option(parser)
     parser.add_argument(
         "--database-url",
         default=os.environ.get(ENV_VAR),
@@ -46,7 +51,14 @@ def server_url(args: argparse.Namespace) -> str | None:
     url: str | None = args.database_url
     if url is not None and not url.startswith("postgresql"):
         raise SystemExit(f"--database-url must be a postgresql URL, got {url!r}")
+    if url is None and args.backend == "postgres":
+        server = _servers.enter_context(benchmark_server())
+        atexit.register(_servers.close)
+        url = server.url("postgres")
     return url
+
+
+_servers = contextlib.ExitStack()  # the server --backend postgres started, stopped at exit
 
 
 def _with_database(url: str, name: str) -> str:

@@ -9,6 +9,7 @@ the database URL's scheme chose.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,12 @@ class Backend(ABC):
     @abstractmethod
     def position(self) -> sa.TextClause:
         """How many claimable tasks of ``:queue`` come before (``:priority``, ``:id``)."""
+
+    def bulk_insert(self, columns: Sequence[str]) -> sa.TextClause | None:
+        """One statement that inserts many tasks given one parameter per column (each a
+        list of the rows' values, named after the column), for backends where that beats
+        a row-by-row ``executemany`` (None: use ``executemany``)."""
+        return None
 
     def migration_lock(self) -> sa.TextClause | None:
         """A statement that makes this transaction the only one migrating the database

@@ -84,7 +84,7 @@ INSERT_COLUMNS = (
 
 
 #: What :func:`prepare` compiles.
-Buildable = sa.Insert | sa.Update | sa.Delete | sa.Select[Any] | sa.TextualSelect
+Buildable = sa.Insert | sa.Update | sa.Delete | sa.Select[Any] | sa.TextualSelect | sa.TextClause
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +158,9 @@ class Statements:
             ),
             dialect,
         )
+        bulk = self.backend.bulk_insert(INSERT_COLUMNS)
+        #: The backend's one-statement insert of many rows (one list per column), if any.
+        self.bulk_insert = None if bulk is None else prepare(bulk, dialect)
         self.claim = prepare(_claim(self.backend, by_queue=False), dialect)
         self.claim_by_queue = prepare(_claim(self.backend, by_queue=True), dialect)
         self.any_due = prepare(self.backend.due(by_queue=False, limit=False), dialect)
