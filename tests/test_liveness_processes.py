@@ -73,10 +73,10 @@ async def freeze_between_writes(database_url: str, pid: int) -> None:
     # end, and lets only reads in while held.
     engine = create_async_engine(database_url)
     try:
-        async with engine.connect() as conn, conn.begin():
-            await conn.execute(sa.text("LOCK TABLE tasks, workers IN EXCLUSIVE MODE"))
+        async with engine.connect() as locker:  # its transaction begins with the LOCK
+            await locker.execute(sa.text("LOCK TABLE tasks, workers IN EXCLUSIVE MODE"))
             os.kill(pid, signal.SIGSTOP)
-            await conn.rollback()
+            await locker.rollback()
     finally:
         await engine.dispose()
 
