@@ -1,6 +1,6 @@
 """A queue client run as a separate OS process by ``tests/test_processes.py``.
 
-Usage: ``python -m tests.proc_worker COMMAND --db PATH [options]`` from the repository root.
+Usage: ``python -m tests.proc_worker COMMAND --db URL [options]`` from the repository root.
 
 Commands:
 
@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from tests.support import make_task, sqlite_url
+from tests.support import make_task, url_of
 from worker import Completion, QueueConfig, WorkerQueue
 from worker.webhooks.store import database_of
 
@@ -71,7 +71,7 @@ def announce(line: str) -> None:
 
 def make_config(args: argparse.Namespace) -> QueueConfig:
     return QueueConfig(
-        database_url=sqlite_url(Path(args.db)),
+        database_url=url_of(args.db),
         default_visibility_timeout=float(args.visibility_timeout),
         default_max_attempts=int(args.max_attempts),
         retry_base_delay=0.0,
@@ -262,7 +262,7 @@ def parser() -> argparse.ArgumentParser:
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--db", required=True, help="SQLite database file")
+        sub.add_argument("--db", required=True, help="database URL (or SQLite file)")
         sub.add_argument("--visibility-timeout", type=float, default=30.0)
         sub.add_argument("--max-attempts", type=int, default=3)
         sub.add_argument("--hang-seconds", type=float, default=60.0)

@@ -1,6 +1,6 @@
 """A test request kind and its handler, and a worker run as a separate OS process.
 
-Usage: ``python -m tests.runtime_worker --db PATH [options]`` from the repository root. The
+Usage: ``python -m tests.runtime_worker --db URL [options]`` from the repository root. The
 worker registers the ``job`` handler (below), writes ``--ready-file`` once it runs, and runs a
 :class:`worker.Worker` until a signal (or, with ``--burst``, until the queue runs dry). It exits
 (code 6) if its parent goes away, so that an orphan cannot live on.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, JsonValue
 
-from tests.support import sqlite_url
+from tests.support import url_of
 from worker import (
     ProcessorRegistry,
     QueueConfig,
@@ -61,10 +61,11 @@ async def add(a: float, b: float) -> float:
     return a + b
 
 
-def runtime_config(db: Path, **fields: object) -> QueueConfig:
-    """Settings for runtime tests: real time, short intervals, retries due at once."""
+def runtime_config(db: str | Path, **fields: object) -> QueueConfig:
+    """Settings for runtime tests on ``db`` (a URL, or a SQLite file's path): real time,
+    short intervals, retries due at once."""
     values: dict[str, object] = {
-        "database_url": sqlite_url(db),
+        "database_url": url_of(db),
         "default_visibility_timeout": 5.0,
         "retry_base_delay": 0.0,
         "sweep_interval": 0.05,
@@ -139,7 +140,7 @@ async def watch_parent(worker: Worker) -> None:
 
 async def main_async(args: argparse.Namespace) -> int:
     config = runtime_config(
-        Path(args.db),
+        args.db,
         default_visibility_timeout=args.visibility_timeout,
         shutdown_grace=args.grace,
         sweep_interval=args.sweep_interval,
@@ -171,7 +172,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     top = argparse.ArgumentParser(prog="python -m tests.runtime_worker", description=__doc__)
-    top.add_argument("--db", required=True)
+    top.add_argument("--db", required=True, help="database URL (or SQLite file)")
     top.add_argument("--ready-file", required=True)
     top.add_argument("--visibility-timeout", type=float, default=30.0)
     top.add_argument("--grace", type=float, default=30.0)

@@ -20,7 +20,7 @@ class Spawner:
         self.directory = directory
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, db: Path, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, db: str | Path, *args: str) -> subprocess.Popen[bytes]:
         n = len(self.procs)
         with (
             (self.directory / f"worker{n}.out").open("wb") as out,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,13 @@ def make_task(text: str = "Hello, world!", **fields: Any) -> Task:
 
 def sqlite_url(path: object) -> str:
     return f"sqlite+aiosqlite:///{path}"
+
+
+def url_of(database: str | os.PathLike[str]) -> str:
+    """A database URL as given, or a SQLite file's path as its URL: what the test helpers
+    (and the worker programs they spawn) accept, so one test runs on either backend."""
+    text = os.fspath(database)
+    return text if "://" in text else sqlite_url(text)
 
 
 async def raw_sql(

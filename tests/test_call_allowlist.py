@@ -185,11 +185,11 @@ def test_trusted_dotted_paths_of_the_registry_are_not_restricted(module: str) ->
 
 
 async def test_a_call_task_cannot_walk_out_of_its_module(
-    module: str, db_path: Path, tmp_path: Path
+    module: str, database_url: str, tmp_path: Path
 ) -> None:
     made = tmp_path / "made-by-os-mkdir"
     task = await run_one(
-        db_path,
+        database_url,
         CallRequest(target=f"{module}:os.mkdir", args=[str(made)]),
         call_allowed_modules=[module],
         max_attempts=3,
@@ -202,7 +202,9 @@ async def test_a_call_task_cannot_walk_out_of_its_module(
         f"that '{module}' imports; a module must be allowed by its own entry"
     )
     done = await run_one(
-        db_path, CallRequest(target=f"{module}:Box.make", args=[7]), call_allowed_modules=[module]
+        database_url,
+        CallRequest(target=f"{module}:Box.make", args=[7]),
+        call_allowed_modules=[module],
     )
     assert done.state is TaskState.COMPLETED
     assert done.items[0].result == {"made": 7}

@@ -13,13 +13,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 from pydantic import JsonValue
 
 from tests.runtime_worker import job_task
-from tests.support import sqlite_url
 from worker import (
     ProcessorRegistry,
     QueueConfig,
@@ -75,9 +73,9 @@ async def cancelled_within(queue: WorkerQueue, task_id: str, started: float) -> 
 
 @pytest.mark.parametrize("asker", ["same queue", "another queue object"])
 async def test_a_cancel_interrupts_the_handler_with_default_settings(
-    db_path: Path, asker: str
+    database_url: str, asker: str
 ) -> None:
-    config = QueueConfig(database_url=sqlite_url(db_path))
+    config = QueueConfig(database_url=database_url)
     assert config.default_visibility_timeout == 3600
     handler = Sleeper()
     async with WorkerQueue(config) as queue, WorkerQueue(config) as other:
@@ -99,7 +97,7 @@ async def test_a_cancel_interrupts_the_handler_with_default_settings(
 
 
 async def test_the_watch_sleeps_between_looks_while_a_task_runs(
-    db_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """While a handler runs, the watch wakes every STAT_INTERVAL_S (50 ms), not in a tight
     loop: a spinning watch held the GIL from handlers' threads (Piper ran at half speed)."""
@@ -113,7 +111,7 @@ async def test_the_watch_sleeps_between_looks_while_a_task_runs(
 
     monkeypatch.setattr(RunWatcher, "_sleep", counted)
     handler = Sleeper()
-    async with WorkerQueue(QueueConfig(database_url=sqlite_url(db_path))) as queue:
+    async with WorkerQueue(QueueConfig(database_url=database_url)) as queue:
         await queue.enqueue([job_task()])
         async with worker_running(queue, handler):
             async with asyncio.timeout(DEADLINE_S):

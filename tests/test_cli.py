@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.support import make_task, sqlite_url
+from tests.support import make_task, sqlite_url, url_of
 from worker import QueueConfig, TaskState, WorkerQueue
 from worker.migrate import head_revision
 
@@ -48,12 +48,12 @@ def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return {**env, "COLUMNS": "200", **(extra or {})}
 
 
-def wq_command(db: Path | None, *args: str) -> list[str]:
+def wq_command(db: str | Path | None, *args: str) -> list[str]:
     database = [] if db is None else ["--db", str(db)]
     return [sys.executable, "-m", "worker", *database, *args]
 
 
-def wq(db: Path | None, *args: str, env: Mapping[str, str] | None = None) -> Result:
+def wq(db: str | Path | None, *args: str, env: Mapping[str, str] | None = None) -> Result:
     proc = subprocess.run(
         wq_command(db, *args), capture_output=True, text=True, env=cli_env(env), cwd=ROOT,
         timeout=60, check=False,
@@ -62,7 +62,7 @@ def wq(db: Path | None, *args: str, env: Mapping[str, str] | None = None) -> Res
 
 
 def wq_all(
-    db: Path, *commands: tuple[str, ...], env: Mapping[str, str] | None = None
+    db: str | Path, *commands: tuple[str, ...], env: Mapping[str, str] | None = None
 ) -> list[Result]:
     """Run independent invocations side by side (each start-up costs about half a second)."""
     procs = [
@@ -91,9 +91,9 @@ def one_error_line(result: Result) -> str:
     return lines[0]
 
 
-def with_queue(db: Path, operation: Callable[[WorkerQueue], Awaitable[T]]) -> T:
+def with_queue(db: str | Path, operation: Callable[[WorkerQueue], Awaitable[T]]) -> T:
     async def main() -> T:
-        async with WorkerQueue(QueueConfig(database_url=sqlite_url(db))) as queue:
+        async with WorkerQueue(QueueConfig(database_url=url_of(db))) as queue:
             return await operation(queue)
 
     return asyncio.run(main())
@@ -120,9 +120,9 @@ def test_db_upgrade_prints_the_revision(tmp_path: Path) -> None:
     assert (tmp_path / "sub" / "b.db").exists()
 
 
-def test_a_task_through_status_list_why_hold_resume_and_cancel(db_path: Path) -> None:
+def test_a_task_through_status_list_why_hold_resume_and_cancel(database_url: str) -> None:
     submitted = wq(
-        db_path, "submit", "tts", "Hello there", "--voice", VOICE, "--queue", "speech",
+        database_url, "submit", "tts", "Hello there", "--voice", VOICE, "--queue", "speech",
         "--priority", "high", "--delay", "5m", "--name", "greeting", "--format", "mp3",
         "--speed", "1.5", "--max-attempts", "5", "--timeout", "2m",
         "--idempotency-key", "greeting-1", "--json",
@@ -140,9 +140,9 @@ def test_a_task_through_status_list_why_hold_resume_and_cancel(db_path: Path) ->
     assert (request["text"], request["voice_id"]) == ("Hello there", VOICE)
     assert (request["output_format"], request["speed"]) == ("mp3", 1.5)
 
-    assert wq(db_path, "hold", task_id).out.strip() == f"{task_id} pending (held)"
+    assert wq(database_url, "hold", task_id).out.strip() == f"{task_id} pending (held)"
     status, listed, table, why = wq_all(
-        db_path,
+        database_url,
         ("status", task_id),
         ("list", "--state", "pending", "--queue", "speech", "--json"),
         ("list",),
@@ -159,25 +159,28 @@ def test_a_task_through_status_list_why_hold_resume_and_cancel(db_path: Path) ->
     assert "held" in why.out
     assert len(why.out.strip().splitlines()) == 1
 
-    assert wq(db_path, "resume", task_id, "--json").json() == {"id": task_id, "state": "pending"}
-    not_held = wq(db_path, "resume", task_id)
+    assert wq(database_url, "resume", task_id, "--json").json() == {
+        "id": task_id,
+        "state": "pending",
+    }
+    not_held = wq(database_url, "resume", task_id)
     assert not_held.code == 1
     assert f"cannot resume task '{task_id}': it is pending" in one_error_line(not_held)
-    assert wq(db_path, "cancel", task_id).out.strip() == f"{task_id} cancelled"
+    assert wq(database_url, "cancel", task_id).out.strip() == f"{task_id} cancelled"
 
 
-def test_unknown_ids_exit_1_naming_the_id(db_path: Path) -> None:
-    with_queue(db_path, lambda queue: queue.get_queue_stats())
-    for result in wq_all(db_path, ("status", UNKNOWN_ID), ("cancel", UNKNOWN_ID)):
+def test_unknown_ids_exit_1_naming_the_id(database_url: str) -> None:
+    with_queue(database_url, lambda queue: queue.get_queue_stats())
+    for result in wq_all(database_url, ("status", UNKNOWN_ID), ("cancel", UNKNOWN_ID)):
         assert result.code == 1, result
         assert UNKNOWN_ID in one_error_line(result)
         assert result.out == ""
 
 
-def test_usage_errors_exit_2(db_path: Path) -> None:
-    with_queue(db_path, lambda queue: queue.get_queue_stats())
+def test_usage_errors_exit_2(database_url: str) -> None:
+    with_queue(database_url, lambda queue: queue.get_queue_stats())
     bad_delay, bad_age, bad_voice, bad_state = wq_all(
-        db_path,
+        database_url,
         ("submit", "tts", "hi", "--voice", VOICE, "--delay", "5x"),
         ("purge", "--older-than", "a week"),
         ("submit", "tts", "hi", "--voice", "nobody"),
@@ -191,15 +194,17 @@ def test_usage_errors_exit_2(db_path: Path) -> None:
     assert "invalid tts request: voice_id" in one_error_line(bad_voice)
     assert bad_state.code == 2
     assert "Traceback" not in bad_state.err
-    bad_config = wq(db_path, "list", env={"QUEUE_MAX_ATTEMPTS": "0"})
+    bad_config = wq(database_url, "list", env={"QUEUE_MAX_ATTEMPTS": "0"})
     assert bad_config.code == 2
     assert "QUEUE_MAX_ATTEMPTS" in one_error_line(bad_config)
-    assert with_queue(db_path, lambda queue: queue.get_queue_stats()) == {
+    assert with_queue(database_url, lambda queue: queue.get_queue_stats()) == {
         **{state.value: 0 for state in TaskState},
         "total": 0,
     }
 
 
+@pytest.mark.sqlite_only("a file that is not a database, and SQLite's write lock held")
+@pytest.mark.usefixtures("backend")
 def test_storage_errors_exit_3(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database file, not at all" * 200)
@@ -219,7 +224,7 @@ def test_storage_errors_exit_3(tmp_path: Path) -> None:
     assert "database is locked" in one_error_line(locked)
 
 
-def test_resume_pause_stats_and_purge(db_path: Path) -> None:
+def test_resume_pause_stats_and_purge(database_url: str) -> None:
     async def setup(queue: WorkerQueue) -> tuple[str, str]:
         failed, done = make_task(queue="audio"), make_task(queue="audio")
         await queue.enqueue([failed, done])
@@ -228,16 +233,16 @@ def test_resume_pause_stats_and_purge(db_path: Path) -> None:
         await queue.mark_as_complete(done.id, results=["out.wav"])
         return failed.id, done.id
 
-    failed_id, done_id = with_queue(db_path, setup)
-    done_panel, failed_panel = wq_all(db_path, ("status", done_id), ("status", failed_id))
+    failed_id, done_id = with_queue(database_url, setup)
+    done_panel, failed_panel = wq_all(database_url, ("status", done_id), ("status", failed_id))
     assert '"out.wav"' in done_panel.out
     assert "completed" in done_panel.out
     assert "voice not installed" in failed_panel.out
 
-    assert wq(db_path, "resume", failed_id).out.strip() == f"{failed_id} pending"
-    assert wq(db_path, "pause", "audio").out.strip() == "queue audio paused"
+    assert wq(database_url, "resume", failed_id).out.strip() == f"{failed_id} pending"
+    assert wq(database_url, "pause", "audio").out.strip() == "queue audio paused"
     why, figures, table = wq_all(
-        db_path, ("why", failed_id), ("stats", "--json"), ("stats", "--queue", "audio")
+        database_url, ("why", failed_id), ("stats", "--json"), ("stats", "--queue", "audio")
     )
     assert why.out.startswith("queue 'audio' is paused")
     stats = figures.json()
@@ -247,17 +252,17 @@ def test_resume_pause_stats_and_purge(db_path: Path) -> None:
     assert stats["completed"] == 1
     assert "audio (paused)" in table.out
     assert "throughput" in table.out
-    assert wq(db_path, "unpause", "audio").out.strip() == "queue audio unpaused"
+    assert wq(database_url, "unpause", "audio").out.strip() == "queue audio unpaused"
 
-    purged = wq(db_path, "purge", "--older-than", "0s", "--state", "completed", "--json")
+    purged = wq(database_url, "purge", "--older-than", "0s", "--state", "completed", "--json")
     assert purged.json() == {"deleted": 1, "older_than_s": 0.0, "states": ["completed"]}
-    assert with_queue(db_path, lambda queue: queue.get_queue_stats())["completed"] == 0
+    assert with_queue(database_url, lambda queue: queue.get_queue_stats())["completed"] == 0
 
 
-def test_stats_watch_refreshes_until_interrupted(db_path: Path) -> None:
-    with_queue(db_path, lambda queue: queue.get_queue_stats())
+def test_stats_watch_refreshes_until_interrupted(database_url: str) -> None:
+    with_queue(database_url, lambda queue: queue.get_queue_stats())
     proc = subprocess.Popen(
-        wq_command(db_path, "stats", "--watch", "--interval", "0.1s"),
+        wq_command(database_url, "stats", "--watch", "--interval", "0.1s"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=cli_env({"PYTHONFAULTHANDLER": "1"}), cwd=ROOT,
     )  # fmt: skip

@@ -32,7 +32,7 @@ def sleeper(queue: str = "work") -> Task:
     return Task(items=[TaskItem(request=CommandRequest(argv=["sleep", "120"]))], queue=queue)
 
 
-def wait_until_running(db: Path, task_id: str, deadline_s: float = 60.0) -> None:
+def wait_until_running(db: str | Path, task_id: str, deadline_s: float = 60.0) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         task = with_queue(db, lambda queue: queue.get_task(task_id))
@@ -42,7 +42,7 @@ def wait_until_running(db: Path, task_id: str, deadline_s: float = 60.0) -> None
     raise AssertionError(f"task {task_id} never started")
 
 
-def test_cancel_waits_for_a_running_task_and_worker_logs_json(db_path: Path) -> None:
+def test_cancel_waits_for_a_running_task_and_worker_logs_json(database_url: str) -> None:
     waited, at_once, unserved = sleeper(), sleeper(), sleeper(queue="nobody-serves")
 
     async def setup(queue: WorkerQueue) -> None:
@@ -50,17 +50,17 @@ def test_cancel_waits_for_a_running_task_and_worker_logs_json(db_path: Path) -> 
         claimed = await queue.dequeue(queues=["nobody-serves"])  # leased, never stopped
         assert [task.id for task in claimed] == [unserved.id]
 
-    with_queue(db_path, setup)
+    with_queue(database_url, setup)
     worker = subprocess.Popen(
-        wq_command(db_path, "worker", "--queue", "work", "--log-format", "json"),
+        wq_command(database_url, "worker", "--queue", "work", "--log-format", "json"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(WORKER_ENV),
         cwd=ROOT,
     )  # fmt: skip
     try:
-        wait_until_running(db_path, waited.id)
-        wait_until_running(db_path, at_once.id)
+        wait_until_running(database_url, waited.id)
+        wait_until_running(database_url, at_once.id)
         cancelled, quick, stuck, stuck_text = wq_all(
-            db_path,
+            database_url,
             ("cancel", waited.id, "--wait", "60s"),
             ("cancel", at_once.id, "--no-wait"),
             ("cancel", unserved.id, "--wait", "0.5s", "--json"),

@@ -21,7 +21,7 @@ from tests.test_cli_config import python
 HEAVY = ("alembic", "worker.runtime", "worker.migrate", "tts.engines", "rich.live")
 
 
-def wq_with_bug(db: Path, *args: str) -> Result:
+def wq_with_bug(db: str | Path, *args: str) -> Result:
     """``wq ARGS`` in a process whose ``WorkerQueue.list_tasks`` raises RuntimeError."""
     code = (
         "import sys\n"
@@ -36,15 +36,15 @@ def wq_with_bug(db: Path, *args: str) -> Result:
     return python(code)
 
 
-def test_an_unexpected_error_is_one_line_and_exit_70(db_path: Path) -> None:
-    with_queue(db_path, lambda queue: queue.get_queue_stats())
-    result = wq_with_bug(db_path, "--db", str(db_path), "list")
+def test_an_unexpected_error_is_one_line_and_exit_70(database_url: str) -> None:
+    with_queue(database_url, lambda queue: queue.get_queue_stats())
+    result = wq_with_bug(database_url, "--db", database_url, "list")
     assert result.code == 70, result
     assert one_error_line(result) == (
         "wq: error: internal error: RuntimeError: the list broke "
         "(wq --debug ... shows the traceback)"
     )
-    debug = wq_with_bug(db_path, "--debug", "--db", str(db_path), "list")
+    debug = wq_with_bug(database_url, "--debug", "--db", database_url, "list")
     assert debug.code == 70, debug
     lines = debug.err.strip().splitlines()
     assert lines[0] == "Traceback (most recent call last):"
@@ -52,7 +52,7 @@ def test_an_unexpected_error_is_one_line_and_exit_70(db_path: Path) -> None:
     assert lines[-1].startswith("wq: error: internal error: RuntimeError: the list broke")
 
 
-def imported_by(db: Path, *args: str) -> set[str]:
+def imported_by(db: str | Path, *args: str) -> set[str]:
     """The modules a ``wq ARGS`` process had loaded when it exited."""
     code = (
         "import atexit, json, sys\n"
@@ -66,16 +66,16 @@ def imported_by(db: Path, *args: str) -> set[str]:
     return set(json.loads(result.err.strip().splitlines()[-1]))
 
 
-def test_help_and_reads_load_only_what_they_use(db_path: Path) -> None:
-    with_queue(db_path, lambda queue: queue.get_queue_stats())
+def test_help_and_reads_load_only_what_they_use(database_url: str) -> None:
+    with_queue(database_url, lambda queue: queue.get_queue_stats())
     for args in (("--help",), ("list", "--help"), ("list",), ("stats",)):
-        modules = imported_by(db_path, *args)
+        modules = imported_by(database_url, *args)
         loaded = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
         assert loaded == [], args
         if "--help" in args:  # no database, no models, no tables to draw
             assert not {"sqlalchemy", "rich", "worker.queue", "worker.models"} & modules, args
     # typer converts a command's parameters with pydantic, but wq alone does not need it.
-    assert "pydantic" not in imported_by(db_path, "--help")
+    assert "pydantic" not in imported_by(database_url, "--help")
 
 
 def test_a_broken_plugin_is_a_warning_and_the_rest_of_wq_works(

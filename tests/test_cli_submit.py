@@ -26,9 +26,9 @@ from worker import Task, WorkerQueue
 pytestmark = pytest.mark.timeout(90)
 
 
-def test_submit_command_and_call_with_their_options(db_path: Path) -> None:
+def test_submit_command_and_call_with_their_options(database_url: str) -> None:
     command = wq(
-        db_path, "submit", "command", "--cwd", str(ROOT), "--env", "A=1", "-e", "URL=a=b",
+        database_url, "submit", "command", "--cwd", str(ROOT), "--env", "A=1", "-e", "URL=a=b",
         "--timeout", "30", "--queue", "jobs", "--priority", "-5", "--json",
         "--", sys.executable, "-c", "print(1)", "--json",
     )  # fmt: skip
@@ -42,7 +42,7 @@ def test_submit_command_and_call_with_their_options(db_path: Path) -> None:
     assert (first["queue"], first["priority"]) == ("jobs", -5)
 
     call = wq(
-        db_path, "submit", "call", "os.path:join", "--args", '["a", "b"]', "--kwargs", "{}",
+        database_url, "submit", "call", "os.path:join", "--args", '["a", "b"]', "--kwargs", "{}",
         "--depends-on", first["id"], "--priority", "critical", "--idempotency-key", "join-1",
         "--json",
     )  # fmt: skip
@@ -60,7 +60,7 @@ def test_submit_command_and_call_with_their_options(db_path: Path) -> None:
     )
 
     bad_args, bad_env = wq_all(
-        db_path,
+        database_url,
         ("submit", "call", "os.path:join", "--args", '{"a": 1}'),
         ("submit", "command", "--env", "NOVALUE", "--", "true"),
     )
@@ -68,16 +68,16 @@ def test_submit_command_and_call_with_their_options(db_path: Path) -> None:
     assert "expected a JSON array" in bad_args.err
     assert bad_env.code == 2
     assert "NAME=VALUE" in bad_env.err
-    assert with_queue(db_path, lambda queue: queue.get_queue_stats())["total"] == 2
+    assert with_queue(database_url, lambda queue: queue.get_queue_stats())["total"] == 2
 
 
-def test_an_idempotency_key_in_use_returns_the_live_task(db_path: Path) -> None:
-    first = wq(db_path, "submit", "tts", "once", "--voice", VOICE, "--idempotency-key", "k1")
-    again = wq(db_path, "submit", "tts", "once", "--voice", VOICE, "--idempotency-key", "k1")
+def test_an_idempotency_key_in_use_returns_the_live_task(database_url: str) -> None:
+    first = wq(database_url, "submit", "tts", "once", "--voice", VOICE, "--idempotency-key", "k1")
+    again = wq(database_url, "submit", "tts", "once", "--voice", VOICE, "--idempotency-key", "k1")
     assert (again.code, again.out) == (0, first.out), again.err
 
 
-def _start_waiting(db: Path, name: str, *extra: str) -> subprocess.Popen[str]:
+def _start_waiting(db: str | Path, name: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         wq_command(db, "submit", "tts", f"Say {name}", "--voice", VOICE, "--name", name,
                    "--wait", *extra),
@@ -85,10 +85,10 @@ def _start_waiting(db: Path, name: str, *extra: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def test_submit_wait_exits_0_when_completed_and_4_when_discarded(db_path: Path) -> None:
-    with_queue(db_path, lambda queue: queue.get_queue_stats())  # migrate once, up front
-    done = _start_waiting(db_path, "done")
-    failed = _start_waiting(db_path, "failed", "--json")
+def test_submit_wait_exits_0_when_completed_and_4_when_discarded(database_url: str) -> None:
+    with_queue(database_url, lambda queue: queue.get_queue_stats())  # migrate once, up front
+    done = _start_waiting(database_url, "done")
+    failed = _start_waiting(database_url, "failed", "--json")
     try:
         assert done.stdout is not None
         done_id = done.stdout.readline().strip()
@@ -106,7 +106,7 @@ def test_submit_wait_exits_0_when_completed_and_4_when_discarded(db_path: Path) 
             await queue.mark_as_complete(ok.id, lease_id=ok.lease_id, results=["done.wav"])
             await queue.mark_as_discarded(bad.id, "voice not installed", lease_id=bad.lease_id)
 
-        with_queue(db_path, work)
+        with_queue(database_url, work)
         rest, done_err = done.communicate(timeout=30)
         failed_out, failed_err = failed.communicate(timeout=30)
     finally:
@@ -123,23 +123,24 @@ def test_submit_wait_exits_0_when_completed_and_4_when_discarded(db_path: Path) 
     )
 
 
-def test_worker_burst_runs_submitted_work(db_path: Path) -> None:
+def test_worker_burst_runs_submitted_work(database_url: str) -> None:
     allow = {"QUEUE_ALLOW_COMMANDS": "true"}
-    with_queue(db_path, lambda queue: queue.get_queue_stats())
+    with_queue(database_url, lambda queue: queue.get_queue_stats())
     waiting = subprocess.Popen(
-        wq_command(db_path, "submit", "command", "--wait", "--", sys.executable, "-c", "print(1)"),
+        wq_command(database_url, "submit", "command", "--wait", "--",
+                   sys.executable, "-c", "print(1)"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(allow), cwd=ROOT,
     )  # fmt: skip
     try:
         assert waiting.stdout is not None
         ok_id = waiting.stdout.readline().strip()
         failing = wq(
-            db_path, "submit", "command", "--max-attempts", "1",
+            database_url, "submit", "command", "--max-attempts", "1",
             "--", sys.executable, "-c", "raise SystemExit(3)",
         )  # fmt: skip
         bad_id = failing.out.strip()
         burst, missing = wq_all(
-            db_path,
+            database_url,
             ("worker", "--burst", "-c", "2", "-q", "default", "--log-level", "warning"),
             ("worker", "--burst", "--processors", "no_such_module_xyz"),
             env=allow,
@@ -154,7 +155,7 @@ def test_worker_burst_runs_submitted_work(db_path: Path) -> None:
     async def read(queue: WorkerQueue) -> tuple[Task, Task]:
         return await queue.get_task(ok_id), await queue.get_task(bad_id)
 
-    ok, bad = with_queue(db_path, read)
+    ok, bad = with_queue(database_url, read)
     assert ok.items[0].result == {"exit_code": 0, "stdout_tail": "1\n", "stderr_tail": ""}
     assert bad.state == "discarded"
     assert "code 3" in (bad.last_error or "")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,14 +106,14 @@ async def test_a_nul_in_an_error_is_kept_escaped_not_cut_short(
 
 
 async def test_an_exception_message_with_a_lone_surrogate_ends_in_a_readable_retry(
-    db_path: Path,
+    database_url: str,
 ) -> None:
     async def fails(item: TaskItem, ctx: TaskContext) -> JsonValue:
         raise OSError(f"cannot open {BAD}")
 
     registry = ProcessorRegistry()
     registry.add("job", fails)
-    async with WorkerQueue(runtime_config(db_path, default_max_attempts=2)) as queue:
+    async with WorkerQueue(runtime_config(database_url, default_max_attempts=2)) as queue:
         await queue.enqueue([job_task()])
         async with asyncio.timeout(30):
             await Worker(queue, registry, burst=True, handle_signals=False).run()
@@ -164,14 +163,14 @@ async def test_results_as_deep_as_the_limit_are_kept_and_no_deeper(queue: Worker
 
 @pytest.mark.parametrize("result", [BAD, nested(MAX_JSON_DEPTH + 1)], ids=["text", "deep"])
 async def test_a_handler_result_the_database_cannot_hold_discards_that_task_alone(
-    db_path: Path, result: JsonValue
+    database_url: str, result: JsonValue
 ) -> None:
     async def odd(item: TaskItem, ctx: TaskContext) -> JsonValue:
         return result if item.request.name == "odd" else "fine"  # type: ignore[attr-defined]
 
     registry = ProcessorRegistry()
     registry.add("job", odd)
-    async with WorkerQueue(runtime_config(db_path)) as queue:
+    async with WorkerQueue(runtime_config(database_url)) as queue:
         bad, good = job_task(name="odd"), job_task()
         await queue.enqueue([bad, good])
         async with asyncio.timeout(30):
@@ -296,7 +295,7 @@ async def test_a_checkpoint_that_is_a_bare_value_reads_back_as_saved(
 
 
 async def test_a_handler_gets_a_clear_error_for_bad_progress_and_checkpoints(
-    db_path: Path,
+    database_url: str,
 ) -> None:
     seen: list[str] = []
 
@@ -315,7 +314,7 @@ async def test_a_handler_gets_a_clear_error_for_bad_progress_and_checkpoints(
 
     registry = ProcessorRegistry()
     registry.add("job", handler)
-    async with WorkerQueue(runtime_config(db_path)) as queue:
+    async with WorkerQueue(runtime_config(database_url)) as queue:
         task = job_task()
         await queue.enqueue([task])
         async with asyncio.timeout(30):

@@ -9,19 +9,18 @@ refused.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import FakeClock, make_task, sqlite_url
+from tests.support import FakeClock, make_task
 from worker import LeaseLostError, QueueConfig, TaskState, WorkerQueue
 from worker.sweep import WORKER_RETENTION_S
 
 
 @pytest.fixture
-async def live(db_path: Path, clock: FakeClock) -> AsyncIterator[WorkerQueue]:
-    config = QueueConfig(database_url=sqlite_url(db_path), retry_base_delay=60.0)
+async def live(database_url: str, clock: FakeClock) -> AsyncIterator[WorkerQueue]:
+    config = QueueConfig(database_url=database_url, retry_base_delay=60.0)
     assert config.default_visibility_timeout == 3600  # the default: liveness must not wait it out
     async with WorkerQueue(config, clock=clock) as queue:
         yield queue

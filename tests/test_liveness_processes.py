@@ -14,11 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.runtime_worker import job_task, run_until_completed, task_state_is, wait_until
 from tests.spawning import Spawner, exit_code, lines, until_logged
-from tests.support import sqlite_url
 from worker import QueueConfig, TaskState, WorkerQueue
+from worker.sqlite_setup import sqlite_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -26,16 +28,16 @@ HOUR = "3600"
 
 
 async def test_a_killed_workers_task_runs_again_within_seconds_with_default_settings(
-    db_path: Path, tmp_path: Path, spawner: Spawner
+    database_url: str, tmp_path: Path, spawner: Spawner
 ) -> None:
     """Default liveness settings: a beat every 5 s, dead after 15 s, a sweep every 5 s."""
     log = tmp_path / "job.log"
-    config = QueueConfig(database_url=sqlite_url(db_path), retry_base_delay=0.0)
+    config = QueueConfig(database_url=database_url, retry_base_delay=0.0)
     assert (config.heartbeat_interval, config.worker_dead_after) == (5.0, 15.0)
     async with WorkerQueue(config) as queue:
         task = job_task(log=str(log), seconds=[3600.0, 0.1])
         await queue.enqueue([task])
-        doomed = spawner.start(db_path, "--ready-file", str(tmp_path / "r"),
+        doomed = spawner.start(database_url, "--ready-file", str(tmp_path / "r"),
                                "--visibility-timeout", HOUR, "--sweep-interval", "5")  # fmt: skip
         await until_logged(log, f"started {task.id} 1", doomed, spawner)
         os.kill(doomed.pid, signal.SIGKILL)
@@ -53,25 +55,38 @@ async def test_a_killed_workers_task_runs_again_within_seconds_with_default_sett
         assert lines(log) == [f"started {task.id} 1", f"started {task.id} 2", f"done {task.id} 2"]
 
 
-def freeze_between_writes(db: Path, pid: int) -> None:
-    """SIGSTOP ``pid`` while this test holds the write lock, so that the frozen process
-    cannot be holding it (a process frozen inside a write transaction locks every writer out,
-    as SQLite's single writer lock must)."""
-    conn = sqlite3.connect(db, timeout=30, isolation_level=None)
+async def freeze_between_writes(database_url: str, pid: int) -> None:
+    """SIGSTOP ``pid`` while this test keeps every writer out, so that the frozen process
+    cannot be inside a write (a process frozen inside a write transaction holds its locks:
+    on SQLite the single writer lock, on PostgreSQL its rows' locks)."""
+    path = sqlite_path(database_url)
+    if path is not None:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            os.kill(pid, signal.SIGSTOP)
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+        return
+    # EXCLUSIVE waits for every transaction that wrote (or locked rows) in these tables to
+    # end, and lets only reads in while held.
+    engine = create_async_engine(database_url)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        os.kill(pid, signal.SIGSTOP)
-        conn.execute("ROLLBACK")
+        async with engine.connect() as locker:  # its transaction begins with the LOCK
+            await locker.execute(sa.text("LOCK TABLE tasks, workers IN EXCLUSIVE MODE"))
+            os.kill(pid, signal.SIGSTOP)
+            await locker.rollback()
     finally:
-        conn.close()
+        await engine.dispose()
 
 
 async def test_a_frozen_worker_wakes_to_find_its_claims_gone_and_stops_their_handlers(
-    db_path: Path, tmp_path: Path, spawner: Spawner
+    database_url: str, tmp_path: Path, spawner: Spawner
 ) -> None:
     log = tmp_path / "job.log"
     config = QueueConfig(
-        database_url=sqlite_url(db_path),
+        database_url=database_url,
         retry_base_delay=0.0,
         heartbeat_interval=0.2,
         worker_dead_after=1.0,
@@ -80,11 +95,11 @@ async def test_a_frozen_worker_wakes_to_find_its_claims_gone_and_stops_their_han
     async with WorkerQueue(config) as queue:
         task = job_task(log=str(log), seconds=[3600.0, 0.1])
         await queue.enqueue([task])
-        frozen = spawner.start(db_path, "--ready-file", str(tmp_path / "r"),
+        frozen = spawner.start(database_url, "--ready-file", str(tmp_path / "r"),
                                "--visibility-timeout", HOUR, "--heartbeat-interval", "0.2",
                                "--dead-after", "1")  # fmt: skip
         await until_logged(log, f"started {task.id} 1", frozen, spawner)
-        freeze_between_writes(db_path, frozen.pid)
+        await freeze_between_writes(database_url, frozen.pid)
         try:
             await run_until_completed(queue, task.id, 30)
         finally:
@@ -107,13 +122,13 @@ async def test_a_frozen_worker_wakes_to_find_its_claims_gone_and_stops_their_han
 
 
 async def test_a_cancel_from_another_process_stops_the_handler_with_default_settings(
-    db_path: Path, tmp_path: Path, spawner: Spawner
+    database_url: str, tmp_path: Path, spawner: Spawner
 ) -> None:
     log = tmp_path / "job.log"
-    async with WorkerQueue(QueueConfig(database_url=sqlite_url(db_path))) as queue:
+    async with WorkerQueue(QueueConfig(database_url=database_url)) as queue:
         task = job_task(log=str(log), seconds=[3600.0])
         await queue.enqueue([task])
-        worker = spawner.start(db_path, "--ready-file", str(tmp_path / "r"),
+        worker = spawner.start(database_url, "--ready-file", str(tmp_path / "r"),
                                "--visibility-timeout", HOUR)  # fmt: skip
         await until_logged(log, f"started {task.id} 1", worker, spawner)
         asked = time.monotonic()

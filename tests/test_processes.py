@@ -1,4 +1,4 @@
-"""Several real OS processes on one SQLite file: exactly-once claims and crash safety.
+"""Several real OS processes on one database: exactly-once claims and crash safety.
 
 The processes run ``tests/proc_worker.py`` (``python -m tests.proc_worker``). Crashes are
 ``SIGKILL``: no ``finally``, no ``close()``, no rollback by the dying process. Real time
@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import pytest
 
-from tests.support import make_task, sqlite_url
+from tests.support import make_task, url_of
 from worker import Completion, QueueConfig, Task, TaskState, WorkerQueue
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -38,10 +38,10 @@ EXPIRED_ERROR = "visibility timeout expired"
 
 
 def process_config(
-    db: Path, *, visibility_timeout: float = 30.0, max_attempts: int = 3
+    db: str | Path, *, visibility_timeout: float = 30.0, max_attempts: int = 3
 ) -> QueueConfig:
     return QueueConfig(
-        database_url=sqlite_url(db),
+        database_url=url_of(db),
         default_visibility_timeout=visibility_timeout,
         default_max_attempts=max_attempts,
         retry_base_delay=0.0,
@@ -160,7 +160,7 @@ async def wait_exit(child: Child, within: float) -> int:
     return code
 
 
-def common_args(db: Path, *extra: str) -> list[str]:
+def common_args(db: str | Path, *extra: str) -> list[str]:
     return ["--db", str(db), *extra]
 
 
@@ -171,8 +171,8 @@ async def all_tasks(queue: WorkerQueue) -> list[Task]:
 # -- 1. exactly once, two queues in one process -------------------------------------------
 
 
-async def test_two_queues_in_one_process_claim_each_task_exactly_once(db_path: Path) -> None:
-    config = process_config(db_path)
+async def test_two_queues_in_one_process_claim_each_task_exactly_once(database_url: str) -> None:
+    config = process_config(database_url)
     total = 1_500
     async with (
         WorkerQueue(config, worker_id="a") as first,
@@ -223,10 +223,10 @@ async def test_two_queues_in_one_process_claim_each_task_exactly_once(db_path: P
 
 
 async def test_three_processes_drain_each_task_exactly_once(
-    db_path: Path, tmp_path: Path, children: Children
+    database_url: str, tmp_path: Path, children: Children
 ) -> None:
     total = 1_500
-    async with WorkerQueue(process_config(db_path)) as queue:
+    async with WorkerQueue(process_config(database_url)) as queue:
         await queue.enqueue([make_task(f"task {i}") for i in range(total)])
         all_ids = {task.id for task in await all_tasks(queue)}
         assert len(all_ids) == total
@@ -239,7 +239,7 @@ async def test_three_processes_drain_each_task_exactly_once(
             child = children.start(
                 f"drain{n}",
                 "drain",
-                *common_args(db_path),
+                *common_args(database_url),
                 "--out", str(out),
                 "--worker-id", f"p{n}",
                 "--batch", "25",
@@ -292,11 +292,17 @@ async def test_three_processes_drain_each_task_exactly_once(
 
 
 async def test_tasks_survive_kill_right_after_enqueue(
-    db_path: Path, tmp_path: Path, children: Children
+    database_url: str, tmp_path: Path, children: Children
 ) -> None:
     ready = tmp_path / "enqueue.ready"
     child = children.start(
-        "enqueue", "enqueue", *common_args(db_path), "--count", "200", "--ready-file", str(ready)
+        "enqueue",
+        "enqueue",
+        *common_args(database_url),
+        "--count",
+        "200",
+        "--ready-file",
+        str(ready),
     )
     report = await wait_ready(child, ready)
     child.kill()
@@ -305,7 +311,7 @@ async def test_tasks_survive_kill_right_after_enqueue(
     ids: list[str] = report["ids"]
     assert len(set(ids)) == 200
 
-    async with WorkerQueue(process_config(db_path)) as queue:
+    async with WorkerQueue(process_config(database_url)) as queue:
         tasks = await all_tasks(queue)
         assert sorted(t.id for t in tasks) == sorted(ids)
         assert {t.state for t in tasks} == {TaskState.PENDING}
@@ -323,7 +329,7 @@ LEASE_S = 1.5
 
 
 async def claim_then_kill(
-    queue: WorkerQueue, db_path: Path, tmp_path: Path, children: Children, *, max_attempts: int
+    queue: WorkerQueue, database_url: str, tmp_path: Path, children: Children, *, max_attempts: int
 ) -> tuple[list[str], float]:
     """Enqueue 20 tasks and 5 more; a child claims the 20 and is SIGKILLed holding them.
 
@@ -340,7 +346,7 @@ async def claim_then_kill(
     child = children.start(
         "claim",
         "claim-and-hang",
-        *common_args(db_path),
+        *common_args(database_url),
         "--count", "20",
         "--visibility-timeout", str(LEASE_S),
         "--max-attempts", str(max_attempts),
@@ -379,12 +385,12 @@ async def sleep_until(wall_time: float) -> None:
 
 
 async def test_leases_of_a_killed_process_expire_and_are_retried(
-    db_path: Path, tmp_path: Path, children: Children
+    database_url: str, tmp_path: Path, children: Children
 ) -> None:
-    config = process_config(db_path, visibility_timeout=LEASE_S, max_attempts=3)
+    config = process_config(database_url, visibility_timeout=LEASE_S, max_attempts=3)
     async with WorkerQueue(config, worker_id="rescuer") as queue:
         doomed_ids, last_expiry = await claim_then_kill(
-            queue, db_path, tmp_path, children, max_attempts=3
+            queue, database_url, tmp_path, children, max_attempts=3
         )
         await sleep_until(last_expiry + 0.1)
 
@@ -408,12 +414,12 @@ async def test_leases_of_a_killed_process_expire_and_are_retried(
 
 
 async def test_leases_of_a_killed_process_with_one_attempt_are_discarded(
-    db_path: Path, tmp_path: Path, children: Children
+    database_url: str, tmp_path: Path, children: Children
 ) -> None:
-    config = process_config(db_path, visibility_timeout=LEASE_S, max_attempts=1)
+    config = process_config(database_url, visibility_timeout=LEASE_S, max_attempts=1)
     async with WorkerQueue(config, worker_id="rescuer") as queue:
         doomed_ids, last_expiry = await claim_then_kill(
-            queue, db_path, tmp_path, children, max_attempts=1
+            queue, database_url, tmp_path, children, max_attempts=1
         )
         await sleep_until(last_expiry + 0.1)
 
@@ -464,6 +470,12 @@ def inspect_file(db: Path) -> tuple[str, dict[str, int]]:
     return str(integrity), {str(name): int(n) for name, n in rows}
 
 
+@pytest.mark.sqlite_only(
+    "kills the writer inside SQLite's write transaction (its progress handler) and checks the "
+    "file with PRAGMA integrity_check; a PostgreSQL server rolls back a dead client's "
+    "transaction itself"
+)
+@pytest.mark.usefixtures("backend")
 async def test_kill_during_bulk_enqueue_leaves_whole_batches(
     db_path: Path, tmp_path: Path, children: Children
 ) -> None:

@@ -172,10 +172,10 @@ def test_sqlite_path_from_urls(tmp_path: Path) -> None:
 # -- call and command, through a worker ----------------------------------------------------
 
 
-async def run_one(db_path: Path, request: Any, **fields: Any) -> Task:
+async def run_one(database_url: str, request: Any, **fields: Any) -> Task:
     settings = ("allow_commands", "call_allowed_modules")
     config_fields = {k: fields.pop(k) for k in list(fields) if k in settings}
-    async with WorkerQueue(runtime_config(db_path, **config_fields)) as queue:
+    async with WorkerQueue(runtime_config(database_url, **config_fields)) as queue:
         task = Task(items=[TaskItem(request=request)], **fields)
         await queue.enqueue([task])
         async with asyncio.timeout(20):
@@ -183,25 +183,25 @@ async def run_one(db_path: Path, request: Any, **fields: Any) -> Task:
         return await queue.get_task(task.id)
 
 
-async def test_call_runs_allowed_sync_and_async_callables(db_path: Path) -> None:
+async def test_call_runs_allowed_sync_and_async_callables(database_url: str) -> None:
     task = await run_one(
-        db_path,
+        database_url,
         CallRequest(target="math:pow", args=[2, 10]),
         call_allowed_modules=["math"],
     )
     assert task.state is TaskState.COMPLETED
     assert task.items[0].result == 1024.0
     task = await run_one(
-        db_path,
+        database_url,
         CallRequest(target="tests.runtime_worker:add", kwargs={"a": 1, "b": 2}),
         call_allowed_modules=["tests.runtime_worker"],
     )
     assert task.items[0].result == 3
 
 
-async def test_call_refuses_a_module_not_allowed(db_path: Path) -> None:
+async def test_call_refuses_a_module_not_allowed(database_url: str) -> None:
     task = await run_one(
-        db_path,
+        database_url,
         CallRequest(target="os:getcwd"),
         call_allowed_modules=["math"],
         max_attempts=3,
@@ -212,19 +212,19 @@ async def test_call_refuses_a_module_not_allowed(db_path: Path) -> None:
     assert "QUEUE_CALL_ALLOWED_MODULES" in (task.last_error or "")
 
 
-async def test_command_is_refused_unless_enabled(db_path: Path) -> None:
-    task = await run_one(db_path, CommandRequest(argv=["true"]), max_attempts=3)
+async def test_command_is_refused_unless_enabled(database_url: str) -> None:
+    task = await run_one(database_url, CommandRequest(argv=["true"]), max_attempts=3)
     assert task.state is TaskState.DISCARDED
     assert task.attempt_count == 1
     assert "QUEUE_ALLOW_COMMANDS" in (task.last_error or "")
 
 
 async def test_command_result_holds_exit_code_and_output_tails(
-    db_path: Path, tmp_path: Path
+    database_url: str, tmp_path: Path
 ) -> None:
     script = "import os,sys; print('x' * 10000); print('cwd', os.getcwd(), os.environ['GREETING'])"
     task = await run_one(
-        db_path,
+        database_url,
         CommandRequest(argv=[sys.executable, "-c", script], cwd=str(tmp_path),
                        env={"GREETING": "hello"}),
         allow_commands=True,
@@ -241,11 +241,11 @@ async def test_command_result_holds_exit_code_and_output_tails(
 
 
 async def test_a_non_zero_exit_is_a_retryable_failure_with_code_and_stderr(
-    db_path: Path,
+    database_url: str,
 ) -> None:
     script = "import sys; sys.stderr.write('disk on fire'); sys.exit(3)"
     task = await run_one(
-        db_path,
+        database_url,
         CommandRequest(argv=[sys.executable, "-c", script]),
         allow_commands=True,
         max_attempts=2,
@@ -256,10 +256,10 @@ async def test_a_non_zero_exit_is_a_retryable_failure_with_code_and_stderr(
     assert "disk on fire" in task.errors[0].error
 
 
-async def test_a_command_past_its_timeout_is_killed(db_path: Path) -> None:
+async def test_a_command_past_its_timeout_is_killed(database_url: str) -> None:
     started = time.monotonic()
     task = await run_one(
-        db_path,
+        database_url,
         CommandRequest(argv=["sleep", "30"], timeout_s=0.3),
         allow_commands=True,
         max_attempts=1,
@@ -278,10 +278,10 @@ def process_alive(pid: int) -> bool:
 
 
 async def test_cancelling_a_running_command_kills_its_process_group(
-    db_path: Path, tmp_path: Path
+    database_url: str, tmp_path: Path
 ) -> None:
     pidfile = tmp_path / "pid"
-    config = runtime_config(db_path, allow_commands=True, default_visibility_timeout=1.0)
+    config = runtime_config(database_url, allow_commands=True, default_visibility_timeout=1.0)
     async with WorkerQueue(config) as queue:
         request = CommandRequest(argv=["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"])
         task = Task(items=[TaskItem(request=request)])
@@ -320,11 +320,11 @@ def has_text(path: Path) -> bool:
 
 
 async def test_a_handler_three_times_its_lease_keeps_it_and_nobody_else_claims_it(
-    db_path: Path,
+    database_url: str,
 ) -> None:
     async with (
-        WorkerQueue(runtime_config(db_path, default_visibility_timeout=1.0)) as first,
-        WorkerQueue(runtime_config(db_path, default_visibility_timeout=1.0)) as second,
+        WorkerQueue(runtime_config(database_url, default_visibility_timeout=1.0)) as first,
+        WorkerQueue(runtime_config(database_url, default_visibility_timeout=1.0)) as second,
     ):
         task = job_task(seconds=[3.0])
         await first.enqueue([task])

@@ -10,7 +10,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,8 +42,8 @@ def registry_with(handler: Handler) -> ProcessorRegistry:
 
 
 @asynccontextmanager
-async def open_queue(db_path: Path, **fields: Any) -> AsyncIterator[WorkerQueue]:
-    async with WorkerQueue(runtime_config(db_path, **fields)) as queue:
+async def open_queue(database_url: str, **fields: Any) -> AsyncIterator[WorkerQueue]:
+    async with WorkerQueue(runtime_config(database_url, **fields)) as queue:
         yield queue
 
 
@@ -91,9 +90,9 @@ async def ok(item: TaskItem, ctx: TaskContext) -> JsonValue:
 
 
 async def test_burst_runs_every_task_stores_results_and_leaves_the_registry(
-    db_path: Path,
+    database_url: str,
 ) -> None:
-    async with open_queue(db_path) as queue:
+    async with open_queue(database_url) as queue:
         tasks = [job_task(name=str(n)) for n in range(7)]
         await queue.enqueue(tasks)
         counts = await burst(queue, ok, concurrency=3)
@@ -106,9 +105,9 @@ async def test_burst_runs_every_task_stores_results_and_leaves_the_registry(
 
 
 async def test_burst_on_an_empty_queue_exits_at_once_and_leaves_future_tasks(
-    db_path: Path,
+    database_url: str,
 ) -> None:
-    async with open_queue(db_path, poll_interval=5.0) as queue:
+    async with open_queue(database_url, poll_interval=5.0) as queue:
         later = await enqueue_one(queue, schedule_at=time.time() + 60)
         started = time.monotonic()
         assert (await burst(queue, ok))["completed"] == 0
@@ -116,13 +115,13 @@ async def test_burst_on_an_empty_queue_exits_at_once_and_leaves_future_tasks(
         assert (await queue.get_task(later.id)).state is TaskState.PENDING
 
 
-async def test_a_failure_is_retried_by_the_sweep_and_then_completes(db_path: Path) -> None:
+async def test_a_failure_is_retried_by_the_sweep_and_then_completes(database_url: str) -> None:
     async def flaky(item: TaskItem, ctx: TaskContext) -> JsonValue:
         if ctx.task.attempt_count == 1:
             raise RuntimeError("boom")
         return "fine"
 
-    async with open_queue(db_path) as queue:
+    async with open_queue(database_url) as queue:
         task = await enqueue_one(queue)
         counts = await burst(queue, flaky)
         done = await queue.get_task(task.id)
@@ -134,11 +133,11 @@ async def test_a_failure_is_retried_by_the_sweep_and_then_completes(db_path: Pat
         assert counts["completed"] == 1
 
 
-async def test_failures_use_up_the_attempts_and_end_discarded(db_path: Path) -> None:
+async def test_failures_use_up_the_attempts_and_end_discarded(database_url: str) -> None:
     async def broken(item: TaskItem, ctx: TaskContext) -> JsonValue:
         raise ValueError(f"attempt {ctx.task.attempt_count}")
 
-    async with open_queue(db_path) as queue:
+    async with open_queue(database_url) as queue:
         task = await enqueue_one(queue, max_attempts=2)
         await burst(queue, broken)
         done = await queue.get_task(task.id)
@@ -164,12 +163,12 @@ def _validation_error() -> Exception:
     ],
 )
 async def test_permanent_errors_discard_without_retrying(
-    db_path: Path, error: Exception, name: str
+    database_url: str, error: Exception, name: str
 ) -> None:
     async def doomed(item: TaskItem, ctx: TaskContext) -> JsonValue:
         raise error
 
-    async with open_queue(db_path) as queue:
+    async with open_queue(database_url) as queue:
         task = await enqueue_one(queue, max_attempts=5)
         events: list[TaskEvent] = []
         worker = Worker(queue, registry_with(doomed), burst=True, handle_signals=False)
@@ -184,8 +183,8 @@ async def test_permanent_errors_discard_without_retrying(
         assert [e.task.id for e in events] == [task.id]
 
 
-async def test_an_unknown_kind_is_discarded_with_a_clear_error(db_path: Path) -> None:
-    async with open_queue(db_path) as queue:
+async def test_an_unknown_kind_is_discarded_with_a_clear_error(database_url: str) -> None:
+    async with open_queue(database_url) as queue:
         task = await enqueue_one(queue)
         worker = Worker(queue, ProcessorRegistry(), burst=True, handle_signals=False)
         async with asyncio.timeout(10):
@@ -196,11 +195,11 @@ async def test_an_unknown_kind_is_discarded_with_a_clear_error(db_path: Path) ->
 
 
 @pytest.mark.parametrize("result", [{1, 2}, float("nan"), [1.0, float("inf")]])
-async def test_a_result_that_is_not_json_discards_the_task(db_path: Path, result: Any) -> None:
+async def test_a_result_that_is_not_json_discards_the_task(database_url: str, result: Any) -> None:
     async def odd(item: TaskItem, ctx: TaskContext) -> Any:
         return "fine" if ctx.task.id == kept.id else result
 
-    async with open_queue(db_path) as queue:
+    async with open_queue(database_url) as queue:
         task = await enqueue_one(queue)
         kept = await enqueue_one(queue)
         await burst(queue, odd)
@@ -213,7 +212,7 @@ async def test_a_result_that_is_not_json_discards_the_task(db_path: Path, result
         assert finished.items[0].result == "fine"
 
 
-async def test_sync_handlers_run_in_a_thread(db_path: Path) -> None:
+async def test_sync_handlers_run_in_a_thread(database_url: str) -> None:
     import threading
 
     main = threading.get_ident()
@@ -224,7 +223,7 @@ async def test_sync_handlers_run_in_a_thread(db_path: Path) -> None:
 
     registry = ProcessorRegistry()
     registry.add("job", blocking)
-    async with open_queue(db_path) as queue:
+    async with open_queue(database_url) as queue:
         task = await enqueue_one(queue)
         async with asyncio.timeout(10):
             await Worker(queue, registry, burst=True, handle_signals=False).run()
@@ -236,7 +235,7 @@ async def test_sync_handlers_run_in_a_thread(db_path: Path) -> None:
 
 @pytest.mark.parametrize("where", ["task", "config"])
 async def test_a_handler_past_its_timeout_is_cancelled_and_the_attempt_retried(
-    db_path: Path, where: str
+    database_url: str, where: str
 ) -> None:
     cancelled: list[int] = []
 
@@ -249,7 +248,7 @@ async def test_a_handler_past_its_timeout_is_cancelled_and_the_attempt_retried(
         return None
 
     config_timeout = 0.2 if where == "config" else 300.0
-    async with open_queue(db_path, worker_timeout=config_timeout) as queue:
+    async with open_queue(database_url, worker_timeout=config_timeout) as queue:
         fields: dict[str, Any] = {"max_attempts": 2}
         if where == "task":
             fields["timeout_s"] = 0.2
@@ -281,13 +280,13 @@ async def starts_of(queue: WorkerQueue, handler: Handler, task_id: str) -> tuple
     return done, starts
 
 
-async def test_retry_with_a_delay_runs_again_after_that_delay(db_path: Path) -> None:
+async def test_retry_with_a_delay_runs_again_after_that_delay(database_url: str) -> None:
     async def later(item: TaskItem, ctx: TaskContext) -> JsonValue:
         if ctx.task.attempt_count == 1:
             raise Retry(delay=0.5)
         return "second time lucky"
 
-    async with open_queue(db_path, retry_base_delay=100.0) as queue:
+    async with open_queue(database_url, retry_base_delay=100.0) as queue:
         task = await enqueue_one(queue)
         done, starts = await starts_of(queue, later, task.id)
         assert done.state is TaskState.COMPLETED
@@ -303,14 +302,14 @@ async def test_retry_with_a_delay_runs_again_after_that_delay(db_path: Path) -> 
     ],
 )
 async def test_retry_policies_space_the_attempts(
-    db_path: Path, policy: RetryPolicy, gaps: list[float]
+    database_url: str, policy: RetryPolicy, gaps: list[float]
 ) -> None:
     async def twice_broken(item: TaskItem, ctx: TaskContext) -> JsonValue:
         if ctx.task.attempt_count < 3:
             raise RuntimeError("not yet")
         return "done"
 
-    async with open_queue(db_path, retry_base_delay=100.0) as queue:
+    async with open_queue(database_url, retry_base_delay=100.0) as queue:
         task = await enqueue_one(queue, retry_policy=policy, max_attempts=3)
         done, starts = await starts_of(queue, twice_broken, task.id)
         assert done.state is TaskState.COMPLETED
@@ -319,11 +318,11 @@ async def test_retry_policies_space_the_attempts(
             assert wanted <= got < wanted + 1.5
 
 
-async def test_a_retry_policy_deadline_stops_retrying(db_path: Path) -> None:
+async def test_a_retry_policy_deadline_stops_retrying(database_url: str) -> None:
     async def broken(item: TaskItem, ctx: TaskContext) -> JsonValue:
         raise RuntimeError("still broken")
 
-    async with open_queue(db_path) as queue:
+    async with open_queue(database_url) as queue:
         policy = RetryPolicy(kind="fixed", delay_s=5.0, deadline_s=1.0)
         task = await enqueue_one(queue, retry_policy=policy, max_attempts=10)
         done, _ = await starts_of(queue, broken, task.id)
@@ -335,13 +334,13 @@ async def test_a_retry_policy_deadline_stops_retrying(db_path: Path) -> None:
 # -- progress, checkpoints, several items --------------------------------------------------
 
 
-async def test_callbacks_hear_every_report_and_the_last_value_is_written(db_path: Path) -> None:
+async def test_callbacks_hear_every_report_and_the_last_value_is_written(database_url: str) -> None:
     async def chatty(item: TaskItem, ctx: TaskContext) -> JsonValue:
         for step in range(1, 51):
             await ctx.progress(step, 50, f"step {step}")
         return "ok"
 
-    async with open_queue(db_path) as queue:
+    async with open_queue(database_url) as queue:
         task = await enqueue_one(queue)
         written: list[TaskEvent] = []
         worker = Worker(queue, registry_with(chatty), burst=True, handle_signals=False)
@@ -357,7 +356,7 @@ async def test_callbacks_hear_every_report_and_the_last_value_is_written(db_path
         assert done.progress.current == 50
 
 
-async def test_a_checkpoint_lets_the_next_attempt_resume(db_path: Path) -> None:
+async def test_a_checkpoint_lets_the_next_attempt_resume(database_url: str) -> None:
     seen: list[JsonValue] = []
 
     async def resumable(item: TaskItem, ctx: TaskContext) -> JsonValue:
@@ -367,7 +366,7 @@ async def test_a_checkpoint_lets_the_next_attempt_resume(db_path: Path) -> None:
             raise RuntimeError("crashed half way")
         return "resumed"
 
-    async with open_queue(db_path) as queue:
+    async with open_queue(database_url) as queue:
         task = await enqueue_one(queue)
         await burst(queue, resumable)
         done = await queue.get_task(task.id)
@@ -375,7 +374,7 @@ async def test_a_checkpoint_lets_the_next_attempt_resume(db_path: Path) -> None:
         assert seen == [None, {"frames_done": 120}]
 
 
-async def test_items_run_in_order_and_a_retry_skips_the_finished_ones(db_path: Path) -> None:
+async def test_items_run_in_order_and_a_retry_skips_the_finished_ones(database_url: str) -> None:
     calls: list[tuple[int, int]] = []
 
     async def per_item(item: TaskItem, ctx: TaskContext) -> JsonValue:
@@ -385,7 +384,7 @@ async def test_items_run_in_order_and_a_retry_skips_the_finished_ones(db_path: P
         assert ctx.item is item
         return f"result {ctx.index}"
 
-    async with open_queue(db_path) as queue:
+    async with open_queue(database_url) as queue:
         task = Task(items=[TaskItem(request=JobRequest(name=str(n))) for n in range(4)])
         await queue.enqueue([task])
         await burst(queue, per_item)
@@ -399,7 +398,7 @@ async def test_items_run_in_order_and_a_retry_skips_the_finished_ones(db_path: P
 
 
 async def test_callbacks_sync_async_and_failing_ones_never_break_the_loop(
-    db_path: Path, caplog: pytest.LogCaptureFixture
+    database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def flaky(item: TaskItem, ctx: TaskContext) -> JsonValue:
         await ctx.progress(1, 1)
@@ -422,7 +421,7 @@ async def test_callbacks_sync_async_and_failing_ones_never_break_the_loop(
     async def explode_later(event: TaskEvent) -> None:
         raise RuntimeError("async callback bug")
 
-    async with open_queue(db_path) as queue:
+    async with open_queue(database_url) as queue:
         task = await enqueue_one(queue)
         worker = Worker(queue, registry_with(flaky), burst=True, handle_signals=False)
         for name in ("task_started", "task_progress", "task_retry", "task_completed"):
@@ -454,13 +453,25 @@ async def test_callbacks_sync_async_and_failing_ones_never_break_the_loop(
 # -- wake-ups ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("producer", ["same queue", "another connection"])
+@pytest.mark.parametrize(
+    "producer",
+    [
+        "same queue",
+        pytest.param(
+            "another connection",
+            marks=pytest.mark.sqlite_only(
+                "another connection's enqueue is seen in the file's size and mtime; on "
+                "PostgreSQL a worker finds it at its next poll until LISTEN/NOTIFY lands"
+            ),
+        ),
+    ],
+)
 async def test_an_idle_worker_wakes_on_enqueue_without_waiting_for_the_poll(
-    db_path: Path, producer: str, monkeypatch: pytest.MonkeyPatch
+    database_url: str, producer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with (
-        open_queue(db_path, poll_interval=10.0) as queue,
-        open_queue(db_path) as other,
+        open_queue(database_url, poll_interval=10.0) as queue,
+        open_queue(database_url) as other,
     ):
         started = asyncio.Event()
         empty_claims = 0
@@ -488,7 +499,7 @@ async def test_an_idle_worker_wakes_on_enqueue_without_waiting_for_the_poll(
             assert time.monotonic() - sent < 5.0, "woken, not polled"
 
 
-async def test_a_lost_lease_stops_the_handler_and_drops_its_result(db_path: Path) -> None:
+async def test_a_lost_lease_stops_the_handler_and_drops_its_result(database_url: str) -> None:
     stopped = asyncio.Event()
 
     async def slow(item: TaskItem, ctx: TaskContext) -> JsonValue:
@@ -500,8 +511,8 @@ async def test_a_lost_lease_stops_the_handler_and_drops_its_result(db_path: Path
         return "too late"
 
     async with (
-        open_queue(db_path, default_visibility_timeout=0.6) as queue,
-        open_queue(db_path) as operator,
+        open_queue(database_url, default_visibility_timeout=0.6) as queue,
+        open_queue(database_url) as operator,
     ):
         task = await enqueue_one(queue, max_attempts=1)
         started = asyncio.Event()
@@ -528,8 +539,8 @@ async def test_a_lost_lease_stops_the_handler_and_drops_its_result(db_path: Path
         assert worker.counts["completed"] == 0
 
 
-async def test_a_running_worker_is_in_the_registry(db_path: Path) -> None:
-    async with open_queue(db_path) as queue:
+async def test_a_running_worker_is_in_the_registry(database_url: str) -> None:
+    async with open_queue(database_url) as queue:
         worker = Worker(queue, registry_with(ok), handle_signals=False, concurrency=3)
         async with running(worker):
 

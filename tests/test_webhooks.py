@@ -1,4 +1,4 @@
-"""Webhooks end to end: a real Worker, real SQLite files and a real HTTP server on 127.0.0.1."""
+"""Webhooks end to end: a real Worker on either backend, a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,7 +87,7 @@ async def receiver(statuses: Iterable[int] = ()) -> AsyncIterator[Receiver]:
         yield server_state
 
 
-def webhook_config(db_path: Path, **fields: Any) -> dict[str, Any]:
+def webhook_config(**fields: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
         "webhook_interval": 0.02,
         "webhook_base_delay": 0.0,
@@ -112,10 +111,10 @@ def registry_with(handler: Any = None) -> ProcessorRegistry:
 
 @asynccontextmanager
 async def worker_running(
-    db_path: Path, handler: Any = None, **fields: Any
+    database_url: str, handler: Any = None, **fields: Any
 ) -> AsyncIterator[WorkerQueue]:
-    """A queue on ``db_path`` and a Worker running on it in the background."""
-    config = runtime_config(db_path, **webhook_config(db_path, **fields))
+    """A queue on ``database_url`` and a Worker running on it in the background."""
+    config = runtime_config(database_url, **webhook_config(**fields))
     async with WorkerQueue(config) as queue:
         worker = Worker(queue, registry_with(handler), handle_signals=False)
         job = asyncio.create_task(worker.run())
@@ -188,8 +187,8 @@ def verify(request: Received, secret: str = SECRET) -> bool:
 # -- delivery ------------------------------------------------------------------------------
 
 
-async def test_one_signed_post_per_item_with_a_response_url(db_path: Path) -> None:
-    async with receiver() as server, worker_running(db_path) as queue:
+async def test_one_signed_post_per_item_with_a_response_url(database_url: str) -> None:
+    async with receiver() as server, worker_running(database_url) as queue:
         task = task_with(server.url("/a"), None, server.url("/c"))
         await queue.enqueue([task])
         deliveries = await settled(queue, task.id, 2, DeliveryState.DELIVERED)
@@ -223,11 +222,11 @@ async def test_one_signed_post_per_item_with_a_response_url(db_path: Path) -> No
         assert request.headers["x-webhook-attempt"] == "1"
 
 
-async def test_a_discarded_task_posts_its_error(db_path: Path) -> None:
+async def test_a_discarded_task_posts_its_error(database_url: str) -> None:
     async def broken(item: TaskItem, ctx: TaskContext) -> JsonValue:
         raise PermanentError("no voice")
 
-    async with receiver() as server, worker_running(db_path, broken) as queue:
+    async with receiver() as server, worker_running(database_url, broken) as queue:
         task = task_with(server.url())
         await queue.enqueue([task])
         await settled(queue, task.id, 1, DeliveryState.DELIVERED)
@@ -239,13 +238,13 @@ async def test_a_discarded_task_posts_its_error(db_path: Path) -> None:
     assert body["result"] is None
 
 
-async def test_a_resumed_task_that_ends_again_is_delivered_again(db_path: Path) -> None:
+async def test_a_resumed_task_that_ends_again_is_delivered_again(database_url: str) -> None:
     async def fails_first(item: TaskItem, ctx: TaskContext) -> JsonValue:
         if ctx.task.attempt_count == 1:
             raise PermanentError("no voice")
         return {"attempt": ctx.task.attempt_count}
 
-    async with receiver() as server, worker_running(db_path, fails_first) as queue:
+    async with receiver() as server, worker_running(database_url, fails_first) as queue:
         task = task_with(server.url())
         await queue.enqueue([task])
         (first,) = await settled(queue, task.id, 1, DeliveryState.DELIVERED)
@@ -269,8 +268,8 @@ async def test_a_resumed_task_that_ends_again_is_delivered_again(db_path: Path) 
     assert all(r.headers["x-webhook-attempt"] == "1" for r in server.requests)
 
 
-async def test_a_server_that_fails_twice_gets_three_attempts(db_path: Path) -> None:
-    async with receiver([500, 500]) as server, worker_running(db_path) as queue:
+async def test_a_server_that_fails_twice_gets_three_attempts(database_url: str) -> None:
+    async with receiver([500, 500]) as server, worker_running(database_url) as queue:
         task = task_with(server.url())
         await queue.enqueue([task])
         (delivery,) = await settled(queue, task.id, 1, DeliveryState.DELIVERED)
@@ -286,11 +285,11 @@ async def test_a_server_that_fails_twice_gets_three_attempts(db_path: Path) -> N
 
 
 async def test_attempts_used_up_leave_the_delivery_failed_and_the_task_alone(
-    db_path: Path,
+    database_url: str,
 ) -> None:
     async with (
         receiver([503, 503, 503]) as server,
-        worker_running(db_path, webhook_max_attempts=2) as queue,
+        worker_running(database_url, webhook_max_attempts=2) as queue,
     ):
         task = task_with(server.url())
         await queue.enqueue([task])
@@ -304,9 +303,11 @@ async def test_attempts_used_up_leave_the_delivery_failed_and_the_task_alone(
     assert stored.state is TaskState.COMPLETED
 
 
-async def test_a_failed_delivery_is_retried_after_a_restart(db_path: Path, rounds: Rounds) -> None:
+async def test_a_failed_delivery_is_retried_after_a_restart(
+    database_url: str, rounds: Rounds
+) -> None:
     async with receiver([500]) as server:
-        async with worker_running(db_path, webhook_base_delay=1.0) as queue:
+        async with worker_running(database_url, webhook_base_delay=1.0) as queue:
             task = task_with(server.url())
             await queue.enqueue([task])
 
@@ -317,7 +318,7 @@ async def test_a_failed_delivery_is_retried_after_a_restart(db_path: Path, round
             await wait_until(failed_once, 10.0, "the first attempt failed")
         # The first worker and its queue are gone; the retry is due about 1 s later.
         assert len(server.requests) == 1
-        async with worker_running(db_path) as again:
+        async with worker_running(database_url) as again:
             (delivery,) = await settled(again, task.id, 1, DeliveryState.DELIVERED)
             await rounds.wait_for(3, "three more rounds")  # room for a duplicate, were there one
 
@@ -332,9 +333,9 @@ async def test_a_failed_delivery_is_retried_after_a_restart(db_path: Path, round
 IDLE_LOOP = {"webhook_interval": 60.0}
 
 
-async def test_a_burst_worker_delivers_before_it_exits(db_path: Path) -> None:
+async def test_a_burst_worker_delivers_before_it_exits(database_url: str) -> None:
     async with receiver() as server:
-        config = runtime_config(db_path, **webhook_config(db_path, **IDLE_LOOP))
+        config = runtime_config(database_url, **webhook_config(**IDLE_LOOP))
         async with WorkerQueue(config) as queue:
             tasks = [task_with(server.url(f"/{n}")) for n in range(20)]  # two claim batches
             await queue.enqueue(tasks)
@@ -348,10 +349,12 @@ async def test_a_burst_worker_delivers_before_it_exits(db_path: Path) -> None:
     assert sorted(r.path for r in server.requests) == sorted(f"/{n}" for n in range(20))
 
 
-async def test_a_burst_worker_leaves_a_delivery_that_backed_off_for_later(db_path: Path) -> None:
+async def test_a_burst_worker_leaves_a_delivery_that_backed_off_for_later(
+    database_url: str,
+) -> None:
     async with receiver([500]) as server:
-        fields = webhook_config(db_path, webhook_base_delay=60.0, **IDLE_LOOP)
-        async with WorkerQueue(runtime_config(db_path, **fields)) as queue:
+        fields = webhook_config(webhook_base_delay=60.0, **IDLE_LOOP)
+        async with WorkerQueue(runtime_config(database_url, **fields)) as queue:
             task = task_with(server.url())
             await queue.enqueue([task])
             started = time.monotonic()
@@ -367,12 +370,12 @@ async def test_a_burst_worker_leaves_a_delivery_that_backed_off_for_later(db_pat
     assert delivery.next_attempt_at > time.time() + 50
 
 
-async def test_a_drain_ends_at_its_timeout_or_when_stopped(db_path: Path) -> None:
+async def test_a_drain_ends_at_its_timeout_or_when_stopped(database_url: str) -> None:
     async with receiver([500] * 100_000) as server:
         fields = webhook_config(
-            db_path, webhook_max_attempts=100_000, retry_backoff_multiplier=1.0, **IDLE_LOOP
+            webhook_max_attempts=100_000, retry_backoff_multiplier=1.0, **IDLE_LOOP
         )
-        async with WorkerQueue(runtime_config(db_path, **fields)) as queue:
+        async with WorkerQueue(runtime_config(database_url, **fields)) as queue:
             await queue.enqueue([task_with(server.url())])
             (task,) = await queue.dequeue(1)
             await queue.mark_as_complete(task.id, lease_id=task.lease_id)
@@ -391,13 +394,15 @@ async def test_a_drain_ends_at_its_timeout_or_when_stopped(db_path: Path) -> Non
     assert 2.0 <= took < 10
 
 
-async def test_a_stopped_worker_does_not_wait_for_deliveries(db_path: Path, rounds: Rounds) -> None:
+async def test_a_stopped_worker_does_not_wait_for_deliveries(
+    database_url: str, rounds: Rounds
+) -> None:
     async def slow(item: TaskItem, ctx: TaskContext) -> JsonValue:
         await rounds.reach(1, "the first round")  # its next is 60 s away
         return None
 
     async with receiver() as server:
-        async with worker_running(db_path, slow, **IDLE_LOOP) as queue:
+        async with worker_running(database_url, slow, **IDLE_LOOP) as queue:
             task = task_with(server.url())
             await queue.enqueue([task])
             await wait_until(
@@ -409,8 +414,8 @@ async def test_a_stopped_worker_does_not_wait_for_deliveries(db_path: Path, roun
 # -- where deliveries may go ---------------------------------------------------------------
 
 
-async def test_private_addresses_are_refused_without_a_connection(db_path: Path) -> None:
-    async with receiver() as server, worker_running(db_path, webhook_allow_private=False) as q:
+async def test_private_addresses_are_refused_without_a_connection(database_url: str) -> None:
+    async with receiver() as server, worker_running(database_url, webhook_allow_private=False) as q:
         task = task_with(
             server.url(),
             "http://10.1.2.3:9/hook",
@@ -430,8 +435,8 @@ async def test_private_addresses_are_refused_without_a_connection(db_path: Path)
         assert "QUEUE_WEBHOOK_ALLOW_PRIVATE" in delivery.last_error
 
 
-async def test_a_redirect_is_not_followed(db_path: Path) -> None:
-    async with receiver([302]) as server, worker_running(db_path, webhook_max_attempts=1) as q:
+async def test_a_redirect_is_not_followed(database_url: str) -> None:
+    async with receiver([302]) as server, worker_running(database_url, webhook_max_attempts=1) as q:
         task = task_with(server.url())
         await q.enqueue([task])
         (delivery,) = await settled(q, task.id, 1, DeliveryState.FAILED)
@@ -442,9 +447,9 @@ async def test_a_redirect_is_not_followed(db_path: Path) -> None:
 
 
 async def test_tasks_without_response_urls_create_no_deliveries(
-    db_path: Path, rounds: Rounds
+    database_url: str, rounds: Rounds
 ) -> None:
-    async with worker_running(db_path) as queue:
+    async with worker_running(database_url) as queue:
         task = task_with(None, None)
         await queue.enqueue([task])
         await wait_until(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 import pytest
 from pydantic import JsonValue
@@ -31,12 +30,12 @@ def records_for(caplog: pytest.LogCaptureFixture, task_id: str) -> list[logging.
 
 
 async def test_each_outcome_leaves_one_line(
-    db_path: Path, caplog: pytest.LogCaptureFixture
+    database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="worker")
     registry = ProcessorRegistry()
     registry.add("job", behave)
-    async with WorkerQueue(runtime_config(db_path)) as queue:
+    async with WorkerQueue(runtime_config(database_url)) as queue:
         tasks = {
             name: job_task(name=name, max_attempts=2)
             for name in ("flaky", "hopeless", "stopped", "fine")
