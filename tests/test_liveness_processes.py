@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.runtime_worker import job_task, run_until_completed, task_state_is, wait_until
 from tests.spawning import Spawner, exit_code, lines, until_logged
 from worker import QueueConfig, TaskState, WorkerQueue
-from worker.sqlite_setup import sqlite_path
+from worker.storage.sqlite.connection import sqlite_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
