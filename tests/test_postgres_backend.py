@@ -1,13 +1,17 @@
-"""What is PostgreSQL's own: many processes opening one new database at the same moment."""
+"""What is PostgreSQL's own: many processes opening one new database at the same moment, and
+wake-ups pushed by NOTIFY."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from tests.postgres_server import ScratchDatabases
+from tests.runtime_worker import wait_until
 from tests.support import make_task, raw_sql
 from worker import QueueConfig, WorkerQueue
 from worker.revision import HEAD_REVISION
+from worker.storage.postgres.listener import Listener
 
 
 async def test_queues_creating_one_database_at_once_migrate_it_once(
@@ -25,3 +29,59 @@ async def test_queues_creating_one_database_at_once_migrate_it_once(
     finally:
         await asyncio.gather(*(queue.close() for queue in queues))
     assert await raw_sql(url, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
+
+
+async def _woken(queue: WorkerQueue, other: WorkerQueue) -> float:
+    """Seconds from ``other``'s enqueue to ``queue``'s notifier being poked."""
+    poked = asyncio.Event()
+    queue.notifier.subscribe(poked)
+    await asyncio.sleep(0)
+    poked.clear()
+    sent = time.monotonic()
+    await other.enqueue([make_task()])
+    async with asyncio.timeout(10):
+        await poked.wait()
+    return time.monotonic() - sent
+
+
+async def test_an_enqueue_elsewhere_wakes_this_process_and_so_after_a_lost_connection(
+    postgres_url: str,
+) -> None:
+    """NOTIFY at the enqueue's commit reaches the LISTEN connection of another queue; when
+    that connection is killed it is opened again, and wake-ups go on."""
+    async with (
+        WorkerQueue(QueueConfig(database_url=postgres_url)) as queue,
+        WorkerQueue(QueueConfig(database_url=postgres_url)) as other,
+    ):
+        queue.receive_wakeups()
+        listener = queue._listener
+        assert isinstance(listener, Listener)
+        async with asyncio.timeout(10):
+            await listener.listening.wait()
+        assert await _woken(queue, other) < 5.0
+        killed = await raw_sql(
+            postgres_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query LIKE 'LISTEN%' AND datname = current_database()",
+        )
+        assert killed == [(True,)]
+
+        async def reopened() -> bool:
+            return listener.opened == 2 and listener.listening.is_set()
+
+        await wait_until(reopened, 10, "the LISTEN connection reopened")
+        assert await _woken(queue, other) < 5.0
+
+
+async def test_notify_off_sends_and_listens_for_nothing(postgres_url: str) -> None:
+    """QUEUE_POSTGRES_NOTIFY=false (PgBouncer in transaction mode): no NOTIFY in the
+    enqueue, no LISTEN connection; workers poll."""
+    config = QueueConfig(database_url=postgres_url, postgres_notify=False)
+    async with WorkerQueue(config) as queue:
+        queue.receive_wakeups()
+        assert queue._listener is None
+        assert queue._db.statements.wake_tasks is None
+        await queue.enqueue([make_task()])
+    assert await raw_sql(
+        postgres_url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"
+    ) == [(0,)]

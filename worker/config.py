@@ -221,6 +221,13 @@ class QueueConfig(BaseModel):
         gt=0,
         le=1,
     )
+    postgres_notify: bool = _setting(
+        True,
+        "QUEUE_POSTGRES_NOTIFY",
+        "On PostgreSQL, wake idle workers on other machines at once with NOTIFY (one per "
+        "enqueue transaction) and LISTEN; false behind PgBouncer in transaction mode, where "
+        "LISTEN does not work (workers then poll every QUEUE_POLL_INTERVAL).",
+    )
     database_clock: bool = _setting(
         True,
         "QUEUE_DATABASE_CLOCK",

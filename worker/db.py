@@ -111,6 +111,12 @@ class Database:
         return backend_for(self.dialect)
 
     @property
+    def notifies(self) -> bool:
+        """Whether writers wake other processes' workers (a backend that can, not turned
+        off by ``postgres_notify``)."""
+        return self.backend.capabilities.pushes_wakeups and self._config.postgres_notify
+
+    @property
     def statements(self) -> Statements:
         """The engine's dialect's hot-path statements, compiled when the database opened."""
         if self._statements is None:
@@ -188,7 +194,7 @@ class Database:
         self._locking = engine.execution_options(**{LOCK_FIRST: True})
         if not read_only:
             # Compiled now rather than inside the first enqueue or claim (tens of ms).
-            self._statements = Statements(engine.dialect)
+            self._statements = Statements(engine.dialect, wake=self._config.postgres_notify)
 
     async def close(self) -> None:
         if self._engine is not None:

@@ -109,6 +109,7 @@ class Loop:
     async def run(self) -> None:
         notifier = notifier_for(self.queue)
         notifier.subscribe(self.waker.poke)
+        self.queue.receive_wakeups()  # other processes' enqueues poke it too, where pushed
         helpers = [
             asyncio.create_task(self._poke_on(self.stop)),
             asyncio.create_task(self._stop_when_lost()),

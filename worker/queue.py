@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -30,6 +30,7 @@ from worker.revision import check_schema
 from worker.rows import insert_values, items_json
 from worker.states import TaskState
 from worker.storable import CHECKPOINT_WRAPPING, json_text, safe_text
+from worker.storage.backend import Listening, Wake
 from worker.store import TaskStore
 from worker.sweep import SweepStore
 from worker.transitions import TransitionStore
@@ -93,6 +94,7 @@ class WorkerQueue(QueueAdmin):
         self.notifier = Notifier()
         #: Poked when a running task is asked to stop: this process's workers look at once.
         self.cancels = Notifier()
+        self._listener: Listening | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -146,7 +148,24 @@ class WorkerQueue(QueueAdmin):
             await self._db.close()
             raise
 
+    def receive_wakeups(self) -> None:
+        """Have other processes' enqueues and cancel requests poke :attr:`notifier` and
+        :attr:`cancels` too, where the backend can push them (PostgreSQL's LISTEN, unless
+        ``postgres_notify`` is off; SQLite workers watch the file instead). Workers call
+        it; it runs until :meth:`close`."""
+        if self._listener is None and self._db.notifies:
+            on_wake: dict[Wake, Callable[[], None]] = {
+                "tasks": self.notifier.notify,
+                "cancels": self.cancels.notify,
+            }
+            self._listener = self._db.backend.listener(self.config.database_url, on_wake)
+            if self._listener is not None:
+                self._listener.start()
+
     async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop()
         if self._server_clock is not None:
             await self._server_clock.close()
         await self._db.close()

@@ -94,7 +94,7 @@ class TaskStore:
         key belongs to a live task (or to an earlier row of the same batch) is not inserted,
         and its id is the existing task's. Dependencies are recorded in the same transaction.
         """
-        insert, bulk = self._sql.insert, self._sql.bulk_insert
+        insert, bulk, wake = self._sql.insert, self._sql.bulk_insert, self._sql.wake_tasks
         keyed = any(row[ROW_KEY] is not None for row in rows)
         reads_first = keyed or any(row[ROW_DEPENDS_ON] for row in rows)
 
@@ -116,6 +116,8 @@ class TaskStore:
                 raise DuplicateTaskError(sorted(taken) or [str(error.orig)]) from error
             if reads_first:
                 dependencies.link(txn, fresh, now)
+            if wake is not None and fresh:  # once per transaction, delivered at commit
+                txn.rows(wake)
             return ids, len(fresh)
 
         return await self._db.transaction("enqueue", body, lock_first=reads_first, rows=len(rows))

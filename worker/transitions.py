@@ -203,6 +203,9 @@ class TransitionStore:
                 await self._settle(conn, "cancel", [row], now)
                 return TaskState.CANCELLED
             if (await conn.execute(ask)).first() is not None:
+                wake = self._db.backend.wake("cancels") if self._db.notifies else None
+                if wake is not None:  # its worker may be on another machine
+                    await conn.execute(wake)
                 return TaskState.PROCESSING
             await self._raise_refusal(conn, "cancel", task_id, None)
         raise AssertionError("unreachable: _raise_refusal raises")

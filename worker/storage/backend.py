@@ -9,9 +9,9 @@ the database URL's scheme chose.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,6 +30,18 @@ STATE_INDEXES = {
     TaskState.DISCARDED: "ix_tasks_discarded",
     TaskState.CANCELLED: "ix_tasks_cancelled",
 }
+
+
+#: What a wake-up is about (see :meth:`Backend.wake`).
+Wake = Literal["tasks", "cancels"]
+
+
+class Listening(Protocol):
+    """A running receiver of wake-ups (:meth:`Backend.listener`)."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +91,17 @@ class Backend(ABC):
     @abstractmethod
     def position(self) -> sa.TextClause:
         """How many claimable tasks of ``:queue`` come before (``:priority``, ``:id``)."""
+
+    def wake(self, what: Wake) -> sa.TextClause | None:
+        """A statement a writer runs in its transaction to wake other processes' workers at
+        its commit: ``"tasks"``, work became claimable; ``"cancels"``, a running task was
+        asked to stop (None: the backend cannot push wake-ups)."""
+        return None
+
+    def listener(self, url: str, on_wake: dict[Wake, Callable[[], None]]) -> Listening | None:
+        """What receives :meth:`wake`'s wake-ups in this process, calling ``on_wake[what]()``
+        (None: the backend cannot push them; workers watch or poll)."""
+        return None
 
     def bulk_insert(self, columns: Sequence[str]) -> sa.TextClause | None:
         """One statement that inserts many tasks given one parameter per column (each a

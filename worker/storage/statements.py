@@ -148,9 +148,12 @@ def _acknowledge(operation: str, acks: sa.Subquery, values: dict[str, Any]) -> s
 class Statements:
     """The hot-path statements of one dialect (see the module docstring)."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, *, wake: bool = True) -> None:
         self.dialect = dialect
         self.backend = backend_for(dialect.name)
+        tasks_woken = self.backend.wake("tasks") if wake else None
+        #: What an enqueue runs in its transaction to wake other processes' workers, if any.
+        self.wake_tasks = None if tasks_woken is None else prepare(tasks_woken, dialect)
         self._built: dict[Callable[[], Buildable], Prepared] = {}
         self.insert = prepare(
             sa.insert(tasks).values(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from worker.states import TaskState
-from worker.storage.backend import STATE_INDEXES, Backend, Capabilities, Insert
+from worker.storage.backend import STATE_INDEXES, Backend, Capabilities, Insert, Wake
+from worker.storage.postgres.listener import CANCELS_CHANNEL, TASKS_CHANNEL, Listener, notify
 from worker.storage.schema import paused_queues, tasks
 from worker.storage.sql import json_values, state_in
 
@@ -19,6 +20,7 @@ _PENDING = TaskState.PENDING.value
 #: The advisory lock key migrations take (any constant; this one spells "wqmigrat").
 MIGRATION_LOCK = int.from_bytes(b"wqmigrat", "big") - 2**63
 _BY_NAME = {column.name: column for column in tasks.c}
+_CHANNELS: dict[Wake, str] = {"tasks": TASKS_CHANNEL, "cancels": CANCELS_CHANNEL}
 
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
@@ -98,6 +100,12 @@ class PostgresBackend(Backend):
             "AND schedule_at <= :now AND NOT held AND waiting_on = 0 AND queue = :queue "
             "AND (priority > :priority OR (priority = :priority AND id < :id))"
         )
+
+    def wake(self, what: Wake) -> sa.TextClause:
+        return notify(_CHANNELS[what])
+
+    def listener(self, url: str, on_wake: dict[Wake, Callable[[], None]]) -> Listener:
+        return Listener(url, {_CHANNELS[what]: callback for what, callback in on_wake.items()})
 
     def bulk_insert(self, columns: Sequence[str]) -> sa.TextClause:
         # ``INSERT ... SELECT FROM unnest($1::text[], $2::int4[], ...)``: the rows travel as
