@@ -407,3 +407,15 @@ async def test_completions_in_a_batch_are_checked_before_anything_is_written(
             [Completion(a.id, a.lease_id, ["fine"]), Completion(b.id, b.lease_id, [BAD])]
         )
     assert {t.state for t in await queue.list_tasks()} == {TaskState.PROCESSING}
+
+
+@pytest.mark.parametrize("field", ["name", "idempotency_key"])
+async def test_a_nul_in_a_text_column_is_refused_naming_the_field(
+    queue: WorkerQueue, field: str
+) -> None:
+    """PostgreSQL's text cannot hold NUL: refused up front, on every backend alike, with the
+    batch (one good task first) left unwritten."""
+    good, bad = make_task(name="fine"), make_task(**{field: "a\x00b"})
+    with pytest.raises(InvalidTaskError, match=rf"tasks\[1\].*{field} holds a NUL character"):
+        await queue.enqueue([good, bad])
+    assert (await queue.get_queue_stats())["total"] == 0

@@ -120,10 +120,10 @@ def insert_values(task: Task, items: str) -> InsertRow:
     fields = task.__dict__  # plain reads: this runs for every task of a bulk enqueue
     metadata, policy, depends_on = fields["metadata"], fields["retry_policy"], fields["depends_on"]
     name, key = fields["name"], fields["idempotency_key"]
-    if not (name is None or name.isascii()):
-        check_text(name, "name")
-    if not (key is None or key.isascii()):
-        check_text(key, "idempotency_key")
+    if name is not None and (not name.isascii() or "\x00" in name):
+        check_text(name, "name", column=True)
+    if key is not None and (not key.isascii() or "\x00" in key):
+        check_text(key, "idempotency_key", column=True)
     resources = fields["resources"].__dict__
     return (
         fields["id"], fields["queue"], _PENDING, fields["priority"], fields["schedule_at"], 0,

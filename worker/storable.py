@@ -53,8 +53,14 @@ def text_problem(value: str, *, where: bool = True) -> str | None:
     return None
 
 
-def check_text(value: str, what: str, *, where: bool = True) -> str:
-    """``value`` when it can be stored as UTF-8 text; ``ValueError`` naming ``what`` else."""
+def check_text(value: str, what: str, *, where: bool = True, column: bool = False) -> str:
+    """``value`` when it can be stored as UTF-8 text; ``ValueError`` naming ``what`` else.
+    ``column``: it goes into a text column of its own (not inside JSON), where PostgreSQL
+    cannot store a NUL character either (refused on every backend, so that a task is
+    accepted or refused the same way wherever it goes)."""
+    if column and "\x00" in value:
+        at = f" at position {value.index(chr(0))}" if where else ""
+        raise ValueError(f"{what} holds a NUL character{at}, which a text column cannot store")
     problem = text_problem(value, where=where)
     if problem is not None:
         raise ValueError(f"{what} {problem}")
