@@ -44,9 +44,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from tests.support import make_task, url_of
+from tests.support import database_of, make_task, url_of
 from worker import Completion, QueueConfig, WorkerQueue
-from worker.webhooks.store import database_of
 
 EXIT_HANG_EXPIRED = 3
 EXIT_DEADLINE = 4

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tts import TextToSpeechRequest
-from worker import Task, TaskItem
+from worker import Task, TaskItem, WorkerQueue
+from worker.db import Database
+from worker.storage.sql_storage import SqlStorage
 
 START = 1_800_000_000.0
 
@@ -60,3 +62,10 @@ async def raw_sql(
             return [tuple(row) for row in result.all()] if result.returns_rows else []
     finally:
         await engine.dispose()
+
+
+def database_of(queue: WorkerQueue) -> Database:
+    """The connection machinery under a queue (its SQLAlchemy storage's), for tests of it."""
+    storage = queue.storage
+    assert isinstance(storage, SqlStorage)
+    return storage.database

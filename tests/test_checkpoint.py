@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import sqlite_url
+from tests.support import database_of, sqlite_url
 from tts import TextToSpeechRequest
 from worker import QueueConfig, Task, TaskItem, WorkerQueue
 from worker.storage.sqlite import checkpoints as checkpoint
@@ -90,7 +90,7 @@ async def test_the_log_starts_over_while_writes_go_on(
     db = tmp_path / "queue.db"
     wal = Path(f"{db}-wal")
     async with WorkerQueue(config(db, 3600)) as queue:
-        checkpointer = queue._db._checkpointer
+        checkpointer = database_of(queue)._checkpointer
         assert checkpointer is not None
         racer = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
         copies: list[str] = []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import make_task, sqlite_url
+from tests.support import database_of, make_task, sqlite_url
 from worker import (
     QueueClosedError,
     QueueConfig,
@@ -84,7 +84,7 @@ async def test_full_database_is_a_storage_error_and_writes_nothing(db_path: Path
             (pages,) = raw.execute("PRAGMA page_count").fetchone()
         # A cap on the file's size, as a full disk would set one; it lasts per connection,
         # so it is set on the connection the queue writes with.
-        writer = await queue._db._writer_driver()
+        writer = await database_of(queue)._writer_driver()
         assert writer is not None
         await writer.execute(f"PRAGMA max_page_count = {pages + 2}")
         with pytest.raises(StorageError, match="full"):

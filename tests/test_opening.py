@@ -14,7 +14,7 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import exc as sa_exc
 
-from tests.support import make_task, sqlite_url
+from tests.support import database_of, make_task, sqlite_url
 from worker import (
     DatabaseNotFoundError,
     InvalidInputError,
@@ -193,7 +193,7 @@ async def test_sqlite_itself_refuses_a_read_only_queues_writes(
     await queue.initialize(read_only=True)
     try:
         assert (await queue.get_queue_stats())["total"] == 0
-        async with queue._db.engine.connect() as conn:  # past the queue's own refusal
+        async with database_of(queue).engine.connect() as conn:  # past the queue's own refusal
             with pytest.raises(sa_exc.OperationalError, match=r"readonly|query_only"):
                 await conn.execute(sa.text("DELETE FROM tasks"))
     finally:

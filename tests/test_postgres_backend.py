@@ -8,7 +8,7 @@ import time
 
 from tests.postgres_server import ScratchDatabases
 from tests.runtime_worker import wait_until
-from tests.support import make_task, raw_sql
+from tests.support import database_of, make_task, raw_sql
 from worker import QueueConfig, WorkerQueue
 from worker.revision import HEAD_REVISION
 from worker.storage.postgres.listener import Listener
@@ -80,7 +80,7 @@ async def test_notify_off_sends_and_listens_for_nothing(postgres_url: str) -> No
     async with WorkerQueue(config) as queue:
         queue.receive_wakeups()
         assert queue._listener is None
-        assert queue._db.statements.wake_tasks is None
+        assert database_of(queue).statements.wake_tasks is None
         await queue.enqueue([make_task()])
     assert await raw_sql(
         postgres_url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"

@@ -13,7 +13,7 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from tests.support import FakeClock, make_task
+from tests.support import FakeClock, database_of, make_task
 from worker import (
     Completion,
     DuplicateTaskError,
@@ -50,7 +50,7 @@ def _count_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 async def test_small_transactions_run_on_the_loop_and_big_ones_take_one_trip(
     queue: WorkerQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await queue._db._writer_driver()  # made on first use, with pragmas of its own
+    await database_of(queue)._writer_driver()  # made on first use, with pragmas of its own
     trips = _count_trips(monkeypatch)
     await queue.enqueue([make_task(str(n)) for n in range(5)])
     batch = await queue.dequeue(size=5)
@@ -79,7 +79,7 @@ async def test_every_transaction_takes_one_trip_when_none_may_run_inline(
     """Inline transactions are off (0), or a commit could sync the disk on the loop's thread
     (FULL; a checkpoint inside the commit, as SQLite's own are)."""
     async with WorkerQueue(config.model_copy(update=setting), clock=clock) as queue:
-        await queue._db._writer_driver()
+        await database_of(queue)._writer_driver()
         trips = _count_trips(monkeypatch)
         await queue.enqueue([make_task(str(n)) for n in range(5)])
         assert trips == ["run_in_driver"]
@@ -135,11 +135,11 @@ async def test_a_held_write_lock_is_waited_for_in_the_driver_thread_not_on_the_l
     the claim waits for it without blocking the event loop, and goes through once it is
     released."""
     await queue.enqueue([make_task("waits")])
-    await queue._db._writer_driver()
+    await database_of(queue)._writer_driver()
     trips = _count_trips(monkeypatch)
     async with _lock_held_elsewhere(db_path) as (holder, loop):
         claim = asyncio.create_task(queue.dequeue(size=10))
-        await _until(queue._db._in_use.locked, "waiting in the driver's thread")
+        await _until(database_of(queue)._in_use.locked, "waiting in the driver's thread")
         before = loop.ticks
         await _until(lambda: loop.ticks >= before + 10, "the loop running meanwhile")
         assert not claim.done(), "the claim waits for the lock"
@@ -163,7 +163,7 @@ async def test_a_cancelled_wait_keeps_the_connection_until_its_transaction_ends(
     await queue.enqueue([make_task("first")])
     async with _lock_held_elsewhere(db_path) as (holder, loop):
         claim = asyncio.create_task(queue.dequeue(size=10))
-        await _until(queue._db._in_use.locked, "waiting in the driver's thread")
+        await _until(database_of(queue)._in_use.locked, "waiting in the driver's thread")
         claim.cancel()
         enqueue = asyncio.create_task(queue.enqueue([make_task("second")]))
         before = loop.ticks
@@ -264,7 +264,7 @@ async def test_a_transaction_left_open_is_rolled_back_not_built_on(
     queue: WorkerQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
     await queue.enqueue([make_task("first")])
-    writer = await queue._db._writer_driver()
+    writer = await database_of(queue)._writer_driver()
     assert writer is not None
     # What a failed rollback would leave: an open transaction holding a write.
     await writer.execute("BEGIN IMMEDIATE")
@@ -278,7 +278,7 @@ async def test_a_transaction_left_open_is_rolled_back_not_built_on(
 async def test_the_hot_path_writes_with_the_configured_page_cache(config: QueueConfig) -> None:
     """A bulk enqueue's pages stay in memory rather than spilling into the WAL."""
     async with WorkerQueue(config.model_copy(update={"sqlite_writer_cache_mb": 48})) as queue:
-        writer = await queue._db._writer_driver()
+        writer = await database_of(queue)._writer_driver()
         assert writer is not None
         async with writer.execute("PRAGMA cache_size") as cursor:
             assert await cursor.fetchone() == (-48 * 1024,)

@@ -20,7 +20,7 @@ import pytest
 
 from tests.runtime_worker import job_task, runtime_config
 from tests.spawning import Spawner, exit_code, lines
-from tests.support import make_task
+from tests.support import database_of, make_task
 from worker import DatabaseLostError, QueueConfig, TaskState, WorkerQueue
 
 pytestmark = pytest.mark.sqlite_only("SQLite's write-ahead log file and its checkpoints")
@@ -71,7 +71,7 @@ async def test_a_failed_checkpoint_stops_writes_and_a_busy_one_does_not(
 ) -> None:
     fast = config.model_copy(update={"sqlite_checkpoint_interval": 0.01})
     async with WorkerQueue(fast) as queue:
-        checkpointer = queue._db._checkpointer
+        checkpointer = database_of(queue)._checkpointer
         assert checkpointer is not None
         failures: list[sqlite3.Error] = []
         copy = checkpointer._checkpoint

@@ -33,7 +33,6 @@ from worker.webhooks import (
 )
 from worker.webhooks.dispatcher import SUPERSEDED, WebhookDispatcher
 from worker.webhooks.guard import Resolver, is_public, target
-from worker.webhooks.store import WebhookStore, database_of
 
 # -- signing -------------------------------------------------------------------------------
 
@@ -258,7 +257,7 @@ async def finish(queue: WorkerQueue, *urls: str | None) -> Task:
 async def test_a_delivery_is_claimed_once_until_its_lease_expires(
     hook_queue: WorkerQueue, clock: FakeClock
 ) -> None:
-    store = WebhookStore(database_of(hook_queue))
+    store = hook_queue.storage.webhooks
     task = await finish(hook_queue, "http://127.0.0.1:9/a")
     found, cut, _ = await store.finished(0.0, None, 10)
     assert not cut
@@ -282,7 +281,7 @@ async def test_a_claim_with_nothing_due_leaves_the_write_lock_alone(
 ) -> None:
     """Idle workers ask for deliveries every second: finding none must not take the write
     lock (it would queue behind, and hold up, the producers)."""
-    store = WebhookStore(database_of(hook_queue))
+    store = hook_queue.storage.webhooks
     holder = sqlite3.connect(db_path, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")  # a writer in another process holds the lock
@@ -296,7 +295,7 @@ async def test_a_claim_with_nothing_due_leaves_the_write_lock_alone(
 async def test_the_scan_returns_tasks_with_urls_and_says_how_far_it_looked(
     hook_queue: WorkerQueue, clock: FakeClock
 ) -> None:
-    store = WebhookStore(database_of(hook_queue))
+    store = hook_queue.storage.webhooks
     assert await store.finished(0.0, None, 10) == ([], False, None)
     quiet = await finish(hook_queue, None)
     clock.advance(1)
@@ -332,7 +331,7 @@ async def test_a_task_that_commits_late_is_found_by_the_settled_scan(
     assert await dispatcher.collect() == 1
     for task in (early, later, late):
         assert len(await hook_queue.webhook_deliveries(task.id)) == 1
-    store = WebhookStore(database_of(hook_queue))
+    store = hook_queue.storage.webhooks
     assert await store.scanned_to() == (await hook_queue.get_task(later.id)).finished_at
 
     restarted = WebhookDispatcher(hook_queue, HttpxTransport(), clock=clock)
@@ -388,7 +387,7 @@ async def test_each_ending_of_a_resumed_task_has_its_own_deliveries(
 async def test_a_task_resumed_after_the_scan_read_it_gets_no_delivery_for_that_ending(
     hook_queue: WorkerQueue, clock: FakeClock
 ) -> None:
-    store = WebhookStore(database_of(hook_queue))
+    store = hook_queue.storage.webhooks
     task = await discard(hook_queue, "http://127.0.0.1:9/a")
     found, _, _ = await store.finished(0.0, None, 10)
     await hook_queue.mark_as_resume(task.id)
@@ -404,7 +403,7 @@ async def test_purge_deletes_the_deliveries_of_the_tasks_it_deletes(
     clock.advance(3600)
     recent = await finish(hook_queue, "http://127.0.0.1:9/c")
     assert await dispatcher.collect() == 3
-    store = WebhookStore(database_of(hook_queue))
+    store = hook_queue.storage.webhooks
     (sent,) = [c for c in await store.claim(clock.now, 40.0, 10) if c.item_index == 1]
     assert await store.delivered(sent, 200, clock.now)  # delivered and pending rows alike
 
@@ -467,7 +466,7 @@ async def test_upgrade_from_0002_delivers_only_tasks_that_finish_afterwards(
                 (task_id, state, items, finished),
             )
     async with WorkerQueue(config, clock=clock) as queue:
-        store = WebhookStore(database_of(queue))
+        store = queue.storage.webhooks
         assert await store.scanned_to() == 1_700_000_000.0
         (claimed,) = await queue.dequeue(1)
         await queue.mark_as_complete(claimed.id, lease_id=claimed.lease_id)

@@ -30,7 +30,7 @@ from worker.processors import ProcessorRegistry
 from worker.queue import WorkerQueue
 from worker.storage.sqlite.connection import sqlite_path
 from worker.sweeper import sweep
-from worker.wakeup import DatabaseWatcher, Waker, notifier_for
+from worker.wakeup import DatabaseWatcher, Waker
 from worker.watch import RunWatcher, StopReason
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class Loop:
         self._next_beat = float("inf")
 
     async def run(self) -> None:
-        notifier = notifier_for(self.queue)
+        notifier = self.queue.notifier  # every enqueue of this process pokes it
         notifier.subscribe(self.waker.poke)
         self.queue.receive_wakeups()  # other processes' enqueues poke it too, where pushed
         helpers = [

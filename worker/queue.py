@@ -14,8 +14,7 @@ from pydantic import JsonValue, ValidationError
 from worker import arguments
 from worker.clock import Clock, DatabaseClock
 from worker.config import QueueConfig
-from worker.control import ControlStore, Heartbeat
-from worker.db import Database
+from worker.control import Heartbeat
 from worker.errors import (
     InvalidInputError,
     InvalidTaskError,
@@ -25,15 +24,11 @@ from worker.errors import (
 from worker.ids import new_ids
 from worker.models import Completion, Failure, Progress, Resources, Task
 from worker.queue_admin import QueueAdmin
-from worker.reads import ReadStore
-from worker.revision import check_schema
 from worker.rows import insert_values, items_json
 from worker.states import TaskState
 from worker.storable import CHECKPOINT_WRAPPING, json_text, safe_text
 from worker.storage.backend import Listening, Wake
-from worker.store import TaskStore
-from worker.sweep import SweepStore
-from worker.transitions import TransitionStore
+from worker.storage.interface import Storage, open_storage
 from worker.wakeup import Notifier
 
 if TYPE_CHECKING:
@@ -78,18 +73,13 @@ class WorkerQueue(QueueAdmin):
     ) -> None:
         self.config = config if config is not None else QueueConfig()
         self.worker_id = worker_id
-        self._db = Database(self.config)
+        self._storage: Storage = open_storage(self.config)
         # Without a clock of the caller's, the machine's; on a database other machines share,
         # corrected to the server's when the queue opens (see worker.clock).
         self._server_clock: DatabaseClock | None = None
         if clock is None and self.config.database_clock and not self.config.is_sqlite:
             self._server_clock = DatabaseClock(self._server_time)
         self._clock: Clock = clock or self._server_clock or time.time
-        self._moves = TransitionStore(self._db, self.config.default_visibility_timeout)
-        self._store = TaskStore(self._db, self.config.default_visibility_timeout, self._moves)
-        self._reads = ReadStore(self._db)
-        self._sweep = SweepStore(self._db)
-        self._control = ControlStore(self._db, self.config.default_visibility_timeout)
         #: Poked after every enqueue that inserted something: wakes this process's workers.
         self.notifier = Notifier()
         #: Poked when a running task is asked to stop: this process's workers look at once.
@@ -104,12 +94,12 @@ class WorkerQueue(QueueAdmin):
         deleted under it, or a checkpoint failed; see :mod:`worker.storage.sqlite.walguard`):
         every write raises :class:`~worker.errors.DatabaseLostError` from then on, and workers
         stop."""
-        return self._db.lost
+        return self._storage.lost
 
     @property
     def storage_lost_error(self) -> StorageError | None:
         """The :class:`~worker.errors.DatabaseLostError` behind :attr:`storage_lost`."""
-        return self._db.lost_error
+        return self._storage.lost_error
 
     async def initialize(self, *, create: bool | None = None, read_only: bool = False) -> None:
         """Connect, and by default create the database or bring it to the newest schema
@@ -128,37 +118,25 @@ class WorkerQueue(QueueAdmin):
             create = not read_only
         if create and read_only:
             raise InvalidInputError("initialize: a read-only queue cannot create its database")
-        await self._db.open(create=create, read_only=read_only)
-        try:
-            if self._server_clock is not None and self._db.backend.server_time() is not None:
+        await self._storage.open(create=create, read_only=read_only)
+        if self._server_clock is not None:
+            try:
                 await self._server_clock.measure()
-            if create:
-                from worker.migrate import upgrade_to_head  # Alembic is heavy: only to migrate
-
-                async with self._db.write("schema upgrade") as conn:
-                    lock = self._db.backend.migration_lock()
-                    if lock is not None:
-                        await conn.execute(lock)
-                    await conn.run_sync(upgrade_to_head)
-            else:
-                url = self.config.database_url
-                async with self._db.read("schema check") as conn:
-                    await conn.run_sync(lambda sync: check_schema(sync, url))
-        except BaseException:
-            await self._db.close()
-            raise
+            except BaseException:
+                await self._storage.close()
+                raise
 
     def receive_wakeups(self) -> None:
         """Have other processes' enqueues and cancel requests poke :attr:`notifier` and
         :attr:`cancels` too, where the backend can push them (PostgreSQL's LISTEN, unless
         ``postgres_notify`` is off; SQLite workers watch the file instead). Workers call
         it; it runs until :meth:`close`."""
-        if self._listener is None and self._db.notifies:
+        if self._listener is None:
             on_wake: dict[Wake, Callable[[], None]] = {
                 "tasks": self.notifier.notify,
                 "cancels": self.cancels.notify,
             }
-            self._listener = self._db.backend.listener(self.config.database_url, on_wake)
+            self._listener = self._storage.listener(on_wake)
             if self._listener is not None:
                 self._listener.start()
 
@@ -168,7 +146,12 @@ class WorkerQueue(QueueAdmin):
             await listener.stop()
         if self._server_clock is not None:
             await self._server_clock.close()
-        await self._db.close()
+        await self._storage.close()
+
+    @property
+    def storage(self) -> Storage:
+        """The database's operations this queue runs (for the runtime's parts and tests)."""
+        return self._storage
 
     @property
     def clock(self) -> Clock:
@@ -177,11 +160,8 @@ class WorkerQueue(QueueAdmin):
         return self._clock
 
     async def _server_time(self) -> float:
-        statement = self._db.backend.server_time()
-        if statement is None:
-            return time.time()
-        async with self._db.read("reading the server's clock") as conn:
-            return float((await conn.execute(statement)).scalar_one())
+        server = await self._storage.server_time()
+        return time.time() if server is None else server
 
     async def __aenter__(self) -> Self:
         await self.initialize()
@@ -232,7 +212,7 @@ class WorkerQueue(QueueAdmin):
                 raise InvalidTaskError(f"tasks[{index}].{exc}") from exc
         if not rows:
             return 0
-        ids, inserted = await self._store.insert(rows, now)
+        ids, inserted = await self._storage.insert(rows, now)
         for task, task_id in zip(checked, ids, strict=True):
             task.__dict__["id"] = task_id
         if inserted:
@@ -259,7 +239,7 @@ class WorkerQueue(QueueAdmin):
         chosen = arguments.queue_names("queues", queues)
         _resources(resources)
         claimer = self.worker_id if worker_id is None else worker_id
-        return await self._store.claim(size, self._clock(), chosen, claimer, resources)
+        return await self._storage.claim(size, self._clock(), chosen, claimer, resources)
 
     async def any_due(
         self, queues: Sequence[str] | None = None, resources: Resources | None = None
@@ -268,7 +248,7 @@ class WorkerQueue(QueueAdmin):
         each on its own fitting ``resources`` when given)."""
         chosen = arguments.queue_names("queues", queues)
         _resources(resources)
-        return await self._store.any_due(self._clock(), chosen, resources)
+        return await self._storage.any_due(self._clock(), chosen, resources)
 
     async def mark_as_complete(
         self, task_id: str, *, lease_id: str | None = None, results: list[JsonValue] | None = None
@@ -282,13 +262,13 @@ class WorkerQueue(QueueAdmin):
         _claim(task_id, lease_id)
         if results is not None and not isinstance(results, list):
             raise InvalidInputError(f"results must be a list, got {type(results).__name__}")
-        await self._moves.complete(
+        await self._storage.complete(
             [Completion(task_id, lease_id, results)], self._clock(), strict=True
         )
 
     async def complete_many(self, completions: Sequence[Completion]) -> list[str]:
         """Complete many claimed tasks in one transaction; returns the ids refused."""
-        return await self._moves.complete(completions, self._clock(), strict=False)
+        return await self._storage.complete(completions, self._clock(), strict=False)
 
     async def mark_as_retry(
         self,
@@ -306,19 +286,19 @@ class WorkerQueue(QueueAdmin):
         """
         _claim(task_id, lease_id)
         _delay("delay_s", delay_s)
-        await self._moves.fail(
+        await self._storage.fail(
             "retry", [Failure(task_id, error, lease_id, delay_s)], self._clock(), strict=True
         )
 
     async def discard_many(self, failures: Sequence[Failure]) -> list[str]:
         """Discard many claimed tasks in one transaction; returns the ids refused."""
-        return await self._moves.fail("discard", failures, self._clock(), strict=False)
+        return await self._storage.fail("discard", failures, self._clock(), strict=False)
 
     async def retry_many(self, failures: Sequence[Failure]) -> list[str]:
         """Mark many claimed tasks retryable in one transaction; returns the ids refused."""
         for index, failure in enumerate(failures):
             _delay(f"failures[{index}].delay_s", failure.delay_s)
-        return await self._moves.fail("retry", failures, self._clock(), strict=False)
+        return await self._storage.fail("retry", failures, self._clock(), strict=False)
 
     async def mark_as_discarded(
         self, task_id: str, error: str | None = None, *, lease_id: str | None = None
@@ -327,7 +307,7 @@ class WorkerQueue(QueueAdmin):
         :meth:`mark_as_retry`)."""
         _claim(task_id, lease_id)
         reason = error if error is not None else "discarded"
-        await self._moves.fail(
+        await self._storage.fail(
             "discard", [Failure(task_id, reason, lease_id)], self._clock(), strict=True
         )
 
@@ -347,16 +327,9 @@ class WorkerQueue(QueueAdmin):
             reason = safe_text(arguments.string("reason", reason))
         now = self._clock()
         if lease_id is not None:
-            values: dict[str, Any] = {
-                "finished_at": now,
-                "updated_at": now,
-                "lease_expires_at": None,
-            }
-            if reason is not None:
-                values["last_error"] = reason
-            await self._moves.transition("cancel_running", task_id, values, lease_id=lease_id)
+            await self._storage.end_cancelled(task_id, lease_id, now, reason)
             return TaskState.CANCELLED
-        state = await self._moves.cancel(task_id, now, reason)
+        state = await self._storage.cancel(task_id, now, reason)
         if state is TaskState.PROCESSING:
             self.cancels.notify()
         return state
@@ -364,7 +337,7 @@ class WorkerQueue(QueueAdmin):
     async def mark_as_resume(self, task_id: str) -> None:
         """DISCARDED -> PENDING, due now, with at least one more attempt."""
         arguments.text("task_id", task_id)
-        await self._moves.resume(task_id, self._clock(), self.config.default_max_attempts)
+        await self._storage.resume(task_id, self._clock(), self.config.default_max_attempts)
 
     async def extend_lease(
         self, task_id: str, lease_id: str, seconds: float | None = None
@@ -373,7 +346,7 @@ class WorkerQueue(QueueAdmin):
         _claim(task_id, arguments.text("lease_id", lease_id))
         if seconds is not None:
             arguments.seconds("seconds", seconds)
-        return await self._moves.extend_lease(task_id, lease_id, self._clock(), seconds)
+        return await self._storage.extend_lease(task_id, lease_id, self._clock(), seconds)
 
     async def heartbeat(
         self, leases: Sequence[tuple[str, str]], seconds: float | None = None
@@ -382,11 +355,11 @@ class WorkerQueue(QueueAdmin):
         pairs = arguments.leases("leases", leases)
         if seconds is not None:
             arguments.seconds("seconds", seconds)
-        return await self._control.heartbeat(pairs, self._clock(), seconds)
+        return await self._storage.heartbeat(pairs, self._clock(), seconds)
 
     async def release(self, leases: Sequence[tuple[str, str]]) -> list[str]:
         """Give claimed tasks back (graceful shutdown): PENDING, due now, attempt not used."""
-        return await self._store.release(arguments.leases("leases", leases), self._clock())
+        return await self._storage.release(arguments.leases("leases", leases), self._clock())
 
     async def set_progress(
         self,
@@ -403,12 +376,7 @@ class WorkerQueue(QueueAdmin):
             progress = Progress(current=current, total=total, message=message, at=self._clock())
         except ValidationError as exc:
             raise InvalidInputError(arguments.problems("progress", exc)) from exc
-        await self._moves.transition(
-            "progress",
-            task_id,
-            {"progress": progress.model_dump(), "updated_at": progress.at},
-            lease_id=lease_id,
-        )
+        await self._storage.set_progress(task_id, lease_id, progress.model_dump(), progress.at)
         return progress
 
     async def save_checkpoint(self, task_id: str, lease_id: str, data: JsonValue) -> None:
@@ -432,12 +400,7 @@ class WorkerQueue(QueueAdmin):
                 f"data: {data} is beyond 64-bit integers: a checkpoint that is a bare number "
                 "must fit in one (put it in a list or an object)"
             )
-        await self._moves.transition(
-            "progress",
-            task_id,
-            {"checkpoint": data, "updated_at": self._clock()},
-            lease_id=lease_id,
-        )
+        await self._storage.save_checkpoint(task_id, lease_id, data, self._clock())
 
 
 _INT64 = (-(2**63), 2**63 - 1)

@@ -13,17 +13,14 @@ from typing import TYPE_CHECKING, Any
 from worker import arguments
 from worker.backoff import next_attempt_at
 from worker.config import QueueConfig
-from worker.control import ControlStore, LeaseReport
-from worker.db import Database
+from worker.control import LeaseReport
 from worker.errors import InvalidInputError
 from worker.explain import explain, explain_pending
 from worker.limits import MAX_INSTANT
 from worker.models import RetryPolicy, Task
 from worker.purge_hooks import run_purge_hooks
-from worker.reads import ReadStore
 from worker.states import TERMINAL_STATES, TaskState
-from worker.sweep import SweepStore
-from worker.transitions import TransitionStore
+from worker.storage.interface import Storage
 
 if TYPE_CHECKING:
     from worker.webhooks.models import WebhookDelivery
@@ -34,42 +31,36 @@ class QueueAdmin:
 
     config: QueueConfig
     _clock: Callable[[], float]
-    _db: Database
-    _moves: TransitionStore
-    _reads: ReadStore
-    _sweep: SweepStore
-    _control: ControlStore
+    _storage: Storage
 
     # -- operators -----------------------------------------------------------------------
 
     async def hold(self, task_id: str) -> None:
         """Keep a pending task from being claimed until :meth:`unhold`."""
         arguments.text("task_id", task_id)
-        await self._moves.transition("hold", task_id, {"held": True, "updated_at": self._clock()})
+        await self._storage.hold(task_id, self._clock())
 
     async def unhold(self, task_id: str) -> None:
         arguments.text("task_id", task_id)
-        await self._moves.transition(
-            "unhold", task_id, {"held": False, "updated_at": self._clock()}
-        )
+        await self._storage.unhold(task_id, self._clock())
 
     async def pause_queue(self, queue: str) -> None:
         """Claim nothing from ``queue`` until :meth:`unpause_queue` (kept in the database)."""
-        await self._control.pause_queue(arguments.queue_name("queue", queue), self._clock())
+        await self._storage.pause_queue(arguments.queue_name("queue", queue), self._clock())
 
     async def unpause_queue(self, queue: str) -> bool:
         """Resume claiming from ``queue``; False if it was not paused."""
-        return await self._control.unpause_queue(arguments.queue_name("queue", queue))
+        return await self._storage.unpause_queue(arguments.queue_name("queue", queue))
 
     async def paused_queues(self) -> dict[str, float]:
         """Paused queue names and when they were paused."""
-        return await self._control.paused()
+        return await self._storage.paused()
 
     async def queue_position(self, task_id: str) -> int:
         """How many claimable tasks of its queue would be claimed before this pending task."""
         arguments.text("task_id", task_id)
         task = await self.get_task(task_id)
-        return await self._control.position(task.id, task.queue, task.priority, self._clock())
+        return await self._storage.position(task.id, task.queue, task.priority, self._clock())
 
     async def why(self, task_id: str) -> str:
         """One line on why a task is not running (or what it is doing)."""
@@ -77,9 +68,9 @@ class QueueAdmin:
         task = await self.get_task(task_id)
         now = self._clock()
         if task.state is TaskState.PENDING:
-            paused = await self._control.paused()
-            blockers = await self._control.unfinished_dependencies(task.id)
-            position = await self._control.position(task.id, task.queue, task.priority, now)
+            paused = await self._storage.paused()
+            blockers = await self._storage.unfinished_dependencies(task.id)
+            position = await self._storage.position(task.id, task.queue, task.priority, now)
             return explain_pending(task, now, paused, blockers, position)
         return explain(task, now)
 
@@ -87,11 +78,11 @@ class QueueAdmin:
 
     async def register_worker(self, info: Mapping[str, Any]) -> None:
         now = self._clock()
-        await self._control.register_worker({**info, "started_at": now, "heartbeat_at": now})
+        await self._storage.register_worker({**info, "started_at": now, "heartbeat_at": now})
 
     async def worker_heartbeat(self, worker_id: str, *, stopped: bool = False) -> None:
         arguments.text("worker_id", worker_id)
-        await self._control.worker_heartbeat(worker_id, self._clock(), stopped=stopped)
+        await self._storage.worker_heartbeat(worker_id, self._clock(), stopped=stopped)
 
     async def worker_alive(
         self, worker_id: str, leases: Sequence[tuple[str, str]] = ()
@@ -99,25 +90,25 @@ class QueueAdmin:
         """A registered worker's liveness beat: records it alive and reports which of its
         running ``(task_id, lease_id)`` claims were lost or asked to stop. None when the
         worker has no row (pruned after a long silence): register it again."""
-        return await self._control.worker_alive(worker_id, self._clock(), leases)
+        return await self._storage.worker_alive(worker_id, self._clock(), leases)
 
     async def lease_report(self, leases: Sequence[tuple[str, str]]) -> LeaseReport:
         """Which running ``(task_id, lease_id)`` claims were lost or asked to stop (a read)."""
-        return await self._control.lease_report(leases)
+        return await self._storage.lease_report(leases)
 
     async def live_workers(self, within_s: float | None = None) -> list[dict[str, Any]]:
         """Workers that sent a heartbeat within ``within_s`` (default: the config's
         ``worker_dead_after``) and did not stop."""
         window = self.config.worker_dead_after if within_s is None else within_s
         arguments.seconds("within_s", window)
-        return await self._control.live_workers(self._clock() - window)
+        return await self._storage.live_workers(self._clock() - window)
 
     async def get_statistics(self, window_s: float = 300.0) -> dict[str, Any]:
         """Counts per state and queue, and figures over tasks finished in the last window."""
         arguments.seconds("window_s", window_s)
         now = self._clock()
         counts = await self.get_queue_stats()
-        recent = await self._control.window(now - window_s)
+        recent = await self._storage.window(now - window_s)
         workers = await self.live_workers()
         oldest = recent.pop("oldest_pending_at")
         return {
@@ -175,7 +166,7 @@ class QueueAdmin:
                 max_delay_s=config.max_retry_delay,
             )
 
-        return await self._sweep.sweep(
+        return await self._storage.sweep(
             size,
             now,
             visibility_timeout=visibility_timeout,
@@ -187,7 +178,7 @@ class QueueAdmin:
     # -- reads and retention -------------------------------------------------------------
 
     async def get_task(self, task_id: str) -> Task:
-        return await self._reads.get(arguments.text("task_id", task_id))
+        return await self._storage.get(arguments.text("task_id", task_id))
 
     async def list_tasks(
         self,
@@ -202,13 +193,15 @@ class QueueAdmin:
             arguments.queue_name("queue", queue)
         arguments.optional_text("after_id", after_id)
         chosen = None if state is None else _state(state)
-        return await self._reads.list(state=chosen, queue=queue, limit=limit, after_id=after_id)
+        return await self._storage.list_tasks(
+            state=chosen, queue=queue, limit=limit, after_id=after_id
+        )
 
     async def get_queue_stats(self, queue: str | None = None) -> dict[str, int]:
         """Count per state (lower-case names, every state present) and ``total``."""
         if queue is not None:
             arguments.queue_name("queue", queue)
-        counts = await self._reads.count_by_state(queue)
+        counts = await self._storage.count_by_state(queue)
         stats = {state.value: counts.get(state.value, 0) for state in TaskState}
         stats["total"] = sum(stats.values())
         return stats
@@ -231,7 +224,7 @@ class QueueAdmin:
             raise InvalidInputError(f"purge deletes only terminal tasks, not {', '.join(live)}")
         if not chosen:
             return 0
-        ids = await self._control.purge(self._clock() - older_than_s, chosen)
+        ids = await self._storage.purge(self._clock() - older_than_s, chosen)
         await run_purge_hooks(self.config, ids)
         return len(ids)
 
@@ -240,10 +233,8 @@ class QueueAdmin:
     async def webhook_deliveries(self, task_id: str) -> list[WebhookDelivery]:
         """The webhook deliveries of a task's items: state, attempts, last error and status
         (empty until the task has ended and the delivery loop has seen it)."""
-        from worker.webhooks.store import deliveries_for
-
         arguments.text("task_id", task_id)
-        return await deliveries_for(self._db, task_id)
+        return await self._storage.webhook_deliveries(task_id)
 
 
 def _state(value: TaskState | str) -> TaskState:

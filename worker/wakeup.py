@@ -13,10 +13,6 @@ import os
 import time
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from worker.queue import WorkerQueue
 
 #: How often an idle worker stats the database files, and after a while of idleness.
 STAT_INTERVAL_S = 0.005
@@ -42,11 +38,6 @@ class Notifier:
     def notify(self) -> None:
         for event in list(self._events):
             event.set()
-
-
-def notifier_for(queue: WorkerQueue) -> Notifier:
-    """The queue's notifier: ``WorkerQueue.enqueue`` pokes it after every insert."""
-    return queue.notifier
 
 
 class DatabaseWatcher:

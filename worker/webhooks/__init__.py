@@ -9,11 +9,15 @@ before it exits. See :mod:`worker.webhooks.signing` for the body and the signatu
 
 from __future__ import annotations
 
-from worker.webhooks.dispatcher import WebhookDispatcher, drain_webhooks, webhook_loop
+from worker.webhooks.dispatcher import (
+    WebhookDispatcher,
+    deliveries_for,
+    drain_webhooks,
+    webhook_loop,
+)
 from worker.webhooks.errors import AddressRefusedError, TransportError, WebhookError
 from worker.webhooks.models import DeliveryState, WebhookDelivery
 from worker.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
-from worker.webhooks.store import deliveries_for
 from worker.webhooks.transport import HttpxTransport, Outgoing, Transport
 
 __all__ = [

@@ -31,8 +31,7 @@ from worker.errors import DatabaseLostError, QueueClosedError, QueueError, TaskN
 from worker.queue import WorkerQueue
 from worker.webhooks import guard, signing
 from worker.webhooks.errors import AddressRefusedError, TransportError
-from worker.webhooks.models import Claimed, Finished
-from worker.webhooks.store import WebhookStore, database_of
+from worker.webhooks.models import Claimed, Finished, WebhookDelivery
 from worker.webhooks.transport import HttpxTransport, Outgoing, Transport
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ class WebhookDispatcher:
         self._transport = transport
         self._clock = queue.clock if clock is None else clock
         self._resolver = resolver
-        self._store = WebhookStore(database_of(queue))
+        self._store = queue.storage.webhooks
         self.settle_s = self.config.busy_timeout + SETTLE_MARGIN_S
         self._scanned_to: float | None = None  # the database's mark, as last written
         self._seen_to: float | None = None  # how far this dispatcher has looked
@@ -252,3 +251,8 @@ async def drain_webhooks(
     why = "asked to stop" if stop.is_set() else f"{timeout_s} s passed"
     log.warning("stopped delivering webhooks (%s); deliveries still due are left for later", why)
     return False
+
+
+async def deliveries_for(queue: WorkerQueue, task_id: str) -> list[WebhookDelivery]:
+    """The webhook deliveries of a task's items (as ``queue.webhook_deliveries``)."""
+    return await queue.webhook_deliveries(task_id)

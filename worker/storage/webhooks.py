@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -24,16 +24,8 @@ from worker.storage.schema import tasks, webhook_deliveries, webhook_scan
 from worker.storage.sql import greatest, has_response_url, state_in
 from worker.webhooks.models import Claimed, DeliveryState, Finished, WebhookDelivery
 
-if TYPE_CHECKING:
-    from worker.queue import WorkerQueue
-
 _PENDING = DeliveryState.PENDING.value
 _D = webhook_deliveries.c
-
-
-def database_of(source: WorkerQueue | Database) -> Database:
-    """The database behind a queue (or the database itself)."""
-    return source if isinstance(source, Database) else source._db
 
 
 def _has_url() -> sa.ColumnElement[bool]:
@@ -294,9 +286,3 @@ def _delivery(row: Any) -> WebhookDelivery:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
-
-
-async def deliveries_for(source: WorkerQueue | Database, task_id: str) -> list[WebhookDelivery]:
-    """The webhook deliveries of a task's items, by ending, then item index (empty until it
-    ended)."""
-    return await WebhookStore(database_of(source)).for_task(task_id)
