@@ -4,8 +4,8 @@ Usage: ``python -m tests.runtime_worker --db PATH [options]`` from the repositor
 (``--db`` also takes a database URL, ``postgresql+asyncpg://...``). The worker registers the
 ``job`` handler (below), writes ``--ready-file`` once it runs, and runs a
 :class:`worker.Worker` until a signal (or, with ``--burst``, until the queue runs dry). It exits
-(code 6) if its parent goes away, so that an orphan cannot live on. ``--clock-skew`` runs its
-queue on a clock that many seconds off (``WorkerQueue(clock=...)``).
+(code 6) if its parent goes away, so that an orphan cannot live on. ``--clock-skew S`` sets
+the process's clock (``time.time``) S seconds off, as on a machine whose clock is wrong.
 
 The ``job`` handler appends ``started <task id> <attempt>`` and ``done <task id> <attempt>``
 lines to the request's ``log`` file and sleeps ``seconds[attempt - 1]`` (the last entry
@@ -144,11 +144,11 @@ def recorded_job(runs_file: str) -> Callable[[TaskItem, TaskContext], Awaitable[
     return run
 
 
-def skewed_clock(skew_s: float) -> Callable[[], float]:
-    """This machine's clock, ``skew_s`` seconds off: a worker on a badly set machine."""
-    if skew_s == 0:
-        return time.time
-    return lambda: time.time() + skew_s
+def skew_machine_clock(skew_s: float) -> None:
+    """Set this process's clock ``skew_s`` seconds off, as on a machine whose clock is wrong:
+    whatever reads ``time.time`` from now on (the queue's clock among them) reads it skewed."""
+    real = time.time
+    time.time = lambda: real() + skew_s
 
 
 async def watch_parent(worker: Worker) -> None:
@@ -178,7 +178,9 @@ async def main_async(args: argparse.Namespace) -> int:
             if value is not None
         },
     )
-    async with WorkerQueue(config, clock=skewed_clock(args.clock_skew)) as queue:
+    if args.clock_skew:
+        skew_machine_clock(args.clock_skew)
+    async with WorkerQueue(config) as queue:
         registry = job_registry(args.runs_file)
         worker = Worker(queue, registry, concurrency=args.concurrency, burst=args.burst)
         if args.report_file is not None:
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--dead-after", type=float, default=None)
     top.add_argument("--runs-file", default=None, help="Append each job run (see above).")
     top.add_argument(
-        "--clock-skew", type=float, default=0.0, help="Run the queue on a clock this many s off."
+        "--clock-skew", type=float, default=0.0, help="Set this process's clock this many s off."
     )
     args = top.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
