@@ -3,11 +3,14 @@
 Usage: ``python -m tests.runtime_worker --db URL [options]`` from the repository root. The
 worker registers the ``job`` handler (below), writes ``--ready-file`` once it runs, and runs a
 :class:`worker.Worker` until a signal (or, with ``--burst``, until the queue runs dry). It exits
-(code 6) if its parent goes away, so that an orphan cannot live on.
+(code 6) if its parent goes away, so that an orphan cannot live on. ``--clock-skew S`` sets
+the process's clock (``time.time``) S seconds off, as on a machine whose clock is wrong.
 
 The ``job`` handler appends ``started <task id> <attempt>`` and ``done <task id> <attempt>``
 lines to the request's ``log`` file and sleeps ``seconds[attempt - 1]`` (the last entry
-repeats) in between.
+repeats) in between. With ``--runs-file``, each run also appends ``started``/``done <task id>
+<attempt> <time>`` there (a file per worker: which process ran what and when, by this
+machine's clock, for the chaos tests).
 """
 
 from __future__ import annotations
@@ -122,10 +125,30 @@ async def job(item: TaskItem, ctx: TaskContext) -> JsonValue:
     return {"pid": os.getpid(), "attempt": attempt}
 
 
-def job_registry() -> ProcessorRegistry:
+def job_registry(runs_file: str | None = None) -> ProcessorRegistry:
     registry = ProcessorRegistry()
-    registry.add("job", job)
+    registry.add("job", job if runs_file is None else recorded_job(runs_file))
     return registry
+
+
+def recorded_job(runs_file: str) -> Callable[[TaskItem, TaskContext], Awaitable[JsonValue]]:
+    """``job``, noting each run in ``runs_file`` as well (the request's own log may be None)."""
+
+    async def run(item: TaskItem, ctx: TaskContext) -> JsonValue:
+        attempt = ctx.task.attempt_count
+        note(runs_file, f"started {ctx.task.id} {attempt} {time.time():.3f}")
+        result = await job(item, ctx)
+        note(runs_file, f"done {ctx.task.id} {attempt} {time.time():.3f}")
+        return result
+
+    return run
+
+
+def skew_machine_clock(skew_s: float) -> None:
+    """Set this process's clock ``skew_s`` seconds off, as on a machine whose clock is wrong:
+    whatever reads ``time.time`` from now on (the queue's clock among them) reads it skewed."""
+    real = time.time
+    time.time = lambda: real() + skew_s
 
 
 async def watch_parent(worker: Worker) -> None:
@@ -154,8 +177,11 @@ async def main_async(args: argparse.Namespace) -> int:
             if value is not None
         },
     )
+    if args.clock_skew:
+        skew_machine_clock(args.clock_skew)
     async with WorkerQueue(config) as queue:
-        worker = Worker(queue, job_registry(), concurrency=args.concurrency, burst=args.burst)
+        registry = job_registry(args.runs_file)
+        worker = Worker(queue, registry, concurrency=args.concurrency, burst=args.burst)
         if args.report_file is not None:
             report = args.report_file
             worker.register_callback("task_completed", lambda event: note(report, event.task.id))
@@ -182,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--report-file", default=None, help="Append each completed task's id.")
     top.add_argument("--heartbeat-interval", type=float, default=None)
     top.add_argument("--dead-after", type=float, default=None)
+    top.add_argument("--runs-file", default=None, help="Append each job run (see above).")
+    top.add_argument(
+        "--clock-skew", type=float, default=0.0, help="Set this process's clock this many s off."
+    )
     args = top.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return asyncio.run(main_async(args))

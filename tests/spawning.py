@@ -20,7 +20,8 @@ class Spawner:
         self.directory = directory
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, db: str | Path, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, db: Path | str, *args: str) -> subprocess.Popen[bytes]:
+        """Start a worker on ``db`` (a SQLite file, or a database URL)."""
         n = len(self.procs)
         with (
             (self.directory / f"worker{n}.out").open("wb") as out,
