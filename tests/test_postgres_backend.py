@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from tests.postgres_server import ScratchDatabases
 from tests.runtime_worker import wait_until
 from tests.support import database_of, make_task, raw_sql
@@ -85,3 +88,32 @@ async def test_notify_off_sends_and_listens_for_nothing(postgres_url: str) -> No
     assert await raw_sql(
         postgres_url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'"
     ) == [(0,)]
+
+
+async def test_a_row_locked_by_a_frozen_transaction_does_not_stall_the_sweep(
+    postgres_url: str,
+) -> None:
+    """A worker frozen in the middle of a transaction holds a lock on one expired task's
+    row: the sweep skips that row (SKIP LOCKED) and returns the others, instead of waiting
+    for a process that may never wake."""
+    config = QueueConfig(database_url=postgres_url, default_visibility_timeout=0.01)
+    async with WorkerQueue(config) as queue:
+        await queue.enqueue([make_task(str(n)) for n in range(3)])
+        claimed = await queue.dequeue(3)
+        await asyncio.sleep(0.05)  # every lease has expired
+        locked = claimed[0].id
+        engine = create_async_engine(postgres_url)
+        try:
+            async with engine.connect() as frozen:
+                await frozen.execute(
+                    sa.text("SELECT id FROM tasks WHERE id = :id FOR UPDATE"), {"id": locked}
+                )
+                async with asyncio.timeout(10):
+                    moved = await queue.retry()
+                assert sorted(t.id for t in moved) == sorted(t.id for t in claimed[1:])
+                await frozen.rollback()
+        finally:
+            await engine.dispose()
+        async with asyncio.timeout(10):
+            later = await queue.retry()
+        assert [t.id for t in later] == [locked]

@@ -7,6 +7,11 @@ seconds by a running :class:`~worker.runtime.Worker`) is older than ``dead_befor
 it recorded that it stopped: its running tasks are expired at once, whatever their visibility
 timeout, and are due again at once (the attempt that died is counted, as at every claim).
 Tasks claimed outside a registered worker (no row in ``workers``) wait for their lease.
+
+Every machine may sweep at once (PostgreSQL): each picks its rows ``FOR UPDATE SKIP LOCKED``
+(SQLite, one writer at a time, has no such clause and needs none), so two sweeps never wait
+for each other, nor for a worker frozen in the middle of a transaction on one of the rows
+(that row is swept once the transaction ends), and every move re-checks the row's state.
 """
 
 from __future__ import annotations
@@ -86,6 +91,7 @@ class SweepStore:
             sa.select(tasks.c.id)
             .where(state_in(TaskState.PROCESSING), tasks.c.worker_id.in_(dead))
             .limit(size)
+            .with_for_update(skip_locked=True)
         )
         prefix, suffix = DEAD_WORKER_ERROR.split("{}")
         error = sa.literal(prefix) + tasks.c.worker_id + sa.literal(suffix)
@@ -111,7 +117,12 @@ class SweepStore:
             stale = tasks.c.lease_expires_at <= now
         else:  # the caller's timeout, counted from the last claim or renewal
             stale = tasks.c.updated_at <= now - visibility_timeout
-        victims = sa.select(tasks.c.id).where(state_in(TaskState.PROCESSING), stale).limit(size)
+        victims = (
+            sa.select(tasks.c.id)
+            .where(state_in(TaskState.PROCESSING), stale)
+            .limit(size)
+            .with_for_update(skip_locked=True)
+        )
         return await self._expire(conn, victims, now, sa.literal(EXPIRED_ERROR), retry_delay=None)
 
     async def _expire(
@@ -162,6 +173,7 @@ class SweepStore:
             .where(state_in(TaskState.RETRYABLE))
             .order_by(tasks.c.updated_at)
             .limit(size)
+            .with_for_update(skip_locked=True)
         )
         requeue: list[dict[str, Any]] = []
         used_up: list[str] = []
