@@ -541,10 +541,15 @@ async def test_a_worker_30_s_ahead_neither_steals_live_leases_nor_keeps_its_dead
     await wait_for(lambda: completed(queue, 300), "300 completed", fleet)
     assert await none_expired(engine) == [], "live leases were taken while no worker died"
 
+    # Work that holds every slot for seconds, so that the worker ahead holds claims between
+    # transactions when it is killed, however fast the rest has drained on this machine.
+    slow = [job_task(seconds=[3.0, 0.005], max_attempts=MAX_ATTEMPTS) for _ in range(16)]
+    await queue.enqueue(slow)
     claims = await kill_holding_claims(engine, ahead, fleet)
     await wait_for(lambda: none_held(engine, claims), "the dead worker's claims taken", fleet,
                    within=NOTICED_WITHIN_S)  # fmt: skip
-    await wait_for(lambda: completed(queue, len(later) + len(now)), "all completed", fleet)
+    total = len(later) + len(now) + len(slow)
+    await wait_for(lambda: completed(queue, total), "all completed", fleet)
     await fleet.stop_all()
 
     tasks = await all_tasks(queue)

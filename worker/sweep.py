@@ -8,10 +8,11 @@ it recorded that it stopped: its running tasks are expired at once, whatever the
 timeout, and are due again at once (the attempt that died is counted, as at every claim).
 Tasks claimed outside a registered worker (no row in ``workers``) wait for their lease.
 
-Every machine may sweep at once (PostgreSQL): each picks its rows ``FOR UPDATE SKIP LOCKED``
-(SQLite, one writer at a time, has no such clause and needs none), so two sweeps never wait
-for each other, nor for a worker frozen in the middle of a transaction on one of the rows
-(that row is swept once the transaction ends), and every move re-checks the row's state.
+Every machine may sweep at once (PostgreSQL): each locks the rows it picks, skipping those
+another transaction holds (``with_for_update(skip_locked=True)``; SQLite, one writer at a
+time, has no such clause and needs none), so two sweeps never wait for each other, nor for a
+worker frozen in the middle of a transaction on one of the rows (that row is swept once the
+transaction ends), and every move re-checks the row's state.
 """
 
 from __future__ import annotations

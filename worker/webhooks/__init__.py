@@ -5,20 +5,59 @@ Delivery state lives in the database (``webhook_deliveries``), so retries surviv
 runs :func:`webhook_loop` next to its retry sweeper, and in burst mode :func:`drain_webhooks`
 before it exits. See :mod:`worker.webhooks.signing` for the body and the signature,
 :mod:`worker.webhooks.guard` for the address rules.
+
+The names load on first use (PEP 562), as :mod:`worker`'s do: the storage reads the delivery
+models (:mod:`worker.webhooks.models`) without loading httpx and the dispatcher.
 """
 
 from __future__ import annotations
 
-from worker.webhooks.dispatcher import (
-    WebhookDispatcher,
-    deliveries_for,
-    drain_webhooks,
-    webhook_loop,
-)
-from worker.webhooks.errors import AddressRefusedError, TransportError, WebhookError
-from worker.webhooks.models import DeliveryState, WebhookDelivery
-from worker.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
-from worker.webhooks.transport import HttpxTransport, Outgoing, Transport
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worker.webhooks.dispatcher import (
+        WebhookDispatcher,
+        deliveries_for,
+        drain_webhooks,
+        webhook_loop,
+    )
+    from worker.webhooks.errors import AddressRefusedError, TransportError, WebhookError
+    from worker.webhooks.models import DeliveryState, WebhookDelivery
+    from worker.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+    from worker.webhooks.transport import HttpxTransport, Outgoing, Transport
+
+_MODULES = {
+    "WebhookDispatcher": "worker.webhooks.dispatcher",
+    "deliveries_for": "worker.webhooks.dispatcher",
+    "drain_webhooks": "worker.webhooks.dispatcher",
+    "webhook_loop": "worker.webhooks.dispatcher",
+    "AddressRefusedError": "worker.webhooks.errors",
+    "TransportError": "worker.webhooks.errors",
+    "WebhookError": "worker.webhooks.errors",
+    "DeliveryState": "worker.webhooks.models",
+    "WebhookDelivery": "worker.webhooks.models",
+    "SIGNATURE_HEADER": "worker.webhooks.signing",
+    "TIMESTAMP_HEADER": "worker.webhooks.signing",
+    "signature": "worker.webhooks.signing",
+    "HttpxTransport": "worker.webhooks.transport",
+    "Outgoing": "worker.webhooks.transport",
+    "Transport": "worker.webhooks.transport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'worker.webhooks' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "SIGNATURE_HEADER",
