@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection ``worker.migrate`` hands over.
+"""Alembic environment: runs on the connection ``worker.storage.migrate`` hands over.
 
 ``initialize()`` calls Alembic inside the queue's own write transaction (``BEGIN IMMEDIATE`` on
 SQLite), so processes starting at once upgrade one after the other, never concurrently. The
@@ -12,7 +12,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from worker.config import QueueConfig
+from worker.core.config import QueueConfig
 from worker.storage.schema import metadata
 
 
@@ -29,7 +29,7 @@ def _run(connection: Connection) -> None:
 
 
 def _run_standalone() -> None:
-    from worker.db import Database
+    from worker.storage.database import Database
 
     url = context.get_x_argument(as_dictionary=True).get("url")
     config = QueueConfig(database_url=url) if url else QueueConfig.from_env()

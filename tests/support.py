@@ -8,7 +8,7 @@ from typing import Any
 
 from tts import TextToSpeechRequest
 from worker import Task, TaskItem, WorkerQueue
-from worker.db import Database
+from worker.storage.database import Database
 from worker.storage.sql_storage import SqlStorage
 
 START = 1_800_000_000.0

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.backoff import JITTER_FRACTION, retry_delay_s
+from worker.core.backoff import JITTER_FRACTION, retry_delay_s
 
 
 class Fixed:

@@ -27,7 +27,7 @@ from worker import (
     Worker,
     WorkerQueue,
 )
-from worker.watch import STAT_INTERVAL_S, RunWatcher
+from worker.runtime.watch import STAT_INTERVAL_S, RunWatcher
 
 #: Far above the second the promise is about, far below the 20 minutes it took before.
 DEADLINE_S = 15.0

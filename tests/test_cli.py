@@ -22,7 +22,7 @@ import pytest
 
 from tests.support import make_task, sqlite_url, url_of
 from worker import QueueConfig, TaskState, WorkerQueue
-from worker.migrate import head_revision
+from worker.storage.migrate import head_revision
 
 pytestmark = pytest.mark.timeout(60)
 

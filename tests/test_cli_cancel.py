@@ -90,7 +90,7 @@ def test_cancel_waits_for_a_running_task_and_worker_logs_json(database_url: str)
         assert {"ts", "level", "logger", "message"} <= set(record)
         assert record["ts"].endswith("+00:00")
     assert any("started" in record["message"] for record in records)
-    (warning,) = [record for record in records if record["logger"] == "worker.config"]
+    (warning,) = [record for record in records if record["logger"] == "worker.core.config"]
     assert warning["level"] == "WARNING"
     assert "did you mean QUEUE_CONCURRENCY?" in warning["message"]
     summary = records[-1]
@@ -107,7 +107,7 @@ def test_a_json_line_carries_the_records_extras_and_traceback() -> None:
     except ValueError:
         exc_info = sys.exc_info()
     record = logging.LogRecord(
-        "worker.acks", logging.WARNING, __file__, 1, "task %s retried", ("T1",), exc_info
+        "worker.runtime.acks", logging.WARNING, __file__, 1, "task %s retried", ("T1",), exc_info
     )
     for name, value in {"task_id": "T1", "kind": "tts", "attempt": 2, "delay_s": 1.5}.items():
         setattr(record, name, value)
@@ -117,7 +117,7 @@ def test_a_json_line_carries_the_records_extras_and_traceback() -> None:
     assert document == {
         "ts": "1970-01-01T00:00:00.250+00:00",
         "level": "WARNING",
-        "logger": "worker.acks",
+        "logger": "worker.runtime.acks",
         "message": "task T1 retried",
         "task_id": "T1",
         "kind": "tts",

@@ -18,14 +18,14 @@ import worker.cli
 from tests.test_cli import Result, one_error_line, with_queue
 from tests.test_cli_config import python
 
-HEAVY = ("alembic", "worker.runtime", "worker.migrate", "tts.engines", "rich.live")
+HEAVY = ("alembic", "worker.runtime.workers", "worker.storage.migrate", "tts.engines", "rich.live")
 
 
 def wq_with_bug(db: str | Path, *args: str) -> Result:
     """``wq ARGS`` in a process whose ``WorkerQueue.list_tasks`` raises RuntimeError."""
     code = (
         "import sys\n"
-        "from worker.queue import WorkerQueue\n"
+        "from worker.queue.worker_queue import WorkerQueue\n"
         "async def broken(self, *args, **kwargs):\n"
         "    raise RuntimeError('the list broke\\nand said more')\n"
         "WorkerQueue.list_tasks = broken\n"
@@ -73,7 +73,10 @@ def test_help_and_reads_load_only_what_they_use(database_url: str) -> None:
         loaded = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
         assert loaded == [], args
         if "--help" in args:  # no database, no models, no tables to draw
-            assert not {"sqlalchemy", "rich", "worker.queue", "worker.models"} & modules, args
+            assert (
+                not {"sqlalchemy", "rich", "worker.queue.worker_queue", "worker.core.models"}
+                & modules
+            ), args
     # typer converts a command's parameters with pydantic, but wq alone does not need it.
     assert "pydantic" not in imported_by(database_url, "--help")
 

@@ -13,8 +13,8 @@ from alembic import command
 from tests.support import make_task, sqlite_url
 from tests.test_cli import UNKNOWN_ID, one_error_line, with_queue, wq, wq_all
 from worker import QueueConfig
-from worker.db import Database
-from worker.migrate import alembic_config, head_revision
+from worker.storage.database import Database
+from worker.storage.migrate import alembic_config, head_revision
 
 READS = (("status", UNKNOWN_ID), ("list",), ("why", UNKNOWN_ID), ("stats",))
 # One of each kind of write (they share the opening); each start costs a second under load.

@@ -17,7 +17,7 @@ from worker.cli.parse import (
 )
 from worker.cli.render import ProgressView, duration, progress_view, request_summary
 from worker.cli.session import ExitCode
-from worker.models import Progress
+from worker.core.models import Progress
 
 
 @pytest.mark.parametrize(

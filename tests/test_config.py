@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from worker import ConfigurationError, QueueConfig, QueueError, WorkerQueue
-from worker.config import FIELDS, MAX_BUSY_TIMEOUT_S, VARIABLES
-from worker.limits import MAX_DURATION_S
+from worker.core.config import FIELDS, MAX_BUSY_TIMEOUT_S, VARIABLES
+from worker.core.limits import MAX_DURATION_S
 
 #: The variables the README documented before descriptions were added: names are a contract.
 DOCUMENTED = {
@@ -184,7 +184,7 @@ async def test_the_longest_busy_timeout_fits_sqlite(tmp_path: Path) -> None:
 def test_an_unknown_variable_warns_naming_the_closest(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="worker.config")
+    caplog.set_level(logging.WARNING, logger="worker.core.config")
     config = QueueConfig.from_env({"QUEUE_CONCURENCY": "8", "QUEUE_ZZZ_OTHER_TOOL": "1"})
     assert config.concurrency == QueueConfig().concurrency  # ignored, not applied
     messages = [record.getMessage() for record in caplog.records]

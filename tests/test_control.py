@@ -14,7 +14,7 @@ from worker import (
     TaskState,
     WorkerQueue,
 )
-from worker.models import Resources
+from worker.core.models import Resources
 
 
 async def test_held_task_is_skipped_until_unheld(queue: WorkerQueue) -> None:

@@ -1,5 +1,5 @@
 """On PostgreSQL the queue decides with the database server's clock, so machines whose
-clocks disagree still agree on leases, schedules and the sweep (worker.clock)."""
+clocks disagree still agree on leases, schedules and the sweep (worker.core.clock)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import make_task
 from worker import QueueConfig, TaskState, WorkerQueue
-from worker import clock as clock_module
+from worker.core import clock as clock_module
 
 REAL = time.time
 

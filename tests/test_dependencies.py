@@ -6,7 +6,7 @@ import pytest
 
 from tests.support import FakeClock, make_task
 from worker import Completion, InvalidTaskError, TaskState, WorkerQueue
-from worker.ids import new_id
+from worker.core.ids import new_id
 
 
 async def claim_ids(queue: WorkerQueue) -> list[str]:

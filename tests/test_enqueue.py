@@ -20,9 +20,9 @@ from worker import (
     WorkerQueue,
     register_request_kind,
 )
-from worker.ids import is_ulid, new_id
-from worker.kinds import remove_request_kind
-from worker.models import UnloadedRequest
+from worker.core.ids import is_ulid, new_id
+from worker.core.kinds import remove_request_kind
+from worker.core.models import UnloadedRequest
 
 
 async def test_guide_example_enqueues(queue: WorkerQueue, clock: FakeClock) -> None:

@@ -28,7 +28,7 @@ from worker import (
     WorkerQueue,
 )
 from worker.builtins import CallRequest
-from worker.storable import MAX_JSON_DEPTH, json_depth
+from worker.core.storable import MAX_JSON_DEPTH, json_depth
 
 BAD = "file-\udcff.wav"  # what os.fsdecode gives for the byte 0xff
 

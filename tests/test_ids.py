@@ -6,7 +6,7 @@ import threading
 
 from ulid import ULID
 
-from worker.ids import _encode, is_ulid, new_id, new_ids
+from worker.core.ids import _encode, is_ulid, new_id, new_ids
 
 
 def test_ids_are_ulids_of_now() -> None:

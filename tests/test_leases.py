@@ -13,7 +13,7 @@ from worker import (
     TaskState,
     WorkerQueue,
 )
-from worker.sweep import EXPIRED_ERROR
+from worker.storage.sweep import EXPIRED_ERROR
 
 
 async def test_claimed_task_is_invisible_until_its_lease_expires(

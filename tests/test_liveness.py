@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import FakeClock, make_task
 from worker import LeaseLostError, QueueConfig, TaskState, WorkerQueue
-from worker.sweep import WORKER_RETENTION_S
+from worker.storage.sweep import WORKER_RETENTION_S
 
 
 @pytest.fixture

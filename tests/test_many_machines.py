@@ -492,7 +492,7 @@ class Killer:
 # -- a clock 30 s off --------------------------------------------------------------------
 
 # A worker's process clock is set 30 s off (``--clock-skew``). On PostgreSQL the queue decides
-# with the database server's clock (worker/clock.py: the machine's, corrected by its offset
+# with the database server's clock (worker/core/clock.py: the machine's, corrected by its offset
 # from the server's), so the skew must not matter; with QUEUE_DATABASE_CLOCK off these fail.
 
 

@@ -9,8 +9,8 @@ from alembic import command
 
 from tests.support import make_task, sqlite_url
 from worker import QueueConfig, TaskState, WorkerQueue
-from worker.db import Database
-from worker.migrate import alembic_config, head_revision
+from worker.storage.database import Database
+from worker.storage.migrate import alembic_config, head_revision
 
 
 async def test_upgrade_from_0001_keeps_tasks(db_path: Path) -> None:

@@ -23,9 +23,9 @@ from worker import (
     StorageError,
     WorkerQueue,
 )
-from worker.db import Database
-from worker.migrate import alembic_config
-from worker.revision import HEAD_REVISION, REVISIONS
+from worker.storage.database import Database
+from worker.storage.migrate import alembic_config
+from worker.storage.revision import HEAD_REVISION, REVISIONS
 
 
 def listing(folder: Path) -> list[str]:
@@ -186,7 +186,7 @@ async def test_sqlite_itself_refuses_a_read_only_queues_writes(
 ) -> None:
     # False: as a process that may not write the file sees it (this one may be root), so
     # the file opens with mode=ro; True: it opens as usual, with query_only.
-    monkeypatch.setattr("worker.db.writable", lambda path: writable)
+    monkeypatch.setattr("worker.storage.database.writable", lambda path: writable)
     path = tmp_path / "queue.db"
     await make_database(path)
     queue = WorkerQueue(config_for(path))

@@ -13,8 +13,8 @@ from tests.postgres_server import ScratchDatabases
 from tests.runtime_worker import wait_until
 from tests.support import database_of, make_task, raw_sql
 from worker import QueueConfig, WorkerQueue
-from worker.revision import HEAD_REVISION
 from worker.storage.postgres.listener import Listener
+from worker.storage.revision import HEAD_REVISION
 
 
 async def test_queues_creating_one_database_at_once_migrate_it_once(

@@ -28,9 +28,9 @@ from worker import (
     processor,
 )
 from worker.builtins import CallRequest, CommandRequest
-from worker.memory import MemoryGovernor, MemoryInfoError, adjust, used_fraction
-from worker.outcomes import judge
-from worker.processors import registry as default_registry
+from worker.runtime.memory import MemoryGovernor, MemoryInfoError, adjust, used_fraction
+from worker.runtime.outcomes import judge
+from worker.runtime.processors import registry as default_registry
 from worker.storage.sqlite.connection import sqlite_path
 
 pytestmark = pytest.mark.timeout(30)
@@ -144,7 +144,7 @@ def test_memory_governor_lowers_and_raises_concurrency_and_warns(
 
     governor = MemoryGovernor(8, 0.85, read=read, check_interval_s=1.0, clock=lambda: now[0])
     limits = []
-    with caplog.at_level(logging.WARNING, logger="worker.memory"):
+    with caplog.at_level(logging.WARNING, logger="worker.runtime.memory"):
         for _ in range(5):
             limits.append(governor.current())
             limits.append(governor.current())  # within the interval: no new reading
@@ -361,7 +361,7 @@ async def test_a_handler_three_times_its_lease_keeps_it_and_nobody_else_claims_i
 def test_a_worker_finds_handlers_through_entry_points() -> None:
     fresh = ProcessorRegistry(builtins=False)
     assert "tts" not in fresh
-    handler = fresh.get("tts")  # never imported here: found through worker.processors
+    handler = fresh.get("tts")  # never imported here: found through worker.runtime.processors
     assert handler.__module__ == "tts.processor"
     assert "tts" in fresh
     with pytest.raises(PermanentError, match="no processor for request kind 'nope'"):

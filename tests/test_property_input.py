@@ -33,7 +33,7 @@ from worker import (
     WorkerQueue,
 )
 from worker.builtins import CallRequest
-from worker.storable import safe_text, text_problem
+from worker.core.storable import safe_text, text_problem
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tts
 import worker
-from worker import kinds
+from worker.core import kinds
 
 
 def test_worker_exports() -> None:

@@ -6,8 +6,8 @@ import pytest
 
 from tests.support import FakeClock, make_task
 from worker import TaskState, WorkerQueue
-from worker.backoff import next_attempt_at
-from worker.models import RetryPolicy
+from worker.core.backoff import next_attempt_at
+from worker.core.models import RetryPolicy
 
 
 def at(policy: RetryPolicy | None, attempt: int, *, requested: float | None = None) -> float | None:

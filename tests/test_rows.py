@@ -20,10 +20,10 @@ from worker import (
     register_request_kind,
     store,
 )
-from worker.kinds import remove_request_kind
-from worker.models import Resources, RetryPolicy, UnloadedRequest
-from worker.payload import PayloadError, items_from_json, trusted
-from worker.rows import (
+from worker.core.kinds import remove_request_kind
+from worker.core.models import Resources, RetryPolicy, UnloadedRequest
+from worker.storage.payload import PayloadError, items_from_json, trusted
+from worker.storage.rows import (
     ROW_COLUMNS,
     UNPACK_ORDER,
     insert_values,

@@ -431,7 +431,7 @@ async def test_callbacks_sync_async_and_failing_ones_never_break_the_loop(
             worker.register_callback(name, record_later)
         with pytest.raises(ValueError, match="unknown event"):
             worker.register_callback("task_exploded", record)
-        with caplog.at_level(logging.ERROR, logger="worker.events"):
+        with caplog.at_level(logging.ERROR, logger="worker.runtime.events"):
             async with asyncio.timeout(10):
                 await worker.run()
         assert (await queue.get_task(task.id)).state is TaskState.COMPLETED

@@ -106,7 +106,7 @@ async def test_a_second_sigterm_stops_at_once(
         worker = spawner.start(database_url, "--ready-file", str(tmp_path / "r"), "--grace", "30")
         await until_logged(log, f"started {task.id} 1", worker, spawner)
         os.kill(worker.pid, signal.SIGTERM)
-        draining = "waiting up to 30.0 s for 1 running task(s)"  # worker/loop.py's log line
+        draining = "waiting up to 30.0 s for 1 running task(s)"  # worker/runtime/loop.py's log line
         await until_found(
             spawner.err_path(worker), lambda found: any(draining in x for x in found),
             draining, worker, spawner,

@@ -8,7 +8,7 @@ import pytest
 
 from tests.runtime_worker import job_task, runtime_config
 from worker import ProcessorRegistry, TaskContext, TaskItem, TaskState, Worker, WorkerQueue
-from worker.models import Resources
+from worker.core.models import Resources
 
 pytestmark = pytest.mark.timeout(30)
 GIB = 1 << 30
@@ -55,8 +55,8 @@ async def test_capacity_limits_what_runs_together(database_url: str) -> None:
 
 
 def test_a_worker_defaults_to_the_machine_without_a_gpu(database_url: str) -> None:
-    from worker.memory import total_bytes
-    from worker.runtime import machine_resources
+    from worker.runtime.memory import total_bytes
+    from worker.runtime.workers import machine_resources
 
     assert total_bytes("MemTotal:  2048 kB\nMemAvailable: 1024 kB\n") == 2048 * 1024
     mine = machine_resources()

@@ -14,8 +14,8 @@ from sqlalchemy.engine import Connection
 
 from tests.support import sqlite_url
 from worker import QueueConfig, WorkerQueue
-from worker.db import Database
-from worker.migrate import head_revision
+from worker.storage.database import Database
+from worker.storage.migrate import head_revision
 from worker.storage.schema import metadata
 from worker.storage.statements import Statements
 

@@ -7,7 +7,7 @@ SQLite file and a fake clock. After every step the queue must agree with the mod
 operations succeed, which error each refusal raises, and every task's state, counters, lease,
 schedule and finish time.
 
-The model is written from the queue's documented behaviour, not from ``worker.states``, so a
+The model is written from the queue's documented behaviour, not from ``worker.core.states``, so a
 wrong row in the transition table shows up as a disagreement.
 """
 
@@ -45,7 +45,7 @@ from worker import (
     TaskState,
     WorkerQueue,
 )
-from worker.ids import new_id
+from worker.core.ids import new_id
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ from worker import (
     TaskState,
     WorkerQueue,
 )
-from worker.ids import new_id
+from worker.core.ids import new_id
 
 Operation = Callable[[WorkerQueue, str], Awaitable[object]]
 

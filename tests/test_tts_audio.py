@@ -207,7 +207,7 @@ def test_audio_request_validation() -> None:
 
 
 def test_audio_kind_is_registered() -> None:
-    from worker import kinds
+    from worker.core import kinds
 
     assert kinds.model_for("audio") is AudioRequest
     assert kinds.kind_of(AudioRequest) == "audio"

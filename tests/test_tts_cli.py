@@ -184,7 +184,13 @@ print("\\n".join(sorted(set(sys.modules) - before)))
     assert "tts.cli" in added
     heavy = (
         *("numpy", "soundfile", "piper", "onnxruntime", "espeakng_loader", "kokoro_onnx"),
-        *("tts.engines", "tts.processor", "tts.requests", "worker.runtime", "worker.loop"),
+        *(
+            "tts.engines",
+            "tts.processor",
+            "tts.requests",
+            "worker.runtime.workers",
+            "worker.runtime.loop",
+        ),
     )
     assert [m for m in added if m.partition(".")[0] in heavy or m.startswith(heavy)] == []
 

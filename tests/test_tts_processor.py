@@ -37,7 +37,7 @@ from worker import (
     WorkerQueue,
     run_workers,
 )
-from worker.processors import registry as default_registry
+from worker.runtime.processors import registry as default_registry
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -103,7 +103,9 @@ def tone(path: Path, amplitude: float = 0.5, seconds: float = 1.0, rate: int = 1
 async def test_speech_is_written_under_the_task_outputs_with_its_record(
     db_path: Path, data_dir: Path, engines: EngineRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("worker.context.PROGRESS_INTERVAL_S", 0.0)  # every report is written
+    monkeypatch.setattr(
+        "worker.runtime.context.PROGRESS_INTERVAL_S", 0.0
+    )  # every report is written
     events: list[TaskEvent] = []
     [done] = await run_burst(db_path, data_dir, engines, [tts_task()], events)
     assert done.state is TaskState.COMPLETED, done.last_error

@@ -93,10 +93,10 @@ async def test_a_failing_hook_is_logged_with_the_ids_and_the_purge_stands(
         raise PermissionError("read-only outputs")
 
     hooks = [("broken", broken), ("tts", remove_task_outputs)]
-    monkeypatch.setattr("worker.purge_hooks.load_purge_hooks", lambda: hooks)
+    monkeypatch.setattr("worker.queue.purge_hooks.load_purge_hooks", lambda: hooks)
     async with WorkerQueue(runtime_config(db, data_dir=data)) as queue:
         ids = await speak_all(queue, engines, 2)
-        with caplog.at_level(logging.ERROR, logger="worker.purge_hooks"):
+        with caplog.at_level(logging.ERROR, logger="worker.queue.purge_hooks"):
             assert await queue.purge(older_than_s=0) == 2
         assert await queue.get_queue_stats() == {**{s.value: 0 for s in TaskState}, "total": 0}
     assert left_in_database == [0]

@@ -22,8 +22,8 @@ from worker import (
     TaskState,
     WorkerQueue,
 )
-from worker import db as db_module
-from worker.db import Database
+from worker.storage import database as db_module
+from worker.storage.database import Database
 
 pytestmark = pytest.mark.sqlite_only(
     "the hot path's trips to aiosqlite's thread and SQLite's write lock"

@@ -9,8 +9,8 @@ from alembic import command
 
 from tests.support import FakeClock, sqlite_url
 from worker import QueueConfig, WorkerQueue
-from worker.db import Database
-from worker.migrate import alembic_config
+from worker.storage.database import Database
+from worker.storage.migrate import alembic_config
 from worker.webhooks import HttpxTransport
 from worker.webhooks.dispatcher import WebhookDispatcher
 

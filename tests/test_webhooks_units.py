@@ -21,8 +21,8 @@ import worker.webhooks
 from tests.runtime_worker import JobRequest
 from tests.support import FakeClock, sqlite_url
 from worker import QueueConfig, Task, TaskItem, WorkerQueue
-from worker.db import Database
-from worker.migrate import alembic_config, head_revision
+from worker.storage.database import Database
+from worker.storage.migrate import alembic_config, head_revision
 from worker.webhooks import (
     AddressRefusedError,
     DeliveryState,

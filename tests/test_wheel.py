@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.revision import HEAD_REVISION, REVISIONS
+from worker.storage.revision import HEAD_REVISION, REVISIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 DIST_INFO = f"worker_queue-{version('worker-queue')}.dist-info"
@@ -31,7 +31,7 @@ INITIALIZE = """
 import asyncio, importlib.util, json, sys
 import tts, worker
 from worker import QueueConfig, WorkerQueue
-from worker.migrate import alembic_config
+from worker.storage.migrate import alembic_config
 
 async def main():
     queue = WorkerQueue(QueueConfig(database_url=f"sqlite+aiosqlite:///{sys.argv[1]}"))

@@ -10,12 +10,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from worker.backoff import retry_delay_s
     from worker.builtins.requests import CallRequest, CommandRequest
-    from worker.config import QueueConfig
-    from worker.context import TaskContext
-    from worker.control import Heartbeat
-    from worker.errors import (
+    from worker.core.backoff import retry_delay_s
+    from worker.core.config import QueueConfig
+    from worker.core.errors import (
         ConfigurationError,
         DatabaseLostError,
         DatabaseNotFoundError,
@@ -32,9 +30,8 @@ if TYPE_CHECKING:
         TaskNotFoundError,
         UnknownRequestKindError,
     )
-    from worker.events import TaskEvent
-    from worker.kinds import register_request_kind
-    from worker.models import (
+    from worker.core.kinds import register_request_kind
+    from worker.core.models import (
         AttemptError,
         Completion,
         Failure,
@@ -45,59 +42,62 @@ if TYPE_CHECKING:
         TaskItem,
         UnloadedRequest,
     )
-    from worker.outcomes import PermanentError, Retry
-    from worker.processors import ProcessorRegistry, processor
-    from worker.queue import WorkerQueue
-    from worker.runtime import Worker, run_workers, worker_loop
-    from worker.states import TERMINAL_STATES, Priority, TaskState
-    from worker.sweeper import retry_sweeper
+    from worker.core.states import TERMINAL_STATES, Priority, TaskState
+    from worker.queue.worker_queue import WorkerQueue
+    from worker.runtime.context import TaskContext
+    from worker.runtime.events import TaskEvent
+    from worker.runtime.outcomes import PermanentError, Retry
+    from worker.runtime.processors import ProcessorRegistry, processor
+    from worker.runtime.sweeper import retry_sweeper
+    from worker.runtime.workers import Worker, run_workers, worker_loop
+    from worker.storage.control import Heartbeat
 
 #: The module each public name lives in.
 _MODULES = {
-    "retry_delay_s": "worker.backoff",
+    "retry_delay_s": "worker.core.backoff",
     "CallRequest": "worker.builtins.requests",
     "CommandRequest": "worker.builtins.requests",
-    "QueueConfig": "worker.config",
-    "TaskContext": "worker.context",
-    "Heartbeat": "worker.control",
-    "ConfigurationError": "worker.errors",
-    "DatabaseLostError": "worker.errors",
-    "DatabaseNotFoundError": "worker.errors",
-    "DuplicateTaskError": "worker.errors",
-    "InvalidInputError": "worker.errors",
-    "InvalidStateTransitionError": "worker.errors",
-    "InvalidTaskError": "worker.errors",
-    "LeaseLostError": "worker.errors",
-    "QueueClosedError": "worker.errors",
-    "QueueError": "worker.errors",
-    "SchemaMismatchError": "worker.errors",
-    "SchemaOutdatedError": "worker.errors",
-    "StorageError": "worker.errors",
-    "TaskNotFoundError": "worker.errors",
-    "UnknownRequestKindError": "worker.errors",
-    "TaskEvent": "worker.events",
-    "register_request_kind": "worker.kinds",
-    "AttemptError": "worker.models",
-    "Completion": "worker.models",
-    "Failure": "worker.models",
-    "Progress": "worker.models",
-    "Resources": "worker.models",
-    "RetryPolicy": "worker.models",
-    "Task": "worker.models",
-    "TaskItem": "worker.models",
-    "UnloadedRequest": "worker.models",
-    "PermanentError": "worker.outcomes",
-    "Retry": "worker.outcomes",
-    "ProcessorRegistry": "worker.processors",
-    "processor": "worker.processors",
-    "WorkerQueue": "worker.queue",
-    "Worker": "worker.runtime",
-    "run_workers": "worker.runtime",
-    "worker_loop": "worker.runtime",
-    "TERMINAL_STATES": "worker.states",
-    "Priority": "worker.states",
-    "TaskState": "worker.states",
-    "retry_sweeper": "worker.sweeper",
+    "QueueConfig": "worker.core.config",
+    "TaskContext": "worker.runtime.context",
+    "Heartbeat": "worker.storage.control",
+    "ConfigurationError": "worker.core.errors",
+    "DatabaseLostError": "worker.core.errors",
+    "DatabaseNotFoundError": "worker.core.errors",
+    "DuplicateTaskError": "worker.core.errors",
+    "InvalidInputError": "worker.core.errors",
+    "InvalidStateTransitionError": "worker.core.errors",
+    "InvalidTaskError": "worker.core.errors",
+    "LeaseLostError": "worker.core.errors",
+    "QueueClosedError": "worker.core.errors",
+    "QueueError": "worker.core.errors",
+    "SchemaMismatchError": "worker.core.errors",
+    "SchemaOutdatedError": "worker.core.errors",
+    "StorageError": "worker.core.errors",
+    "TaskNotFoundError": "worker.core.errors",
+    "UnknownRequestKindError": "worker.core.errors",
+    "TaskEvent": "worker.runtime.events",
+    "register_request_kind": "worker.core.kinds",
+    "AttemptError": "worker.core.models",
+    "Completion": "worker.core.models",
+    "Failure": "worker.core.models",
+    "Progress": "worker.core.models",
+    "Resources": "worker.core.models",
+    "RetryPolicy": "worker.core.models",
+    "Task": "worker.core.models",
+    "TaskItem": "worker.core.models",
+    "UnloadedRequest": "worker.core.models",
+    "PermanentError": "worker.runtime.outcomes",
+    "Retry": "worker.runtime.outcomes",
+    "ProcessorRegistry": "worker.runtime.processors",
+    "processor": "worker.runtime.processors",
+    "WorkerQueue": "worker.queue.worker_queue",
+    "Worker": "worker.runtime.workers",
+    "run_workers": "worker.runtime.workers",
+    "worker_loop": "worker.runtime.workers",
+    "TERMINAL_STATES": "worker.core.states",
+    "Priority": "worker.core.states",
+    "TaskState": "worker.core.states",
+    "retry_sweeper": "worker.runtime.sweeper",
 }
 
 

@@ -77,7 +77,7 @@ def _cell(text: str) -> str:
 def settings_table(model: type[BaseModel] | None = None) -> str:
     """The Markdown table of ``model``'s settings (default: ``worker.QueueConfig``)."""
     if model is None:
-        from worker.config import QueueConfig
+        from worker.core.config import QueueConfig
 
         model = QueueConfig
     lines = ["| variable | field | default | meaning |", "| --- | --- | --- | --- |"]

@@ -23,13 +23,13 @@ from worker.cli.submit import (
     TimeoutOpt,
     shared_options,
 )
-from worker.states import TaskState
+from worker.core.states import TaskState
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
 
-    from worker.models import Task
-    from worker.queue import WorkerQueue
+    from worker.core.models import Task
+    from worker.queue.worker_queue import WorkerQueue
 
 
 def _audio_requests(files: list[str], ops: list[str]) -> list[BaseModel]:

@@ -24,7 +24,7 @@ import inspect
 from collections.abc import Collection
 from typing import Any
 
-from worker.outcomes import PermanentError
+from worker.runtime.outcomes import PermanentError
 
 
 class CallRefusedError(PermanentError):

@@ -14,11 +14,11 @@ from pydantic import JsonValue
 
 from worker.builtins.allowlist import allowed_callable
 from worker.builtins.requests import CallRequest
-from worker.models import TaskItem
-from worker.outcomes import PermanentError
+from worker.core.models import TaskItem
+from worker.runtime.outcomes import PermanentError
 
 if TYPE_CHECKING:
-    from worker.context import TaskContext
+    from worker.runtime.context import TaskContext
 
 
 async def run_call(item: TaskItem, ctx: TaskContext) -> JsonValue:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 from pydantic import JsonValue
 
 from worker.builtins.requests import CommandRequest
-from worker.models import TaskItem
-from worker.outcomes import PermanentError
+from worker.core.models import TaskItem
+from worker.runtime.outcomes import PermanentError
 
 if TYPE_CHECKING:
-    from worker.context import TaskContext
+    from worker.runtime.context import TaskContext
 
 log = logging.getLogger(__name__)
 

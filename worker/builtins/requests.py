@@ -6,7 +6,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-from worker.kinds import register_request_kind
+from worker.core.kinds import register_request_kind
 
 _DOTTED = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 

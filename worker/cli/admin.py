@@ -15,11 +15,11 @@ import typer
 from worker.cli.inspect import JsonFlag, TaskId
 from worker.cli.parse import parse_duration
 from worker.cli.session import print_json, run
-from worker.errors import InvalidStateTransitionError
-from worker.states import TERMINAL_STATES, TaskState
+from worker.core.errors import InvalidStateTransitionError
+from worker.core.states import TERMINAL_STATES, TaskState
 
 if TYPE_CHECKING:
-    from worker.queue import WorkerQueue
+    from worker.queue.worker_queue import WorkerQueue
 
 #: How often ``wq cancel`` reads a running task back while it waits for it to stop.
 CANCEL_POLL_S = 0.1
@@ -182,7 +182,7 @@ def purge(
 def db_upgrade(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Create or migrate the database to the newest schema revision; print the revision."""
 
-    from worker.revision import HEAD_REVISION
+    from worker.storage.revision import HEAD_REVISION
 
     async def act(queue: WorkerQueue) -> tuple[str, str]:
         return HEAD_REVISION, queue.config.database_url  # opening the queue upgraded it

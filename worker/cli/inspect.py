@@ -12,11 +12,11 @@ import typer
 
 from worker.cli.parse import parse_duration
 from worker.cli.session import print_json, run
-from worker.states import TaskState
+from worker.core.states import TaskState
 
 if TYPE_CHECKING:
-    from worker.models import Task
-    from worker.queue import WorkerQueue
+    from worker.core.models import Task
+    from worker.queue.worker_queue import WorkerQueue
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document instead.")]
 TaskId = Annotated[str, typer.Argument(metavar="ID", help="The task id.")]

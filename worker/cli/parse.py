@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from worker.states import Priority
+from worker.core.states import Priority
 
 _UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*$", re.IGNORECASE)

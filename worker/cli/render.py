@@ -16,10 +16,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from worker.errors import UnknownRequestKindError
-from worker.kinds import kind_of
-from worker.models import Task, UnloadedRequest
-from worker.states import TaskState
+from worker.core.errors import UnknownRequestKindError
+from worker.core.kinds import kind_of
+from worker.core.models import Task, UnloadedRequest
+from worker.core.states import TaskState
 
 # Piped output is not cut to 80 columns (COLUMNS still wins when set).
 _PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160

@@ -12,7 +12,7 @@ from worker.cli.logs import LOG_FORMATS, LogFormat, configure_logging
 from worker.cli.session import run, usage_error
 
 if TYPE_CHECKING:
-    from worker.queue import WorkerQueue
+    from worker.queue.worker_queue import WorkerQueue
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -69,7 +69,7 @@ def run_worker(
     chosen: LogFormat = "json" if log_format.lower() == "json" else "text"
     configure_logging(log_level, chosen)
     import_processors(processors or [])
-    from worker.runtime import Worker  # the runtime loads only for this command
+    from worker.runtime.workers import Worker  # the runtime loads only for this command
 
     async def serve(queue: WorkerQueue) -> dict[str, int]:
         runner = Worker(queue, concurrency=concurrency, queues=queues or None, burst=burst)

@@ -27,8 +27,8 @@ from worker.cli.parse import database_url
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-    from worker.config import QueueConfig
-    from worker.queue import WorkerQueue
+    from worker.core.config import QueueConfig
+    from worker.queue.worker_queue import WorkerQueue
 
 T = TypeVar("T")
 
@@ -100,7 +100,7 @@ def _config_warnings(collect_them: bool) -> Iterator[list[str]]:
     if not collect_them:
         yield []
         return
-    logger = logging.getLogger("worker.config")
+    logger = logging.getLogger("worker.core.config")
     collect, propagate = _Collect(), logger.propagate
     logger.addHandler(collect)
     logger.propagate = False
@@ -117,8 +117,8 @@ def load_config(ctx: typer.Context, *, warnings_to_log: bool = False) -> QueueCo
     It runs before the queue is imported, so a missing database driver is a configuration
     error (exit 2) rather than a failed import.
     """
-    from worker.config import QueueConfig
-    from worker.errors import ConfigurationError
+    from worker.core.config import QueueConfig
+    from worker.core.errors import ConfigurationError
 
     options = ctx.find_object(Options) or Options()
     environ = {k: v for k, v in os.environ.items() if k.upper().startswith("QUEUE_")}
@@ -171,7 +171,7 @@ def run(
     handlers (JSON lines) instead of ``wq: warning:`` lines."""
     import asyncio  # not at wq's start: --help needs no event loop
 
-    from worker.errors import (
+    from worker.core.errors import (
         ConfigurationError,
         DatabaseNotFoundError,
         QueueError,
@@ -181,7 +181,7 @@ def run(
 
     config = load_config(ctx, warnings_to_log=warnings_to_log)  # first: see load_config
 
-    from worker.queue import WorkerQueue
+    from worker.queue.worker_queue import WorkerQueue
 
     async def main() -> T:
         queue = WorkerQueue(config)
@@ -222,7 +222,7 @@ def run(
 def unexpected(exc: Exception) -> tuple[ExitCode, str]:
     """The exit code and the one line for an exception no command handled: the code of
     its class in the table, and :attr:`ExitCode.INTERNAL` for anything else (a bug)."""
-    from worker.errors import ConfigurationError, QueueError, StorageError
+    from worker.core.errors import ConfigurationError, QueueError, StorageError
 
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else ""

@@ -26,14 +26,14 @@ from worker.cli.parse import (
     parse_priority,
 )
 from worker.cli.session import ExitCode, fail, print_json, run, usage_error, validation_message
-from worker.errors import UnknownRequestKindError
-from worker.states import TaskState
+from worker.core.errors import UnknownRequestKindError
+from worker.core.states import TaskState
 
 if TYPE_CHECKING:  # pydantic and the queue load when a command runs, not at wq's start
     from pydantic import BaseModel
 
-    from worker.models import Task
-    from worker.queue import WorkerQueue
+    from worker.core.models import Task
+    from worker.queue.worker_queue import WorkerQueue
 
 T = TypeVar("T")
 
@@ -97,7 +97,7 @@ class Submission:
     def task(self, request: BaseModel, now: float) -> Task:
         from pydantic import ValidationError
 
-        from worker.models import Task, TaskItem
+        from worker.core.models import Task, TaskItem
 
         try:
             return Task(
@@ -119,7 +119,7 @@ def build_request(kind: str, fields: dict[str, Any]) -> BaseModel:
     """The registered model of ``kind``, validated from ``fields`` (None values left out)."""
     from pydantic import ValidationError
 
-    from worker.kinds import model_for
+    from worker.core.kinds import model_for
 
     try:
         model = model_for(kind)

@@ -15,9 +15,9 @@ from rich.progress import (
 )
 
 from worker.cli import render
-from worker.models import Task
-from worker.queue import WorkerQueue
-from worker.states import TERMINAL_STATES
+from worker.core.models import Task
+from worker.core.states import TERMINAL_STATES
+from worker.queue.worker_queue import WorkerQueue
 
 POLL_INTERVAL_S = 0.2
 

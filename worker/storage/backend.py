@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from worker.states import TaskState
+from worker.core.states import TaskState
 
 #: An INSERT with ``on_conflict_do_nothing`` and ``on_conflict_do_update`` (both dialects'
 #: take the same arguments).

@@ -1,9 +1,10 @@
 """The storage interface: the named operations the queue runs on a database.
 
-:class:`~worker.queue.WorkerQueue` validates its arguments, applies policy (defaults, backoff,
+:class:`~worker.queue.worker_queue.WorkerQueue` validates its arguments, applies policy (defaults,
+backoff,
 what a state allows) and calls one of these; a storage carries it out atomically and returns
 what happened. Times are given (``now``): the queue decides with its clock, the storage never
-reads one. Rows arrive already encoded (:mod:`worker.rows`), tasks leave decoded.
+reads one. Rows arrive already encoded (:mod:`worker.storage.rows`), tasks leave decoded.
 
 :func:`open_storage` picks the implementation by the database URL's scheme. Today both
 backends share one, :class:`~worker.storage.sql_storage.SqlStorage` on SQLAlchemy Core, whose
@@ -18,16 +19,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from worker.config import QueueConfig
-    from worker.control import Heartbeat, LeaseReport
-    from worker.errors import StorageError
-    from worker.models import Completion, Failure, Resources, Task
-    from worker.rows import InsertRow
-    from worker.states import TaskState
+    from worker.core.config import QueueConfig
+    from worker.core.deliveries import WebhookDelivery
+    from worker.core.errors import StorageError
+    from worker.core.models import Completion, Failure, Resources, Task
+    from worker.core.states import TaskState
     from worker.storage.backend import Capabilities, Listening, Wake
+    from worker.storage.control import Heartbeat, LeaseReport
+    from worker.storage.rows import InsertRow
+    from worker.storage.sweep import RetryPlan
     from worker.storage.webhooks import WebhookStore
-    from worker.sweep import RetryPlan
-    from worker.webhooks.models import WebhookDelivery
 
 
 class Storage(Protocol):

@@ -12,7 +12,7 @@ metadata = sa.MetaData()
 ERRORS = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
-#: States the idempotency key is unique among (mirrors ``worker.states`` non-terminal states).
+#: States the idempotency key is unique among (mirrors ``worker.core.states`` non-terminal states).
 _LIVE = "state IN ('pending', 'processing', 'retryable')"
 
 tasks = sa.Table(

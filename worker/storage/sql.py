@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 from sqlalchemy.sql.functions import FunctionElement
 
-from worker.states import TaskState
+from worker.core.states import TaskState
 from worker.storage.schema import tasks
 
 #: How a field of :func:`json_rows` is typed: text, a float, an integer, or JSON.
@@ -95,7 +95,7 @@ class JsonEquals(ColumnElement[bool]):
 
 
 class AppendError(ColumnElement[Any]):
-    """``errors`` with one more :class:`~worker.models.AttemptError` entry at its end."""
+    """``errors`` with one more :class:`~worker.core.models.AttemptError` entry at its end."""
 
     __visit_name__ = "append_error"
     inherit_cache = True

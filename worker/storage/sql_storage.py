@@ -3,8 +3,8 @@
 Each group of operations is a module of its own (``store``: enqueue and claim;
 ``transitions``: acknowledgements and single-task moves; ``sweep``; ``reads``; ``control``:
 operators, workers, statistics, purge; webhook deliveries), all on one
-:class:`~worker.db.Database`. This class is the one door to them: the queue sees the named
-operations of :class:`~worker.storage.interface.Storage`, never a store, a column or SQL.
+:class:`~worker.storage.database.Database`. This class is the one door to them: the queue sees the
+named operations of :class:`~worker.storage.interface.Storage`, never a store, a column or SQL.
 """
 
 from __future__ import annotations
@@ -13,21 +13,21 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from worker.config import QueueConfig
-from worker.control import ControlStore, Heartbeat, LeaseReport
-from worker.db import Database
-from worker.errors import StorageError
-from worker.models import Completion, Failure, Resources, Task
-from worker.reads import ReadStore
-from worker.revision import check_schema
-from worker.rows import InsertRow
-from worker.states import TaskState
+from worker.core.config import QueueConfig
+from worker.core.deliveries import WebhookDelivery
+from worker.core.errors import StorageError
+from worker.core.models import Completion, Failure, Resources, Task
+from worker.core.states import TaskState
 from worker.storage.backend import Capabilities, Listening, Wake
+from worker.storage.control import ControlStore, Heartbeat, LeaseReport
+from worker.storage.database import Database
+from worker.storage.enqueue_claim import TaskStore
+from worker.storage.reads import ReadStore
+from worker.storage.revision import check_schema
+from worker.storage.rows import InsertRow
+from worker.storage.sweep import RetryPlan, SweepStore
+from worker.storage.transitions import TransitionStore
 from worker.storage.webhooks import WebhookStore
-from worker.store import TaskStore
-from worker.sweep import RetryPlan, SweepStore
-from worker.transitions import TransitionStore
-from worker.webhooks.models import WebhookDelivery
 
 
 class SqlStorage:
@@ -65,7 +65,9 @@ class SqlStorage:
         await db.open(create=create, read_only=read_only)
         try:
             if create:
-                from worker.migrate import upgrade_to_head  # Alembic is heavy: only to migrate
+                from worker.storage.migrate import (
+                    upgrade_to_head,  # Alembic is heavy: only to migrate
+                )
 
                 async with db.write("schema upgrade") as conn:
                     lock = db.backend.migration_lock()

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
-from worker.states import TaskState, sources, target
+from worker.core.states import TaskState, sources, target
 from worker.storage.backend import Backend, backend_for
 from worker.storage.schema import tasks
 from worker.storage.sql import (
@@ -35,7 +35,7 @@ from worker.storage.sql import (
 #: What a claim returns: the columns it does not set itself, less those in
 #: :data:`CLAIM_DEFAULTS`, then ``plain``: whether every one of those holds its default. The
 #: rest (state, lease, worker, times) follow from the claim's own parameters, and
-#: :func:`worker.rows.task_from_claim` fills them in. Returning costs by the column: with
+#: :func:`worker.storage.rows.task_from_claim` fills them in. Returning costs by the column: with
 #: all 24 columns a claim's SQL took 13.6 us per task (raw sqlite3, median of seven), with
 #: these 13 it takes 10.5.
 CLAIM_COLUMNS = (
@@ -103,7 +103,7 @@ class Prepared:
         self, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
     ) -> Sequence[tuple[Any, ...]]:
         """:meth:`params` for each row of values. Rows that are tuples (all of them, then:
-        a bulk insert's :class:`worker.rows.InsertRow`) follow :attr:`names` and are taken
+        a bulk insert's :class:`worker.storage.rows.InsertRow`) follow :attr:`names` and are taken
         as they are."""
         if rows and isinstance(rows[0], tuple):
             width = len(self.names)

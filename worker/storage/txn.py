@@ -1,7 +1,8 @@
 """A write transaction as one synchronous function of a :class:`Txn`, run in one go.
 
 The hot path writes its transactions as plain functions of a :class:`Txn` (``body(txn)``)
-that :meth:`worker.db.Database.transaction` runs whole: on SQLite on aiosqlite's raw connection
+that :meth:`worker.storage.database.Database.transaction` runs whole: on SQLite on aiosqlite's raw
+connection
 (:mod:`worker.storage.sqlite.driver`), on any other driver through SQLAlchemy's ``run_sync``
 (:class:`ConnectionTxn`, the same body). Statements are compiled once per dialect
 (:class:`worker.storage.statements.Prepared`); driver errors surface as SQLAlchemy's

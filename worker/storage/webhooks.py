@@ -5,7 +5,7 @@ the hot path (enqueue, claim, acknowledge) never touches these tables. A claim i
 ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING`` that sets a fresh lease id and
 pushes ``next_attempt_at`` to the lease's expiry; an outcome is written only while that lease
 is still the row's (compare-and-set), so two workers never both record one attempt. (Purge,
-in :mod:`worker.control`, deletes a purged task's rows in its own transaction.)
+in :mod:`worker.storage.control`, deletes a purged task's rows in its own transaction.)
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from worker.db import Database
-from worker.states import TERMINAL_STATES
+from worker.core.deliveries import Claimed, DeliveryState, Finished, WebhookDelivery
+from worker.core.states import TERMINAL_STATES
 from worker.storage.backend import Backend, Insert
+from worker.storage.database import Database
 from worker.storage.schema import tasks, webhook_deliveries, webhook_scan
 from worker.storage.sql import greatest, has_response_url, state_in
-from worker.webhooks.models import Claimed, DeliveryState, Finished, WebhookDelivery
 
 _PENDING = DeliveryState.PENDING.value
 _D = webhook_deliveries.c

@@ -7,7 +7,7 @@ before it exits. See :mod:`worker.webhooks.signing` for the body and the signatu
 :mod:`worker.webhooks.guard` for the address rules.
 
 The names load on first use (PEP 562), as :mod:`worker`'s do: the storage reads the delivery
-models (:mod:`worker.webhooks.models`) without loading httpx and the dispatcher.
+models (:mod:`worker.core.deliveries`) without loading httpx and the dispatcher.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from worker.core.deliveries import DeliveryState, WebhookDelivery
     from worker.webhooks.dispatcher import (
         WebhookDispatcher,
         deliveries_for,
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
         webhook_loop,
     )
     from worker.webhooks.errors import AddressRefusedError, TransportError, WebhookError
-    from worker.webhooks.models import DeliveryState, WebhookDelivery
     from worker.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
     from worker.webhooks.transport import HttpxTransport, Outgoing, Transport
 
@@ -35,8 +35,8 @@ _MODULES = {
     "AddressRefusedError": "worker.webhooks.errors",
     "TransportError": "worker.webhooks.errors",
     "WebhookError": "worker.webhooks.errors",
-    "DeliveryState": "worker.webhooks.models",
-    "WebhookDelivery": "worker.webhooks.models",
+    "DeliveryState": "worker.core.deliveries",
+    "WebhookDelivery": "worker.core.deliveries",
     "SIGNATURE_HEADER": "worker.webhooks.signing",
     "TIMESTAMP_HEADER": "worker.webhooks.signing",
     "signature": "worker.webhooks.signing",

@@ -25,13 +25,13 @@ import contextlib
 import logging
 import time
 
-from worker.backoff import retry_delay_s
-from worker.clock import Clock
-from worker.errors import DatabaseLostError, QueueClosedError, QueueError, TaskNotFoundError
-from worker.queue import WorkerQueue
+from worker.core.backoff import retry_delay_s
+from worker.core.clock import Clock
+from worker.core.deliveries import Claimed, Finished, WebhookDelivery
+from worker.core.errors import DatabaseLostError, QueueClosedError, QueueError, TaskNotFoundError
+from worker.queue.worker_queue import WorkerQueue
 from worker.webhooks import guard, signing
 from worker.webhooks.errors import AddressRefusedError, TransportError
-from worker.webhooks.models import Claimed, Finished, WebhookDelivery
 from worker.webhooks.transport import HttpxTransport, Outgoing, Transport
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from worker.errors import QueueError
+from worker.core.errors import QueueError
 
 
 class WebhookError(QueueError):

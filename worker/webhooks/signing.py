@@ -21,7 +21,7 @@ import hmac
 import json
 from typing import Any
 
-from worker.models import Task
+from worker.core.models import Task
 
 SIGNATURE_HEADER = "X-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Webhook-Timestamp"

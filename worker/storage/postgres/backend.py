@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from worker.states import TaskState
+from worker.core.states import TaskState
 from worker.storage.backend import STATE_INDEXES, Backend, Capabilities, Insert, Wake
 from worker.storage.postgres.listener import CANCELS_CHANNEL, TASKS_CHANNEL, Listener, notify
 from worker.storage.schema import paused_queues, tasks

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
-from worker.states import TaskState
+from worker.core.states import TaskState
 from worker.storage.backend import STATE_INDEXES, Backend, Capabilities, Insert
 from worker.storage.schema import tasks
 

@@ -1,5 +1,6 @@
 """SQLite connections: the file behind a URL, the pragmas every connection gets, read-only
-opening, and ``BEGIN IMMEDIATE`` for transactions that read first (see :mod:`worker.db`)."""
+opening, and ``BEGIN IMMEDIATE`` for transactions that read first (see
+:mod:`worker.storage.database`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from worker.config import QueueConfig
+from worker.core.config import QueueConfig
 
 #: The execution option of an engine whose transactions open with ``BEGIN IMMEDIATE``.
 LOCK_FIRST = "worker_lock_first"

@@ -3,7 +3,7 @@
 aiosqlite runs every call (cursor, execute, fetch, close, commit) on its own thread, and
 each trip costs about as much as SQLite spends on an acknowledgement of a hundred tasks. The
 hot path therefore writes its transactions as plain functions of a :class:`Txn`
-(``body(txn)``) that :meth:`worker.db.Database.transaction` runs whole: on aiosqlite's
+(``body(txn)``) that :meth:`worker.storage.database.Database.transaction` runs whole: on aiosqlite's
 connection either right away on the calling thread (:func:`run_now`, when the write lock is
 free) or inside the driver's thread (:func:`run_in_driver`, :func:`run_waiting`: one trip),
 both through :class:`DriverTxn` (the :class:`~worker.storage.txn.Txn` of a raw sqlite3

@@ -8,9 +8,9 @@ log. Nothing in SQLite reports it; only the background checkpoints may start fai
 
 So a :class:`WalGuard` checks after every commit that the log is still the file the process
 first saw (device and inode: one ``stat``, a microsecond). The first time it is not, or a
-checkpoint fails, the database is lost for this process: :class:`~worker.db.Database` copies
-into the database file what its writer connection still holds (that connection has the old
-log open), and every later write raises :class:`~worker.errors.DatabaseLostError`. A worker
+checkpoint fails, the database is lost for this process: :class:`~worker.storage.database.Database`
+copies into the database file what its writer connection still holds (that connection has the old
+log open), and every later write raises :class:`~worker.core.errors.DatabaseLostError`. A worker
 stops on it and exits non-zero; its leases expire and other workers, restarted on a database
 that was checked or restored, redo its tasks.
 """
@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from worker.errors import DatabaseLostError
+from worker.core.errors import DatabaseLostError
 
 log = logging.getLogger(__name__)
 

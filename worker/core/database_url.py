@@ -1,0 +1,84 @@
+"""Database URLs: which backend and driver a URL names, checked before anything connects.
+
+The queue runs on asyncio, so each backend has one async driver; a URL that names the
+backend alone (``sqlite:///PATH``) or its synchronous driver (``sqlite+pysqlite://``) gets it.
+Each check raises ``ValueError`` with one line fit to show the user (the configuration turns
+it into a :class:`~worker.core.errors.ConfigurationError` naming the setting).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+EXAMPLE = "sqlite+aiosqlite:///data/queue.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """A supported backend: its async driver, the drivers replaced by it, how to install it."""
+
+    driver: str
+    module: str
+    sync_drivers: frozenset[str]
+    install: str
+
+
+BACKENDS = {
+    "sqlite": Backend(
+        driver="aiosqlite",
+        module="aiosqlite",
+        sync_drivers=frozenset({"", "pysqlite"}),
+        install="pip install aiosqlite (a dependency of worker-queue: reinstall it)",
+    ),
+    "postgresql": Backend(
+        driver="asyncpg",
+        module="asyncpg",
+        sync_drivers=frozenset({"", "psycopg2", "psycopg", "pg8000"}),
+        install="pip install 'worker-queue[postgres]'",
+    ),
+}
+#: Backends planned but not supported yet, by SQLAlchemy name.
+PLANNED: dict[str, str] = {}
+
+
+def async_database_url(value: str) -> str:
+    """``value`` with the backend's async driver, or ``ValueError`` saying what is wrong."""
+    from sqlalchemy.engine import make_url  # SQLAlchemy is heavy: only when a URL is checked
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            f"not a database URL: {value!r} (use e.g. {EXAMPLE}, or a SQLite file path)"
+        ) from None
+    shown = url.render_as_string(hide_password=True)
+    backend_name, _, driver = url.drivername.partition("+")
+    backend = BACKENDS.get(backend_name)
+    if backend is None:
+        label = PLANNED.get(backend_name)
+        what = f"{label} is not supported yet" if label else f"{backend_name!r} is not supported"
+        raise ValueError(f"{what} ({shown}): use a SQLite database, e.g. {EXAMPLE}")
+    if driver != backend.driver and driver not in backend.sync_drivers:
+        raise ValueError(
+            f"driver {driver!r} is not supported ({shown}): use {backend_name}+{backend.driver}"
+        )
+    if not installed(backend.module):
+        raise ValueError(
+            f"{backend_name} needs the {backend.driver} driver, which is not installed "
+            f"({shown}): {backend.install}"
+        )
+    if driver == backend.driver:
+        return value
+    return url.set(drivername=f"{backend_name}+{backend.driver}").render_as_string(
+        hide_password=False
+    )
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules holds None for it
+        return False

@@ -1,0 +1,246 @@
+"""The operator half of :class:`worker.queue.worker_queue.WorkerQueue`: holds and pauses,
+explanations, workers and statistics, the retry sweep, reads and retention.
+
+``WorkerQueue`` inherits these methods; they are here to keep each module about one thing.
+The queue sets the attributes declared below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from worker.core import arguments
+from worker.core.backoff import next_attempt_at
+from worker.core.config import QueueConfig
+from worker.core.errors import InvalidInputError
+from worker.core.limits import MAX_INSTANT
+from worker.core.models import RetryPolicy, Task
+from worker.core.states import TERMINAL_STATES, TaskState
+from worker.queue.explain import explain, explain_pending
+from worker.queue.purge_hooks import run_purge_hooks
+from worker.storage.control import LeaseReport
+from worker.storage.interface import Storage
+
+if TYPE_CHECKING:
+    from worker.core.deliveries import WebhookDelivery
+
+
+class QueueAdmin:
+    """Operator methods of the queue (a base of :class:`worker.queue.worker_queue.WorkerQueue`)."""
+
+    config: QueueConfig
+    _clock: Callable[[], float]
+    _storage: Storage
+
+    # -- operators -----------------------------------------------------------------------
+
+    async def hold(self, task_id: str) -> None:
+        """Keep a pending task from being claimed until :meth:`unhold`."""
+        arguments.text("task_id", task_id)
+        await self._storage.hold(task_id, self._clock())
+
+    async def unhold(self, task_id: str) -> None:
+        arguments.text("task_id", task_id)
+        await self._storage.unhold(task_id, self._clock())
+
+    async def pause_queue(self, queue: str) -> None:
+        """Claim nothing from ``queue`` until :meth:`unpause_queue` (kept in the database)."""
+        await self._storage.pause_queue(arguments.queue_name("queue", queue), self._clock())
+
+    async def unpause_queue(self, queue: str) -> bool:
+        """Resume claiming from ``queue``; False if it was not paused."""
+        return await self._storage.unpause_queue(arguments.queue_name("queue", queue))
+
+    async def paused_queues(self) -> dict[str, float]:
+        """Paused queue names and when they were paused."""
+        return await self._storage.paused()
+
+    async def queue_position(self, task_id: str) -> int:
+        """How many claimable tasks of its queue would be claimed before this pending task."""
+        arguments.text("task_id", task_id)
+        task = await self.get_task(task_id)
+        return await self._storage.position(task.id, task.queue, task.priority, self._clock())
+
+    async def why(self, task_id: str) -> str:
+        """One line on why a task is not running (or what it is doing)."""
+        arguments.text("task_id", task_id)
+        task = await self.get_task(task_id)
+        now = self._clock()
+        if task.state is TaskState.PENDING:
+            paused = await self._storage.paused()
+            blockers = await self._storage.unfinished_dependencies(task.id)
+            position = await self._storage.position(task.id, task.queue, task.priority, now)
+            return explain_pending(task, now, paused, blockers, position)
+        return explain(task, now)
+
+    # -- workers and statistics ----------------------------------------------------------
+
+    async def register_worker(self, info: Mapping[str, Any]) -> None:
+        now = self._clock()
+        await self._storage.register_worker({**info, "started_at": now, "heartbeat_at": now})
+
+    async def worker_heartbeat(self, worker_id: str, *, stopped: bool = False) -> None:
+        arguments.text("worker_id", worker_id)
+        await self._storage.worker_heartbeat(worker_id, self._clock(), stopped=stopped)
+
+    async def worker_alive(
+        self, worker_id: str, leases: Sequence[tuple[str, str]] = ()
+    ) -> LeaseReport | None:
+        """A registered worker's liveness beat: records it alive and reports which of its
+        running ``(task_id, lease_id)`` claims were lost or asked to stop. None when the
+        worker has no row (pruned after a long silence): register it again."""
+        return await self._storage.worker_alive(worker_id, self._clock(), leases)
+
+    async def lease_report(self, leases: Sequence[tuple[str, str]]) -> LeaseReport:
+        """Which running ``(task_id, lease_id)`` claims were lost or asked to stop (a read)."""
+        return await self._storage.lease_report(leases)
+
+    async def live_workers(self, within_s: float | None = None) -> list[dict[str, Any]]:
+        """Workers that sent a heartbeat within ``within_s`` (default: the config's
+        ``worker_dead_after``) and did not stop."""
+        window = self.config.worker_dead_after if within_s is None else within_s
+        arguments.seconds("within_s", window)
+        return await self._storage.live_workers(self._clock() - window)
+
+    async def get_statistics(self, window_s: float = 300.0) -> dict[str, Any]:
+        """Counts per state and queue, and figures over tasks finished in the last window."""
+        arguments.seconds("window_s", window_s)
+        now = self._clock()
+        counts = await self.get_queue_stats()
+        recent = await self._storage.window(now - window_s)
+        workers = await self.live_workers()
+        oldest = recent.pop("oldest_pending_at")
+        return {
+            "states": counts,
+            "queues": recent.pop("queues"),
+            "window_s": window_s,
+            "throughput_per_s": recent["completed"] / window_s,
+            **recent,
+            "oldest_pending_age_s": None if oldest is None else max(0.0, now - oldest),
+            "workers_alive": len(workers),
+            "workers": workers,
+        }
+
+    # -- the sweep -----------------------------------------------------------------------
+
+    async def retry(
+        self,
+        size: int | None = None,
+        visibility_timeout: float | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Task]:
+        """Return the tasks of dead workers and expired leases, requeue retryable tasks after
+        backoff, discard exhausted ones.
+
+        A registered worker (:class:`~worker.Worker`) whose heartbeat is older than the
+        config's ``worker_dead_after`` is dead: its running tasks come back at once, whatever
+        their visibility timeout.
+
+        ``visibility_timeout`` (when given) counts a lease as expired that many seconds after
+        its last claim or renewal; ``max_attempts`` replaces the config default for tasks
+        that set none. Returns the tasks it moved, in their new state.
+        """
+        size = self.config.batch_size if size is None else arguments.count("size", size)
+        if visibility_timeout is not None:
+            arguments.seconds("visibility_timeout", visibility_timeout)
+        limit = (
+            self.config.default_max_attempts
+            if max_attempts is None
+            else arguments.attempts("max_attempts", max_attempts)
+        )
+        config = self.config
+        now = self._clock()
+
+        def plan(
+            attempt: int, created_at: float, policy: RetryPolicy | None, requested: float | None
+        ) -> float | None:
+            return next_attempt_at(
+                attempt=attempt,
+                now=now,
+                created_at=created_at,
+                policy=policy,
+                requested_delay_s=requested,
+                base_delay_s=config.retry_base_delay,
+                multiplier=config.retry_backoff_multiplier,
+                max_delay_s=config.max_retry_delay,
+            )
+
+        return await self._storage.sweep(
+            size,
+            now,
+            visibility_timeout=visibility_timeout,
+            max_attempts=limit,
+            plan=plan,
+            dead_before=now - config.worker_dead_after,
+        )
+
+    # -- reads and retention -------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> Task:
+        return await self._storage.get(arguments.text("task_id", task_id))
+
+    async def list_tasks(
+        self,
+        state: TaskState | str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        after_id: str | None = None,
+    ) -> list[Task]:
+        """Tasks in id (enqueue) order; pass the last id as ``after_id`` for the next page."""
+        arguments.count("limit", limit, high=arguments.MAX_PAGE)
+        if queue is not None:
+            arguments.queue_name("queue", queue)
+        arguments.optional_text("after_id", after_id)
+        chosen = None if state is None else _state(state)
+        return await self._storage.list_tasks(
+            state=chosen, queue=queue, limit=limit, after_id=after_id
+        )
+
+    async def get_queue_stats(self, queue: str | None = None) -> dict[str, int]:
+        """Count per state (lower-case names, every state present) and ``total``."""
+        if queue is not None:
+            arguments.queue_name("queue", queue)
+        counts = await self._storage.count_by_state(queue)
+        stats = {state.value: counts.get(state.value, 0) for state in TaskState}
+        stats["total"] = sum(stats.values())
+        return stats
+
+    async def purge(
+        self, older_than_s: float, states: Iterable[TaskState | str] = TERMINAL_STATES
+    ) -> int:
+        """Delete terminal tasks finished more than ``older_than_s`` ago (with their dependency
+        edges and webhook deliveries); returns how many.
+
+        Then the ``worker.purge_hooks`` entry points delete what packages wrote for those tasks
+        elsewhere (:mod:`worker.queue.purge_hooks`); a hook that fails is logged, the purge
+        stands.
+        """
+        arguments.seconds("older_than_s", older_than_s, zero=True, high=MAX_INSTANT)
+        if isinstance(states, str | TaskState):
+            states = [states]
+        chosen = [_state(s) for s in states]
+        live = [s.value for s in chosen if s not in TERMINAL_STATES]
+        if live:
+            raise InvalidInputError(f"purge deletes only terminal tasks, not {', '.join(live)}")
+        if not chosen:
+            return 0
+        ids = await self._storage.purge(self._clock() - older_than_s, chosen)
+        await run_purge_hooks(self.config, ids)
+        return len(ids)
+
+    # -- webhooks (worker.webhooks; kept apart from the queue's own operations) -----------
+
+    async def webhook_deliveries(self, task_id: str) -> list[WebhookDelivery]:
+        """The webhook deliveries of a task's items: state, attempts, last error and status
+        (empty until the task has ended and the delivery loop has seen it)."""
+        arguments.text("task_id", task_id)
+        return await self._storage.webhook_deliveries(task_id)
+
+
+def _state(value: TaskState | str) -> TaskState:
+    try:
+        return TaskState(value)
+    except ValueError:
+        names = ", ".join(s.value for s in TaskState)
+        raise InvalidInputError(f"unknown state {value!r}; states are {names}") from None

@@ -1,0 +1,96 @@
+"""Waking idle workers without busy polling.
+
+Two sources: the queue's in-process :class:`~worker.queue.notifier.Notifier` that ``enqueue``
+pokes (and, on PostgreSQL, other processes' NOTIFY through it), and a
+:class:`DatabaseWatcher` that notices other processes' commits by ``stat``-ing the SQLite
+file and its ``-wal`` (size and mtime; no database round trip). A :class:`Waker` combines
+them with a bounded fallback poll, for what neither can see (a scheduled task falling due).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+#: How often an idle worker stats the database files, and after a while of idleness.
+STAT_INTERVAL_S = 0.005
+IDLE_STAT_INTERVAL_S = 0.025
+#: Idle for this long, a worker stats less often.
+IDLE_AFTER_S = 1.0
+
+Signature = tuple[int, int, int, int]
+
+
+class DatabaseWatcher:
+    """Notices commits of other connections by the database files' size and mtime."""
+
+    def __init__(self, path: Path) -> None:
+        self._paths = (path, path.with_name(path.name + "-wal"))
+        self._last = self.signature()
+
+    def signature(self) -> Signature:
+        values: list[int] = []
+        for path in self._paths:
+            try:
+                info = os.stat(path)
+            except FileNotFoundError:
+                values += [-1, -1]
+            else:
+                values += [info.st_size, info.st_mtime_ns]
+        return values[0], values[1], values[2], values[3]
+
+    def changed(self) -> bool:
+        """Whether the files changed since the last call."""
+        now = self.signature()
+        if now == self._last:
+            return False
+        self._last = now
+        return True
+
+
+class Waker:
+    """Where an idle worker waits: a poke, a database change, or the fallback poll."""
+
+    def __init__(self, watcher: DatabaseWatcher | None, poll_interval_s: float) -> None:
+        self.poke = asyncio.Event()
+        self._watcher = watcher
+        self._poll_interval_s = poll_interval_s
+        self._idle_since: float | None = None
+
+    def busy(self) -> None:
+        """Work was found: stat at the fast rate again."""
+        self._idle_since = None
+
+    async def wait(self, *, watch: bool = True) -> str:
+        """Return ``"poked"``, ``"changed"`` or ``"timeout"`` (the fallback poll is due).
+
+        With ``watch=False`` (every slot busy) only a poke ends the wait.
+        """
+        started = time.monotonic()
+        if self._idle_since is None:
+            self._idle_since = started
+        if self._watcher is not None:
+            self._watcher.changed()  # start from the files as they are now
+        poked = asyncio.create_task(self.poke.wait())
+        try:
+            if not watch:
+                await poked
+                return "poked"
+            deadline = started + self._poll_interval_s
+            while True:
+                now = time.monotonic()
+                idle = now - self._idle_since >= IDLE_AFTER_S
+                step = IDLE_STAT_INTERVAL_S if idle else STAT_INTERVAL_S
+                remaining = deadline - now
+                if remaining <= 0:
+                    return "timeout"
+                done, _ = await asyncio.wait({poked}, timeout=min(step, remaining))
+                if done:
+                    return "poked"
+                if self._watcher is not None and self._watcher.changed():
+                    return "changed"
+        finally:
+            poked.cancel()
+            self.poke.clear()

@@ -1,0 +1,263 @@
+"""``Worker``: a worker loop, the retry sweeper, the worker registry and signal handling.
+
+::
+
+    async with WorkerQueue(QueueConfig.from_env()) as queue:
+        await Worker(queue, concurrency=8, queues=["audio"]).run()
+
+A worker registers itself in the database and sends a liveness beat every
+``heartbeat_interval`` seconds (:mod:`worker.runtime.liveness`); the sweep of any process gives a
+worker's running tasks back once it has been silent for ``worker_dead_after``, so a killed
+worker's tasks run again within seconds whatever their visibility timeout. A cancel of a
+running task reaches its handler within a second (:mod:`worker.runtime.watch`).
+
+SIGINT or SIGTERM (handlers installed only while :meth:`Worker.run` runs) stops claiming
+and lets running handlers finish within ``shutdown_grace`` seconds; the rest are cancelled and
+released (their attempt is given back). A second signal stops them at once.
+
+A burst worker that ran dry delivers the webhooks that are due (those of the tasks it just
+finished, mostly) before it exits, for at most ``DRAIN_TIMEOUT_S`` (see
+:func:`~worker.webhooks.drain_webhooks`); a signal cuts that short. A worker that was stopped
+does not wait for deliveries: the next worker makes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+from collections.abc import Iterable, Sequence
+
+from worker.core.config import QueueConfig
+from worker.core.errors import QueueError
+from worker.core.models import Resources
+from worker.queue.worker_queue import WorkerQueue
+from worker.runtime.acks import AckBuffer
+from worker.runtime.events import Callback, EventBus
+from worker.runtime.liveness import Liveness
+from worker.runtime.loop import Loop
+from worker.runtime.memory import MemoryInfoError, read_meminfo, total_bytes
+from worker.runtime.processors import ProcessorRegistry
+from worker.runtime.processors import registry as default_registry
+from worker.runtime.sweeper import retry_sweeper
+from worker.webhooks import drain_webhooks, webhook_loop
+
+log = logging.getLogger(__name__)
+
+
+def machine_resources() -> Resources:
+    """This machine's memory and CPU count (no GPU): a worker's default capacity."""
+    try:
+        memory = total_bytes(read_meminfo())
+    except MemoryInfoError as exc:
+        log.warning("%s; tasks' memory needs are not checked", exc)
+        memory = 2**62
+    return Resources(memory_bytes=memory, cpu=float(os.cpu_count() or 1), gpu=False)
+
+
+async def worker_loop(
+    queue: WorkerQueue,
+    registry: ProcessorRegistry | None = None,
+    *,
+    concurrency: int | None = None,
+    queues: Sequence[str] | None = None,
+    burst: bool = False,
+    stop: asyncio.Event | None = None,
+    force: asyncio.Event | None = None,
+    events: EventBus | None = None,
+    resources: Resources | None = None,
+    liveness: Liveness | None = None,
+) -> dict[str, int]:
+    """Claim and run tasks until ``stop`` is set (or, with ``burst``, until nothing is due
+    and nothing runs). Every acknowledgement is written before it returns; returns counts
+    (completed, retried, discarded, cancelled, released, refused).
+
+    With ``liveness`` (a registered worker, as :class:`Worker` passes), tasks are claimed in
+    its name and its heartbeat is sent; without, a task whose process dies waits out its
+    visibility timeout."""
+    events = events or EventBus()
+    acks = AckBuffer(queue, events)
+    loop = Loop(
+        queue,
+        registry or default_registry,
+        concurrency=concurrency or queue.config.concurrency,
+        queues=None if queues is None else list(queues),
+        burst=burst,
+        events=events,
+        acks=acks,
+        stop=stop or asyncio.Event(),
+        force=force or asyncio.Event(),
+        capacity=resources,
+        liveness=liveness,
+    )
+    flusher = asyncio.create_task(acks.run())
+    try:
+        await loop.run()
+    finally:
+        flusher.cancel()
+        # wait() never raises the flusher's own CancelledError, so a cancellation of this
+        # coroutine still propagates (suppressing CancelledError here could swallow it).
+        await asyncio.wait([flusher])
+        await asyncio.shield(acks.close())
+        await events.aclose()
+    return acks.counts
+
+
+class Worker:
+    """Runs tasks from ``queue`` with ``registry``'s handlers, ``concurrency`` at a time."""
+
+    def __init__(
+        self,
+        queue: WorkerQueue,
+        registry: ProcessorRegistry | None = None,
+        *,
+        concurrency: int | None = None,
+        queues: Sequence[str] | None = None,
+        burst: bool = False,
+        sweep_interval_s: float | None = None,
+        handle_signals: bool = True,
+        worker_id: str | None = None,
+        resources: Resources | None = None,
+    ) -> None:
+        self.queue = queue
+        self.registry = registry or default_registry
+        self.concurrency = concurrency or queue.config.concurrency
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        self.queues = None if queues is None else list(queues)
+        self.burst = burst
+        #: What this worker has to give its tasks: by default the machine's memory and CPUs,
+        #: and no GPU (a worker with one says so), so a task that declares needs runs only
+        #: where they fit.
+        self.resources = resources if resources is not None else machine_resources()
+        self.sweep_interval_s = sweep_interval_s
+        self.handle_signals = handle_signals
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.events = EventBus()
+        self.counts: dict[str, int] = {}
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+
+    def register_callback(self, event: str, callback: Callback) -> None:
+        """Call ``callback(TaskEvent)`` (sync or async) on ``event`` (see
+        ``worker.runtime.events``)."""
+        self.events.register(event, callback)
+
+    def request_stop(self, *, force: bool = False) -> None:
+        """Stop claiming (and, with ``force``, stop running handlers now)."""
+        if self._stop.is_set() or force:
+            self._force.set()
+        self._stop.set()
+
+    async def run(self) -> dict[str, int]:
+        """Run until stopped (a signal, :meth:`request_stop`, or burst mode running dry)."""
+        if self.queue.worker_id is None:
+            self.queue.worker_id = self.id
+        liveness = Liveness(
+            self.queue,
+            {
+                "id": self.id,
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": self.queues,
+                "concurrency": self.concurrency,
+            },
+        )
+        await liveness.register()
+        log.info("worker %s started (concurrency %d, queues %s)", self.id, self.concurrency,
+                 self.queues or "all")  # fmt: skip
+        sweeper = asyncio.create_task(
+            retry_sweeper(self.queue, self.sweep_interval_s, stop=self._stop)
+        )
+        webhooks = asyncio.create_task(webhook_loop(self.queue, stop=self._stop))
+        installed = self._install_signals() if self.handle_signals else []
+        try:
+            self.counts = await worker_loop(
+                self.queue,
+                self.registry,
+                concurrency=self.concurrency,
+                queues=self.queues,
+                burst=self.burst,
+                stop=self._stop,
+                force=self._force,
+                events=self.events,
+                resources=self.resources,
+                liveness=liveness,
+            )
+            if self.burst and not self._stop.is_set():
+                await self._deliver_before_exit(webhooks)
+        finally:
+            for signum in installed:
+                asyncio.get_running_loop().remove_signal_handler(signum)
+            for helper in (sweeper, webhooks):
+                helper.cancel()
+            await asyncio.gather(sweeper, webhooks, return_exceptions=True)
+            if self.queue.storage_lost_error is None:  # else nothing can be written
+                try:
+                    await liveness.stopped()
+                except QueueError:
+                    log.exception("could not record worker %s as stopped", self.id)
+        log.info("worker %s stopped: %s", self.id, self.counts)
+        return self.counts
+
+    async def _deliver_before_exit(self, webhooks: asyncio.Task[None]) -> None:
+        """Burst mode ran dry: let the helpers end their current round and stop (so that no
+        delivery is left leased by a cancelled one), then deliver what is due. A signal or
+        :meth:`request_stop` now sets ``_force``, which stops the deliveries."""
+        self._stop.set()
+        await asyncio.wait([webhooks])
+        await drain_webhooks(self.queue, stop=self._force)
+
+    def _install_signals(self) -> list[signal.Signals]:
+        loop = asyncio.get_running_loop()
+        installed = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, self._on_signal, signum)
+            except (ValueError, RuntimeError, NotImplementedError) as exc:
+                log.warning("cannot handle %s here (%s); stop with request_stop()", signum, exc)
+                continue
+            installed.append(signum)
+        return installed
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        if self._stop.is_set():
+            log.warning("%s while stopping: stopping now", signum.name)
+            self._force.set()
+        else:
+            log.warning(
+                "%s: no new tasks; running ones get %s s to finish (signal again to stop now)",
+                signum.name, self.queue.config.shutdown_grace,
+            )  # fmt: skip
+        self._stop.set()
+
+
+async def run_workers(
+    config: QueueConfig,
+    registry: ProcessorRegistry | None = None,
+    *,
+    modules: Iterable[str] = (),
+    concurrency: int | None = None,
+    queues: Sequence[str] | None = None,
+    burst: bool = False,
+    worker_id: str | None = None,
+    resources: Resources | None = None,
+) -> dict[str, int]:
+    """Open the queue, import ``modules`` (their ``@processor`` handlers register), and run
+    a :class:`Worker` until a signal (or, with ``burst``, until the queue runs dry)."""
+    chosen = registry or default_registry
+    chosen.load_modules(modules)
+    async with WorkerQueue(config) as queue:
+        worker = Worker(
+            queue,
+            chosen,
+            concurrency=concurrency,
+            queues=queues,
+            burst=burst,
+            worker_id=worker_id,
+            resources=resources,
+        )
+        return await worker.run()

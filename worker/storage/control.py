@@ -1,0 +1,295 @@
+"""SQL for the runtime and for operators: heartbeats, release, progress, checkpoints, holds,
+paused queues, the worker registry, statistics and retention (purge, which also deletes what
+refers to the purged tasks: their dependency edges and webhook deliveries).
+
+Every task write is a compare-and-set fenced by the caller's lease where it has one, like the
+hot path in :mod:`worker.storage.enqueue_claim`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics as stats
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from worker.core.states import TaskState
+from worker.storage import undecodable
+from worker.storage.database import Database
+from worker.storage.schema import (
+    paused_queues,
+    task_dependencies,
+    tasks,
+    webhook_deliveries,
+    workers,
+)
+from worker.storage.sql import JsonValues, json_values, lease_length, state_in, under_leases
+
+_PURGE_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseReport:
+    """What a look at running tasks found: leases lost (the task was taken away, or ended),
+    and cancels asked for."""
+
+    lost: list[str]
+    cancel_requested: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """What a batch lease renewal found: new expiries, leases lost, cancels asked for."""
+
+    renewed: dict[str, float]
+    lost: list[str]
+    cancel_requested: list[str]
+
+
+class ControlStore:
+    def __init__(self, db: Database, default_visibility_timeout: float) -> None:
+        self._db = db
+        self._default_vt = default_visibility_timeout
+
+    # -- running tasks -------------------------------------------------------------------
+
+    async def heartbeat(
+        self, leases: Sequence[tuple[str, str]], now: float, seconds: float | None
+    ) -> Heartbeat:
+        """Renew many leases in one statement (a worker's heartbeat)."""
+        if not leases:
+            return Heartbeat({}, [], [])
+        length = lease_length(seconds, self._default_vt)
+        statement = (
+            sa.update(tasks)
+            .where(under_leases("leases"))
+            .values(lease_expires_at=now + length, updated_at=now)
+            .returning(tasks.c.id, tasks.c.lease_expires_at, tasks.c.cancel_requested_at)
+        )
+        async with self._db.write("heartbeat", lock_first=False) as conn:
+            rows = (await conn.execute(statement, {"leases": json.dumps(list(leases))})).all()
+        renewed = {str(i): float(at) for i, at, _ in rows}
+        return Heartbeat(
+            renewed,
+            [task_id for task_id, _ in leases if task_id not in renewed],
+            [str(i) for i, _, asked in rows if asked is not None],
+        )
+
+    async def lease_report(self, leases: Sequence[tuple[str, str]]) -> LeaseReport:
+        """Which of these ``(task_id, lease_id)`` claims are lost or asked to stop (a read)."""
+        if not leases:
+            return LeaseReport([], [])
+        async with self._db.read("lease report") as conn:
+            return await _lease_report(conn, leases)
+
+    # -- operators -----------------------------------------------------------------------
+
+    async def pause_queue(self, queue: str, now: float) -> None:
+        statement = (
+            self._db.backend.insert(paused_queues)
+            .values(queue=queue, paused_at=now)
+            .on_conflict_do_nothing(index_elements=[paused_queues.c.queue])
+        )
+        async with self._db.write("pause", lock_first=False) as conn:
+            await conn.execute(statement)
+
+    async def unpause_queue(self, queue: str) -> bool:
+        statement = sa.delete(paused_queues).where(paused_queues.c.queue == queue)
+        async with self._db.write("unpause", lock_first=False) as conn:
+            return bool((await conn.execute(statement)).rowcount)
+
+    async def paused(self) -> dict[str, float]:
+        async with self._db.read("paused queues") as conn:
+            rows = (await conn.execute(sa.select(paused_queues))).all()
+        return {str(queue): float(at) for queue, at in rows}
+
+    async def position(self, task_id: str, queue: str, priority: int, now: float) -> int:
+        """How many claimable tasks of the same queue a claim would take before this one."""
+        query = self._db.backend.position().bindparams(
+            now=now, queue=queue, priority=priority, id=task_id
+        )
+        async with self._db.read("position") as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def unfinished_dependencies(self, task_id: str) -> list[tuple[str, str]]:
+        """The dependencies of a task that have not completed, with their states."""
+        query = (
+            sa.select(tasks.c.id, tasks.c.state)
+            .select_from(
+                task_dependencies.join(tasks, tasks.c.id == task_dependencies.c.depends_on)
+            )
+            .where(
+                task_dependencies.c.task_id == task_id,
+                tasks.c.state != TaskState.COMPLETED.value,
+            )
+            .order_by(tasks.c.id)
+        )
+        async with self._db.read("dependencies") as conn:
+            return [(str(i), str(s)) for i, s in (await conn.execute(query)).all()]
+
+    # -- workers -------------------------------------------------------------------------
+
+    async def register_worker(self, row: dict[str, Any]) -> None:
+        insert = self._db.backend.insert(workers).values(row)
+        statement = insert.on_conflict_do_update(
+            index_elements=[workers.c.id],
+            set_={name: insert.excluded[name] for name in row if name != "id"},
+        )
+        async with self._db.write("register worker", lock_first=False) as conn:
+            await conn.execute(statement)
+
+    async def worker_heartbeat(self, worker_id: str, now: float, *, stopped: bool = False) -> None:
+        values: dict[str, Any] = {"heartbeat_at": now}
+        if stopped:
+            values["stopped_at"] = now
+        statement = sa.update(workers).where(workers.c.id == worker_id).values(values)
+        async with self._db.write("worker heartbeat", lock_first=False) as conn:
+            await conn.execute(statement)
+
+    async def worker_alive(
+        self, worker_id: str, now: float, leases: Sequence[tuple[str, str]]
+    ) -> LeaseReport | None:
+        """A worker's liveness beat: one write that records it alive, and, in the same
+        transaction, which of its running claims were lost or asked to stop. None when the
+        worker has no row (it was pruned, or never registered): register it again."""
+        statement = (
+            sa.update(workers)
+            .where(workers.c.id == worker_id)
+            .values(heartbeat_at=now, stopped_at=None)
+        )
+        async with self._db.write("worker heartbeat", lock_first=False) as conn:
+            if not (await conn.execute(statement)).rowcount:
+                return None
+            return await _lease_report(conn, leases) if leases else LeaseReport([], [])
+
+    async def live_workers(self, since: float) -> list[dict[str, Any]]:
+        query = (
+            sa.select(workers)
+            .where(workers.c.heartbeat_at >= since, workers.c.stopped_at.is_(None))
+            .order_by(workers.c.started_at)
+        )
+        async with self._db.read("workers") as conn:
+            return [dict(row._mapping) for row in (await conn.execute(query)).all()]
+
+    # -- statistics and retention --------------------------------------------------------
+
+    async def window(self, since: float) -> dict[str, Any]:
+        """Figures over tasks that finished since ``since`` (through the finished index)."""
+        query = (
+            sa.select(
+                tasks.c.state,
+                tasks.c.finished_at - tasks.c.started_at,
+                tasks.c.attempt_count,
+            )
+            .where(tasks.c.finished_at >= since)
+            .order_by(tasks.c.finished_at.desc())
+            .limit(100_000)
+        )
+        oldest = self._db.backend.oldest_pending()
+        per_queue = sa.text("SELECT queue, state, count(*) FROM tasks GROUP BY queue, state")
+        async with self._db.read("statistics") as conn:
+            rows = (await conn.execute(query)).all()
+            oldest_pending = (await conn.execute(oldest)).scalar()
+            queues: dict[str, dict[str, int]] = {}
+            # A queue name that is not UTF-8 (written by another program) comes back with
+            # U+FFFD in it rather than failing the statistics.
+            for queue, state, count in (await undecodable.rows(conn, per_queue))[0]:
+                queues.setdefault(str(queue), {})[str(state)] = int(count)
+        durations = sorted(
+            float(d) for s, d, _ in rows if s == TaskState.COMPLETED.value and d is not None
+        )
+        completed = sum(1 for s, _, _ in rows if s == TaskState.COMPLETED.value)
+        discarded = sum(1 for s, _, _ in rows if s == TaskState.DISCARDED.value)
+        return {
+            "completed": completed,
+            "discarded": discarded,
+            "cancelled": sum(1 for s, _, _ in rows if s == TaskState.CANCELLED.value),
+            "retries": sum(max(int(n) - 1, 0) for _, _, n in rows),
+            "avg_processing_s": stats.fmean(durations) if durations else None,
+            "p95_processing_s": _percentile(durations, 0.95),
+            "success_rate": completed / (completed + discarded) if completed + discarded else None,
+            "oldest_pending_at": None if oldest_pending is None else float(oldest_pending),
+            "queues": queues,
+        }
+
+    async def purge(self, cutoff: float, states: Iterable[TaskState]) -> list[str]:
+        """Delete finished tasks in batches (each its own short transaction), and in the same
+        transaction their dependency edges and their webhook deliveries (sent or not).
+        Returns the ids deleted, in batch order."""
+        chosen = tuple(states)
+        deleted: list[str] = []
+        while True:
+            victims = (
+                sa.select(tasks.c.id)
+                .where(tasks.c.finished_at <= cutoff, state_in(*chosen))
+                .limit(_PURGE_BATCH)
+            )
+            async with self._db.write("purge", lock_first=False) as conn:
+                statement = sa.delete(tasks).where(tasks.c.id.in_(victims.scalar_subquery()))
+                ids = [
+                    str(row[0])
+                    for row in (await conn.execute(statement.returning(tasks.c.id))).all()
+                ]
+                await _forget_dependencies(conn, ids)
+                await _forget_deliveries(conn, ids)
+            deleted.extend(ids)
+            if len(ids) < _PURGE_BATCH:
+                return deleted
+
+
+async def _lease_report(conn: AsyncConnection, leases: Sequence[tuple[str, str]]) -> LeaseReport:
+    ids = json.dumps([task_id for task_id, _ in leases])
+    query = sa.select(
+        tasks.c.id, tasks.c.lease_id, tasks.c.state, tasks.c.cancel_requested_at
+    ).where(tasks.c.id.in_(json_values("ids")))
+    found = {
+        str(i): (lease, state, asked)
+        for i, lease, state, asked in await conn.execute(query, {"ids": ids})
+    }
+    processing = TaskState.PROCESSING.value
+    lost: list[str] = []
+    asked_to_stop: list[str] = []
+    for task_id, lease_id in leases:
+        lease, state, asked = found.get(task_id, (None, None, None))
+        if lease != lease_id or state != processing:
+            lost.append(task_id)
+        elif asked is not None:
+            asked_to_stop.append(task_id)
+    return LeaseReport(lost, asked_to_stop)
+
+
+def _ids(ids: list[str]) -> JsonValues:
+    """The ids as one JSON parameter (``:gone``), for ``IN``."""
+    return json_values("gone", json.dumps(ids))
+
+
+async def _forget_dependencies(conn: AsyncConnection, ids: list[str]) -> None:
+    if not ids:
+        return
+    gone = _ids(ids)
+    await conn.execute(
+        sa.delete(task_dependencies).where(
+            sa.or_(task_dependencies.c.task_id.in_(gone), task_dependencies.c.depends_on.in_(gone))
+        )
+    )
+
+
+async def _forget_deliveries(conn: AsyncConnection, ids: list[str]) -> None:
+    """Delete the webhook deliveries of purged tasks: a pending one has nothing left to send,
+    and the others would only grow the table (it is looked up by its leading ``task_id``)."""
+    if not ids:
+        return
+    await conn.execute(
+        sa.delete(webhook_deliveries).where(webhook_deliveries.c.task_id.in_(_ids(ids)))
+    )
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    index = min(len(values) - 1, max(0, round(fraction * (len(values) - 1))))
+    return values[index]

@@ -1,0 +1,319 @@
+"""Enqueue and claim, in SQL: each one transaction, in one trip to the driver
+(:mod:`worker.storage.txn`).
+
+The hot path runs statements compiled once in :mod:`worker.storage.statements`; rows become
+tasks only in :mod:`worker.storage.rows`. Acknowledgements and other transitions are
+:mod:`worker.storage.transitions`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from worker.core.errors import DuplicateTaskError, StorageError
+from worker.core.models import Failure, Resources, Task
+from worker.core.states import TaskState
+from worker.storage import dependencies, undecodable
+from worker.storage.database import Database
+from worker.storage.payload import PayloadError
+from worker.storage.rows import (
+    RAW_COLUMNS,
+    ROW_COLUMNS,
+    ROW_DEPENDS_ON,
+    ROW_ID,
+    ROW_KEY,
+    UNREADABLE,
+    InsertRow,
+    task_from_claim,
+    task_from_values,
+    unreadable,
+)
+from worker.storage.schema import tasks
+from worker.storage.sql import greatest, json_values, state_in, under_leases
+from worker.storage.statements import CLAIM_COLUMNS, INSERT_COLUMNS, Prepared, Statements
+from worker.storage.transitions import TransitionStore
+from worker.storage.txn import Txn
+
+log = logging.getLogger(__name__)
+
+_LIVE = (TaskState.PENDING, TaskState.PROCESSING, TaskState.RETRYABLE)
+
+_UNLIMITED = 2**62
+
+
+def _within(claimed: list[Task], budget: Resources) -> tuple[list[Task], list[Task]]:
+    """Split claimed tasks into those that fit the budget together, in order, and the rest."""
+    memory, cpu = budget.memory_bytes, budget.cpu
+    kept: list[Task] = []
+    extra: list[Task] = []
+    for task in claimed:
+        needs = task.resources
+        if needs.memory_bytes <= memory and needs.cpu <= cpu:
+            memory -= needs.memory_bytes
+            cpu -= needs.cpu
+            kept.append(task)
+        else:
+            extra.append(task)
+    return kept, extra
+
+
+class TaskStore:
+    def __init__(
+        self, db: Database, default_visibility_timeout: float, transitions: TransitionStore
+    ) -> None:
+        self._db = db
+        self._default_vt = default_visibility_timeout
+        self._transitions = transitions
+        self._maybe_empty = False
+
+    @property
+    def _sql(self) -> Statements:
+        return self._db.statements
+
+    async def _run(self, conn: AsyncConnection, statement: Prepared, **values: Any) -> list[Any]:
+        """Execute a prepared statement; returns its rows (raw tuples)."""
+        result = await conn.exec_driver_sql(statement.sql, statement.params(**values))
+        return list(result.all()) if result.returns_rows else []
+
+    # -- enqueue -------------------------------------------------------------------------
+
+    async def insert(self, rows: list[InsertRow], now: float) -> tuple[list[str], int]:
+        """Insert rows (:data:`INSERT_COLUMNS` values) atomically, in one ``executemany`` (or
+        the backend's one-statement bulk insert).
+
+        Returns each row's task id and how many rows were inserted: a row whose idempotency
+        key belongs to a live task (or to an earlier row of the same batch) is not inserted,
+        and its id is the existing task's. Dependencies are recorded in the same transaction.
+        """
+        insert, bulk, wake = self._sql.insert, self._sql.bulk_insert, self._sql.wake_tasks
+        keyed = any(row[ROW_KEY] is not None for row in rows)
+        reads_first = keyed or any(row[ROW_DEPENDS_ON] for row in rows)
+
+        def body(txn: Txn) -> tuple[list[str], int]:
+            ids = [row[ROW_ID] for row in rows]
+            # Without idempotency keys (the common bulk enqueue) every row is new.
+            fresh = _fresh(rows, ids, _live_keys(txn, rows)) if keyed else rows
+            try:
+                with txn.savepoint():
+                    if bulk is not None and fresh:  # one statement, a list per column
+                        columns = zip(*fresh, strict=True)
+                        txn.rows(bulk, **dict(zip(INSERT_COLUMNS, columns, strict=True)))
+                    else:
+                        txn.many(insert, fresh)
+            except exc.IntegrityError as error:
+                fresh_ids = [row[ROW_ID] for row in fresh]
+                stored = txn.rows(_ids_taken, ids=json.dumps(fresh_ids))
+                taken = {str(row[0]) for row in stored} | _repeated(fresh_ids)
+                raise DuplicateTaskError(sorted(taken) or [str(error.orig)]) from error
+            if reads_first:
+                dependencies.link(txn, fresh, now)
+            if wake is not None and fresh:  # once per transaction, delivered at commit
+                txn.rows(wake)
+            return ids, len(fresh)
+
+        return await self._db.transaction("enqueue", body, lock_first=reads_first, rows=len(rows))
+
+    # -- claim ---------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        size: int,
+        now: float,
+        queues: Sequence[str] | None,
+        worker_id: str | None,
+        budget: Resources | None = None,
+    ) -> list[Task]:
+        """Claim up to ``size`` due pending tasks, highest priority first, then oldest.
+
+        With a ``budget``, only tasks that each fit are claimed, and of those only as many as
+        fit together (in claim order); the rest are given back at once, attempt unused.
+        """
+        values: dict[str, Any] = {
+            "now": now,
+            "size": size,
+            "lease_prefix": secrets.token_hex(8) + ":",
+            "default_vt": self._default_vt,
+            "worker_id": worker_id,
+            "memory": _UNLIMITED if budget is None else budget.memory_bytes,
+            "cpu": float(_UNLIMITED) if budget is None else budget.cpu,
+            "gpu": budget is None or budget.gpu,
+        }
+        statement = self._sql.claim
+        if queues is not None:
+            statement = self._sql.claim_by_queue
+            values["queues"] = json.dumps(list(queues))
+        if self._maybe_empty and not await self._any_due(values):
+            return []
+
+        def body(txn: Txn) -> tuple[list[tuple[Any, ...]], dict[str, tuple[Any, ...]]]:
+            rows = txn.rows(statement, **values)
+            # Tasks that are not plain (see CLAIM_DEFAULTS) are read back whole.
+            if unusual := [row[0] for row in rows if not row[-1]]:
+                found = txn.rows(_claimed_rows, ids=json.dumps(unusual))
+                return rows, {row[0]: row for row in found}
+            return rows, {}
+
+        tolerant = False
+        try:
+            rows, whole = await self._db.transaction("dequeue", body, rows=size)
+        except StorageError as error:
+            if not undecodable.is_undecodable(error):
+                raise
+            # A claimed row's text is not UTF-8: claim again, reading it tolerantly, and
+            # discard it below. Only a batch that meets such a row pays for this.
+            rows, whole = await self._claim_tolerantly(statement, values)
+            tolerant = True
+        # Rows become tasks after the commit: the write lock is held for the SQL only.
+        self._maybe_empty = len(rows) < size
+        claimed: list[Task] = []
+        unloadable: list[Failure] = []
+        prefix, vt = values["lease_prefix"], self._default_vt
+        for row in rows:
+            try:
+                if tolerant:
+                    _decodable(row, whole.get(row[0]))
+                claimed.append(
+                    task_from_claim(
+                        row, now=now, lease_prefix=prefix, worker_id=worker_id, default_vt=vt
+                    )
+                    if row[-1]
+                    else task_from_values(whole[row[0]])
+                )
+            except UNREADABLE as error:
+                message = f"system: cannot load task: {unreadable(error)}"
+                log.error("discarding task %s: %s", row[0], message)
+                unloadable.append(Failure(row[0], message, lease_id=prefix + row[0]))
+        if unloadable:
+            await self._transitions.fail("discard", unloadable, now, strict=False)
+        claimed.sort(key=lambda t: (-t.priority, t.id))
+        if budget is not None:
+            claimed, extra = _within(claimed, budget)
+            if extra:
+                await self.release([(t.id, t.lease_id or "") for t in extra], now)
+        return claimed
+
+    async def _claim_tolerantly(
+        self, statement: Prepared, values: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """The claim of :meth:`claim` on a connection that reads text that is not UTF-8 as
+        :class:`~worker.storage.undecodable.Garbled` (off the hot path: SQLAlchemy's connection)."""
+        async with (
+            self._db.write("dequeue", lock_first=False) as conn,
+            undecodable.tolerant(conn),
+        ):
+            rows = await self._run(conn, statement, **values)
+            unusual = [row[0] for row in rows if not row[-1]]
+            found = []
+            if unusual:
+                whole = self._sql.of(_claimed_rows)
+                found = await self._run(conn, whole, ids=json.dumps(unusual))
+        return rows, {row[0]: row for row in found}
+
+    async def release(self, leases: Sequence[tuple[str, str]], now: float) -> list[str]:
+        """PROCESSING -> PENDING, due now, giving the attempt back; returns the ids released."""
+        if not leases:
+            return []
+        statement = (
+            sa.update(tasks)
+            .where(under_leases("leases"))
+            .values(
+                state=TaskState.PENDING.value,
+                attempt_count=greatest(tasks.c.attempt_count - 1, 0),
+                schedule_at=now,
+                lease_expires_at=None,
+                progress=sa.null(),
+                updated_at=now,
+            )
+            .returning(tasks.c.id)
+        )
+        async with self._db.write("release", lock_first=False) as conn:
+            rows = (await conn.execute(statement, {"leases": json.dumps(list(leases))})).all()
+        return [str(row[0]) for row in rows]
+
+    async def any_due(
+        self, now: float, queues: Sequence[str] | None, budget: Resources | None = None
+    ) -> bool:
+        """Whether a claim now would find something that fits (a read: no write lock)."""
+        values: dict[str, Any] = {
+            "now": now,
+            "memory": _UNLIMITED if budget is None else budget.memory_bytes,
+            "cpu": float(_UNLIMITED) if budget is None else budget.cpu,
+            "gpu": budget is None or budget.gpu,
+        }
+        if queues is not None:
+            values["queues"] = json.dumps(list(queues))
+        return await self._any_due(values)
+
+    async def _any_due(self, values: dict[str, Any]) -> bool:
+        """A read (no write lock) that says whether a claim could find anything.
+
+        After a claim came back short the queue is probably empty; checking with a read
+        first keeps idle pollers from taking the write lock away from producers.
+        """
+        statement = self._sql.any_due_by_queue if "queues" in values else self._sql.any_due
+        async with self._db.read("dequeue") as conn:
+            return bool(await self._run(conn, statement, **values))
+
+
+def _decodable(row: Sequence[Any], whole: Sequence[Any] | None) -> None:
+    """Raise :class:`PayloadError` for a claimed row with text that was not UTF-8."""
+    garbled = undecodable.garbled_columns(row, (*CLAIM_COLUMNS, "plain"))
+    if whole is not None:
+        garbled += undecodable.garbled_columns(whole, ROW_COLUMNS)
+    if garbled:
+        columns = ", ".join(sorted(set(garbled)))
+        raise PayloadError(f"stored text is not UTF-8 (column {columns})")
+
+
+def _repeated(ids: list[str]) -> set[str]:
+    """Ids that occur more than once in ``ids`` (a batch that collides with itself)."""
+    return {task_id for task_id, times in Counter(ids).items() if times > 1}
+
+
+def _fresh(rows: list[InsertRow], ids: list[str], existing: dict[str, str]) -> list[InsertRow]:
+    """The rows to insert: not those whose idempotency key a live task (``existing``) or an
+    earlier row holds; their ``ids`` entries become the holder's id."""
+    fresh: list[InsertRow] = []
+    for index, row in enumerate(rows):
+        key = row[ROW_KEY]
+        if key is not None and key in existing:
+            ids[index] = existing[key]
+            continue
+        if key is not None:
+            existing[key] = row[ROW_ID]
+        fresh.append(row)
+    return fresh
+
+
+def _live_keys(txn: Txn, rows: list[InsertRow]) -> dict[str, str]:
+    """Live tasks' ids by idempotency key, for the keys these rows carry."""
+    keys = {row[ROW_KEY] for row in rows if row[ROW_KEY] is not None}
+    if not keys:
+        return {}
+    found = txn.rows(_keys_taken, keys=json.dumps(sorted(keys)))
+    return {str(key): str(task_id) for key, task_id in found}
+
+
+def _keys_taken() -> sa.Select[Any]:
+    return sa.select(tasks.c.idempotency_key, tasks.c.id).where(
+        tasks.c.idempotency_key.in_(json_values("keys")),
+        state_in(*_LIVE),
+    )
+
+
+def _claimed_rows() -> sa.Select[Any]:
+    """Whole rows (:data:`RAW_COLUMNS`) of the tasks in ``:ids``, a JSON list."""
+    return sa.select(*RAW_COLUMNS).where(tasks.c.id.in_(json_values("ids")))
+
+
+def _ids_taken() -> sa.Select[Any]:
+    return sa.select(tasks.c.id).where(tasks.c.id.in_(json_values("ids")))

@@ -1,0 +1,76 @@
+"""Reads for people and dashboards: a task, a page of tasks, counts per state.
+
+A row that cannot be read whole never fails a read: it is shown as far as it can be
+(:mod:`worker.storage.salvage`, :mod:`worker.storage.undecodable`), and logged.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from worker.core.errors import StorageError, TaskNotFoundError
+from worker.core.models import Task
+from worker.core.states import TaskState
+from worker.storage import undecodable
+from worker.storage.backend import STATE_INDEXES
+from worker.storage.database import Database
+from worker.storage.payload import PayloadError
+from worker.storage.rows import RAW_COLUMNS
+from worker.storage.salvage import readable
+from worker.storage.schema import tasks
+from worker.storage.sql import state_in
+
+
+class ReadStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, task_id: str) -> Task:
+        """The task (a row that cannot be read whole is shown as far as it can be, see
+        :mod:`worker.storage.salvage`)."""
+        async with self._db.read("get_task") as conn:
+            query = sa.select(*RAW_COLUMNS).where(tasks.c.id == task_id)
+            rows, tolerant = await undecodable.rows(conn, query)
+        if not rows:
+            raise TaskNotFoundError(task_id)
+        task = readable(rows[0], tolerant=tolerant)
+        if task is None:
+            cause = PayloadError(f"task {task_id}'s row cannot be read (see the log)")
+            raise StorageError(self._db.url, "get_task", cause)
+        return task
+
+    async def list(
+        self,
+        *,
+        state: TaskState | None,
+        queue: str | None,
+        limit: int,
+        after_id: str | None,
+    ) -> list[Task]:
+        query = sa.select(*RAW_COLUMNS).order_by(tasks.c.id).limit(limit)
+        if state is not None:
+            query = query.where(state_in(state))
+        if queue is not None:
+            query = query.where(tasks.c.queue == queue)
+        if after_id is not None:
+            query = query.where(tasks.c.id > after_id)
+        async with self._db.read("list_tasks") as conn:
+            rows, tolerant = await undecodable.rows(conn, query)
+        # A row that cannot be shown at all is logged and left out, not the page.
+        return [task for row in rows if (task := readable(row, tolerant=tolerant)) is not None]
+
+    async def count_by_state(self, queue: str | None) -> dict[str, int]:
+        """Tasks per state, counting completed ones (usually almost every row) by subtraction.
+
+        The total is ``count(*)`` (purge old tasks to keep it small); every other state is
+        counted through its partial index (the backend's statement makes sure of it);
+        completed is the difference.
+        """
+        query = self._db.backend.state_counts(by_queue=queue is not None)
+        if queue is not None:
+            query = query.bindparams(queue=queue)
+        async with self._db.read("get_queue_stats") as conn:
+            everything, *numbers = (await conn.execute(query)).one()
+        stats = {s.value: int(n) for s, n in zip(STATE_INDEXES, numbers, strict=True)}
+        stats[TaskState.COMPLETED.value] = int(everything) - sum(stats.values())
+        return stats

@@ -1,0 +1,278 @@
+"""Rows become tasks, and tasks rows, here and nowhere else.
+
+Rows arrive as plain tuples in table column order (:data:`ROW_COLUMNS`) with JSON columns
+still as text: the hot path skips SQLAlchemy's per-column type processing, and the JSON
+that is almost always empty (``[]``, ``{}``) is not parsed at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter
+from pydantic_core import PydanticSerializationError
+
+from worker.core import kinds
+from worker.core.models import (
+    AttemptError,
+    Progress,
+    Resources,
+    RetryPolicy,
+    Task,
+    TaskItem,
+)
+from worker.core.states import TaskState
+from worker.core.storable import MAX_JSON_DEPTH, check_json_text, check_text, json_text
+from worker.storage.payload import PayloadError, items_from_json, trusted
+from worker.storage.schema import tasks
+from worker.storage.statements import INSERT_COLUMNS
+
+#: Table columns in order: what ``RETURNING *`` and :data:`RAW_COLUMNS` yield.
+ROW_COLUMNS = tuple(column.name for column in tasks.c)
+_JSON_COLUMNS = {c.key for c in tasks.c if isinstance(c.type, sa.JSON)}
+#: Every column, JSON ones as raw text, for SELECTs whose rows go to :func:`task_from_values`.
+RAW_COLUMNS = tuple(
+    sa.type_coerce(c, sa.Text).label(c.name) if c.key in _JSON_COLUMNS else c for c in tasks.c
+)
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def items_json(items: list[TaskItem]) -> str:
+    """The ``items`` column's JSON text: each item's kind name, request and response URL.
+
+    Kind names are letters, digits, ``-`` and ``_`` (the registry checks), so they need no
+    escaping. Requests go through pydantic-core's serializer directly: ``model_dump_json``
+    with its defaults, without the wrapper (a test pins the two equal). A request or URL
+    the database cannot store raises ``ValueError`` naming the item (``items[1].request
+    ...``; see :mod:`worker.core.storable`).
+    """
+    parts = []
+    for item in items:
+        request = item.request
+        model = type(request)
+        kind = kinds.kind_of(model)
+        try:
+            body = model.__pydantic_serializer__.to_json(request).decode()
+        except PydanticSerializationError as exc:  # a lone surrogate, for one
+            raise ValueError(f"{_named(items, item)}.request cannot be stored: {exc}") from exc
+        # The serializer wrote UTF-8; only the depth is left to check, and only a text this
+        # long can be too deep (this runs for every task of a bulk enqueue).
+        if len(body) > _DEEP_ENOUGH:
+            check_json_text(body, f"{_named(items, item)}.request")
+        url = item.response_url
+        if url is not None and not url.isascii():
+            check_text(url, f"{_named(items, item)}.response_url")
+        parts.append(
+            f'{{"kind":"{kind}","request":{body},'
+            f'"response_url":{"null" if url is None else _dumps(url)}}}'
+        )
+    return f"[{','.join(parts)}]"
+
+
+#: JSON text nested deeper than the limit has at least two brackets per level.
+_DEEP_ENOUGH = 2 * MAX_JSON_DEPTH
+
+
+def _named(items: list[TaskItem], item: TaskItem) -> str:
+    return f"items[{next(i for i, other in enumerate(items) if other is item)}]"
+
+
+def outcomes_json(results: Sequence[Any]) -> str:
+    """The ``outcomes`` column's JSON text for per-item results.
+
+    Raises ``ValueError`` naming the result (``results[2] ...``) for one the database cannot
+    store (:func:`worker.core.storable.json_text`: not JSON, NaN and infinities included; text
+    that is not UTF-8; nested deeper than :data:`~worker.core.storable.MAX_JSON_DEPTH`).
+    """
+    try:
+        outcomes = [{"result": result, "error": None} for result in results]
+        return json_text(outcomes, "results", wrapped=2)
+    except ValueError:
+        for index, result in enumerate(results):
+            json_text(result, f"results[{index}]")
+        raise
+
+
+_PENDING = TaskState.PENDING.value
+
+
+#: One task's values for the bulk insert, in :data:`INSERT_COLUMNS` order (a test pins it).
+#: A plain tuple on purpose: sqlite3 binds a tuple subclass, such as a ``NamedTuple``, value
+#: by value through the sequence protocol, which made a 50,000-row insert ~20 % slower.
+InsertRow = tuple[Any, ...]
+#: Where a row's fields are, for the code that reads them back (store, dependencies).
+ROW_ID, ROW_KEY, ROW_DEPENDS_ON = (
+    INSERT_COLUMNS.index(name) for name in ("id", "idempotency_key", "depends_on")
+)
+
+
+def insert_values(task: Task, items: str) -> InsertRow:
+    """The bulk insert's values for ``task`` (JSON columns encoded; ``items`` already is).
+
+    Raises ``ValueError`` naming the field (``metadata ...``) for a value the database
+    cannot store (see :mod:`worker.core.storable`).
+    """
+    fields = task.__dict__  # plain reads: this runs for every task of a bulk enqueue
+    metadata, policy, depends_on = fields["metadata"], fields["retry_policy"], fields["depends_on"]
+    name, key = fields["name"], fields["idempotency_key"]
+    if name is not None and (not name.isascii() or "\x00" in name):
+        check_text(name, "name", column=True)
+    if key is not None and (not key.isascii() or "\x00" in key):
+        check_text(key, "idempotency_key", column=True)
+    resources = fields["resources"].__dict__
+    return (
+        fields["id"], fields["queue"], _PENDING, fields["priority"], fields["schedule_at"], 0,
+        fields["max_attempts"], fields["visibility_timeout"], 0, "[]", items, name,
+        json_text(metadata, "metadata") if metadata else "{}", key,
+        fields["created_at"], fields["updated_at"], fields["timeout_s"],
+        None if policy is None else policy.model_dump_json(), fields["held"], 0,
+        _dumps(depends_on) if depends_on else None,
+        resources["memory_bytes"], resources["cpu"], resources["gpu"],
+    )  # fmt: skip
+
+
+#: The unpacking order of :func:`task_from_values`; a test pins it to :data:`ROW_COLUMNS`.
+UNPACK_ORDER = (
+    "id", "queue", "state", "priority", "schedule_at", "attempt_count", "max_attempts",
+    "visibility_timeout", "expired_count", "retry_delay", "lease_id", "lease_expires_at",
+    "worker_id", "last_error", "errors", "items", "outcomes", "name", "metadata",
+    "idempotency_key", "created_at", "updated_at", "started_at", "finished_at",
+    "progress", "checkpoint", "cancel_requested_at", "timeout_s", "retry_policy", "held",
+    "waiting_on", "dependents", "depends_on", "memory_bytes", "cpu_share", "needs_gpu",
+)  # fmt: skip
+_STATES = {state.value: state for state in TaskState}
+_POLICY = TypeAdapter(RetryPolicy)
+
+
+_NO_NEEDS = Resources()
+
+
+def _resources(memory_bytes: int, cpu: float, gpu: bool) -> Resources:
+    if not (memory_bytes or cpu or gpu):
+        return _NO_NEEDS
+    return Resources.model_construct(memory_bytes=memory_bytes, cpu=cpu, gpu=bool(gpu))
+
+
+def _progress(value: Any) -> Progress | None:
+    return Progress.model_construct(**value) if isinstance(value, dict) else None
+
+
+_PROCESSING = TaskState.PROCESSING.value
+
+
+def task_from_claim(
+    row: Sequence[Any], *, now: float, lease_prefix: str, worker_id: str | None, default_vt: float
+) -> Task:
+    """Build a just-claimed task from a claim's row (:data:`CLAIM_COLUMNS` and ``plain``,
+    which must be true), the values the claim set (its parameters) and the defaults of
+    :data:`CLAIM_DEFAULTS`: the same task :func:`task_from_values` builds from the whole row,
+    which tests pin."""
+    (
+        task_id, queue, priority, schedule_at, attempt_count, max_attempts,
+        visibility_timeout, items, name, metadata, idempotency_key, created_at, _plain,
+    ) = row  # fmt: skip
+    lease_s = visibility_timeout if visibility_timeout is not None else default_vt
+    whole = (
+        task_id, queue, _PROCESSING, priority, schedule_at, attempt_count, max_attempts,
+        visibility_timeout, 0, None, lease_prefix + task_id, now + lease_s,
+        worker_id, None, "[]", items, None, name, metadata,
+        idempotency_key, created_at, now, now, None,
+        None, None, None, None, None, False,
+        0, 0, None, 0, 0.0, False,
+    )  # fmt: skip
+    return task_from_values(whole)
+
+
+_TASK_FIELDS = set(Task.model_fields)
+
+
+def stored_json(value: Any) -> Any:
+    """A JSON column that may hold any JSON value (``checkpoint``): its text parsed. SQLite
+    gives JSON columns NUMERIC affinity, so a bare number is stored (and comes back) as a
+    number, not as its text."""
+    if value is None or isinstance(value, int | float):
+        return value
+    return json.loads(value)
+
+
+_EMPTY = (None, "[]", "{}", "null")
+
+
+#: What :func:`task_from_values` raises for a row it cannot read.
+UNREADABLE = (PayloadError, ValueError, TypeError, KeyError, IndexError, RecursionError)
+
+
+def unreadable(error: BaseException) -> str:
+    """Why a row could not be read, from one of :data:`UNREADABLE`."""
+    if isinstance(error, PayloadError):
+        return str(error)
+    return f"stored row cannot be read: {type(error).__name__}: {error}"
+
+
+def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
+    """Build a task from a row in :data:`ROW_COLUMNS` order (JSON columns as text).
+
+    A request that cannot be loaded raises :class:`PayloadError`, or with ``lenient`` (reads
+    for people: status, listings) comes back as an :class:`UnloadedRequest`. A row that
+    cannot be read otherwise (a column that is not the JSON it should be, an unknown state)
+    raises one of :data:`UNREADABLE` either way (:func:`unreadable` says why;
+    :mod:`worker.storage.salvage` shows what it can of the row). Columns that are almost always
+    empty are tested before any parsing: this runs for every claimed task.
+    """
+    (
+        task_id, queue, state, priority, schedule_at, attempt_count, max_attempts,
+        visibility_timeout, expired_count, _retry_delay, lease_id, lease_expires_at,
+        worker_id, last_error, errors, items, outcomes, name, metadata,
+        idempotency_key, created_at, updated_at, started_at, finished_at,
+        progress, checkpoint, cancel_requested_at, timeout_s, retry_policy, held,
+        waiting_on, _dependents, depends_on, memory_bytes, cpu_share, needs_gpu,
+    ) = row  # fmt: skip
+    if not isinstance(items, str):
+        raise PayloadError(f"stored items are not JSON text: {items!r:.200}")
+    done = [] if outcomes in _EMPTY else json.loads(outcomes)
+    return trusted(
+        Task,
+        {
+            "id": task_id,
+            "queue": queue,
+            "state": _STATES[state],
+            "priority": priority,
+            "schedule_at": schedule_at,
+            "items": items_from_json(items, done, lenient=lenient),
+            "attempt_count": attempt_count,
+            "max_attempts": max_attempts,
+            "visibility_timeout": visibility_timeout,
+            "expired_count": expired_count,
+            "lease_id": lease_id,
+            "lease_expires_at": lease_expires_at,
+            "worker_id": worker_id,
+            "last_error": last_error,
+            "errors": []
+            if errors in _EMPTY
+            else [AttemptError.model_construct(**e) for e in json.loads(errors)],
+            "created_at": created_at,
+            "updated_at": updated_at,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "name": name,
+            "metadata": {} if metadata in _EMPTY else json.loads(metadata),
+            "idempotency_key": idempotency_key,
+            "timeout_s": timeout_s,
+            "retry_policy": None if retry_policy in _EMPTY else _POLICY.validate_json(retry_policy),
+            "held": bool(held),
+            "depends_on": [] if depends_on in _EMPTY else json.loads(depends_on),
+            "waiting_on": waiting_on,
+            "progress": None if progress in _EMPTY else _progress(json.loads(progress)),
+            "checkpoint": stored_json(checkpoint),
+            "cancel_requested_at": cancel_requested_at,
+            "resources": _NO_NEEDS
+            if not (memory_bytes or cpu_share or needs_gpu)
+            else _resources(memory_bytes, cpu_share, needs_gpu),
+        },
+        _TASK_FIELDS,
+    )
