@@ -114,6 +114,15 @@ async def test_duplicate_id_inserts_nothing(queue: WorkerQueue) -> None:
     assert (await queue.get_queue_stats())["total"] == 1
 
 
+async def test_a_batch_that_repeats_an_id_inserts_nothing(queue: WorkerQueue) -> None:
+    """The batch collides with itself (on PostgreSQL inside its COPY): the id is named."""
+    repeated = new_id()
+    with pytest.raises(DuplicateTaskError, match=repeated):
+        await queue.enqueue([make_task(id=repeated), make_task("new"), make_task(id=repeated)])
+    assert (await queue.get_queue_stats())["total"] == 0
+    assert await queue.enqueue([make_task("after")]) == 1  # the transaction ended cleanly
+
+
 BIG_BATCH = 2_500  # past any 1,000-row chunking, and past the inline transaction's 256 rows
 
 

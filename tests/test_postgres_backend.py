@@ -117,3 +117,21 @@ async def test_a_row_locked_by_a_frozen_transaction_does_not_stall_the_sweep(
         async with asyncio.timeout(10):
             later = await queue.retry()
         assert [t.id for t in later] == [locked]
+
+
+async def test_a_bulk_enqueue_copies_each_value_as_written(postgres_url: str) -> None:
+    """The binary COPY stores what the rows hold: JSON text as written (``json`` keeps key
+    order and spacing), ``errors`` as ``jsonb``, NULLs, booleans, integers and floats."""
+    config = QueueConfig(database_url=postgres_url)
+    task = make_task(
+        name="copied", metadata={"z": 1, "a": [1.5, None]}, priority=7, schedule_at=12.25
+    )
+    async with WorkerQueue(config) as queue:
+        assert await queue.enqueue([task, make_task("other")]) == 2
+    (row,) = await raw_sql(
+        postgres_url,
+        "SELECT metadata::text, jsonb_typeof(errors), errors::text, priority, schedule_at, "
+        "held, needs_gpu, memory_bytes, idempotency_key IS NULL, depends_on IS NULL "
+        "FROM tasks WHERE name = 'copied'",
+    )
+    assert row == ('{"z":1,"a":[1.5,null]}', "array", "[]", 7, 12.25, False, False, 0, True, True)

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from worker.core.states import TaskState
 
@@ -34,6 +35,13 @@ STATE_INDEXES = {
 
 #: What a wake-up is about (see :meth:`Backend.wake`).
 Wake = Literal["tasks", "cancels"]
+
+
+class BulkLoad(Protocol):
+    """Inserts rows into ``tasks`` on a connection (:meth:`Backend.bulk_load`); a failure
+    raises as a statement's would (a duplicate id: ``IntegrityError``)."""
+
+    def __call__(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None: ...
 
 
 class Listening(Protocol):
@@ -103,10 +111,10 @@ class Backend(ABC):
         (None: the backend cannot push them; workers watch or poll)."""
         return None
 
-    def bulk_insert(self, columns: Sequence[str]) -> sa.TextClause | None:
-        """One statement that inserts many tasks given one parameter per column (each a
-        list of the rows' values, named after the column), for backends where that beats
-        a row-by-row ``executemany`` (None: use ``executemany``)."""
+    def bulk_load(self, columns: Sequence[str]) -> BulkLoad | None:
+        """What inserts many tasks (tuples of ``columns`` values) on a SQLAlchemy connection
+        in its transaction by the backend's own bulk-load path, for backends where that
+        beats a row-by-row ``executemany`` of the insert (None: use ``executemany``)."""
         return None
 
     def migration_lock(self) -> sa.TextClause | None:

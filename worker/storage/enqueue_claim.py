@@ -39,7 +39,7 @@ from worker.storage.rows import (
 )
 from worker.storage.schema import tasks
 from worker.storage.sql import greatest, json_values, state_in, under_leases
-from worker.storage.statements import CLAIM_COLUMNS, INSERT_COLUMNS, Prepared, Statements
+from worker.storage.statements import CLAIM_COLUMNS, Prepared, Statements
 from worker.storage.transitions import TransitionStore
 from worker.storage.txn import Txn
 
@@ -88,13 +88,13 @@ class TaskStore:
 
     async def insert(self, rows: list[InsertRow], now: float) -> tuple[list[str], int]:
         """Insert rows (:data:`INSERT_COLUMNS` values) atomically, in one ``executemany`` (or
-        the backend's one-statement bulk insert).
+        the backend's bulk load: a binary COPY on PostgreSQL).
 
         Returns each row's task id and how many rows were inserted: a row whose idempotency
         key belongs to a live task (or to an earlier row of the same batch) is not inserted,
         and its id is the existing task's. Dependencies are recorded in the same transaction.
         """
-        insert, bulk, wake = self._sql.insert, self._sql.bulk_insert, self._sql.wake_tasks
+        insert, wake = self._sql.insert, self._sql.wake_tasks
         keyed = any(row[ROW_KEY] is not None for row in rows)
         reads_first = keyed or any(row[ROW_DEPENDS_ON] for row in rows)
 
@@ -104,10 +104,7 @@ class TaskStore:
             fresh = _fresh(rows, ids, _live_keys(txn, rows)) if keyed else rows
             try:
                 with txn.savepoint():
-                    if bulk is not None and fresh:  # one statement, a list per column
-                        columns = zip(*fresh, strict=True)
-                        txn.rows(bulk, **dict(zip(INSERT_COLUMNS, columns, strict=True)))
-                    else:
+                    if fresh and not txn.load(fresh):  # the backend's bulk load, if any
                         txn.many(insert, fresh)
             except exc.IntegrityError as error:
                 fresh_ids = [row[ROW_ID] for row in fresh]

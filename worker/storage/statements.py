@@ -161,9 +161,8 @@ class Statements:
             ),
             dialect,
         )
-        bulk = self.backend.bulk_insert(INSERT_COLUMNS)
-        #: The backend's one-statement insert of many rows (one list per column), if any.
-        self.bulk_insert = None if bulk is None else prepare(bulk, dialect)
+        #: The backend's bulk-load path for the same rows (tuples), if it has one.
+        self.bulk_load = self.backend.bulk_load(INSERT_COLUMNS)
         self.claim = prepare(_claim(self.backend, by_queue=False), dialect)
         self.claim_by_queue = prepare(_claim(self.backend, by_queue=True), dialect)
         self.any_due = prepare(self.backend.due(by_queue=False, limit=False), dialect)

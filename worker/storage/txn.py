@@ -36,6 +36,13 @@ class Txn(Protocol):
         """Execute once per row of values (``executemany``); see ``Prepared.params_many``."""
         ...
 
+    def load(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+        """Insert rows (:data:`~worker.storage.statements.INSERT_COLUMNS` values) into
+        ``tasks`` by the backend's bulk-load path
+        (:meth:`~worker.storage.backend.Backend.bulk_load`); False, with nothing done, when
+        it has none."""
+        ...
+
     def savepoint(self) -> AbstractContextManager[None]:
         """A block whose failed statement leaves the transaction usable (rolled back to the
         block's start). SQLite undoes only the failed statement anyway; PostgreSQL aborts
@@ -71,6 +78,13 @@ class ConnectionTxn(Compiling):
         if rows:
             prepared = self._prepared(statement)
             self._conn.exec_driver_sql(prepared.sql, prepared.params_many(rows))
+
+    def load(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+        load = self._statements.bulk_load
+        if load is None:
+            return False
+        load(self._conn, rows)
+        return True
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:

@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql
 
 from worker.core.states import TaskState
 from worker.storage.backend import STATE_INDEXES, Backend, Capabilities, Insert, Wake
+from worker.storage.postgres.copy import Copy
 from worker.storage.postgres.listener import CANCELS_CHANNEL, TASKS_CHANNEL, Listener, notify
 from worker.storage.schema import paused_queues, tasks
 from worker.storage.sql import json_values, state_in
@@ -19,27 +20,7 @@ _PENDING = TaskState.PENDING.value
 
 #: The advisory lock key migrations take (any constant; this one spells "wqmigrat").
 MIGRATION_LOCK = int.from_bytes(b"wqmigrat", "big") - 2**63
-_BY_NAME = {column.name: column for column in tasks.c}
 _CHANNELS: dict[Wake, str] = {"tasks": TASKS_CHANNEL, "cancels": CANCELS_CHANNEL}
-
-
-_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
-
-
-def _pg_type(name: str) -> str:
-    return str(_BY_NAME[name].type.compile(dialect=_DIALECT))
-
-
-def _array_type(name: str) -> str:
-    """The type a column's values travel as in :meth:`PostgresBackend.bulk_insert`: JSON as
-    its text, cast on the way in (:func:`_cast_in`)."""
-    kind = _pg_type(name)
-    return "text" if kind in {"JSON", "JSONB"} or kind.startswith("VARCHAR") else kind.lower()
-
-
-def _cast_in(name: str) -> str:
-    kind = _pg_type(name)
-    return f"r.{name}::{kind.lower()}" if kind in {"JSON", "JSONB"} else f"r.{name}"
 
 
 class PostgresBackend(Backend):
@@ -107,16 +88,9 @@ class PostgresBackend(Backend):
     def listener(self, url: str, on_wake: dict[Wake, Callable[[], None]]) -> Listener:
         return Listener(url, {_CHANNELS[what]: callback for what, callback in on_wake.items()})
 
-    def bulk_insert(self, columns: Sequence[str]) -> sa.TextClause:
-        # ``INSERT ... SELECT FROM unnest($1::text[], $2::int4[], ...)``: the rows travel as
-        # one array per column in one message, where executemany sends (and the server
-        # plans) a message per row. JSON columns travel as text and are cast on the way in.
-        arrays = ", ".join(f"CAST(:{name} AS {_array_type(name)}[])" for name in columns)
-        values = ", ".join(_cast_in(name) for name in columns)
-        names = ", ".join(columns)
-        return sa.text(
-            f"INSERT INTO tasks ({names}) SELECT {values} FROM unnest({arrays}) AS r({names})"
-        )
+    def bulk_load(self, columns: Sequence[str]) -> Copy:
+        # Binary COPY: no statement to plan, no arrays to unpack, no casts of JSON text.
+        return Copy("tasks", columns)
 
     def migration_lock(self) -> sa.TextClause:
         # A transaction-level advisory lock: processes on many machines starting at once

@@ -60,6 +60,9 @@ class DriverTxn(Compiling):
         except sqlite3.Error as error:
             raise _wrap(prepared.sql, params, error) from error
 
+    def load(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+        return False  # SQLite has no bulk-load path: executemany is its fastest
+
     def savepoint(self) -> AbstractContextManager[None]:
         return contextlib.nullcontext()  # a failed statement undoes only itself on SQLite
 
