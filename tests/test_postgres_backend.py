@@ -135,3 +135,25 @@ async def test_a_bulk_enqueue_copies_each_value_as_written(postgres_url: str) ->
         "FROM tasks WHERE name = 'copied'",
     )
     assert row == ('{"z":1,"a":[1.5,null]}', "array", "[]", 7, 12.25, False, False, 0, True, True)
+
+
+async def test_producers_on_many_machines_enqueueing_one_key_get_one_task(
+    postgres_url: str,
+) -> None:
+    """Five queues (five machines' producers) enqueue the same idempotency key at the same
+    moment, over and over: each round makes exactly one task, and every producer is handed
+    its id, rather than one of them failing on the unique key (the key locks make them take
+    turns, as SQLite's one writer does)."""
+    queues = [WorkerQueue(QueueConfig(database_url=postgres_url)) for _ in range(5)]
+    try:
+        await asyncio.gather(*(queue.initialize() for queue in queues))
+        for round_ in range(10):
+            tasks = [make_task(idempotency_key=f"order-{round_}") for _ in queues]
+            inserted = await asyncio.gather(
+                *(queue.enqueue([task]) for queue, task in zip(queues, tasks, strict=True))
+            )
+            assert sum(inserted) == 1, inserted
+            assert len({task.id for task in tasks}) == 1
+        assert (await queues[0].get_queue_stats())["total"] == 10
+    finally:
+        await asyncio.gather(*(queue.close() for queue in queues))

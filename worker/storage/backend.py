@@ -117,6 +117,13 @@ class Backend(ABC):
         beats a row-by-row ``executemany`` of the insert (None: use ``executemany``)."""
         return None
 
+    def key_locks(self) -> sa.TextClause | None:
+        """A statement that holds, until the transaction ends, a lock on each idempotency key
+        in ``:keys`` (a JSON list, sorted), so that two producers enqueueing one key at once
+        take turns and the second finds the first's task (None: the backend's write
+        transactions already take turns)."""
+        return None
+
     def migration_lock(self) -> sa.TextClause | None:
         """A statement that makes this transaction the only one migrating the database
         until it ends (None: the backend's write transactions already are)."""

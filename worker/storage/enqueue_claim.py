@@ -94,14 +94,14 @@ class TaskStore:
         key belongs to a live task (or to an earlier row of the same batch) is not inserted,
         and its id is the existing task's. Dependencies are recorded in the same transaction.
         """
-        insert, wake = self._sql.insert, self._sql.wake_tasks
+        insert, wake, key_locks = self._sql.insert, self._sql.wake_tasks, self._sql.key_locks
         keyed = any(row[ROW_KEY] is not None for row in rows)
         reads_first = keyed or any(row[ROW_DEPENDS_ON] for row in rows)
 
         def body(txn: Txn) -> tuple[list[str], int]:
             ids = [row[ROW_ID] for row in rows]
             # Without idempotency keys (the common bulk enqueue) every row is new.
-            fresh = _fresh(rows, ids, _live_keys(txn, rows)) if keyed else rows
+            fresh = _fresh(rows, ids, _live_keys(txn, rows, key_locks)) if keyed else rows
             try:
                 with txn.savepoint():
                     if fresh and not txn.load(fresh):  # the backend's bulk load, if any
@@ -291,11 +291,14 @@ def _fresh(rows: list[InsertRow], ids: list[str], existing: dict[str, str]) -> l
     return fresh
 
 
-def _live_keys(txn: Txn, rows: list[InsertRow]) -> dict[str, str]:
-    """Live tasks' ids by idempotency key, for the keys these rows carry."""
+def _live_keys(txn: Txn, rows: list[InsertRow], locks: Prepared | None = None) -> dict[str, str]:
+    """Live tasks' ids by idempotency key, for the keys these rows carry; with ``locks``
+    (the backend's key locks) each key is locked first, until the transaction ends."""
     keys = {row[ROW_KEY] for row in rows if row[ROW_KEY] is not None}
     if not keys:
         return {}
+    if locks is not None:
+        txn.rows(locks, keys=json.dumps(sorted(keys)))
     found = txn.rows(_keys_taken, keys=json.dumps(sorted(keys)))
     return {str(key): str(task_id) for key, task_id in found}
 

@@ -151,6 +151,9 @@ class Statements:
     def __init__(self, dialect: Dialect, *, wake: bool = True) -> None:
         self.dialect = dialect
         self.backend = backend_for(dialect.name)
+        locks = self.backend.key_locks()
+        #: What locks a batch's idempotency keys before they are looked up, if anything.
+        self.key_locks = None if locks is None else prepare(locks, dialect)
         tasks_woken = self.backend.wake("tasks") if wake else None
         #: What an enqueue runs in its transaction to wake other processes' workers, if any.
         self.wake_tasks = None if tasks_woken is None else prepare(tasks_woken, dialect)

@@ -92,6 +92,14 @@ class PostgresBackend(Backend):
         # Binary COPY: no statement to plan, no arrays to unpack, no casts of JSON text.
         return Copy("tasks", columns)
 
+    def key_locks(self) -> sa.TextClause:
+        # Transaction-level advisory locks on the keys' 64-bit hashes, taken in the sorted
+        # order the caller passes (two batches never wait for each other in a cycle).
+        return sa.text(
+            "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) "
+            "FROM jsonb_array_elements_text(CAST(:keys AS jsonb)) WITH ORDINALITY AS t(k, n)"
+        )
+
     def migration_lock(self) -> sa.TextClause:
         # A transaction-level advisory lock: processes on many machines starting at once
         # migrate one after the other (the later ones find the schema at head); released
