@@ -16,12 +16,12 @@ from worker import (
     TaskItem,
     TaskState,
     WorkerQueue,
-    payload,
     register_request_kind,
-    store,
 )
 from worker.core.kinds import remove_request_kind
 from worker.core.models import Resources, RetryPolicy, UnloadedRequest
+from worker.storage import enqueue_claim as store
+from worker.storage import payload
 from worker.storage.payload import PayloadError, items_from_json, trusted
 from worker.storage.rows import (
     ROW_COLUMNS,
