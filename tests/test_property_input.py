@@ -15,7 +15,6 @@ without shrinking: the same examples on every run, a failure reported as drawn.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from hypothesis import strategies as st
 from pydantic import JsonValue, ValidationError
 
 from tests.runtime_worker import JobRequest
-from tests.support import FakeClock, sqlite_url
+from tests.support import FakeClock
 from worker import (
     InvalidInputError,
     QueueConfig,
@@ -245,9 +244,9 @@ async def _still_works(queue: WorkerQueue, model: Model, clock: FakeClock) -> No
         await queue.release([(task.id, task.lease_id or "")])
 
 
-def test_no_input_stops_the_queue(tmp_path: Path) -> None:
+def test_no_input_stops_the_queue(database_url: str) -> None:
     clock = FakeClock()
-    config = QueueConfig(database_url=sqlite_url(tmp_path / "queue.db"), retry_base_delay=1.0)
+    config = QueueConfig(database_url=database_url, retry_base_delay=1.0)
     model = Model()
     with asyncio.Runner() as runner:
         queue = WorkerQueue(config, worker_id="property", clock=clock)

@@ -19,7 +19,7 @@ from alembic import command
 
 import worker.webhooks
 from tests.runtime_worker import JobRequest
-from tests.support import FakeClock, sqlite_url
+from tests.support import FakeClock, raw_sql, sqlite_url
 from worker import QueueConfig, Task, TaskItem, WorkerQueue
 from worker.storage.database import Database
 from worker.storage.migrate import alembic_config, head_revision
@@ -240,8 +240,8 @@ async def test_the_tls_handshake_to_a_pinned_address_names_the_original_host(
 
 
 @pytest.fixture
-async def hook_queue(db_path: Path, clock: FakeClock) -> AsyncIterator[WorkerQueue]:
-    config = QueueConfig(database_url=sqlite_url(db_path), webhook_allow_private=True)
+async def hook_queue(database_url: str, clock: FakeClock) -> AsyncIterator[WorkerQueue]:
+    config = QueueConfig(database_url=database_url, webhook_allow_private=True)
     async with WorkerQueue(config, clock=clock) as queue:
         yield queue
 
@@ -276,6 +276,7 @@ async def test_a_delivery_is_claimed_once_until_its_lease_expires(
     assert (delivery.state, delivery.attempts, delivery.next_attempt_at) == ("delivered", 2, None)
 
 
+@pytest.mark.sqlite_only("SQLite's one write lock, held by another connection")
 async def test_a_claim_with_nothing_due_leaves_the_write_lock_alone(
     hook_queue: WorkerQueue, db_path: Path
 ) -> None:
@@ -396,7 +397,7 @@ async def test_a_task_resumed_after_the_scan_read_it_gets_no_delivery_for_that_e
 
 
 async def test_purge_deletes_the_deliveries_of_the_tasks_it_deletes(
-    hook_queue: WorkerQueue, clock: FakeClock, db_path: Path
+    hook_queue: WorkerQueue, clock: FakeClock, database_url: str
 ) -> None:
     dispatcher = WebhookDispatcher(hook_queue, HttpxTransport(), clock=clock)
     old = await finish(hook_queue, "http://127.0.0.1:9/a", "http://127.0.0.1:9/b")
@@ -411,8 +412,8 @@ async def test_purge_deletes_the_deliveries_of_the_tasks_it_deletes(
     assert await hook_queue.webhook_deliveries(old.id) == []
     (kept,) = await hook_queue.webhook_deliveries(recent.id)
     assert kept.url == "http://127.0.0.1:9/c"
-    with sqlite3.connect(db_path) as raw:  # no row is left without its task
-        assert raw.execute("SELECT count(*) FROM webhook_deliveries").fetchone() == (1,)
+    # No row is left without its task.
+    assert await raw_sql(database_url, "SELECT count(*) FROM webhook_deliveries") == [(1,)]
 
 
 async def test_the_scan_walks_the_finished_index(db_path: Path) -> None:

@@ -1,9 +1,11 @@
-"""SQL for the runtime and for operators: heartbeats, release, progress, checkpoints, holds,
-paused queues, the worker registry, statistics and retention (purge, which also deletes what
-refers to the purged tasks: their dependency edges and webhook deliveries).
+"""SQL for workers and operators: lease heartbeats and lease reports, the worker registry and
+its liveness beats, paused queues, a task's place in line and unfinished dependencies,
+statistics over a window, and retention (purge, which also deletes what refers to the purged
+tasks: their dependency edges and webhook deliveries). Release is with the claim
+(:mod:`worker.storage.enqueue_claim`); holds, progress and checkpoints are single-task moves
+(:mod:`worker.storage.transitions`).
 
-Every task write is a compare-and-set fenced by the caller's lease where it has one, like the
-hot path in :mod:`worker.storage.enqueue_claim`.
+Every task write is a compare-and-set fenced by the caller's lease where it has one.
 """
 
 from __future__ import annotations

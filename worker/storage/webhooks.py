@@ -16,13 +16,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.core.deliveries import Claimed, DeliveryState, Finished, WebhookDelivery
 from worker.core.states import TERMINAL_STATES
 from worker.storage.backend import Backend, Insert
 from worker.storage.database import Database
 from worker.storage.schema import tasks, webhook_deliveries, webhook_scan
-from worker.storage.sql import greatest, has_response_url, state_in
+from worker.storage.sql import greatest, has_response_url, json_rows, state_in
 
 _PENDING = DeliveryState.PENDING.value
 _D = webhook_deliveries.c
@@ -167,7 +168,12 @@ class WebhookStore:
                 insert = _INSERTS.get(self._db.dialect)
                 if insert is None:
                     insert = _INSERTS[self._db.dialect] = _insert(self._db.backend)
+                # A driver that does not count an executemany's rows (asyncpg): count them.
+                counted = conn.dialect.supports_sane_multi_rowcount
+                before = 0 if counted else await _rows_of_endings(conn, found)
                 created = (await conn.execute(insert, rows)).rowcount
+                if not counted:
+                    created = await _rows_of_endings(conn, found) - before
             if scanned_to is not None:
                 await conn.execute(mark)
         return max(created, 0)
@@ -286,3 +292,15 @@ def _delivery(row: Any) -> WebhookDelivery:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+async def _rows_of_endings(conn: AsyncConnection, found: Sequence[Finished]) -> int:
+    """How many delivery rows there are for these tasks' endings (their ``finished_at``)."""
+    endings = sorted({(task.task_id, task.finished_at) for task in found})  # each once
+    pairs = json_rows("endings", id="text", finished_at="float")
+    query = (
+        sa.select(sa.func.count())
+        .select_from(webhook_deliveries)
+        .where(_D.task_id == pairs.c.id, _D.finished_at == pairs.c.finished_at)
+    )
+    return int((await conn.execute(query, {"endings": json.dumps(endings)})).scalar_one())
