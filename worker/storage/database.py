@@ -23,6 +23,7 @@ machinery is set up only for a database the process writes to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -226,7 +227,7 @@ class Database:
         if self._read_only:
             self._refuse_write(action)
         try:
-            async with self._writer_turn:
+            async with self._turn():
                 self._refuse_if_lost()
                 async with engine.begin() as conn:
                     yield conn
@@ -253,7 +254,7 @@ class Database:
         statements = self.statements
         inline = False
         try:
-            async with self._writer_turn:
+            async with self._turn():
                 self._refuse_if_lost()
                 driver = await self._writer_driver()
                 if driver is not None:
@@ -281,6 +282,14 @@ class Database:
             # caller's next one (a tight dequeue loop would otherwise starve them).
             await asyncio.sleep(0)
         return result
+
+    def _turn(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """The writer turn where the backend has one writer at a time (SQLite): this
+        process's writers queue here rather than in the busy handler. Elsewhere writers run
+        side by side (PostgreSQL locks rows, not the database)."""
+        if self.backend.capabilities.single_writer:
+            return self._writer_turn
+        return contextlib.nullcontext()
 
     def _inline(self, driver: aiosqlite.Connection, body: Callable[[Txn], T]) -> T:
         """Run ``body`` here, on the loop's thread. :class:`LockTaken` (nothing done) when the

@@ -103,21 +103,30 @@ class TaskStore:
             # Without idempotency keys (the common bulk enqueue) every row is new.
             fresh = _fresh(rows, ids, _live_keys(txn, rows, key_locks)) if keyed else rows
             try:
-                with txn.savepoint():
-                    if fresh and not txn.load(fresh):  # the backend's bulk load, if any
-                        txn.many(insert, fresh)
+                if fresh and not txn.load(fresh):  # the backend's bulk load, if any
+                    txn.many(insert, fresh)
             except exc.IntegrityError as error:
-                fresh_ids = [row[ROW_ID] for row in fresh]
-                stored = txn.rows(_ids_taken, ids=json.dumps(fresh_ids))
-                taken = {str(row[0]) for row in stored} | _repeated(fresh_ids)
-                raise DuplicateTaskError(sorted(taken) or [str(error.orig)]) from error
+                # Which ids were taken is asked after the rollback (PostgreSQL refuses any
+                # statement in a transaction that failed): no savepoint on the hot path.
+                raise _Collided([row[ROW_ID] for row in fresh], error) from error
             if reads_first:
                 dependencies.link(txn, fresh, now)
             if wake is not None and fresh:  # once per transaction, delivered at commit
                 txn.rows(wake)
             return ids, len(fresh)
 
-        return await self._db.transaction("enqueue", body, lock_first=reads_first, rows=len(rows))
+        try:
+            return await self._db.transaction(
+                "enqueue", body, lock_first=reads_first, rows=len(rows)
+            )
+        except _Collided as collided:
+            async with self._db.read("enqueue") as conn:
+                stored = await self._run(
+                    conn, self._sql.of(_ids_taken), ids=json.dumps(collided.ids)
+                )
+            taken = {str(row[0]) for row in stored} | _repeated(collided.ids)
+            detail = str(collided.error.orig)
+            raise DuplicateTaskError(sorted(taken) or [detail]) from collided.error
 
     # -- claim ---------------------------------------------------------------------------
 
@@ -148,7 +157,11 @@ class TaskStore:
         if queues is not None:
             statement = self._sql.claim_by_queue
             values["queues"] = json.dumps(list(queues))
-        if self._maybe_empty and not await self._any_due(values):
+        # After a short claim the queue is probably empty: on a backend with one writer, ask
+        # with a read first, so that idle pollers leave the write lock to producers. With
+        # row locks (PostgreSQL) the read would only add a round trip.
+        single_writer = self._db.backend.capabilities.single_writer
+        if self._maybe_empty and single_writer and not await self._any_due(values):
             return []
 
         def body(txn: Txn) -> tuple[list[tuple[Any, ...]], dict[str, tuple[Any, ...]]]:
@@ -269,6 +282,15 @@ def _decodable(row: Sequence[Any], whole: Sequence[Any] | None) -> None:
     if garbled:
         columns = ", ".join(sorted(set(garbled)))
         raise PayloadError(f"stored text is not UTF-8 (column {columns})")
+
+
+class _Collided(Exception):
+    """A bulk insert met an id already stored (the transaction is rolled back)."""
+
+    def __init__(self, ids: list[str], error: exc.IntegrityError) -> None:
+        super().__init__(str(error))
+        self.ids = ids
+        self.error = error
 
 
 def _repeated(ids: list[str]) -> set[str]:

@@ -11,9 +11,7 @@ connection
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
@@ -41,12 +39,6 @@ class Txn(Protocol):
         ``tasks`` by the backend's bulk-load path
         (:meth:`~worker.storage.backend.Backend.bulk_load`); False, with nothing done, when
         it has none."""
-        ...
-
-    def savepoint(self) -> AbstractContextManager[None]:
-        """A block whose failed statement leaves the transaction usable (rolled back to the
-        block's start). SQLite undoes only the failed statement anyway; PostgreSQL aborts
-        the whole transaction on an error unless a savepoint was set."""
         ...
 
 
@@ -85,8 +77,3 @@ class ConnectionTxn(Compiling):
             return False
         load(self._conn, rows)
         return True
-
-    @contextlib.contextmanager
-    def savepoint(self) -> Iterator[None]:
-        with self._conn.begin_nested():
-            yield

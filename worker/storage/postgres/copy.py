@@ -2,9 +2,14 @@
 
 ``COPY ... FROM STDIN (FORMAT binary)`` streams the rows without a statement to plan or a
 parameter array to unpack, each value in its column's binary form. It runs on the driver's
-own connection (SQLAlchemy's ``run_async``), in the transaction and savepoint the body is
+own connection (SQLAlchemy's ``run_async``), in the transaction the body is
 in. Values go as the rows hold them: JSON columns as their text, which the codecs SQLAlchemy
 installs for ``json`` and ``jsonb`` on every connection encode.
+
+SQLAlchemy's asyncpg adapter opens its transaction lazily, with the first statement that goes
+through it; the copy opens it first when nothing has (two private names of the adapter,
+``_transaction`` and ``_start_transaction``, which a test pins: a batch refused after its
+copy leaves nothing written).
 
 Errors are asyncpg's own here, not the DBAPI's: they are translated the way SQLAlchemy's
 asyncpg cursor translates them, then wrapped as on any statement (a duplicate id is an
@@ -34,12 +39,17 @@ class Copy:
     def __call__(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         adapted = conn.connection.dbapi_connection
         assert adapted is not None  # a connection in a transaction has one
+
+        async def copy(driver: Any) -> None:
+            # The adapter opens its transaction with the first statement it runs itself; a
+            # COPY that came first would run outside it, in autocommit, and stay written
+            # whatever the body did next. So the transaction is opened here if it is not.
+            if adapted._transaction is None:
+                await adapted._start_transaction()
+            await driver.copy_records_to_table(self.table, records=rows, columns=self.columns)
+
         try:
-            adapted.run_async(
-                lambda driver: driver.copy_records_to_table(
-                    self.table, records=rows, columns=self.columns
-                )
-            )
+            adapted.run_async(copy)
         except exc.DBAPIError:
             raise
         except Exception as error:

@@ -13,12 +13,10 @@ on an engine connection.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import exc
@@ -62,9 +60,6 @@ class DriverTxn(Compiling):
 
     def load(self, rows: Sequence[tuple[Any, ...]]) -> bool:
         return False  # SQLite has no bulk-load path: executemany is its fastest
-
-    def savepoint(self) -> AbstractContextManager[None]:
-        return contextlib.nullcontext()  # a failed statement undoes only itself on SQLite
 
     def begin(self) -> None:
         try:
