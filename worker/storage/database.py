@@ -237,7 +237,13 @@ class Database:
         self._wrote()
 
     async def transaction(
-        self, action: str, body: Callable[[Txn], T], *, lock_first: bool = False, rows: int = 1
+        self,
+        action: str,
+        body: Callable[[Txn], T],
+        *,
+        lock_first: bool = False,
+        rows: int = 1,
+        atomic: bool = True,
     ) -> T:
         """Run ``body`` as one write transaction under ``BEGIN IMMEDIATE``; commits on success.
 
@@ -248,6 +254,11 @@ class Database:
         write lock is free, otherwise in one trip to the driver's thread, where it may wait
         for the lock.
         ``lock_first`` as for :meth:`write`.
+
+        ``atomic=False`` is for a body whose every statement stands on its own (each one is
+        atomic, and none needs the others' to have happened with it): where the backend has
+        row locks (PostgreSQL) its statements then commit one by one, without the BEGIN and
+        COMMIT round trips; SQLite runs it as one transaction all the same.
         """
         if self._read_only:
             self._refuse_write(action)
@@ -266,6 +277,12 @@ class Database:
                             inline = False
                     if not inline:
                         result = await self._in_thread(driver, body, lock_first)
+                elif not atomic and not self.backend.capabilities.single_writer:
+                    async with self.engine.connect() as pooled:
+                        conn = await pooled.execution_options(isolation_level="AUTOCOMMIT")
+                        result = await conn.run_sync(
+                            lambda sync: body(ConnectionTxn(sync, statements))
+                        )
                 else:
                     engine = self.engine if not lock_first else self._locking
                     assert engine is not None  # set with self.engine

@@ -115,9 +115,12 @@ class TaskStore:
                 txn.rows(wake)
             return ids, len(fresh)
 
+        # A batch without keys or dependencies is one bulk load (one statement, atomic by
+        # itself) and a wake-up: no transaction around them is needed.
+        standalone = not reads_first and self._sql.bulk_load is not None
         try:
             return await self._db.transaction(
-                "enqueue", body, lock_first=reads_first, rows=len(rows)
+                "enqueue", body, lock_first=reads_first, rows=len(rows), atomic=not standalone
             )
         except _Collided as collided:
             async with self._db.read("enqueue") as conn:
@@ -174,7 +177,9 @@ class TaskStore:
 
         tolerant = False
         try:
-            rows, whole = await self._db.transaction("dequeue", body, rows=size)
+            # The claim is one statement (atomic by itself); the read of unusual rows after it
+            # reads rows this claim now holds: neither needs a transaction around both.
+            rows, whole = await self._db.transaction("dequeue", body, rows=size, atomic=False)
         except StorageError as error:
             if not undecodable.is_undecodable(error):
                 raise
