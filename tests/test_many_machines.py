@@ -156,8 +156,11 @@ class Fleet:
         await exited(member, -signal.SIGKILL, self)
 
     async def stop_all(self) -> None:
-        """SIGTERM every running worker; each must exit 0."""
+        """SIGTERM every running worker; each must exit 0. A replacement still starting up
+        is waited for first: before its signal handlers are in, SIGTERM just ends it."""
         running = [m for m in self.members if self.running(m)]
+        for member in running:
+            await self.ready(member)
         for member in running:
             self.stopped.add(member.pid)
             os.kill(member.pid, signal.SIGTERM)

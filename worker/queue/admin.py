@@ -7,6 +7,7 @@ The queue sets the attributes declared below.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ class QueueAdmin:
     config: QueueConfig
     _clock: Callable[[], float]
     _storage: Storage
+    _sweeping: asyncio.Lock
 
     # -- operators -----------------------------------------------------------------------
 
@@ -150,30 +152,37 @@ class QueueAdmin:
             else arguments.attempts("max_attempts", max_attempts)
         )
         config = self.config
-        now = self._clock()
+        # One sweep of this process at a time: two at once on PostgreSQL would each skip the
+        # rows the other locked, and a burst worker's last sweep could find nothing while
+        # the sweeper's, not yet committed, holds the task it would then have claimed.
+        async with self._sweeping:
+            now = self._clock()
 
-        def plan(
-            attempt: int, created_at: float, policy: RetryPolicy | None, requested: float | None
-        ) -> float | None:
-            return next_attempt_at(
-                attempt=attempt,
-                now=now,
-                created_at=created_at,
-                policy=policy,
-                requested_delay_s=requested,
-                base_delay_s=config.retry_base_delay,
-                multiplier=config.retry_backoff_multiplier,
-                max_delay_s=config.max_retry_delay,
+            def plan(
+                attempt: int,
+                created_at: float,
+                policy: RetryPolicy | None,
+                requested: float | None,
+            ) -> float | None:
+                return next_attempt_at(
+                    attempt=attempt,
+                    now=now,
+                    created_at=created_at,
+                    policy=policy,
+                    requested_delay_s=requested,
+                    base_delay_s=config.retry_base_delay,
+                    multiplier=config.retry_backoff_multiplier,
+                    max_delay_s=config.max_retry_delay,
+                )
+
+            return await self._storage.sweep(
+                size,
+                now,
+                visibility_timeout=visibility_timeout,
+                max_attempts=limit,
+                plan=plan,
+                dead_before=now - config.worker_dead_after,
             )
-
-        return await self._storage.sweep(
-            size,
-            now,
-            visibility_timeout=visibility_timeout,
-            max_attempts=limit,
-            plan=plan,
-            dead_before=now - config.worker_dead_after,
-        )
 
     # -- reads and retention -------------------------------------------------------------
 

@@ -85,6 +85,7 @@ class WorkerQueue(QueueAdmin):
         #: Poked when a running task is asked to stop: this process's workers look at once.
         self.cancels = Notifier()
         self._listener: Listening | None = None
+        self._sweeping = asyncio.Lock()  # retry(): one sweep of this process at a time
 
     # -- lifecycle -----------------------------------------------------------------------
 
