@@ -140,11 +140,11 @@ class DatabaseLostError(StorageError):
     a worker stops. What this process had committed was copied into the database file where
     that was still possible."""
 
-    def __init__(self, database_url: str, reason: str) -> None:
+    def __init__(self, database_url: str, reason: str, *, how_to_check: str = "") -> None:
+        check = f"check it ({how_to_check})" if how_to_check else "check it"
         cause = OSError(
             f"{reason}; this process writes nothing more to it. Stop every process using the "
-            "database, check it (sqlite3 FILE 'PRAGMA integrity_check') or restore it from a "
-            "backup, then start the workers again"
+            f"database, {check} or restore it from a backup, then start the workers again"
         )
         super().__init__(database_url, "writing", cause)
         self.reason = reason

@@ -27,6 +27,10 @@ from worker.core.errors import DatabaseLostError
 log = logging.getLogger(__name__)
 
 
+#: How a person checks a SQLite file the queue stopped writing to (shown in the error).
+HOW_TO_CHECK = "sqlite3 FILE 'PRAGMA integrity_check'"
+
+
 class WalGuard:
     """Watches one database file's ``-wal``; :attr:`lost` once it went away or failed."""
 
@@ -63,7 +67,7 @@ class WalGuard:
     def fail(self, reason: str) -> DatabaseLostError:
         """Mark the database lost for this process (once); returns the error to raise."""
         if self.lost is None:
-            self.lost = DatabaseLostError(self._url, reason)
+            self.lost = DatabaseLostError(self._url, reason, how_to_check=HOW_TO_CHECK)
             log.critical("%s", self.lost)
             if self._on_lost is not None:
                 self._on_lost()
