@@ -12,8 +12,9 @@ models (:mod:`worker.core.deliveries`) without loading httpx and the dispatcher.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from worker.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from worker.core.deliveries import DeliveryState, WebhookDelivery
@@ -46,13 +47,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'worker.webhooks' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # the next lookup is a plain module attribute
-    return value
+__getattr__ = lazy_getattr(__name__, _MODULES)
 
 
 def __dir__() -> list[str]:
