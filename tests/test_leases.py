@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
-from tests.support import FakeClock, make_task
+from tests.support import FakeClock, database_of, make_task
 from worker import (
     Completion,
     Failure,
@@ -13,6 +16,10 @@ from worker import (
     TaskState,
     WorkerQueue,
 )
+from worker.runtime.acks import AckBuffer
+from worker.runtime.events import EventBus
+from worker.runtime.execute import Outcome
+from worker.storage.enqueue_claim import _claimed_rows
 from worker.storage.sweep import EXPIRED_ERROR
 
 
@@ -104,6 +111,97 @@ async def test_fencing_after_reclaim(queue: WorkerQueue, clock: FakeClock) -> No
     assert still.last_error == EXPIRED_ERROR, "stale writes changed nothing"
     await queue.mark_as_complete(second.id, lease_id=second.lease_id)
     assert (await queue.get_task(first.id)).state is TaskState.COMPLETED
+
+
+@pytest.mark.parametrize("results", [None, ["late"]], ids=["plain", "with-results"])
+async def test_one_batch_with_a_stale_and_a_current_ack_of_a_task_refuses_the_stale_one(
+    queue: WorkerQueue, clock: FakeClock, results: list[str] | None
+) -> None:
+    """Two acks of one task in one batch (a lost claim's, and the claim that took it): only
+    the one whose lease the row holds is written, and the other is reported refused."""
+    await queue.enqueue([make_task()])
+    (first,) = await queue.dequeue()
+    clock.advance(31)
+    await queue.retry()
+    clock.advance(100)
+    (second,) = await queue.dequeue()
+    refused = await queue.complete_many(
+        [
+            Completion(first.id, first.lease_id, results=results),
+            Completion(second.id, second.lease_id, results=["current"]),
+        ]
+    )
+    assert refused == [first.id]
+    done = await queue.get_task(first.id)
+    assert done.state is TaskState.COMPLETED
+    assert done.items[0].result == "current"
+
+    await queue.enqueue([make_task("again")])
+    (third,) = await queue.dequeue()
+    clock.advance(31)
+    await queue.retry()
+    clock.advance(100)
+    (fourth,) = await queue.dequeue()
+    refused = await queue.retry_many(
+        [Failure(fourth.id, "current", fourth.lease_id), Failure(third.id, "stale", third.lease_id)]
+    )
+    assert refused == [third.id]
+    assert (await queue.get_task(third.id)).last_error == "current"
+
+
+async def test_a_worker_holding_a_lost_and_a_current_claim_of_a_task_reports_one(
+    queue: WorkerQueue, clock: FakeClock
+) -> None:
+    """A worker frozen after its claim, presumed dead, and then handed the task again, may
+    buffer outcomes of both runs: the lost claim's is refused, the task completes once."""
+    await queue.enqueue([make_task()])
+    (first,) = await queue.dequeue()
+    clock.advance(31)
+    await queue.retry()
+    clock.advance(100)
+    (second,) = await queue.dequeue()
+    events = EventBus()
+    completed: list[tuple[str, int]] = []
+    events.register("task_completed", lambda e: completed.append((e.task.id, e.task.attempt_count)))
+    acks = AckBuffer(queue, events)
+    acks.outcome(second, Outcome("complete", results=["current"]))
+    acks.outcome(first, Outcome("complete", results=["stale"]))
+    await acks.flush()
+    assert completed == [(second.id, 2)]
+    assert (acks.counts["completed"], acks.counts["refused"]) == (1, 1)
+    assert (await queue.get_task(first.id)).items[0].result == "current"
+
+
+async def test_a_claims_read_back_reads_only_rows_that_still_hold_its_leases(
+    queue: WorkerQueue, clock: FakeClock
+) -> None:
+    """A task that is not plain (here: it expired once) is read back whole after its claim;
+    on PostgreSQL that read is a statement of its own, so a worker paused between the two
+    must not read back a row another claim took meanwhile, with that claim's lease."""
+    await queue.enqueue([make_task()])
+    await queue.dequeue()
+    clock.advance(31)
+    await queue.retry()
+    clock.advance(100)
+    (lost,) = await queue.dequeue()  # unusual now: it carries the expiry's error
+    clock.advance(31)
+    await queue.retry()
+    clock.advance(100)
+    (current,) = await queue.dequeue()
+    assert lost.lease_id is not None
+    assert current.lease_id is not None
+    database = database_of(queue)
+    read_back = database.statements.of(_claimed_rows)
+    found: dict[str, list[Any]] = {}
+    async with database.read("test") as conn:
+        for name, claim in (("lost", lost), ("current", current)):
+            prefix = str(claim.lease_id).removesuffix(claim.id)
+            result = await conn.exec_driver_sql(
+                read_back.sql, read_back.params(ids=json.dumps([claim.id]), lease_prefix=prefix)
+            )
+            found[name] = list(result.all())
+    assert found["lost"] == []
+    assert [row[0] for row in found["current"]] == [current.id]
 
 
 async def test_stale_lease_after_expiry_before_reclaim(

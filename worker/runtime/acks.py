@@ -47,6 +47,14 @@ class _Batch:
             for part in (self.complete, self.retry, self.discard, self.cancel, self.release)
         )
 
+    def tasks(self) -> list[Task]:
+        """Every task an outcome here is for, in the order the outcomes were added per part."""
+        return [
+            *(task for task, _ in (*self.complete, *self.retry, *self.discard)),
+            *self.cancel,
+            *self.release,
+        ]
+
     def merge(self, other: _Batch) -> None:
         self.complete[:0] = other.complete
         self.retry[:0] = other.retry
@@ -134,12 +142,35 @@ class AckBuffer:
             self._full.clear()
             if not batch:
                 return
+            self._drop_superseded(batch)
             try:
                 await self._write(batch)
             except BaseException:
                 self._batch.merge(batch)
                 self._waiting.set()
                 raise
+
+    def _drop_superseded(self, batch: _Batch) -> None:
+        """Of two outcomes for one task (a run whose claim was lost, and the run of the later
+        claim that took it, both by this worker), only the later claim's is written: the
+        earlier lease is gone, and one ack per task keeps each refusal its own."""
+        latest: dict[str, Task] = {}
+        for task in batch.tasks():
+            current = latest.get(task.id)
+            if current is None or task.attempt_count >= current.attempt_count:
+                latest[task.id] = task
+        if len(latest) == len(batch):
+            return
+        for part in (batch.complete, batch.retry, batch.discard):
+            stale = [entry for entry in part if latest[entry[0].id] is not entry[0]]
+            part[:] = [entry for entry in part if latest[entry[0].id] is entry[0]]
+            for task, _ in stale:
+                self._refused(task, None)
+        for tasks in (batch.cancel, batch.release):
+            stale_tasks = [task for task in tasks if latest[task.id] is not task]
+            tasks[:] = [task for task in tasks if latest[task.id] is task]
+            for task in stale_tasks:
+                self._refused(task, None)
 
     async def _write(self, batch: _Batch) -> None:
         # Each part is emptied once written, so a failure later re-queues only the rest.

@@ -195,6 +195,14 @@ class Loop:
         return await self.queue.any_due(self.queues, self._free_resources())
 
     def _start(self, task: Task) -> None:
+        stale = self.running.get(task.id)
+        if stale is not None:
+            # Claimed again by this very worker: the earlier claim's lease was taken from it
+            # (it was presumed dead while frozen, say, and its claim's reply was read only on
+            # waking), so that run is over; its outcome would be refused anyway.
+            log.warning("task %s: claimed again (attempt %d); stopping the run of attempt %d",
+                        task.id, task.attempt_count, stale.task.attempt_count)  # fmt: skip
+            stale.stop("lost")
         ctx = TaskContext(self.queue, task, partial(self._progressed))
         timeout_s = task.timeout_s or self.queue.config.worker_timeout
         job = asyncio.create_task(attempt(ctx, self.registry, timeout_s), name=f"task {task.id}")
@@ -211,7 +219,8 @@ class Loop:
 
     def _finished(self, record: Running, job: asyncio.Task[Outcome]) -> None:
         task = record.task
-        self.running.pop(task.id, None)
+        if self.running.get(task.id) is record:  # not when a later claim superseded it
+            del self.running[task.id]
         self.waker.poke.set()
         outcome: Outcome | None = None
         if not job.cancelled():

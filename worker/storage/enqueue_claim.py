@@ -167,11 +167,14 @@ class TaskStore:
         if self._maybe_empty and single_writer and not await self._any_due(values):
             return []
 
+        prefix = values["lease_prefix"]
+
         def body(txn: Txn) -> tuple[list[tuple[Any, ...]], dict[str, tuple[Any, ...]]]:
             rows = txn.rows(statement, **values)
-            # Tasks that are not plain (see CLAIM_DEFAULTS) are read back whole.
+            # Tasks that are not plain (see CLAIM_DEFAULTS) are read back whole, under this
+            # claim's leases (see _claimed_rows).
             if unusual := [row[0] for row in rows if not row[-1]]:
-                found = txn.rows(_claimed_rows, ids=json.dumps(unusual))
+                found = txn.rows(_claimed_rows, ids=json.dumps(unusual), lease_prefix=prefix)
                 return rows, {row[0]: row for row in found}
             return rows, {}
 
@@ -191,8 +194,13 @@ class TaskStore:
         self._maybe_empty = len(rows) < size
         claimed: list[Task] = []
         unloadable: list[Failure] = []
-        prefix, vt = values["lease_prefix"], self._default_vt
+        vt = self._default_vt
         for row in rows:
+            if not row[-1] and row[0] not in whole:
+                # Taken from this claim before its rows were read back (PostgreSQL runs the
+                # two statements apart: a worker paused between them was presumed dead).
+                log.warning("task %s: claim dropped: its lease was lost before it started", row[0])
+                continue
             try:
                 if tolerant:
                     _decodable(row, whole.get(row[0]))
@@ -230,7 +238,9 @@ class TaskStore:
             found = []
             if unusual:
                 whole = self._sql.of(_claimed_rows)
-                found = await self._run(conn, whole, ids=json.dumps(unusual))
+                found = await self._run(
+                    conn, whole, ids=json.dumps(unusual), lease_prefix=values["lease_prefix"]
+                )
         return rows, {row[0]: row for row in found}
 
     async def release(self, leases: Sequence[tuple[str, str]], now: float) -> list[str]:
@@ -338,8 +348,17 @@ def _keys_taken() -> sa.Select[Any]:
 
 
 def _claimed_rows() -> sa.Select[Any]:
-    """Whole rows (:data:`RAW_COLUMNS`) of the tasks in ``:ids``, a JSON list."""
-    return sa.select(*RAW_COLUMNS).where(tasks.c.id.in_(json_values("ids")))
+    """Whole rows (:data:`RAW_COLUMNS`) of the tasks in ``:ids``, a JSON list, that still
+    hold the leases of the claim whose prefix is ``:lease_prefix``.
+
+    The lease matters where the claim and this read are two statements, not one transaction
+    (PostgreSQL's claim commits on its own): a row taken from the claim in between is not
+    read back as this worker's, with another claim's lease and attempt.
+    """
+    lease = sa.bindparam("lease_prefix", type_=sa.String) + tasks.c.id
+    return sa.select(*RAW_COLUMNS).where(
+        tasks.c.id.in_(json_values("ids")), tasks.c.lease_id == lease
+    )
 
 
 def _ids_taken() -> sa.Select[Any]:

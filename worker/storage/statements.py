@@ -141,7 +141,7 @@ def _acknowledge(operation: str, acks: sa.Subquery, values: dict[str, Any]) -> s
             sa.or_(acks.c.lease.is_(None), tasks.c.lease_id == acks.c.lease),
         )
         .values(updated_at=sa.bindparam("now"), **values)
-        .returning(tasks.c.id, tasks.c.dependents, tasks.c.state)
+        .returning(tasks.c.id, tasks.c.dependents, tasks.c.state, tasks.c.lease_id)
     )
 
 

@@ -134,8 +134,16 @@ class TransitionStore:
             refused: list[str] = []
             for chunk, statement, encoded in chunks:
                 rows = txn.rows(statement, acks=encoded, now=now)
-                done = {row[0] for row in rows}
-                missed = [a for a in chunk if a.task_id not in done]
+                # By lease, not id alone: of two acks for one task (a stale claim's and the
+                # current one's), only the one whose lease the row holds was written.
+                done = {(row[0], row[3]) for row in rows}
+                ended = {row[0] for row in rows}
+                missed = [
+                    a
+                    for a in chunk
+                    if (a.task_id, a.lease_id) not in done
+                    and (a.lease_id is not None or a.task_id not in ended)
+                ]
                 if missed and strict:
                     first = missed[0]
                     found = txn.rows(_state_and_lease, task_id=first.task_id)
