@@ -161,6 +161,14 @@ async def watch_parent(worker: Worker) -> None:
     os._exit(EXIT_ORPHANED)
 
 
+async def announce_ready(worker: Worker, ready: Path) -> None:
+    """Write ``ready`` once the worker runs and handles SIGTERM (a test may send it then)."""
+    await worker.started.wait()
+    scratch = ready.with_name(ready.name + ".tmp")
+    scratch.write_text(json.dumps({"pid": os.getpid(), "worker_id": worker.id}))
+    os.replace(scratch, ready)
+
+
 async def main_async(args: argparse.Namespace) -> int:
     config = runtime_config(
         args.db,
@@ -186,12 +194,10 @@ async def main_async(args: argparse.Namespace) -> int:
             report = args.report_file
             worker.register_callback("task_completed", lambda event: note(report, event.task.id))
         watchdog = asyncio.create_task(watch_parent(worker))
-        ready = Path(args.ready_file)
-        scratch = ready.with_name(ready.name + ".tmp")
-        scratch.write_text(json.dumps({"pid": os.getpid(), "worker_id": worker.id}))
-        os.replace(scratch, ready)
+        announce = asyncio.create_task(announce_ready(worker, Path(args.ready_file)))
         counts = await worker.run()
         watchdog.cancel()
+        announce.cancel()
     print("COUNTS " + json.dumps(counts), flush=True)
     return 0
 

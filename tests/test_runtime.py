@@ -315,7 +315,8 @@ async def test_retry_policies_space_the_attempts(
         assert done.state is TaskState.COMPLETED
         assert done.attempt_count == 3
         for got, wanted in zip([b - a for a, b in itertools.pairwise(starts)], gaps, strict=True):
-            assert wanted <= got < wanted + 1.5
+            # Not the queue's 100 s backoff; the slack is for a busy machine's sweeps.
+            assert wanted <= got < wanted + 10
 
 
 async def test_a_retry_policy_deadline_stops_retrying(database_url: str) -> None:

@@ -140,6 +140,9 @@ class Worker:
         self.counts: dict[str, int] = {}
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
+        #: Set once :meth:`run` has registered the worker and handles its signals: from
+        #: then on SIGTERM stops it gracefully (what a supervisor or a test waits for).
+        self.started = asyncio.Event()
 
     def register_callback(self, event: str, callback: Callback) -> None:
         """Call ``callback(TaskEvent)`` (sync or async) on ``event`` (see
@@ -156,6 +159,16 @@ class Worker:
         """Run until stopped (a signal, :meth:`request_stop`, or burst mode running dry)."""
         if self.queue.worker_id is None:
             self.queue.worker_id = self.id
+        # Signals first: a SIGTERM while the worker registers stops it as gracefully as one
+        # that comes later (it would otherwise end the process with the default action).
+        installed = self._install_signals() if self.handle_signals else []
+        try:
+            return await self._run()
+        finally:
+            for signum in installed:
+                asyncio.get_running_loop().remove_signal_handler(signum)
+
+    async def _run(self) -> dict[str, int]:
         liveness = Liveness(
             self.queue,
             {
@@ -173,7 +186,7 @@ class Worker:
             retry_sweeper(self.queue, self.sweep_interval_s, stop=self._stop)
         )
         webhooks = asyncio.create_task(webhook_loop(self.queue, stop=self._stop))
-        installed = self._install_signals() if self.handle_signals else []
+        self.started.set()
         try:
             self.counts = await worker_loop(
                 self.queue,
@@ -190,8 +203,6 @@ class Worker:
             if self.burst and not self._stop.is_set():
                 await self._deliver_before_exit(webhooks)
         finally:
-            for signum in installed:
-                asyncio.get_running_loop().remove_signal_handler(signum)
             for helper in (sweeper, webhooks):
                 helper.cancel()
             await asyncio.gather(sweeper, webhooks, return_exceptions=True)
