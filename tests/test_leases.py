@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import JsonValue
 
 from tests.support import FakeClock, database_of, make_task
 from worker import (
@@ -115,7 +116,7 @@ async def test_fencing_after_reclaim(queue: WorkerQueue, clock: FakeClock) -> No
 
 @pytest.mark.parametrize("results", [None, ["late"]], ids=["plain", "with-results"])
 async def test_one_batch_with_a_stale_and_a_current_ack_of_a_task_refuses_the_stale_one(
-    queue: WorkerQueue, clock: FakeClock, results: list[str] | None
+    queue: WorkerQueue, clock: FakeClock, results: list[JsonValue] | None
 ) -> None:
     """Two acks of one task in one batch (a lost claim's, and the claim that took it): only
     the one whose lease the row holds is written, and the other is reported refused."""
