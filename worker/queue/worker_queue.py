@@ -213,7 +213,7 @@ class WorkerQueue(QueueAdmin):
                 raise InvalidTaskError(f"tasks[{index}].{exc}") from exc
         if not rows:
             return 0
-        ids, inserted = await self._storage.insert(rows, now)
+        ids, inserted = await self._storage.insert(rows, now, max_pending=self.config.max_pending)
         for task, task_id in zip(checked, ids, strict=True):
             task.__dict__["id"] = task_id
         if inserted:

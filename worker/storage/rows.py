@@ -106,8 +106,8 @@ _PENDING = TaskState.PENDING.value
 #: by value through the sequence protocol, which made a 50,000-row insert ~20 % slower.
 InsertRow = tuple[Any, ...]
 #: Where a row's fields are, for the code that reads them back (store, dependencies).
-ROW_ID, ROW_KEY, ROW_DEPENDS_ON = (
-    INSERT_COLUMNS.index(name) for name in ("id", "idempotency_key", "depends_on")
+ROW_ID, ROW_QUEUE, ROW_KEY, ROW_DEPENDS_ON = (
+    INSERT_COLUMNS.index(name) for name in ("id", "queue", "idempotency_key", "depends_on")
 )
 
 
