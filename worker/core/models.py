@@ -161,6 +161,10 @@ class Resources(BaseModel):
     gpu: bool = False
 
 
+#: The needs of a task that declares none (a frozen model: one instance serves every task).
+NO_NEEDS = Resources()
+
+
 class Task(BaseModel):
     """A unit of queued work. ``id=""`` and zero times are filled in by ``enqueue``."""
 
@@ -196,7 +200,7 @@ class Task(BaseModel):
     progress: Progress | None = None
     checkpoint: JsonValue = None
     cancel_requested_at: float | None = None
-    resources: Resources = Field(default_factory=Resources)
+    resources: Resources = NO_NEEDS
 
     @field_validator("name", "idempotency_key")
     @classmethod
