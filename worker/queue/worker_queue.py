@@ -27,6 +27,7 @@ from worker.core.states import TaskState
 from worker.core.storable import CHECKPOINT_WRAPPING, json_text, safe_text
 from worker.queue.admin import QueueAdmin
 from worker.queue.notifier import Notifier
+from worker.queue.producing import QueueProducer
 from worker.storage.backend import Listening, Wake
 from worker.storage.control import Heartbeat
 from worker.storage.interface import Storage, open_storage
@@ -62,7 +63,7 @@ def _delay(name: str, delay_s: float | None) -> None:
         arguments.seconds(name, delay_s, zero=True)
 
 
-class WorkerQueue(QueueAdmin):
+class WorkerQueue(QueueAdmin, QueueProducer):
     """A durable task queue on one database. Open with ``initialize()`` or ``async with``."""
 
     def __init__(
