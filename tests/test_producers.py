@@ -136,7 +136,7 @@ async def test_bad_options_are_refused_naming_them(queue: WorkerQueue) -> None:
 
 async def test_one_bad_request_refuses_the_whole_batch(queue: WorkerQueue) -> None:
     with pytest.raises(InvalidTaskError, match=r"requests\[2\].*not a registered request kind"):
-        await queue.submit_many([speech(), speech(), Unregistered(), speech()])  # type: ignore[list-item]
+        await queue.submit_many([speech(), speech(), Unregistered(), speech()])
     with pytest.raises(InvalidTaskError, match=r"requests\[1\] must be an instance"):
         await queue.submit_many([speech(), {"text": "hi"}])  # type: ignore[list-item]
     with pytest.raises(InvalidInputError, match="submit_many takes a list"):
@@ -396,8 +396,9 @@ async def test_defer_many_enqueues_every_call_atomically(bound: WorkerQueue) -> 
         await add.defer_many([{"a": 1}, {"a": 2}, {"a": 3}, {"a": "x"}])
     assert (await bound.get_queue_stats())["total"] == 250
     assert (await run_dry(bound))["completed"] == 250
-    results = sorted(t.items[0].result["sum"] for t in await bound.list_tasks(limit=300))  # type: ignore[index]
-    assert results == [i + 10 for i in range(250)]
+    results = [t.items[0].result for t in await bound.list_tasks(limit=300)]
+    sums = [r["sum"] for r in results if isinstance(r, dict) and isinstance(r["sum"], int)]
+    assert sorted(sums) == [i + 10 for i in range(250)]
 
 
 async def test_results_with_a_json_form_are_stored_as_it(bound: WorkerQueue) -> None:
@@ -424,7 +425,7 @@ async def test_a_running_task_defers_to_its_own_queue(bound: WorkerQueue) -> Non
 async def test_the_function_stays_callable_and_keeps_its_name() -> None:
     assert add(1, 2) == {"sum": 3, "in_a_thread": False}
     assert await child(4) == 8
-    assert add.__name__ == "add"
+    assert add.__name__ == "add"  # type: ignore[attr-defined]
     assert add.name == "producers.add"
     assert jobs.functions["producers.greet"] is greet
     assert "producers.add" in registry
