@@ -470,6 +470,13 @@ def test_signatures_the_queue_cannot_store_are_refused_at_decoration() -> None:
     signature_refused(private, "cannot start with '_'")
 
 
+def test_a_nested_function_needs_a_name() -> None:
+    def nested(n: int) -> None: ...
+
+    with pytest.raises(SignatureError, match="define it at module level, or give name="):
+        Jobs(registry=ProcessorRegistry()).task(nested)
+
+
 def test_bad_decorator_options_are_refused_at_decoration() -> None:
     def fine(n: int) -> None: ...
 

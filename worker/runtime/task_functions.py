@@ -55,7 +55,12 @@ from worker.runtime.context import TaskContext
 from worker.runtime.outcomes import PermanentError
 from worker.runtime.processors import ProcessorRegistry
 from worker.runtime.processors import registry as default_registry
-from worker.runtime.signatures import Arguments, arguments_model, qualified_name
+from worker.runtime.signatures import (
+    Arguments,
+    SignatureError,
+    arguments_model,
+    qualified_name,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -132,7 +137,13 @@ class Jobs:
             chosen["retry_policy"] = retry
 
         def decorate(target: Callable[P, R]) -> TaskFunction[P, R]:
-            made = TaskFunction(self, target, name or qualified_name(target), chosen)
+            kind = name or qualified_name(target)
+            if name is None and "<locals>" in kind:
+                raise SignatureError(
+                    f"task function {kind}: a function defined inside another has no name a "
+                    "worker can import it by; define it at module level, or give name="
+                )
+            made = TaskFunction(self, target, kind, chosen)
             self._functions[made.name] = made
             return made
 
