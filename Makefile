@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_core.py
 	$(BIN)/python bench/bench_runtime.py
 	$(BIN)/python bench/bench_contention.py
+	$(BIN)/python bench/bench_producers.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

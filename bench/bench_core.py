@@ -54,7 +54,9 @@ from sqlalchemy.engine import Engine
 
 from tts import TextToSpeechRequest
 from worker import Completion, QueueConfig, Task, TaskItem, WorkerQueue
+from worker.storage.sqlite.bulk import MultiRowInsert
 from worker.storage.sqlite.driver import DriverTxn
+from worker.storage.statements import INSERT_COLUMNS
 
 T = TypeVar("T")
 Span = tuple[float, float]
@@ -62,6 +64,8 @@ Stmt = tuple[str, Any]  # SQL text and its parameters, as the library sent them 
 BUSY_S, SYNCHRONOUS = 30.0, "NORMAL"
 SENTINEL, PROBE_WORKER = 1_700_000_000.125, "bench-probe"  # the probe's clock and worker id
 TOKEN = re.compile(r"([\w:.-]+)")  # an id or a lease inside a string parameter
+#: How the probe records the hot path's bulk load (DriverTxn.load), which has no one SQL text.
+BULK_LOAD = "<bulk load>"
 _files = count()
 _root: list[Path] = []
 CEILING: list[Ceiling] = []  # captured once, in main()
@@ -168,7 +172,7 @@ def raw_connect(path: str, *, writer: bool = True) -> sqlite3.Connection:
 class Ceiling:
     """What the library sent to the driver in a probe run (clock = SENTINEL), per operation."""
 
-    insert: Stmt  # one executemany: its parameters are the probe's rows
+    insert: Stmt  # the bulk insert: BULK_LOAD (or an executemany's SQL) and the probe's rows
     claim: list[Stmt]  # dequeue(size=100)
     ack: list[Stmt]  # complete_many() of that batch
     stats: list[Stmt]  # get_queue_stats()
@@ -208,7 +212,7 @@ def capture(size: int = 100) -> Ceiling:
     # Hot-path transactions run in the driver's thread (worker.storage.sqlite.driver's
     # DriverTxn), out of sight of
     # SQLAlchemy's events: their statements are recorded by wrapping DriverTxn for the probe.
-    rows, many = DriverTxn.rows, DriverTxn.many
+    rows, many, load = DriverTxn.rows, DriverTxn.many, DriverTxn.load
 
     def traced_rows(txn: DriverTxn, statement: Any, **values: Any) -> Any:
         prepared = txn._prepared(statement)
@@ -221,14 +225,21 @@ def capture(size: int = 100) -> Ceiling:
         many(txn, statement, batch)
 
     event.listen(Engine, "before_cursor_execute", hook)
+
+    def traced_load(txn: DriverTxn, batch: Any) -> bool:
+        hook(None, None, BULK_LOAD, list(batch), None, True)
+        return load(txn, batch)
+
     setattr(DriverTxn, "rows", traced_rows)  # noqa: B010 (a method swap mypy would refuse)
     setattr(DriverTxn, "many", traced_many)  # noqa: B010
+    setattr(DriverTxn, "load", traced_load)  # noqa: B010
     try:
         return lib(fresh_db("probe"), probe, PROBE_WORKER, lambda: SENTINEL)
     finally:
         event.remove(Engine, "before_cursor_execute", hook)
         setattr(DriverTxn, "rows", rows)  # noqa: B010
         setattr(DriverTxn, "many", many)  # noqa: B010
+        setattr(DriverTxn, "load", load)  # noqa: B010
 
 
 @functools.cache
@@ -302,7 +313,10 @@ def enqueue_rate(mode: str, n: int, chunk: int, backend: str = "sqlite") -> floa
         settle()
         start = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(sql, rows)
+        if sql == BULK_LOAD:  # the library's multi-row statements, through sqlite3
+            MultiRowInsert("tasks", INSERT_COLUMNS)(conn, rows)
+        else:
+            conn.executemany(sql, rows)
         conn.execute("COMMIT")
         elapsed = time.perf_counter() - start
         conn.close()

@@ -54,6 +54,16 @@ def test_worker_exports() -> None:
         "retry_sweeper",
         "run_workers",
         "worker_loop",
+        # Producers: one call per request, task functions, the synchronous client.
+        "ConfiguredTask",
+        "Jobs",
+        "QueueFullError",
+        "SubmitOptions",
+        "SyncQueue",
+        "TaskFunction",
+        "TaskOptions",
+        "default_jobs",
+        "task",
     }
     for name in worker.__all__:
         assert hasattr(worker, name)  # each loads on first use (PEP 562)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         LeaseLostError,
         QueueClosedError,
         QueueError,
+        QueueFullError,
         SchemaMismatchError,
         SchemaOutdatedError,
         StorageError,
@@ -44,12 +45,21 @@ if TYPE_CHECKING:
         UnloadedRequest,
     )
     from worker.core.states import TERMINAL_STATES, Priority, TaskState
+    from worker.queue.submission import SubmitOptions, TaskOptions
+    from worker.queue.sync_client import SyncQueue
     from worker.queue.worker_queue import WorkerQueue
     from worker.runtime.context import TaskContext
     from worker.runtime.events import TaskEvent
     from worker.runtime.outcomes import PermanentError, Retry
     from worker.runtime.processors import ProcessorRegistry, processor
     from worker.runtime.sweeper import retry_sweeper
+    from worker.runtime.task_functions import (
+        ConfiguredTask,
+        Jobs,
+        TaskFunction,
+        default_jobs,
+        task,
+    )
     from worker.runtime.workers import Worker, run_workers, worker_loop
     from worker.storage.control import Heartbeat
 
@@ -71,6 +81,7 @@ _MODULES = {
     "LeaseLostError": "worker.core.errors",
     "QueueClosedError": "worker.core.errors",
     "QueueError": "worker.core.errors",
+    "QueueFullError": "worker.core.errors",
     "SchemaMismatchError": "worker.core.errors",
     "SchemaOutdatedError": "worker.core.errors",
     "StorageError": "worker.core.errors",
@@ -92,6 +103,14 @@ _MODULES = {
     "ProcessorRegistry": "worker.runtime.processors",
     "processor": "worker.runtime.processors",
     "WorkerQueue": "worker.queue.worker_queue",
+    "SubmitOptions": "worker.queue.submission",
+    "TaskOptions": "worker.queue.submission",
+    "SyncQueue": "worker.queue.sync_client",
+    "ConfiguredTask": "worker.runtime.task_functions",
+    "Jobs": "worker.runtime.task_functions",
+    "TaskFunction": "worker.runtime.task_functions",
+    "default_jobs": "worker.runtime.task_functions",
+    "task": "worker.runtime.task_functions",
     "Worker": "worker.runtime.workers",
     "run_workers": "worker.runtime.workers",
     "worker_loop": "worker.runtime.workers",
@@ -116,6 +135,7 @@ __all__ = [
     "CommandRequest",
     "Completion",
     "ConfigurationError",
+    "ConfiguredTask",
     "DatabaseLostError",
     "DatabaseNotFoundError",
     "DuplicateTaskError",
@@ -124,6 +144,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidStateTransitionError",
     "InvalidTaskError",
+    "Jobs",
     "LeaseLostError",
     "PermanentError",
     "Priority",
@@ -132,26 +153,33 @@ __all__ = [
     "QueueClosedError",
     "QueueConfig",
     "QueueError",
+    "QueueFullError",
     "Resources",
     "Retry",
     "RetryPolicy",
     "SchemaMismatchError",
     "SchemaOutdatedError",
     "StorageError",
+    "SubmitOptions",
+    "SyncQueue",
     "Task",
     "TaskContext",
     "TaskEvent",
+    "TaskFunction",
     "TaskItem",
     "TaskNotFoundError",
+    "TaskOptions",
     "TaskState",
     "UnknownRequestKindError",
     "UnloadedRequest",
     "Worker",
     "WorkerQueue",
+    "default_jobs",
     "processor",
     "register_request_kind",
     "retry_delay_s",
     "retry_sweeper",
     "run_workers",
+    "task",
     "worker_loop",
 ]

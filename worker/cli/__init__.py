@@ -13,6 +13,8 @@ stderr, ``wq: error: ...``, and exit with one of these codes:
 3     a storage error: no database at that path, or it is locked, unreadable, not a
       database, or at an older schema revision (``wq db upgrade``)
 4     ``wq submit --wait``: the task ended discarded or cancelled
+5     ``wq submit``: the queue is full (``QUEUE_MAX_PENDING`` pending tasks); nothing was
+      enqueued, try again later
 70    an internal error: an exception ``wq`` did not expect (a bug); ``wq --debug ...``
       prints its traceback
 130   interrupted (Ctrl-C)
@@ -44,7 +46,8 @@ from worker.cli.submit import submit_app
 EXIT_CODES = (
     "Exit codes: 0 ok; 1 queue error (unknown task, invalid state transition); "
     "2 usage error or bad setting; 3 storage error (no database there, locked, unreadable, "
-    "out of date); 4 submit --wait ended discarded or cancelled; 70 internal error (a bug: "
+    "out of date); 4 submit --wait ended discarded or cancelled; 5 submit refused: the queue "
+    "is full (QUEUE_MAX_PENDING); 70 internal error (a bug: "
     "--debug shows the traceback); 130 interrupted."
 )
 

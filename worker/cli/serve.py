@@ -39,7 +39,13 @@ def run_worker(
     ] = None,
     processors: Annotated[
         list[str] | None,
-        typer.Option("--processors", metavar="MODULE", help="Import to register handlers."),
+        typer.Option(
+            "--processors",
+            "--module",
+            "-m",
+            metavar="MODULE",
+            help="Import to register handlers and task functions (repeat).",
+        ),
     ] = None,
     burst: Annotated[
         bool, typer.Option("--burst", help="Exit once no task is due (tests, cron jobs).")

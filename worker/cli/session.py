@@ -46,6 +46,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad arguments or configuration (typer's own code for usage errors)
     STORAGE = 3  # no database there, or it is locked, unreadable, unwritable, out of date
     NOT_COMPLETED = 4  # ``submit --wait``: the task ended discarded or cancelled
+    QUEUE_FULL = 5  # ``submit``: the queue holds QUEUE_MAX_PENDING pending tasks; try later
     INTERNAL = 70  # an error wq did not expect: a bug (EX_SOFTWARE of sysexits.h)
     INTERRUPTED = 130  # Ctrl-C
 
@@ -175,6 +176,7 @@ def run(
         ConfigurationError,
         DatabaseNotFoundError,
         QueueError,
+        QueueFullError,
         SchemaOutdatedError,
         StorageError,
     )
@@ -213,6 +215,8 @@ def run(
         fail(ExitCode.STORAGE, str(exc))
     except ConfigurationError as exc:
         usage_error(f"invalid configuration: {exc}")
+    except QueueFullError as exc:
+        fail(ExitCode.QUEUE_FULL, f"{exc}: try again once workers have caught up")
     except QueueError as exc:
         fail(ExitCode.QUEUE_ERROR, str(exc))
     except KeyboardInterrupt:
@@ -222,12 +226,14 @@ def run(
 def unexpected(exc: Exception) -> tuple[ExitCode, str]:
     """The exit code and the one line for an exception no command handled: the code of
     its class in the table, and :attr:`ExitCode.INTERNAL` for anything else (a bug)."""
-    from worker.core.errors import ConfigurationError, QueueError, StorageError
+    from worker.core.errors import ConfigurationError, QueueError, QueueFullError, StorageError
 
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else ""
     if isinstance(exc, ConfigurationError):
         return ExitCode.USAGE, f"invalid configuration: {text}"
+    if isinstance(exc, QueueFullError):
+        return ExitCode.QUEUE_FULL, text
     if isinstance(exc, StorageError | OSError):
         return ExitCode.STORAGE, text or type(exc).__name__
     if isinstance(exc, QueueError):

@@ -128,6 +128,14 @@ class QueueConfig(BaseModel):
         ge=1,
         le=100_000,
     )
+    max_pending: int = _setting(
+        0,
+        "QUEUE_MAX_PENDING",
+        "The most pending tasks each queue may hold: an enqueue past it is refused whole "
+        "(QueueFullError); 0: no bound (0 to 2**62).",
+        ge=0,
+        le=2**62,
+    )
     sqlite_synchronous: Annotated[Literal["NORMAL", "FULL"], BeforeValidator(_upper)] = _setting(
         "NORMAL",
         "QUEUE_SQLITE_SYNCHRONOUS",

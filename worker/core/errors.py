@@ -7,6 +7,8 @@ The tree::
     ├── InvalidStateTransitionError  the task is not in a state the operation accepts
     │   └── LeaseLostError           the caller's lease is stale: another claim owns the task now
     ├── DuplicateTaskError           an enqueued id already exists
+    ├── QueueFullError               an enqueue would take a queue past QUEUE_MAX_PENDING;
+    │                                nothing was written
     ├── InvalidInputError            an argument was refused (ValueError too)
     │   └── InvalidTaskError         enqueue refused a task; nothing was written
     ├── UnknownRequestKindError      a request kind (or model) is not registered
@@ -78,6 +80,22 @@ class DuplicateTaskError(QueueError):
     def __init__(self, task_ids: list[str]) -> None:
         super().__init__(f"task id already exists: {', '.join(task_ids)}")
         self.task_ids = task_ids
+
+
+class QueueFullError(QueueError):
+    """An enqueue would take a queue past its bound on pending tasks (``QUEUE_MAX_PENDING``);
+    the whole batch was refused, nothing was written. Try again once workers have caught up."""
+
+    def __init__(self, queue: str, pending: int, adding: int, limit: int) -> None:
+        super().__init__(
+            f"queue {queue!r} is full: it holds {pending:,} pending task"
+            f"{'' if pending == 1 else 's'} and this enqueue would add {adding:,}, past "
+            f"QUEUE_MAX_PENDING ({limit:,}); nothing was enqueued"
+        )
+        self.queue = queue
+        self.pending = pending
+        self.adding = adding
+        self.limit = limit
 
 
 class InvalidInputError(QueueError, ValueError):

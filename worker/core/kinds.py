@@ -51,8 +51,10 @@ class KindRegistry:
             return self._version, dict(self._by_name)
 
     def add(self, name: str, model: type[BaseModel]) -> None:
-        if not name or not name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"request kind name must be letters, digits, '-' or '_', got {name!r}")
+        if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise ValueError(
+                f"request kind name must be letters, digits, '-', '_' or '.', got {name!r}"
+            )
         with self._lock:
             current = self._by_name.get(name)
             if current is not None and current is not model:

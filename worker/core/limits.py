@@ -9,3 +9,7 @@ MAX_DURATION_S = 365 * 86400.0
 MAX_INSTANT = 253_402_300_799.0
 #: The most attempts a task (or a webhook delivery) may have.
 MAX_ATTEMPTS = 1_000_000
+#: The range of a task's priority (higher runs first); a retry policy's ``priority_step``
+#: stops at its ends.
+MIN_PRIORITY = -1_000_000
+MAX_PRIORITY = 1_000_000

@@ -18,7 +18,13 @@ from pydantic import (
 )
 
 from worker.core.ids import is_ulid
-from worker.core.limits import MAX_ATTEMPTS, MAX_DURATION_S, MAX_INSTANT
+from worker.core.limits import (
+    MAX_ATTEMPTS,
+    MAX_DURATION_S,
+    MAX_INSTANT,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+)
 from worker.core.states import TaskState
 from worker.core.storable import check_text
 
@@ -118,7 +124,9 @@ class RetryPolicy(BaseModel):
     ``exponential`` (``base_delay_s``, ``multiplier``, ``max_delay_s``; unset ones come from
     the config), ``fixed`` (``delay_s`` every time), or ``delays`` (``delays_s[n-1]`` after
     attempt n; the last one repeats). With ``deadline_s``, no retry is scheduled later than
-    that many seconds after the task was created.
+    that many seconds after the task was created. ``priority_step`` changes the task's
+    priority by that much at each retry (``-1``: a failing task gives way to the others),
+    stopping at the ends of the priority range.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -132,6 +140,7 @@ class RetryPolicy(BaseModel):
         default_factory=list, max_length=1000
     )
     deadline_s: float | None = _duration(None)
+    priority_step: int = Field(0, ge=MIN_PRIORITY - MAX_PRIORITY, le=MAX_PRIORITY - MIN_PRIORITY)
 
     @model_validator(mode="after")
     def _complete(self) -> RetryPolicy:
@@ -152,6 +161,10 @@ class Resources(BaseModel):
     gpu: bool = False
 
 
+#: The needs of a task that declares none (a frozen model: one instance serves every task).
+NO_NEEDS = Resources()
+
+
 class Task(BaseModel):
     """A unit of queued work. ``id=""`` and zero times are filled in by ``enqueue``."""
 
@@ -160,7 +173,7 @@ class Task(BaseModel):
     id: str = ""
     queue: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
     state: TaskState = TaskState.PENDING
-    priority: int = Field(0, ge=-1_000_000, le=1_000_000)
+    priority: int = Field(0, ge=MIN_PRIORITY, le=MAX_PRIORITY)
     schedule_at: float = _instant(0.0)
     items: list[TaskItem] = Field(min_length=1)
     attempt_count: int = Field(0, ge=0)
@@ -187,7 +200,7 @@ class Task(BaseModel):
     progress: Progress | None = None
     checkpoint: JsonValue = None
     cancel_requested_at: float | None = None
-    resources: Resources = Field(default_factory=Resources)
+    resources: Resources = NO_NEEDS
 
     @field_validator("name", "idempotency_key")
     @classmethod

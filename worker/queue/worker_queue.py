@@ -20,12 +20,14 @@ from worker.core.errors import (
     StorageError,
     UnknownRequestKindError,
 )
+from worker.core.garbage import paused_collection
 from worker.core.ids import new_ids
 from worker.core.models import Completion, Failure, Progress, Resources, Task
 from worker.core.states import TaskState
 from worker.core.storable import CHECKPOINT_WRAPPING, json_text, safe_text
 from worker.queue.admin import QueueAdmin
 from worker.queue.notifier import Notifier
+from worker.queue.producing import QueueProducer
 from worker.storage.backend import Listening, Wake
 from worker.storage.control import Heartbeat
 from worker.storage.interface import Storage, open_storage
@@ -61,7 +63,7 @@ def _delay(name: str, delay_s: float | None) -> None:
         arguments.seconds(name, delay_s, zero=True)
 
 
-class WorkerQueue(QueueAdmin):
+class WorkerQueue(QueueAdmin, QueueProducer):
     """A durable task queue on one database. Open with ``initialize()`` or ``async with``."""
 
     def __init__(
@@ -189,31 +191,32 @@ class WorkerQueue(QueueAdmin):
             raise InvalidInputError(
                 f"tasks must be a list of Task or mappings, got {type(tasks).__name__}"
             )
-        checked = [_validated(index, task) for index, task in enumerate(tasks)]
-        now = self._clock()
-        fresh_ids = iter(new_ids(sum(1 for task in checked if not task.id)))
-        rows = []
-        for index, task in enumerate(checked):
-            try:
-                items = items_json(task.items)
-            except UnknownRequestKindError as exc:
-                raise InvalidTaskError(f"tasks[{index}].items: {exc}") from exc
-            except ValueError as exc:  # a value the database cannot store, named
-                raise InvalidTaskError(f"tasks[{index}].{exc}") from exc
-            # Known-good values, set without re-running validation (enqueue's hot path).
-            fields = task.__dict__
-            if not task.id:
-                fields["id"] = next(fresh_ids)
-            for name in ("created_at", "updated_at", "schedule_at"):
-                if not fields[name]:
-                    fields[name] = now
-            try:
-                rows.append(insert_values(task, items))
-            except ValueError as exc:
-                raise InvalidTaskError(f"tasks[{index}].{exc}") from exc
+        with paused_collection():  # a batch of acyclic objects (worker.core.garbage)
+            checked = [_validated(index, task) for index, task in enumerate(tasks)]
+            now = self._clock()
+            fresh_ids = iter(new_ids(sum(1 for task in checked if not task.id)))
+            rows = []
+            for index, task in enumerate(checked):
+                try:
+                    items = items_json(task.items)
+                except UnknownRequestKindError as exc:
+                    raise InvalidTaskError(f"tasks[{index}].items: {exc}") from exc
+                except ValueError as exc:  # a value the database cannot store, named
+                    raise InvalidTaskError(f"tasks[{index}].{exc}") from exc
+                # Known-good values, set without re-running validation (enqueue's hot path).
+                fields = task.__dict__
+                if not task.id:
+                    fields["id"] = next(fresh_ids)
+                for name in ("created_at", "updated_at", "schedule_at"):
+                    if not fields[name]:
+                        fields[name] = now
+                try:
+                    rows.append(insert_values(task, items))
+                except ValueError as exc:
+                    raise InvalidTaskError(f"tasks[{index}].{exc}") from exc
         if not rows:
             return 0
-        ids, inserted = await self._storage.insert(rows, now)
+        ids, inserted = await self._storage.insert(rows, now, max_pending=self.config.max_pending)
         for task, task_id in zip(checked, ids, strict=True):
             task.__dict__["id"] = task_id
         if inserted:

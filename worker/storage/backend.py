@@ -124,6 +124,18 @@ class Backend(ABC):
         transactions already take turns)."""
         return None
 
+    def queue_locks(self) -> sa.TextClause | None:
+        """A statement that holds, until the transaction ends, a lock on each queue name in
+        ``:queues`` (a JSON list, sorted), so that producers checking a queue's bound on
+        pending tasks (``QUEUE_MAX_PENDING``) take turns and none overshoots it (None: the
+        backend's write transactions already take turns). Taken before any key lock."""
+        return None
+
+    @abstractmethod
+    def pending_by_queue(self) -> sa.TextClause | sa.Select[Any]:
+        """Rows ``(queue, count)``: the pending tasks of each queue in ``:queues`` (a JSON
+        list) that has any."""
+
     def migration_lock(self) -> sa.TextClause | None:
         """A statement that makes this transaction the only one migrating the database
         until it ends (None: the backend's write transactions already are)."""

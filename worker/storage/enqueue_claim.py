@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.core.errors import DuplicateTaskError, StorageError
+from worker.core.errors import DuplicateTaskError, QueueFullError, StorageError
 from worker.core.models import Failure, Resources, Task
 from worker.core.states import TaskState
 from worker.storage import dependencies, undecodable
@@ -31,6 +31,7 @@ from worker.storage.rows import (
     ROW_DEPENDS_ON,
     ROW_ID,
     ROW_KEY,
+    ROW_QUEUE,
     UNREADABLE,
     InsertRow,
     task_from_claim,
@@ -86,22 +87,34 @@ class TaskStore:
 
     # -- enqueue -------------------------------------------------------------------------
 
-    async def insert(self, rows: list[InsertRow], now: float) -> tuple[list[str], int]:
-        """Insert rows (:data:`INSERT_COLUMNS` values) atomically, in one ``executemany`` (or
-        the backend's bulk load: a binary COPY on PostgreSQL).
+    async def insert(
+        self, rows: list[InsertRow], now: float, *, max_pending: int = 0
+    ) -> tuple[list[str], int]:
+        """Insert rows (:data:`INSERT_COLUMNS` values) atomically, by the backend's bulk load
+        (multi-row inserts on SQLite, a binary COPY on PostgreSQL) or an ``executemany``.
 
         Returns each row's task id and how many rows were inserted: a row whose idempotency
         key belongs to a live task (or to an earlier row of the same batch) is not inserted,
         and its id is the existing task's. Dependencies are recorded in the same transaction.
+        With ``max_pending``, a batch that would take a queue past that many pending tasks
+        raises :class:`QueueFullError` and writes nothing (the queues are locked first where
+        producers would otherwise count side by side).
         """
         insert, wake, key_locks = self._sql.insert, self._sql.wake_tasks, self._sql.key_locks
         keyed = any(row[ROW_KEY] is not None for row in rows)
-        reads_first = keyed or any(row[ROW_DEPENDS_ON] for row in rows)
+        reads_first = keyed or bool(max_pending) or any(row[ROW_DEPENDS_ON] for row in rows)
 
         def body(txn: Txn) -> tuple[list[str], int]:
             ids = [row[ROW_ID] for row in rows]
+            if max_pending:  # queue locks come before key locks, in every transaction
+                queues = Counter(row[ROW_QUEUE] for row in rows)
+                if self._sql.queue_locks is not None:
+                    txn.rows(self._sql.queue_locks, queues=json.dumps(sorted(queues)))
             # Without idempotency keys (the common bulk enqueue) every row is new.
             fresh = _fresh(rows, ids, _live_keys(txn, rows, key_locks)) if keyed else rows
+            if max_pending:
+                adding = Counter(row[ROW_QUEUE] for row in fresh) if keyed else queues
+                _check_room(txn, self._sql.pending_by_queue, adding, max_pending)
             try:
                 if fresh and not txn.load(fresh):  # the backend's bulk load, if any
                     txn.many(insert, fresh)
@@ -326,6 +339,18 @@ def _fresh(rows: list[InsertRow], ids: list[str], existing: dict[str, str]) -> l
             existing[key] = row[ROW_ID]
         fresh.append(row)
     return fresh
+
+
+def _check_room(txn: Txn, count: Prepared, adding: Counter[str], limit: int) -> None:
+    """Raise :class:`QueueFullError` when adding these tasks to their queues would take one
+    past ``limit`` pending tasks."""
+    if not adding:
+        return
+    found = dict(txn.rows(count, queues=json.dumps(sorted(adding))))
+    for queue in sorted(adding):
+        pending = int(found.get(queue, 0))
+        if pending + adding[queue] > limit:
+            raise QueueFullError(queue, pending, adding[queue], limit)
 
 
 def _live_keys(txn: Txn, rows: list[InsertRow], locks: Prepared | None = None) -> dict[str, str]:

@@ -70,9 +70,13 @@ class Storage(Protocol):
 
     # -- producing and claiming -----------------------------------------------------------
 
-    async def insert(self, rows: list[InsertRow], now: float) -> tuple[list[str], int]:
+    async def insert(
+        self, rows: list[InsertRow], now: float, *, max_pending: int = 0
+    ) -> tuple[list[str], int]:
         """Insert encoded tasks atomically: each row's id (a live holder's for a reused
-        idempotency key) and how many were inserted."""
+        idempotency key) and how many were inserted. ``max_pending`` (0: none): the most
+        pending tasks a queue may hold after it, else ``QueueFullError`` and nothing is
+        written."""
         ...
 
     async def claim(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticSerializationError
 
 from worker.core import kinds
@@ -45,8 +45,8 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 def items_json(items: list[TaskItem]) -> str:
     """The ``items`` column's JSON text: each item's kind name, request and response URL.
 
-    Kind names are letters, digits, ``-`` and ``_`` (the registry checks), so they need no
-    escaping. Requests go through pydantic-core's serializer directly: ``model_dump_json``
+    Kind names are letters, digits, ``-``, ``_`` and ``.`` (the registry checks), so they
+    need no escaping. Requests go through pydantic-core's serializer directly: ``model_dump_json``
     with its defaults, without the wrapper (a test pins the two equal). A request or URL
     the database cannot store raises ``ValueError`` naming the item (``items[1].request
     ...``; see :mod:`worker.core.storable`).
@@ -106,8 +106,8 @@ _PENDING = TaskState.PENDING.value
 #: by value through the sequence protocol, which made a 50,000-row insert ~20 % slower.
 InsertRow = tuple[Any, ...]
 #: Where a row's fields are, for the code that reads them back (store, dependencies).
-ROW_ID, ROW_KEY, ROW_DEPENDS_ON = (
-    INSERT_COLUMNS.index(name) for name in ("id", "idempotency_key", "depends_on")
+ROW_ID, ROW_QUEUE, ROW_KEY, ROW_DEPENDS_ON = (
+    INSERT_COLUMNS.index(name) for name in ("id", "queue", "idempotency_key", "depends_on")
 )
 
 
@@ -134,6 +134,51 @@ def insert_values(task: Task, items: str) -> InsertRow:
         _dumps(depends_on) if depends_on else None,
         resources["memory_bytes"], resources["cpu"], resources["gpu"],
     )  # fmt: skip
+
+
+_ROW_ITEMS = INSERT_COLUMNS.index("items")
+assert ROW_ID == 0 < _ROW_ITEMS  # uniform_rows builds rows in this order
+
+
+def uniform_rows(
+    template: InsertRow, ids: Sequence[str], requests: Sequence[Any], response_url: str | None
+) -> list[InsertRow]:
+    """Rows of tasks that are all ``template`` (:func:`insert_values` of a task) but for
+    their id and their one item: ``requests[i]`` with ``response_url``, as
+    :func:`items_json` encodes it. The fast path of ``submit_many``: each request costs its
+    serialization and a tuple.
+
+    Raises :class:`~worker.core.errors.UnknownRequestKindError` for a request of no
+    registered kind, ``TypeError`` for one that is no pydantic model, and ``ValueError``
+    naming it (``requests[3] ...``) for one the database cannot store.
+    """
+    if response_url is not None and not response_url.isascii():
+        check_text(response_url, "response_url")
+    url = "null" if response_url is None else _dumps(response_url)
+    before, after = template[1:_ROW_ITEMS], template[_ROW_ITEMS + 1 :]
+    encoders: dict[type[Any], tuple[str, Any]] = {}
+    rows: list[InsertRow] = []
+    append = rows.append
+    for index, (task_id, request) in enumerate(zip(ids, requests, strict=True)):
+        model = type(request)
+        known = encoders.get(model)
+        if known is None:
+            if not isinstance(request, BaseModel):
+                raise TypeError(
+                    f"requests[{index}] must be an instance of a registered request model, "
+                    f"got {model.__name__}"
+                )
+            known = encoders[model] = (kinds.kind_of(model), model.__pydantic_serializer__.to_json)
+        kind, to_json = known
+        try:
+            body = to_json(request).decode()
+        except PydanticSerializationError as exc:
+            raise ValueError(f"requests[{index}] cannot be stored: {exc}") from exc
+        if len(body) > _DEEP_ENOUGH:
+            check_json_text(body, f"requests[{index}]")
+        items = f'[{{"kind":"{kind}","request":{body},"response_url":{url}}}]'
+        append((task_id, *before, items, *after))
+    return rows
 
 
 #: The unpacking order of :func:`task_from_values`; a test pins it to :data:`ROW_COLUMNS`.

@@ -103,8 +103,10 @@ class SqlStorage:
 
     # -- producing and claiming -----------------------------------------------------------
 
-    async def insert(self, rows: list[InsertRow], now: float) -> tuple[list[str], int]:
-        return await self._tasks.insert(rows, now)
+    async def insert(
+        self, rows: list[InsertRow], now: float, *, max_pending: int = 0
+    ) -> tuple[list[str], int]:
+        return await self._tasks.insert(rows, now, max_pending=max_pending)
 
     async def claim(
         self,

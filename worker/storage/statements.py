@@ -154,6 +154,11 @@ class Statements:
         locks = self.backend.key_locks()
         #: What locks a batch's idempotency keys before they are looked up, if anything.
         self.key_locks = None if locks is None else prepare(locks, dialect)
+        queues = self.backend.queue_locks()
+        #: What locks a batch's queues before their pending tasks are counted, if anything.
+        self.queue_locks = None if queues is None else prepare(queues, dialect)
+        #: ``(queue, count)`` of pending tasks, for the bound on them (QUEUE_MAX_PENDING).
+        self.pending_by_queue = prepare(self.backend.pending_by_queue(), dialect)
         tasks_woken = self.backend.wake("tasks") if wake else None
         #: What an enqueue runs in its transaction to wake other processes' workers, if any.
         self.wake_tasks = None if tasks_woken is None else prepare(tasks_woken, dialect)

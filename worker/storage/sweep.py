@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from worker.core.limits import MAX_PRIORITY, MIN_PRIORITY
 from worker.core.models import RetryPolicy, Task
 from worker.core.states import TaskState, sources, target
 from worker.storage import dependencies, undecodable
@@ -62,7 +63,8 @@ class SweepStore:
         dead_before: float | None = None,
     ) -> list[Task]:
         """Tasks of dead workers and expired leases -> RETRYABLE; RETRYABLE -> PENDING (after
-        backoff; at once for a dead worker's) or DISCARDED.
+        backoff; at once for a dead worker's) or DISCARDED. A requeued task's priority moves by
+        its retry policy's ``priority_step``.
 
         One write transaction: on SQLite it holds the write lock from its first statement,
         so nothing it decides on can change under it.
@@ -189,7 +191,8 @@ class SweepStore:
             if at is None:
                 too_late.append(task_id)
             else:
-                requeue.append({"b_id": task_id, "b_schedule_at": at})
+                step = 0 if parsed is None else parsed.priority_step
+                requeue.append({"b_id": task_id, "b_schedule_at": at, "b_step": step})
         if requeue:
             await conn.execute(
                 sa.update(tasks)
@@ -197,6 +200,7 @@ class SweepStore:
                 .values(
                     state=target("requeue").value,
                     schedule_at=sa.bindparam("b_schedule_at"),
+                    priority=_stepped(sa.bindparam("b_step", type_=sa.Integer)),
                     retry_delay=None,
                     updated_at=now,
                 ),
@@ -226,6 +230,14 @@ class SweepStore:
         )
         rows = (await conn.execute(statement)).all()
         await dependencies.settle_rows_on(conn, self._db.statements, target("exhaust"), rows, now)
+
+
+def _stepped(step: sa.BindParameter[int]) -> sa.ColumnElement[int]:
+    """The priority moved by its retry policy's ``priority_step``, kept within the range."""
+    moved = tasks.c.priority + step
+    return sa.case(
+        (moved > MAX_PRIORITY, MAX_PRIORITY), (moved < MIN_PRIORITY, MIN_PRIORITY), else_=moved
+    )
 
 
 async def _read_moved(conn: AsyncConnection, ids: list[str]) -> list[Task]:

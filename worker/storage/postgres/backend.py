@@ -100,6 +100,21 @@ class PostgresBackend(Backend):
             "FROM jsonb_array_elements_text(CAST(:keys AS jsonb)) WITH ORDINALITY AS t(k, n)"
         )
 
+    def pending_by_queue(self) -> sa.Select[Any]:
+        return (
+            sa.select(tasks.c.queue, sa.func.count())
+            .where(state_in(TaskState.PENDING), tasks.c.queue.in_(json_values("queues")))
+            .group_by(tasks.c.queue)
+        )
+
+    def queue_locks(self) -> sa.TextClause:
+        # As key_locks, in a space of their own (the hash's seed): a queue named like a key
+        # never shares its lock.
+        return sa.text(
+            "SELECT count(pg_advisory_xact_lock(hashtextextended(q, 1))) "
+            "FROM jsonb_array_elements_text(CAST(:queues AS jsonb)) WITH ORDINALITY AS t(q, n)"
+        )
+
     def migration_lock(self) -> sa.TextClause:
         # A transaction-level advisory lock: processes on many machines starting at once
         # migrate one after the other (the later ones find the schema at head); released

@@ -63,6 +63,15 @@ class SqliteBackend(Backend):
             "AND (priority > :priority OR (priority = :priority AND id < :id))"
         )
 
+    def pending_by_queue(self) -> sa.TextClause:
+        # Through the partial claim index, which holds pending tasks only (the planner would
+        # rather take the queue index and read every row of the queue, finished ones too).
+        return sa.text(
+            "SELECT queue, count(*) FROM tasks INDEXED BY ix_tasks_claim "
+            f"WHERE state = '{_PENDING}' AND queue IN (SELECT value FROM json_each(:queues)) "
+            "GROUP BY queue"
+        )
+
     def oldest_pending(self) -> sa.TextClause:
         return sa.text(
             "SELECT min(created_at) FROM tasks INDEXED BY ix_tasks_claim "

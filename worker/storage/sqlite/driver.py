@@ -24,7 +24,8 @@ from sqlalchemy import exc
 if TYPE_CHECKING:
     import aiosqlite
 
-from worker.storage.statements import Statements
+from worker.storage.sqlite.bulk import MultiRowInsert
+from worker.storage.statements import INSERT_COLUMNS, Statements
 from worker.storage.txn import Compiling, Statement, Txn
 
 T = TypeVar("T")
@@ -59,7 +60,11 @@ class DriverTxn(Compiling):
             raise _wrap(prepared.sql, params, error) from error
 
     def load(self, rows: Sequence[tuple[Any, ...]]) -> bool:
-        return False  # SQLite has no bulk-load path: executemany is its fastest
+        try:
+            _INSERT_TASKS(self._conn, rows)
+        except sqlite3.Error as error:
+            raise _wrap(_INSERT_TASKS.statement, (), error) from error
+        return True
 
     def begin(self) -> None:
         try:
@@ -72,6 +77,10 @@ class DriverTxn(Compiling):
             self._conn.commit()
         except sqlite3.Error as error:
             raise _wrap("COMMIT", (), error) from error
+
+
+#: The bulk insert of :meth:`DriverTxn.load`.
+_INSERT_TASKS = MultiRowInsert("tasks", INSERT_COLUMNS)
 
 
 def _wrap(sql: str, params: Any, error: sqlite3.Error) -> BaseException:
