@@ -169,6 +169,8 @@ def test_insert_values_come_in_the_compiled_insert_order() -> None:
         depends_on=["01ARZ3NDEKTSV4RRFFQ69G5FAV"],
         retry_policy=RetryPolicy(kind="fixed", delay_s=2.0),
         resources=Resources(memory_bytes=5, cpu=0.5, gpu=True),
+        on_success="pkg.mod:done",
+        on_failure="pkg.mod:failed",
     )
     task.__dict__.update(id="ID", created_at=1.0, updated_at=2.0, schedule_at=3.0)
     row = dict(zip(INSERT_COLUMNS, insert_values(task, "[items]"), strict=True))
@@ -181,6 +183,7 @@ def test_insert_values_come_in_the_compiled_insert_order() -> None:
         "retry_policy": RetryPolicy(kind="fixed", delay_s=2.0).model_dump_json(), "held": True,
         "waiting_on": 0, "depends_on": '["01ARZ3NDEKTSV4RRFFQ69G5FAV"]', "memory_bytes": 5,
         "cpu_share": 0.5, "needs_gpu": True,
+        "on_success": "pkg.mod:done", "on_failure": "pkg.mod:failed",
     }  # fmt: skip
 
 
@@ -264,6 +267,8 @@ _UNUSUAL = {
     "memory_bytes": 1024,
     "cpu_share": 0.5,
     "needs_gpu": True,
+    "on_success": "pkg.mod:done",
+    "on_failure": "pkg.mod:failed",
 }
 
 
@@ -293,7 +298,8 @@ async def test_a_claim_reads_back_whole_any_task_not_plain(
         assert task == await queue.get_task(task.id)
     by_id = {task.id: task for task in claimed}
     assert by_id[tasks[0].id].expired_count == 2
-    assert by_id[tasks[-2].id].resources.gpu is True
+    assert by_id[tasks[-4].id].resources.gpu is True
+    assert by_id[tasks[-2].id].on_failure == "pkg.mod:failed"
     assert by_id[tasks[-1].id].errors == []
 
 

@@ -133,6 +133,7 @@ def insert_values(task: Task, items: str) -> InsertRow:
         None if policy is None else policy.model_dump_json(), fields["held"], 0,
         _dumps(depends_on) if depends_on else None,
         resources["memory_bytes"], resources["cpu"], resources["gpu"],
+        fields["on_success"], fields["on_failure"],
     )  # fmt: skip
 
 
@@ -144,6 +145,7 @@ UNPACK_ORDER = (
     "idempotency_key", "created_at", "updated_at", "started_at", "finished_at",
     "progress", "checkpoint", "cancel_requested_at", "timeout_s", "retry_policy", "held",
     "waiting_on", "dependents", "depends_on", "memory_bytes", "cpu_share", "needs_gpu",
+    "on_success", "on_failure",
 )  # fmt: skip
 _STATES = {state.value: state for state in TaskState}
 _POLICY = TypeAdapter(RetryPolicy)
@@ -184,6 +186,7 @@ def task_from_claim(
         idempotency_key, created_at, now, now, None,
         None, None, None, None, None, False,
         0, 0, None, 0, 0.0, False,
+        None, None,
     )  # fmt: skip
     return task_from_values(whole)
 
@@ -231,6 +234,7 @@ def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
         idempotency_key, created_at, updated_at, started_at, finished_at,
         progress, checkpoint, cancel_requested_at, timeout_s, retry_policy, held,
         waiting_on, _dependents, depends_on, memory_bytes, cpu_share, needs_gpu,
+        on_success, on_failure,
     ) = row  # fmt: skip
     if not isinstance(items, str):
         raise PayloadError(f"stored items are not JSON text: {items!r:.200}")
@@ -273,6 +277,8 @@ def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
             "resources": _NO_NEEDS
             if not (memory_bytes or cpu_share or needs_gpu)
             else _resources(memory_bytes, cpu_share, needs_gpu),
+            "on_success": on_success,
+            "on_failure": on_failure,
         },
         _TASK_FIELDS,
     )

@@ -51,6 +51,7 @@ CLAIM_DEFAULTS: dict[str, Any] = {
     "expired_count": 0, "last_error": None, "errors": "[]", "outcomes": None,
     "progress": None, "checkpoint": None, "timeout_s": None, "retry_policy": None,
     "depends_on": None, "memory_bytes": 0, "cpu_share": 0.0, "needs_gpu": False,
+    "on_success": None, "on_failure": None,
 }  # fmt: skip
 
 #: Columns a bulk insert sets, in table order (the compiled statement's parameter order);
@@ -80,6 +81,8 @@ INSERT_COLUMNS = (
     "memory_bytes",
     "cpu_share",
     "needs_gpu",
+    "on_success",
+    "on_failure",
 )
 
 
