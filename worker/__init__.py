@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         LeaseLostError,
         QueueClosedError,
         QueueError,
+        ScheduleNotFoundError,
         SchemaMismatchError,
         SchemaOutdatedError,
         StorageError,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
         TaskItem,
         UnloadedRequest,
     )
+    from worker.core.schedules import Schedule, ScheduleTaskOptions, ScheduleTiming
     from worker.core.states import TERMINAL_STATES, Priority, TaskState
     from worker.queue.worker_queue import WorkerQueue
     from worker.runtime.context import TaskContext
@@ -71,6 +73,7 @@ _MODULES = {
     "LeaseLostError": "worker.core.errors",
     "QueueClosedError": "worker.core.errors",
     "QueueError": "worker.core.errors",
+    "ScheduleNotFoundError": "worker.core.errors",
     "SchemaMismatchError": "worker.core.errors",
     "SchemaOutdatedError": "worker.core.errors",
     "StorageError": "worker.core.errors",
@@ -95,6 +98,9 @@ _MODULES = {
     "Worker": "worker.runtime.workers",
     "run_workers": "worker.runtime.workers",
     "worker_loop": "worker.runtime.workers",
+    "Schedule": "worker.core.schedules",
+    "ScheduleTaskOptions": "worker.core.schedules",
+    "ScheduleTiming": "worker.core.schedules",
     "TERMINAL_STATES": "worker.core.states",
     "Priority": "worker.core.states",
     "TaskState": "worker.core.states",
@@ -135,6 +141,10 @@ __all__ = [
     "Resources",
     "Retry",
     "RetryPolicy",
+    "Schedule",
+    "ScheduleNotFoundError",
+    "ScheduleTaskOptions",
+    "ScheduleTiming",
     "SchemaMismatchError",
     "SchemaOutdatedError",
     "StorageError",

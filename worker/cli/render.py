@@ -19,6 +19,7 @@ from rich.text import Text
 from worker.core.errors import UnknownRequestKindError
 from worker.core.kinds import kind_of
 from worker.core.models import Task, UnloadedRequest
+from worker.core.schedules import Schedule
 from worker.core.states import TaskState
 
 # Piped output is not cut to 80 columns (COLUMNS still wins when set).
@@ -204,6 +205,34 @@ def tasks_table(tasks: list[Task], now: float | None = None) -> Table:
             duration(now - task.created_at),
             progress_text(task),
             task.name or request_summary(task.items[0].request, 40),
+        )
+    return table
+
+
+def schedules_table(schedules: list[Schedule], now: float) -> Table:
+    """One row per schedule: name, timing, what it enqueues, catch-up, next run, last tick."""
+    table = Table(show_edge=False)
+    for name in ("name", "when", "enqueues", "queue", "catch-up", "next run", "last tick"):
+        table.add_column(name, no_wrap=name in {"name", "next run"})
+    for schedule in schedules:
+        request = json.dumps(schedule.request, ensure_ascii=False)
+        enqueues = f"{schedule.kind}: {request}"
+        if len(enqueues) > 40:
+            enqueues = enqueues[:39] + "…"
+        catch_up: str = schedule.catch_up
+        if schedule.catch_up == "all":
+            catch_up += f" (≤{schedule.max_catch_up})"
+        last = instant(schedule.last_tick_at, now)
+        if schedule.last_task_id:
+            last += f" {schedule.last_task_id}"
+        table.add_row(
+            schedule.name,
+            schedule.timing.describe(),
+            enqueues,
+            schedule.options.queue,
+            catch_up,
+            instant(schedule.next_run_at, now),
+            last,
         )
     return table
 

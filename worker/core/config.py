@@ -246,6 +246,13 @@ class QueueConfig(BaseModel):
         "Modules whose functions the built-in call kind may run, comma-separated; "
         "none: call is off.",
     )
+    # Schedules (worker.runtime.scheduler): every worker fires the ticks that are due.
+    schedule_interval: float = _duration(
+        1.0,
+        "QUEUE_SCHEDULE_INTERVAL",
+        "Each worker enqueues the schedules' due ticks this often, in seconds (a tick is "
+        "enqueued once, by whichever worker gets there first).",
+    )
     # Webhooks (worker.webhooks): a POST per task item with a response_url, once it ends.
     webhook_max_attempts: int = _setting(
         5,

@@ -1,4 +1,5 @@
-"""``Worker``: a worker loop, the retry sweeper, the worker registry and signal handling.
+"""``Worker``: a worker loop, the retry sweeper, the schedules' ticks, the worker registry and
+signal handling.
 
 ::
 
@@ -42,6 +43,7 @@ from worker.runtime.loop import Loop
 from worker.runtime.memory import MemoryInfoError, read_meminfo, total_bytes
 from worker.runtime.processors import ProcessorRegistry
 from worker.runtime.processors import registry as default_registry
+from worker.runtime.scheduler import schedule_loop
 from worker.runtime.sweeper import retry_sweeper
 from worker.webhooks import drain_webhooks, webhook_loop
 
@@ -121,6 +123,7 @@ class Worker:
         handle_signals: bool = True,
         worker_id: str | None = None,
         resources: Resources | None = None,
+        schedules: bool = True,
     ) -> None:
         self.queue = queue
         self.registry = registry or default_registry
@@ -134,6 +137,9 @@ class Worker:
         #: where they fit.
         self.resources = resources if resources is not None else machine_resources()
         self.sweep_interval_s = sweep_interval_s
+        #: Whether this worker fires the schedules' due ticks (any one worker suffices; each
+        #: tick is enqueued once however many do).
+        self.schedules = schedules
         self.handle_signals = handle_signals
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.events = EventBus()
@@ -173,6 +179,9 @@ class Worker:
             retry_sweeper(self.queue, self.sweep_interval_s, stop=self._stop)
         )
         webhooks = asyncio.create_task(webhook_loop(self.queue, stop=self._stop))
+        helpers = [sweeper, webhooks]
+        if self.schedules:
+            helpers.append(asyncio.create_task(schedule_loop(self.queue, stop=self._stop)))
         installed = self._install_signals() if self.handle_signals else []
         try:
             self.counts = await worker_loop(
@@ -192,9 +201,9 @@ class Worker:
         finally:
             for signum in installed:
                 asyncio.get_running_loop().remove_signal_handler(signum)
-            for helper in (sweeper, webhooks):
+            for helper in helpers:
                 helper.cancel()
-            await asyncio.gather(sweeper, webhooks, return_exceptions=True)
+            await asyncio.gather(*helpers, return_exceptions=True)
             if self.queue.storage_lost_error is None:  # else nothing can be written
                 try:
                     await liveness.stopped()

@@ -12,8 +12,8 @@ import json
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 _LIVE = (TaskState.PENDING, TaskState.PROCESSING, TaskState.RETRYABLE)
 
 _UNLIMITED = 2**62
+
+T = TypeVar("T")
 
 
 def _within(claimed: list[Task], budget: Resources) -> tuple[list[Task], list[Task]]:
@@ -94,6 +96,31 @@ class TaskStore:
         key belongs to a live task (or to an earlier row of the same batch) is not inserted,
         and its id is the existing task's. Dependencies are recorded in the same transaction.
         """
+        reads_first = _reads_first(rows)
+        # A batch without keys or dependencies is one bulk load (one statement, atomic by
+        # itself) and a wake-up: no transaction around them is needed.
+        standalone = not reads_first and self._sql.bulk_load is not None
+        return await self._inserting(
+            self._insert_body(rows, now), rows, lock_first=reads_first, atomic=not standalone
+        )
+
+    async def insert_within(
+        self,
+        body: Callable[[Txn, Callable[[Txn], tuple[list[str], int]]], T],
+        rows: list[InsertRow],
+        now: float,
+    ) -> T:
+        """Run ``body(txn, insert)`` as one transaction, where ``insert(txn)`` inserts the rows
+        as :meth:`insert` does: for a caller whose own statements must commit (or not) with
+        them. ``body``'s first statement must write (it opens the transaction)."""
+        insert = self._insert_body(rows, now)
+        return await self._inserting(
+            lambda txn: body(txn, insert), rows, lock_first=False, atomic=True
+        )
+
+    def _insert_body(
+        self, rows: list[InsertRow], now: float
+    ) -> Callable[[Txn], tuple[list[str], int]]:
         insert, wake, key_locks = self._sql.insert, self._sql.wake_tasks, self._sql.key_locks
         keyed = any(row[ROW_KEY] is not None for row in rows)
         reads_first = keyed or any(row[ROW_DEPENDS_ON] for row in rows)
@@ -115,12 +142,14 @@ class TaskStore:
                 txn.rows(wake)
             return ids, len(fresh)
 
-        # A batch without keys or dependencies is one bulk load (one statement, atomic by
-        # itself) and a wake-up: no transaction around them is needed.
-        standalone = not reads_first and self._sql.bulk_load is not None
+        return body
+
+    async def _inserting(
+        self, body: Callable[[Txn], T], rows: list[InsertRow], *, lock_first: bool, atomic: bool
+    ) -> T:
         try:
             return await self._db.transaction(
-                "enqueue", body, lock_first=reads_first, rows=len(rows), atomic=not standalone
+                "enqueue", body, lock_first=lock_first, rows=len(rows), atomic=atomic
             )
         except _Collided as collided:
             async with self._db.read("enqueue") as conn:
@@ -277,6 +306,11 @@ class TaskStore:
         statement = self._sql.any_due_by_queue if "queues" in values else self._sql.any_due
         async with self._db.read("dequeue") as conn:
             return bool(await self._run(conn, statement, **values))
+
+
+def _reads_first(rows: list[InsertRow]) -> bool:
+    """Whether an insert reads before it writes (idempotency keys, dependencies)."""
+    return any(row[ROW_KEY] is not None or row[ROW_DEPENDS_ON] for row in rows)
 
 
 def _decodable(row: Sequence[Any], whole: Sequence[Any] | None) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from worker.storage.backend import Capabilities, Listening, Wake
     from worker.storage.control import Heartbeat, LeaseReport
     from worker.storage.rows import InsertRow
+    from worker.storage.schedules import ScheduleStore
     from worker.storage.sweep import RetryPlan
     from worker.storage.webhooks import WebhookStore
 
@@ -66,6 +67,12 @@ class Storage(Protocol):
     def webhooks(self) -> WebhookStore:
         """The webhook deliveries' operations: the scan of finished tasks, adding, claiming
         and settling deliveries (:mod:`worker.webhooks` runs them)."""
+        ...
+
+    @property
+    def schedules(self) -> ScheduleStore:
+        """The schedules' operations: declaring, reading, removing, and firing a tick (the
+        compare-and-set on its ``next_run_at`` and its tasks' insert, one transaction)."""
         ...
 
     # -- producing and claiming -----------------------------------------------------------

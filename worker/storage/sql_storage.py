@@ -2,7 +2,7 @@
 
 Each group of operations is a module of its own (``store``: enqueue and claim;
 ``transitions``: acknowledgements and single-task moves; ``sweep``; ``reads``; ``control``:
-operators, workers, statistics, purge; webhook deliveries), all on one
+operators, workers, statistics, purge; webhook deliveries; schedules), all on one
 :class:`~worker.storage.database.Database`. This class is the one door to them: the queue sees the
 named operations of :class:`~worker.storage.interface.Storage`, never a store, a column or SQL.
 """
@@ -25,6 +25,7 @@ from worker.storage.enqueue_claim import TaskStore
 from worker.storage.reads import ReadStore
 from worker.storage.revision import check_schema
 from worker.storage.rows import InsertRow
+from worker.storage.schedules import ScheduleStore
 from worker.storage.sweep import RetryPlan, SweepStore
 from worker.storage.transitions import TransitionStore
 from worker.storage.webhooks import WebhookStore
@@ -45,6 +46,7 @@ class SqlStorage:
         self._sweep = SweepStore(db)
         self._control = ControlStore(db, vt)
         self._webhooks = WebhookStore(db)
+        self._schedules = ScheduleStore(db, self._tasks)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -95,6 +97,10 @@ class SqlStorage:
     @property
     def webhooks(self) -> WebhookStore:
         return self._webhooks
+
+    @property
+    def schedules(self) -> ScheduleStore:
+        return self._schedules
 
     def listener(self, on_wake: dict[Wake, Callable[[], None]]) -> Listening | None:
         if not self.database.notifies:
