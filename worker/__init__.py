@@ -13,6 +13,7 @@ from worker.core.lazy import lazy_getattr
 if TYPE_CHECKING:
     from worker.builtins.requests import CallRequest, CommandRequest
     from worker.core.backoff import retry_delay_s
+    from worker.core.callbacks import CallbackState, TaskCallback
     from worker.core.config import QueueConfig
     from worker.core.errors import (
         ConfigurationError,
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 _MODULES = {
     "retry_delay_s": "worker.core.backoff",
     "CallRequest": "worker.builtins.requests",
+    "CallbackState": "worker.core.callbacks",
+    "TaskCallback": "worker.core.callbacks",
     "CommandRequest": "worker.builtins.requests",
     "QueueConfig": "worker.core.config",
     "TaskContext": "worker.runtime.context",
@@ -119,6 +122,7 @@ __all__ = [
     "TERMINAL_STATES",
     "AttemptError",
     "CallRequest",
+    "CallbackState",
     "CommandRequest",
     "Completion",
     "ConfigurationError",
@@ -149,6 +153,7 @@ __all__ = [
     "SchemaOutdatedError",
     "StorageError",
     "Task",
+    "TaskCallback",
     "TaskContext",
     "TaskEvent",
     "TaskItem",

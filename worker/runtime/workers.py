@@ -16,8 +16,8 @@ SIGINT or SIGTERM (handlers installed only while :meth:`Worker.run` runs) stops 
 and lets running handlers finish within ``shutdown_grace`` seconds; the rest are cancelled and
 released (their attempt is given back). A second signal stops them at once.
 
-A burst worker that ran dry delivers the webhooks that are due (those of the tasks it just
-finished, mostly) before it exits, for at most ``DRAIN_TIMEOUT_S`` (see
+A burst worker that ran dry delivers the webhooks and runs the callbacks that are due (those of
+the tasks it just finished, mostly) before it exits, for at most ``DRAIN_TIMEOUT_S`` (see
 :func:`~worker.webhooks.drain_webhooks`); a signal cuts that short. A worker that was stopped
 does not wait for deliveries: the next worker makes them.
 """
@@ -37,6 +37,7 @@ from worker.core.errors import QueueError
 from worker.core.models import Resources
 from worker.queue.worker_queue import WorkerQueue
 from worker.runtime.acks import AckBuffer
+from worker.runtime.callbacks import callback_loop, drain_callbacks
 from worker.runtime.events import Callback, EventBus
 from worker.runtime.liveness import Liveness
 from worker.runtime.loop import Loop
@@ -179,7 +180,8 @@ class Worker:
             retry_sweeper(self.queue, self.sweep_interval_s, stop=self._stop)
         )
         webhooks = asyncio.create_task(webhook_loop(self.queue, stop=self._stop))
-        helpers = [sweeper, webhooks]
+        callbacks = asyncio.create_task(callback_loop(self.queue, stop=self._stop))
+        helpers = [sweeper, webhooks, callbacks]
         if self.schedules:
             helpers.append(asyncio.create_task(schedule_loop(self.queue, stop=self._stop)))
         installed = self._install_signals() if self.handle_signals else []
@@ -197,7 +199,7 @@ class Worker:
                 liveness=liveness,
             )
             if self.burst and not self._stop.is_set():
-                await self._deliver_before_exit(webhooks)
+                await self._deliver_before_exit(webhooks, callbacks)
         finally:
             for signum in installed:
                 asyncio.get_running_loop().remove_signal_handler(signum)
@@ -212,13 +214,18 @@ class Worker:
         log.info("worker %s stopped: %s", self.id, self.counts)
         return self.counts
 
-    async def _deliver_before_exit(self, webhooks: asyncio.Task[None]) -> None:
+    async def _deliver_before_exit(
+        self, webhooks: asyncio.Task[None], callbacks: asyncio.Task[None]
+    ) -> None:
         """Burst mode ran dry: let the helpers end their current round and stop (so that no
-        delivery is left leased by a cancelled one), then deliver what is due. A signal or
-        :meth:`request_stop` now sets ``_force``, which stops the deliveries."""
+        delivery or callback is left leased by a cancelled one), then deliver and run what
+        is due. A signal or :meth:`request_stop` now sets ``_force``, which stops them."""
         self._stop.set()
-        await asyncio.wait([webhooks])
-        await drain_webhooks(self.queue, stop=self._force)
+        await asyncio.wait([webhooks, callbacks])
+        await asyncio.gather(
+            drain_webhooks(self.queue, stop=self._force),
+            drain_callbacks(self.queue, stop=self._force),
+        )
 
     def _install_signals(self) -> list[signal.Signals]:
         loop = asyncio.get_running_loop()
