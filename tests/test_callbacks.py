@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 
 from tests.runtime_worker import JobRequest, job_registry, job_task
-from tests.support import FakeClock
+from tests.support import FakeClock, raw_sql
 from tests.test_cli import wq
+from tests.test_webhooks_migrations import migrate
 from worker import (
     CallbackState,
     InvalidTaskError,
@@ -201,3 +203,34 @@ async def test_a_burst_worker_runs_the_callbacks_of_its_tasks_before_it_exits(
     assert (run.state, run.attempts) == (CallbackState.DONE, 3)
     assert lines(log)[-1].startswith(f"success {task.id} ")
     assert done.state is TaskState.COMPLETED
+
+
+async def test_revision_0005_goes_down_to_0004_and_up_again_keeping_tasks(
+    database_url: str, clock: FakeClock
+) -> None:
+    """Downgraded, the tables and columns of 0005 are gone and tasks stay; upgraded again,
+    the callback scan starts after the tasks that had ended (they name no callbacks)."""
+    config = QueueConfig(database_url=database_url, callback_allowed_modules=[HOOKS])
+    async with WorkerQueue(config, clock=clock) as queue:
+        ended = await finished(queue, job_task(), results=[1])
+        await queue.schedule("s", interval_s=60, request=JobRequest())
+    sqlite = database_url.startswith("sqlite")
+    indexes = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks'"
+    before = sorted(await raw_sql(database_url, indexes)) if sqlite else []
+    await migrate(config, "0004", down=True)
+    tables = await raw_sql(database_url, "SELECT id, state FROM tasks")
+    assert tables == [(ended.id, "completed")]
+    for gone in ("schedules", "task_callbacks", "callback_scan"):
+        with pytest.raises(sa_exc.DBAPIError):
+            await raw_sql(database_url, f"SELECT 1 FROM {gone}")
+    with pytest.raises(sa_exc.DBAPIError):
+        await raw_sql(database_url, "SELECT on_success FROM tasks")
+    await migrate(config, "0005")
+    if sqlite:  # the rebuild that dropped the columns kept the claim index descending
+        assert sorted(await raw_sql(database_url, indexes)) == before
+    assert await raw_sql(database_url, "SELECT scanned_to_at FROM callback_scan") == [
+        (ended.finished_at,)
+    ]
+    async with WorkerQueue(config, clock=clock) as queue:
+        assert (await queue.get_task(ended.id)).on_success is None
+        assert await queue.list_schedules() == []

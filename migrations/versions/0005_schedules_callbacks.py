@@ -91,6 +91,26 @@ def downgrade() -> None:
     op.drop_table("task_callbacks")
     op.drop_index("ix_schedules_next_run", "schedules")
     op.drop_table("schedules")
+    # SQLite rebuilds the table to drop its columns, and the rebuild would make the claim
+    # index ascending: it is dropped first and made again after, as it was.
+    op.drop_index("ix_tasks_claim", "tasks")
     with op.batch_alter_table("tasks") as batch:
         batch.drop_column("on_failure")
         batch.drop_column("on_success")
+    op.create_index(
+        "ix_tasks_claim",
+        "tasks",
+        [
+            sa.text("priority DESC"),
+            "id",
+            "schedule_at",
+            "queue",
+            "held",
+            "waiting_on",
+            "memory_bytes",
+            "cpu_share",
+            "needs_gpu",
+        ],
+        sqlite_where=sa.text(_PENDING),
+        postgresql_where=sa.text(_PENDING),
+    )
