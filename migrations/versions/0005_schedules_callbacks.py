@@ -25,12 +25,20 @@ branch_labels = None
 depends_on = None
 
 _PENDING = "state = 'pending'"
+_CALLBACK_TASKS = "finished_at IS NOT NULL AND (on_success IS NOT NULL OR on_failure IS NOT NULL)"
 
 
 def upgrade() -> None:
     with op.batch_alter_table("tasks") as batch:
         batch.add_column(sa.Column("on_success", sa.String(300), nullable=True))
         batch.add_column(sa.Column("on_failure", sa.String(300), nullable=True))
+    op.create_index(
+        "ix_tasks_callbacks",
+        "tasks",
+        ["finished_at"],
+        sqlite_where=sa.text(_CALLBACK_TASKS),
+        postgresql_where=sa.text(_CALLBACK_TASKS),
+    )
     op.create_table(
         "schedules",
         sa.Column("name", sa.String(200), primary_key=True),
@@ -91,6 +99,7 @@ def downgrade() -> None:
     op.drop_table("task_callbacks")
     op.drop_index("ix_schedules_next_run", "schedules")
     op.drop_table("schedules")
+    op.drop_index("ix_tasks_callbacks", "tasks")
     # SQLite rebuilds the table to drop its columns, and the rebuild would make the claim
     # index ascending: it is dropped first and made again after, as it was.
     op.drop_index("ix_tasks_claim", "tasks")

@@ -27,7 +27,7 @@ from worker.core.states import TaskState
 from worker.storage.backend import Backend, Insert
 from worker.storage.database import Database
 from worker.storage.endings import EndedScan, rows_of_endings
-from worker.storage.schema import callback_scan, task_callbacks, tasks
+from worker.storage.schema import CALLBACK_TASKS, callback_scan, task_callbacks, tasks
 
 _PENDING = CallbackState.PENDING.value
 _C = task_callbacks.c
@@ -36,10 +36,15 @@ _DISCARDED = TaskState.DISCARDED.value
 
 
 def _wanted() -> sa.ColumnElement[bool]:
-    """Ended tasks that name a callback for how they ended."""
-    return sa.or_(
-        sa.and_(tasks.c.state == _COMPLETED, tasks.c.on_success.is_not(None)),
-        sa.and_(tasks.c.state == _DISCARDED, tasks.c.on_failure.is_not(None)),
+    """Ended tasks that name a callback for how they ended. The partial index's predicate
+    is one of the terms, so the scan walks that index (the few tasks with callbacks), not
+    every finished task's row."""
+    return sa.and_(
+        sa.text(CALLBACK_TASKS),
+        sa.or_(
+            sa.and_(tasks.c.state == _COMPLETED, tasks.c.on_success.is_not(None)),
+            sa.and_(tasks.c.state == _DISCARDED, tasks.c.on_failure.is_not(None)),
+        ),
     )
 
 

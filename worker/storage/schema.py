@@ -136,6 +136,15 @@ sa.Index(
     sqlite_where=sa.text("finished_at IS NOT NULL"),
     postgresql_where=sa.text("finished_at IS NOT NULL"),
 )
+# Revision 0005: the few tasks that name a callback, by finished_at, for the callback scan
+# (worker.storage.callbacks), which then reads no other task's row.
+CALLBACK_TASKS = "finished_at IS NOT NULL AND (on_success IS NOT NULL OR on_failure IS NOT NULL)"
+sa.Index(
+    "ix_tasks_callbacks",
+    tasks.c.finished_at,
+    sqlite_where=sa.text(CALLBACK_TASKS),
+    postgresql_where=sa.text(CALLBACK_TASKS),
+)
 # No index leads with ``state`` over the whole table: every transition would move an entry
 # in it, and it doubles the cost of a claim. Statistics count the states that stay small
 # through the partial indexes above and below, and completed tasks by subtraction.
