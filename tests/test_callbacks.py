@@ -234,3 +234,17 @@ async def test_revision_0005_goes_down_to_0004_and_up_again_keeping_tasks(
     async with WorkerQueue(config, clock=clock) as queue:
         assert (await queue.get_task(ended.id)).on_success is None
         assert await queue.list_schedules() == []
+
+
+async def test_a_batch_of_tasks_with_and_without_callbacks_stores_each_as_given(
+    queue: WorkerQueue,
+) -> None:
+    """A batch in which no task names a callback is inserted without those columns; one in
+    which some do fills them in for all (the backend's bulk load or executemany alike)."""
+    plain = [job_task() for _ in range(3)]
+    mixed = [job_task(), job_task(on_failure=f"{HOOKS}:record_failure"), job_task()]
+    assert await queue.enqueue(plain) == 3
+    assert await queue.enqueue(mixed) == 3
+    stored = [await queue.get_task(t.id) for t in [*plain, *mixed]]
+    assert [t.on_failure for t in stored] == [None] * 4 + [f"{HOOKS}:record_failure", None]
+    assert all(t.on_success is None for t in stored)

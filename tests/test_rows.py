@@ -31,7 +31,13 @@ from worker.storage.rows import (
     task_from_claim,
     task_from_values,
 )
-from worker.storage.statements import CLAIM_COLUMNS, CLAIM_DEFAULTS, INSERT_COLUMNS, Statements
+from worker.storage.statements import (
+    CLAIM_COLUMNS,
+    CLAIM_DEFAULTS,
+    INSERT_COLUMNS,
+    PLAIN_INSERT_COLUMNS,
+    Statements,
+)
 
 
 def test_trusted_matches_model_construct() -> None:
@@ -155,6 +161,9 @@ def test_insert_values_come_in_the_compiled_insert_order() -> None:
     # A bulk insert passes each row's values straight through when the order matches.
     statements = Statements(sa.create_engine("sqlite://").dialect)
     assert statements.insert.names == INSERT_COLUMNS
+    assert statements.insert_plain.names == PLAIN_INSERT_COLUMNS == INSERT_COLUMNS[:-2]
+    plain = make_task("x")  # names no callback: two values fewer
+    assert len(insert_values(plain, "[]")) == len(PLAIN_INSERT_COLUMNS)
     task = make_task(
         "x",
         name="n",

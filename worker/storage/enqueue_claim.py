@@ -26,6 +26,8 @@ from worker.storage import dependencies, undecodable
 from worker.storage.database import Database
 from worker.storage.payload import PayloadError
 from worker.storage.rows import (
+    FULL_WIDTH,
+    PLAIN_WIDTH,
     RAW_COLUMNS,
     ROW_COLUMNS,
     ROW_DEPENDS_ON,
@@ -121,7 +123,13 @@ class TaskStore:
     def _insert_body(
         self, rows: list[InsertRow], now: float
     ) -> Callable[[Txn], tuple[list[str], int]]:
-        insert, wake, key_locks = self._sql.insert, self._sql.wake_tasks, self._sql.key_locks
+        wake, key_locks = self._sql.wake_tasks, self._sql.key_locks
+        # A batch in which no task names a callback goes without those columns.
+        if all(len(row) == PLAIN_WIDTH for row in rows):
+            insert = self._sql.insert_plain
+        else:
+            insert = self._sql.insert
+            rows = [row if len(row) == FULL_WIDTH else (*row, None, None) for row in rows]
         keyed = any(row[ROW_KEY] is not None for row in rows)
         reads_first = keyed or any(row[ROW_DEPENDS_ON] for row in rows)
 
