@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Schedules one round fires at most (the rest are due in the next round).
+#: Due schedules read at a time by a round (it reads them all, page by page).
 FIRE_BATCH = 100
 
 
@@ -182,35 +182,48 @@ class QueueSchedules:
         """Enqueue the ticks that are due now (as its catch-up policy says for each
         schedule) and advance each schedule to its next tick; returns what this call
         enqueued. A schedule another process fired first is left to it. Workers call this
-        every ``schedule_interval``; a program without workers may call it itself."""
+        every ``schedule_interval``; a program without workers may call it itself. Due
+        schedules are read ``limit`` at a time."""
         arguments.count("limit", limit)
         now = self._clock()
         fired: list[Fired] = []
-        for schedule in await self._storage.schedules.due(now, limit):
-            ticks, next_run_at = due_ticks(schedule, now)
-            try:
-                tasks = [tick_task(schedule, tick) for tick in ticks]
-                rows = task_rows(tasks, now)
-            except (UnknownRequestKindError, ValidationError, InvalidInputError) as exc:
-                self._cannot_fire(schedule.name, exc)
-                continue
-            last_tick = ticks[-1] if ticks else schedule.last_tick_at
-            outcome = await self._storage.schedules.fire(
-                schedule.name,
-                expected=schedule.next_run_at,
-                next_run_at=next_run_at,
-                last_tick_at=last_tick,
-                rows=rows,
-                now=now,
-            )
-            if outcome is None:
-                continue  # another process fired this tick
-            ids, inserted = outcome
-            if inserted:
-                self.notifier.notify()
-            _report(schedule, ticks, ids)
-            fired.append(Fired(schedule.name, ticks, ids, inserted))
+        # Page by page: schedules this process cannot fire stay due, and must not hide the
+        # others behind them.
+        after: tuple[float, str] | None = None
+        while page := await self._storage.schedules.due(now, limit, after):
+            for schedule in page:
+                outcome = await self._fire(schedule, now)
+                if outcome is not None:
+                    fired.append(outcome)
+            if len(page) < limit:
+                break
+            after = (page[-1].next_run_at, page[-1].name)
         return fired
+
+    async def _fire(self, schedule: Schedule, now: float) -> Fired | None:
+        """Enqueue a due schedule's ticks; None if it cannot be, or another process did."""
+        ticks, next_run_at = due_ticks(schedule, now)
+        try:
+            tasks = [tick_task(schedule, tick) for tick in ticks]
+            rows = task_rows(tasks, now)
+        except (UnknownRequestKindError, ValidationError, InvalidInputError) as exc:
+            self._cannot_fire(schedule.name, exc)
+            return None
+        outcome = await self._storage.schedules.fire(
+            schedule.name,
+            expected=schedule.next_run_at,
+            next_run_at=next_run_at,
+            last_tick_at=ticks[-1] if ticks else schedule.last_tick_at,
+            rows=rows,
+            now=now,
+        )
+        if outcome is None:
+            return None  # another process fired this tick
+        ids, inserted = outcome
+        if inserted:
+            self.notifier.notify()
+        _report(schedule, ticks, ids)
+        return Fired(schedule.name, ticks, ids, inserted)
 
     def _cannot_fire(self, name: str, error: Exception) -> None:
         """Log, once per schedule and problem, why this process cannot fire a schedule (a

@@ -14,7 +14,6 @@ import contextlib
 import logging
 
 from worker.core.errors import DatabaseLostError, QueueClosedError, QueueError
-from worker.queue.schedules import FIRE_BATCH
 from worker.queue.worker_queue import WorkerQueue
 
 log = logging.getLogger(__name__)
@@ -25,20 +24,17 @@ async def schedule_loop(
 ) -> None:
     """Fire due ticks every ``interval_s`` (default: the config's ``schedule_interval``)
     until ``stop`` is set or the coroutine is cancelled. A failed round is logged and tried
-    again; a full round (many schedules due) is followed by the next at once."""
+    again."""
     interval = queue.config.schedule_interval if interval_s is None else interval_s
     if interval <= 0:
         raise ValueError(f"interval_s must be > 0, got {interval}")
     stop = stop or asyncio.Event()
     while not stop.is_set():
-        fired = 0
         try:
-            fired = len(await queue.fire_schedules())
+            await queue.fire_schedules()
         except (QueueClosedError, DatabaseLostError):
             raise
         except QueueError:
             log.exception("firing schedules failed; trying again in %s s", interval)
-        if fired >= FIRE_BATCH:
-            continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)

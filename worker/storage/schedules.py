@@ -122,14 +122,15 @@ class ScheduleStore:
             rows = (await conn.execute(sa.select(*_COLUMNS).order_by(_S.name))).all()
         return [_schedule(row._mapping) for row in rows]
 
-    async def due(self, now: float, limit: int) -> list[Schedule]:
-        """Schedules whose next tick is due at ``now``, the most overdue first."""
-        query = (
-            sa.select(*_COLUMNS)
-            .where(_S.next_run_at <= now)
-            .order_by(_S.next_run_at, _S.name)
-            .limit(limit)
-        )
+    async def due(
+        self, now: float, limit: int, after: tuple[float, str] | None = None
+    ) -> list[Schedule]:
+        """Schedules whose next tick is due at ``now``, the most overdue first; a page of
+        ``limit``, after the ``(next_run_at, name)`` of the last one of the page before."""
+        query = sa.select(*_COLUMNS).where(_S.next_run_at <= now)
+        if after is not None:
+            query = query.where(sa.tuple_(_S.next_run_at, _S.name) > sa.tuple_(*after))
+        query = query.order_by(_S.next_run_at, _S.name).limit(limit)
         async with self._db.read("due schedules") as conn:
             rows = (await conn.execute(query)).all()
         return [_schedule(row._mapping) for row in rows]
