@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from worker.storage import enqueue_claim as store
 from worker.storage import payload
 from worker.storage.payload import PayloadError, items_from_json, trusted
 from worker.storage.rows import (
+    RAW_COLUMNS,
     ROW_COLUMNS,
     UNPACK_ORDER,
     insert_values,
@@ -31,6 +33,8 @@ from worker.storage.rows import (
     task_from_claim,
     task_from_values,
 )
+from worker.storage.schema import tasks
+from worker.storage.sql import json_values
 from worker.storage.statements import (
     CLAIM_COLUMNS,
     CLAIM_DEFAULTS,
@@ -327,3 +331,23 @@ def test_items_json_serialises_requests_as_model_dump_json_does() -> None:
     ]
     assert [item["kind"] for item in stored] == ["tts", "audio"]
     assert {item["response_url"] for item in stored} == {"https://e.com/a?b=1"}
+
+
+async def test_a_claim_taken_away_before_its_row_is_read_back_is_not_run(
+    queue: WorkerQueue, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On PostgreSQL a claim commits before its unusual rows are read back, and a sweep may
+    take it away in between (its worker presumed dead): the row then holds no lease of this
+    claim, and the task is not handed out as if it did (a worker crashed on it)."""
+
+    def swept_meanwhile() -> sa.Select[Any]:
+        columns = [sa.null().label("lease_id") if c.name == "lease_id" else c for c in RAW_COLUMNS]
+        return sa.select(*columns).where(tasks.c.id.in_(json_values("ids")))
+
+    monkeypatch.setattr(store, "_claimed_rows", swept_meanwhile)
+    unusual, plain = make_task("u", timeout_s=5.0), make_task("p")
+    await queue.enqueue([unusual, plain])
+    with caplog.at_level(logging.WARNING, logger="worker.storage.enqueue_claim"):
+        claimed = await queue.dequeue(10)
+    assert [task.id for task in claimed] == [plain.id]
+    assert any("claim lost before it was read back" in r.getMessage() for r in caplog.records)
