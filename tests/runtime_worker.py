@@ -175,6 +175,7 @@ async def main_async(args: argparse.Namespace) -> int:
         default_visibility_timeout=args.visibility_timeout,
         shutdown_grace=args.grace,
         sweep_interval=args.sweep_interval,
+        schedule_interval=args.schedule_interval,
         poll_interval=0.2,
         **{
             name: value
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--concurrency", type=int, default=2)
     top.add_argument("--burst", action="store_true")
     top.add_argument("--sweep-interval", type=float, default=0.2)
+    top.add_argument("--schedule-interval", type=float, default=1.0)
     top.add_argument("--report-file", default=None, help="Append each completed task's id.")
     top.add_argument("--heartbeat-interval", type=float, default=None)
     top.add_argument("--dead-after", type=float, default=None)

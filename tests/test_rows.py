@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from worker.storage import enqueue_claim as store
 from worker.storage import payload
 from worker.storage.payload import PayloadError, items_from_json, trusted
 from worker.storage.rows import (
+    RAW_COLUMNS,
     ROW_COLUMNS,
     UNPACK_ORDER,
     insert_values,
@@ -31,7 +33,15 @@ from worker.storage.rows import (
     task_from_claim,
     task_from_values,
 )
-from worker.storage.statements import CLAIM_COLUMNS, CLAIM_DEFAULTS, INSERT_COLUMNS, Statements
+from worker.storage.schema import tasks
+from worker.storage.sql import json_values
+from worker.storage.statements import (
+    CLAIM_COLUMNS,
+    CLAIM_DEFAULTS,
+    INSERT_COLUMNS,
+    PLAIN_INSERT_COLUMNS,
+    Statements,
+)
 
 
 def test_trusted_matches_model_construct() -> None:
@@ -155,6 +165,9 @@ def test_insert_values_come_in_the_compiled_insert_order() -> None:
     # A bulk insert passes each row's values straight through when the order matches.
     statements = Statements(sa.create_engine("sqlite://").dialect)
     assert statements.insert.names == INSERT_COLUMNS
+    assert statements.insert_plain.names == PLAIN_INSERT_COLUMNS == INSERT_COLUMNS[:-2]
+    plain = make_task("x")  # names no callback: two values fewer
+    assert len(insert_values(plain, "[]")) == len(PLAIN_INSERT_COLUMNS)
     task = make_task(
         "x",
         name="n",
@@ -169,6 +182,8 @@ def test_insert_values_come_in_the_compiled_insert_order() -> None:
         depends_on=["01ARZ3NDEKTSV4RRFFQ69G5FAV"],
         retry_policy=RetryPolicy(kind="fixed", delay_s=2.0),
         resources=Resources(memory_bytes=5, cpu=0.5, gpu=True),
+        on_success="pkg.mod:done",
+        on_failure="pkg.mod:failed",
     )
     task.__dict__.update(id="ID", created_at=1.0, updated_at=2.0, schedule_at=3.0)
     row = dict(zip(INSERT_COLUMNS, insert_values(task, "[items]"), strict=True))
@@ -181,6 +196,7 @@ def test_insert_values_come_in_the_compiled_insert_order() -> None:
         "retry_policy": RetryPolicy(kind="fixed", delay_s=2.0).model_dump_json(), "held": True,
         "waiting_on": 0, "depends_on": '["01ARZ3NDEKTSV4RRFFQ69G5FAV"]', "memory_bytes": 5,
         "cpu_share": 0.5, "needs_gpu": True,
+        "on_success": "pkg.mod:done", "on_failure": "pkg.mod:failed",
     }  # fmt: skip
 
 
@@ -264,6 +280,8 @@ _UNUSUAL = {
     "memory_bytes": 1024,
     "cpu_share": 0.5,
     "needs_gpu": True,
+    "on_success": "pkg.mod:done",
+    "on_failure": "pkg.mod:failed",
 }
 
 
@@ -293,7 +311,8 @@ async def test_a_claim_reads_back_whole_any_task_not_plain(
         assert task == await queue.get_task(task.id)
     by_id = {task.id: task for task in claimed}
     assert by_id[tasks[0].id].expired_count == 2
-    assert by_id[tasks[-2].id].resources.gpu is True
+    assert by_id[tasks[-4].id].resources.gpu is True
+    assert by_id[tasks[-2].id].on_failure == "pkg.mod:failed"
     assert by_id[tasks[-1].id].errors == []
 
 
@@ -312,3 +331,23 @@ def test_items_json_serialises_requests_as_model_dump_json_does() -> None:
     ]
     assert [item["kind"] for item in stored] == ["tts", "audio"]
     assert {item["response_url"] for item in stored} == {"https://e.com/a?b=1"}
+
+
+async def test_a_claim_taken_away_before_its_row_is_read_back_is_not_run(
+    queue: WorkerQueue, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On PostgreSQL a claim commits before its unusual rows are read back, and a sweep may
+    take it away in between (its worker presumed dead): the row then holds no lease of this
+    claim, and the task is not handed out as if it did (a worker crashed on it)."""
+
+    def swept_meanwhile() -> sa.Select[Any]:
+        columns = [sa.null().label("lease_id") if c.name == "lease_id" else c for c in RAW_COLUMNS]
+        return sa.select(*columns).where(tasks.c.id.in_(json_values("ids")))
+
+    monkeypatch.setattr(store, "_claimed_rows", swept_meanwhile)
+    unusual, plain = make_task("u", timeout_s=5.0), make_task("p")
+    await queue.enqueue([unusual, plain])
+    with caplog.at_level(logging.WARNING, logger="worker.storage.enqueue_claim"):
+        claimed = await queue.dequeue(10)
+    assert [task.id for task in claimed] == [plain.id]
+    assert any("claim dropped" in r.getMessage() for r in caplog.records)

@@ -13,6 +13,7 @@ from worker.core.lazy import lazy_getattr
 if TYPE_CHECKING:
     from worker.builtins.requests import CallRequest, CommandRequest
     from worker.core.backoff import retry_delay_s
+    from worker.core.callbacks import CallbackState, TaskCallback
     from worker.core.config import QueueConfig
     from worker.core.errors import (
         ConfigurationError,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
         QueueClosedError,
         QueueError,
         QueueFullError,
+        ScheduleNotFoundError,
         SchemaMismatchError,
         SchemaOutdatedError,
         StorageError,
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
         TaskItem,
         UnloadedRequest,
     )
+    from worker.core.schedules import Schedule, ScheduleTaskOptions, ScheduleTiming
     from worker.core.states import TERMINAL_STATES, Priority, TaskState
     from worker.queue.submission import SubmitOptions, TaskOptions
     from worker.queue.sync_client import SyncQueue
@@ -67,6 +70,8 @@ if TYPE_CHECKING:
 _MODULES = {
     "retry_delay_s": "worker.core.backoff",
     "CallRequest": "worker.builtins.requests",
+    "CallbackState": "worker.core.callbacks",
+    "TaskCallback": "worker.core.callbacks",
     "CommandRequest": "worker.builtins.requests",
     "QueueConfig": "worker.core.config",
     "TaskContext": "worker.runtime.context",
@@ -82,6 +87,7 @@ _MODULES = {
     "QueueClosedError": "worker.core.errors",
     "QueueError": "worker.core.errors",
     "QueueFullError": "worker.core.errors",
+    "ScheduleNotFoundError": "worker.core.errors",
     "SchemaMismatchError": "worker.core.errors",
     "SchemaOutdatedError": "worker.core.errors",
     "StorageError": "worker.core.errors",
@@ -114,6 +120,9 @@ _MODULES = {
     "Worker": "worker.runtime.workers",
     "run_workers": "worker.runtime.workers",
     "worker_loop": "worker.runtime.workers",
+    "Schedule": "worker.core.schedules",
+    "ScheduleTaskOptions": "worker.core.schedules",
+    "ScheduleTiming": "worker.core.schedules",
     "TERMINAL_STATES": "worker.core.states",
     "Priority": "worker.core.states",
     "TaskState": "worker.core.states",
@@ -132,6 +141,7 @@ __all__ = [
     "TERMINAL_STATES",
     "AttemptError",
     "CallRequest",
+    "CallbackState",
     "CommandRequest",
     "Completion",
     "ConfigurationError",
@@ -157,12 +167,17 @@ __all__ = [
     "Resources",
     "Retry",
     "RetryPolicy",
+    "Schedule",
+    "ScheduleNotFoundError",
+    "ScheduleTaskOptions",
+    "ScheduleTiming",
     "SchemaMismatchError",
     "SchemaOutdatedError",
     "StorageError",
     "SubmitOptions",
     "SyncQueue",
     "Task",
+    "TaskCallback",
     "TaskContext",
     "TaskEvent",
     "TaskFunction",

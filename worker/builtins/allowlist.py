@@ -1,4 +1,5 @@
-"""What a ``call`` task may call: the allow-list's rule (``QUEUE_CALL_ALLOWED_MODULES``).
+"""What a ``call`` task may call, and a task's callbacks: the allow-list's rule
+(``QUEUE_CALL_ALLOWED_MODULES``; ``QUEUE_CALLBACK_ALLOWED_MODULES`` for callbacks).
 
 A target is ``"module:name.path"``. The module must be listed by its exact name: allowing
 ``pkg`` does not allow ``pkg.sub`` (a submodule needs its own entry). In an allowed module
@@ -22,41 +23,63 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from worker.runtime.outcomes import PermanentError
 
 
 class CallRefusedError(PermanentError):
-    """A ``call`` target the allow-list does not permit (the task is discarded)."""
+    """A ``call`` target (or a callback) the allow-list does not permit (the task is
+    discarded; a callback is recorded failed)."""
 
-    def __init__(self, target: str, why: str) -> None:
+    def __init__(self, target: str, why: str, *, what: str = "call target") -> None:
         self.target = target
-        super().__init__(f"call target {target!r} refused: {why}")
+        self.why = why
+        super().__init__(f"{what} {target!r} refused: {why}")
 
 
-def check_module(target: str, module: str, allowed: Collection[str]) -> None:
+@dataclass(frozen=True, slots=True)
+class AllowList:
+    """Which modules a kind of task data may name, and the setting that lists them."""
+
+    modules: Collection[str]
+    #: How the setting is named in refusals, and what a name's target is called.
+    setting: str = "QUEUE_CALL_ALLOWED_MODULES (call_allowed_modules)"
+    purpose: str = "to let call tasks run its functions"
+    what: str = "call target"
+
+
+def check_module(target: str, module: str, allowed: Collection[str] | AllowList) -> None:
     """Refuse ``target`` unless ``module`` is listed by its exact name."""
-    if module in allowed:
+    rules = allowed if isinstance(allowed, AllowList) else AllowList(allowed)
+    if module in rules.modules:
         return
-    why = (
-        f"module {module!r} is not allowed: add it to QUEUE_CALL_ALLOWED_MODULES "
-        "(call_allowed_modules) to let call tasks run its functions"
-    )
-    parents = [p for p in allowed if module.startswith(p + ".")]
+    why = f"module {module!r} is not allowed: add it to {rules.setting} {rules.purpose}"
+    parents = [p for p in rules.modules if module.startswith(p + ".")]
     if parents:
         why += f"; allowing {parents[0]!r} does not allow its submodules: list {module!r} too"
-    raise CallRefusedError(target, why)
+    raise CallRefusedError(target, why, what=rules.what)
 
 
-def allowed_callable(target: str, allowed: Collection[str]) -> Any:
+def allowed_callable(target: str, allowed: Collection[str] | AllowList) -> Any:
     """The callable ``target`` names, if the allow-list permits it (see the module docstring);
     otherwise :class:`CallRefusedError`. Imports the module, and only when it is allowed."""
+    rules = allowed if isinstance(allowed, AllowList) else AllowList(allowed)
+    try:
+        return _allowed_callable(target, rules)
+    except CallRefusedError as error:
+        if rules.what == "call target":
+            raise
+        raise CallRefusedError(target, error.why, what=rules.what) from error
+
+
+def _allowed_callable(target: str, rules: AllowList) -> Any:
     module_name, sep, path = target.partition(":")
     names = path.split(".")
     if not sep or not module_name or not all(names):
         raise CallRefusedError(target, "expected 'package.module:function'")
-    check_module(target, module_name, allowed)
+    check_module(target, module_name, rules)
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from worker.core.kinds import register_request_kind
-
-_DOTTED = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+from worker.core.targets import check_target
 
 
 @register_request_kind("call")
@@ -24,9 +21,7 @@ class CallRequest(BaseModel):
     @field_validator("target")
     @classmethod
     def _dotted(cls, value: str) -> str:
-        if not _DOTTED.match(value):
-            raise ValueError(f"target must look like 'package.module:function', got {value!r}")
-        return value
+        return check_target(value)
 
     @property
     def module(self) -> str:

@@ -39,7 +39,7 @@ from typing import Annotated
 
 import typer
 
-from worker.cli import admin, inspect, serve
+from worker.cli import admin, inspect, schedule, serve
 from worker.cli.session import Options, install_interrupts, unexpected, warn
 from worker.cli.submit import submit_app
 
@@ -93,6 +93,7 @@ def _options(
 
 app.add_typer(admin.db_app, name="db")
 app.add_typer(submit_app, name="submit")
+app.add_typer(schedule.schedule_app, name="schedule")
 app.command("worker")(serve.run_worker)
 app.command("status")(inspect.status)
 app.command("list")(inspect.list_tasks)

@@ -15,6 +15,7 @@ from worker.cli.session import print_json, run
 from worker.core.states import TaskState
 
 if TYPE_CHECKING:
+    from worker.core.callbacks import TaskCallback
     from worker.core.models import Task
     from worker.queue.worker_queue import WorkerQueue
 
@@ -23,19 +24,22 @@ TaskId = Annotated[str, typer.Argument(metavar="ID", help="The task id.")]
 
 
 def status(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
-    """Show one task: state, attempts, progress, errors, items and results, timing, lease."""
+    """Show one task: state, attempts, progress, errors, items and results, timing, lease,
+    and the runs of its callbacks."""
 
-    async def read(queue: WorkerQueue) -> tuple[Task, str]:
+    async def read(queue: WorkerQueue) -> tuple[Task, str, list[TaskCallback]]:
         task = await queue.get_task(task_id)
-        return task, await queue.why(task_id)
+        return task, await queue.why(task_id), await queue.task_callbacks(task_id)
 
-    task, why = run(ctx, read, "read")
+    task, why, callbacks = run(ctx, read, "read")
     from worker.cli import render
 
     if as_json:
-        print_json(render.task_document(task))
+        document = render.task_document(task)
+        document["callbacks"] = [c.model_dump(mode="json") for c in callbacks]
+        print_json(document)
     else:
-        render.stdout.print(render.task_panel(task, why))
+        render.stdout.print(render.task_panel(task, why, callbacks=callbacks))
 
 
 def list_tasks(

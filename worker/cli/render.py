@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,9 +17,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from worker.core.callbacks import CallbackEvent, CallbackState, TaskCallback
 from worker.core.errors import UnknownRequestKindError
 from worker.core.kinds import kind_of
 from worker.core.models import Task, UnloadedRequest
+from worker.core.schedules import Schedule
 from worker.core.states import TaskState
 
 # Piped output is not cut to 80 columns (COLUMNS still wins when set).
@@ -33,6 +36,13 @@ STATE_STYLES = {
     TaskState.RETRYABLE: "magenta",
     TaskState.DISCARDED: "red",
     TaskState.CANCELLED: "dim",
+}
+
+
+CALLBACK_STYLES = {
+    CallbackState.PENDING: "cyan",
+    CallbackState.DONE: "green",
+    CallbackState.FAILED: "red",
 }
 
 
@@ -138,7 +148,9 @@ def state_text(state: TaskState) -> Text:
     return Text(state.value, style=STATE_STYLES[state])
 
 
-def task_panel(task: Task, why: str, now: float | None = None) -> Panel:
+def task_panel(
+    task: Task, why: str, now: float | None = None, *, callbacks: Sequence[TaskCallback] = ()
+) -> Panel:
     now = time.time() if now is None else now
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -171,6 +183,7 @@ def task_panel(task: Task, why: str, now: float | None = None) -> Panel:
         rows.append(("cancel", f"requested {instant(task.cancel_requested_at, now)}"))
     if task.last_error:
         rows.append(("last error", Text(task.last_error, style="red")))
+    rows += _callback_rows(task, callbacks, now)
     for label, value in rows:
         grid.add_row(label, value)
     items = Table(title="items", title_justify="left", show_edge=False)
@@ -186,6 +199,29 @@ def task_panel(task: Task, why: str, now: float | None = None) -> Panel:
         items.add_row(str(index), request_summary(item.request), outcome)
     title = f"task {task.id}" + (f" · {task.name}" if task.name else "")
     return Panel(Group(grid, Text(""), items), title=title, title_align="left", expand=False)
+
+
+def _callback_rows(
+    task: Task, callbacks: Sequence[TaskCallback], now: float
+) -> list[tuple[str, RenderableType]]:
+    named = [("on success", task.on_success), ("on failure", task.on_failure)]
+    rows: list[tuple[str, RenderableType]] = [(k, v) for k, v in named if v is not None]
+    return rows + [("callback", callback_text(run, now)) for run in callbacks]
+
+
+def callback_text(run: TaskCallback, now: float) -> Text:
+    """``on_success app.hooks:done: done after 3 attempts`` and the like."""
+    hook = "on_success" if run.event is CallbackEvent.SUCCESS else "on_failure"
+    attempts = f"{run.attempts} attempt{'' if run.attempts == 1 else 's'}"
+    text = Text(f"{hook} {run.target}: ")
+    text.append(run.state.value, style=CALLBACK_STYLES[run.state])
+    if run.state is CallbackState.PENDING and run.next_attempt_at is not None:
+        text.append(f" ({attempts} so far, next {instant(run.next_attempt_at, now)})")
+    else:
+        text.append(f" after {attempts}")
+    if run.last_error:
+        text.append(f"; last error: {run.last_error}", style="red")
+    return text
 
 
 def tasks_table(tasks: list[Task], now: float | None = None) -> Table:
@@ -204,6 +240,34 @@ def tasks_table(tasks: list[Task], now: float | None = None) -> Table:
             duration(now - task.created_at),
             progress_text(task),
             task.name or request_summary(task.items[0].request, 40),
+        )
+    return table
+
+
+def schedules_table(schedules: list[Schedule], now: float) -> Table:
+    """One row per schedule: name, timing, what it enqueues, catch-up, next run, last tick."""
+    table = Table(show_edge=False)
+    for name in ("name", "when", "enqueues", "queue", "catch-up", "next run", "last tick"):
+        table.add_column(name, no_wrap=name in {"name", "next run"})
+    for schedule in schedules:
+        request = json.dumps(schedule.request, ensure_ascii=False)
+        enqueues = f"{schedule.kind}: {request}"
+        if len(enqueues) > 40:
+            enqueues = enqueues[:39] + "…"
+        catch_up: str = schedule.catch_up
+        if schedule.catch_up == "all":
+            catch_up += f" (≤{schedule.max_catch_up})"
+        last = instant(schedule.last_tick_at, now)
+        if schedule.last_task_id:
+            last += f" {schedule.last_task_id}"
+        table.add_row(
+            schedule.name,
+            schedule.timing.describe(),
+            enqueues,
+            schedule.options.queue,
+            catch_up,
+            instant(schedule.next_run_at, now),
+            last,
         )
     return table
 

@@ -254,6 +254,42 @@ class QueueConfig(BaseModel):
         "Modules whose functions the built-in call kind may run, comma-separated; "
         "none: call is off.",
     )
+    # Schedules (worker.runtime.scheduler): every worker fires the ticks that are due.
+    schedule_interval: float = _duration(
+        1.0,
+        "QUEUE_SCHEDULE_INTERVAL",
+        "Each worker enqueues the schedules' due ticks this often, in seconds (a tick is "
+        "enqueued once, by whichever worker gets there first).",
+    )
+    # Callbacks by name (worker.runtime.callbacks): on_success / on_failure of a task.
+    callback_allowed_modules: list[str] = _setting(
+        [],
+        "QUEUE_CALLBACK_ALLOWED_MODULES",
+        "Modules whose functions tasks may name as on_success/on_failure callbacks, "
+        "comma-separated; none: callbacks are refused (recorded failed on the task).",
+    )
+    callback_max_attempts: int = _setting(
+        5,
+        "QUEUE_CALLBACK_MAX_ATTEMPTS",
+        "Attempts to run a task's callback before giving up (1 to 1,000,000).",
+        ge=1,
+        le=MAX_ATTEMPTS,
+    )
+    callback_timeout: float = _duration(
+        60.0, "QUEUE_CALLBACK_TIMEOUT", "An attempt of a callback running longer fails, in seconds."
+    )
+    callback_base_delay: float = _duration(
+        5.0,
+        "QUEUE_CALLBACK_BASE_DELAY",
+        "Delay before a failed callback's first retry (then times QUEUE_RETRY_BACKOFF_MULTIPLIER "
+        "each time, at most QUEUE_MAX_RETRY_DELAY), in seconds.",
+        zero=True,
+    )
+    callback_interval: float = _duration(
+        1.0,
+        "QUEUE_CALLBACK_INTERVAL",
+        "Each worker looks for callbacks to run this often, in seconds.",
+    )
     # Webhooks (worker.webhooks): a POST per task item with a response_url, once it ends.
     webhook_max_attempts: int = _setting(
         5,
@@ -322,7 +358,7 @@ class QueueConfig(BaseModel):
     def _database_url(cls, value: str) -> str:
         return async_database_url(value)
 
-    @field_validator("call_allowed_modules", mode="before")
+    @field_validator("call_allowed_modules", "callback_allowed_modules", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -4,6 +4,7 @@ The tree::
 
     QueueError                       root: ``except QueueError`` catches everything below
     ├── TaskNotFoundError            no task has that id
+    ├── ScheduleNotFoundError        no schedule has that name
     ├── InvalidStateTransitionError  the task is not in a state the operation accepts
     │   └── LeaseLostError           the caller's lease is stale: another claim owns the task now
     ├── DuplicateTaskError           an enqueued id already exists
@@ -41,6 +42,17 @@ class TaskNotFoundError(QueueError, KeyError):
         self.task_id = task_id
 
     def __str__(self) -> str:  # KeyError would add quotes around the message
+        return str(self.args[0])
+
+
+class ScheduleNotFoundError(QueueError, KeyError):
+    """No schedule has the given name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} not found")
+        self.name = name
+
+    def __str__(self) -> str:
         return str(self.args[0])
 
 

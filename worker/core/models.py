@@ -27,6 +27,7 @@ from worker.core.limits import (
 )
 from worker.core.states import TaskState
 from worker.core.storable import check_text
+from worker.core.targets import check_target
 
 _http_url = TypeAdapter(AnyHttpUrl)
 
@@ -201,6 +202,16 @@ class Task(BaseModel):
     checkpoint: JsonValue = None
     cancel_requested_at: float | None = None
     resources: Resources = NO_NEEDS
+    #: Callables (``"package.module:function"``) a worker runs after the task completed
+    #: (``on_success(task, result)``) or was discarded (``on_failure(task, error)``); see
+    #: :mod:`worker.runtime.callbacks`.
+    on_success: str | None = None
+    on_failure: str | None = None
+
+    @field_validator("on_success", "on_failure")
+    @classmethod
+    def _callback(cls, value: str | None) -> str | None:
+        return None if value is None else check_target(value, "a callback")
 
     @field_validator("name", "idempotency_key")
     @classmethod

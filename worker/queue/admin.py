@@ -24,6 +24,7 @@ from worker.storage.control import LeaseReport
 from worker.storage.interface import Storage
 
 if TYPE_CHECKING:
+    from worker.core.callbacks import TaskCallback
     from worker.core.deliveries import WebhookDelivery
 
 
@@ -219,7 +220,7 @@ class QueueAdmin:
         self, older_than_s: float, states: Iterable[TaskState | str] = TERMINAL_STATES
     ) -> int:
         """Delete terminal tasks finished more than ``older_than_s`` ago (with their dependency
-        edges and webhook deliveries); returns how many.
+        edges, webhook deliveries and callbacks); returns how many.
 
         Then the ``worker.purge_hooks`` entry points delete what packages wrote for those tasks
         elsewhere (:mod:`worker.queue.purge_hooks`); a hook that fails is logged, the purge
@@ -245,6 +246,13 @@ class QueueAdmin:
         (empty until the task has ended and the delivery loop has seen it)."""
         arguments.text("task_id", task_id)
         return await self._storage.webhook_deliveries(task_id)
+
+    async def task_callbacks(self, task_id: str) -> list[TaskCallback]:
+        """The runs of a task's ``on_success`` / ``on_failure`` callback, one per ending of
+        the task: state, attempts and last error (empty until the task has ended and a
+        worker's callback loop has seen it)."""
+        arguments.text("task_id", task_id)
+        return await self._storage.task_callbacks(task_id)
 
 
 def _state(value: TaskState | str) -> TaskState:

@@ -18,20 +18,19 @@ from worker.core.errors import (
     InvalidInputError,
     InvalidTaskError,
     StorageError,
-    UnknownRequestKindError,
 )
 from worker.core.garbage import paused_collection
-from worker.core.ids import new_ids
 from worker.core.models import Completion, Failure, Progress, Resources, Task
 from worker.core.states import TaskState
 from worker.core.storable import CHECKPOINT_WRAPPING, json_text, safe_text
 from worker.queue.admin import QueueAdmin
+from worker.queue.encode import task_rows
 from worker.queue.notifier import Notifier
 from worker.queue.producing import QueueProducer
+from worker.queue.schedules import QueueSchedules
 from worker.storage.backend import Listening, Wake
 from worker.storage.control import Heartbeat
 from worker.storage.interface import Storage, open_storage
-from worker.storage.rows import insert_values, items_json
 
 if TYPE_CHECKING:
     pass
@@ -63,7 +62,7 @@ def _delay(name: str, delay_s: float | None) -> None:
         arguments.seconds(name, delay_s, zero=True)
 
 
-class WorkerQueue(QueueAdmin, QueueProducer):
+class WorkerQueue(QueueAdmin, QueueProducer, QueueSchedules):
     """A durable task queue on one database. Open with ``initialize()`` or ``async with``."""
 
     def __init__(
@@ -88,6 +87,7 @@ class WorkerQueue(QueueAdmin, QueueProducer):
         self.cancels = Notifier()
         self._listener: Listening | None = None
         self._sweeping = asyncio.Lock()  # retry(): one sweep of this process at a time
+        self._schedule_problems: dict[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -194,26 +194,7 @@ class WorkerQueue(QueueAdmin, QueueProducer):
         with paused_collection():  # a batch of acyclic objects (worker.core.garbage)
             checked = [_validated(index, task) for index, task in enumerate(tasks)]
             now = self._clock()
-            fresh_ids = iter(new_ids(sum(1 for task in checked if not task.id)))
-            rows = []
-            for index, task in enumerate(checked):
-                try:
-                    items = items_json(task.items)
-                except UnknownRequestKindError as exc:
-                    raise InvalidTaskError(f"tasks[{index}].items: {exc}") from exc
-                except ValueError as exc:  # a value the database cannot store, named
-                    raise InvalidTaskError(f"tasks[{index}].{exc}") from exc
-                # Known-good values, set without re-running validation (enqueue's hot path).
-                fields = task.__dict__
-                if not task.id:
-                    fields["id"] = next(fresh_ids)
-                for name in ("created_at", "updated_at", "schedule_at"):
-                    if not fields[name]:
-                        fields[name] = now
-                try:
-                    rows.append(insert_values(task, items))
-                except ValueError as exc:
-                    raise InvalidTaskError(f"tasks[{index}].{exc}") from exc
+            rows = task_rows(checked, now)
         if not rows:
             return 0
         ids, inserted = await self._storage.insert(rows, now, max_pending=self.config.max_pending)

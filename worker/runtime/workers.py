@@ -1,4 +1,5 @@
-"""``Worker``: a worker loop, the retry sweeper, the worker registry and signal handling.
+"""``Worker``: a worker loop, the retry sweeper, the schedules' ticks, the worker registry and
+signal handling.
 
 ::
 
@@ -15,8 +16,8 @@ SIGINT or SIGTERM (handlers installed only while :meth:`Worker.run` runs) stops 
 and lets running handlers finish within ``shutdown_grace`` seconds; the rest are cancelled and
 released (their attempt is given back). A second signal stops them at once.
 
-A burst worker that ran dry delivers the webhooks that are due (those of the tasks it just
-finished, mostly) before it exits, for at most ``DRAIN_TIMEOUT_S`` (see
+A burst worker that ran dry delivers the webhooks and runs the callbacks that are due (those of
+the tasks it just finished, mostly) before it exits, for at most ``DRAIN_TIMEOUT_S`` (see
 :func:`~worker.webhooks.drain_webhooks`); a signal cuts that short. A worker that was stopped
 does not wait for deliveries: the next worker makes them.
 """
@@ -36,12 +37,14 @@ from worker.core.errors import QueueError
 from worker.core.models import Resources
 from worker.queue.worker_queue import WorkerQueue
 from worker.runtime.acks import AckBuffer
+from worker.runtime.callbacks import callback_loop, drain_callbacks
 from worker.runtime.events import Callback, EventBus
 from worker.runtime.liveness import Liveness
 from worker.runtime.loop import Loop
 from worker.runtime.memory import MemoryInfoError, read_meminfo, total_bytes
 from worker.runtime.processors import ProcessorRegistry
 from worker.runtime.processors import registry as default_registry
+from worker.runtime.scheduler import schedule_loop
 from worker.runtime.sweeper import retry_sweeper
 from worker.webhooks import drain_webhooks, webhook_loop
 
@@ -121,6 +124,7 @@ class Worker:
         handle_signals: bool = True,
         worker_id: str | None = None,
         resources: Resources | None = None,
+        schedules: bool = True,
     ) -> None:
         self.queue = queue
         self.registry = registry or default_registry
@@ -134,6 +138,9 @@ class Worker:
         #: where they fit.
         self.resources = resources if resources is not None else machine_resources()
         self.sweep_interval_s = sweep_interval_s
+        #: Whether this worker fires the schedules' due ticks (any one worker suffices; each
+        #: tick is enqueued once however many do).
+        self.schedules = schedules
         self.handle_signals = handle_signals
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.events = EventBus()
@@ -186,6 +193,10 @@ class Worker:
             retry_sweeper(self.queue, self.sweep_interval_s, stop=self._stop)
         )
         webhooks = asyncio.create_task(webhook_loop(self.queue, stop=self._stop))
+        callbacks = asyncio.create_task(callback_loop(self.queue, stop=self._stop))
+        helpers = [sweeper, webhooks, callbacks]
+        if self.schedules:
+            helpers.append(asyncio.create_task(schedule_loop(self.queue, stop=self._stop)))
         self.started.set()
         try:
             self.counts = await worker_loop(
@@ -201,11 +212,11 @@ class Worker:
                 liveness=liveness,
             )
             if self.burst and not self._stop.is_set():
-                await self._deliver_before_exit(webhooks)
+                await self._deliver_before_exit(webhooks, callbacks)
         finally:
-            for helper in (sweeper, webhooks):
+            for helper in helpers:
                 helper.cancel()
-            await asyncio.gather(sweeper, webhooks, return_exceptions=True)
+            await asyncio.gather(*helpers, return_exceptions=True)
             if self.queue.storage_lost_error is None:  # else nothing can be written
                 try:
                     await liveness.stopped()
@@ -214,13 +225,18 @@ class Worker:
         log.info("worker %s stopped: %s", self.id, self.counts)
         return self.counts
 
-    async def _deliver_before_exit(self, webhooks: asyncio.Task[None]) -> None:
+    async def _deliver_before_exit(
+        self, webhooks: asyncio.Task[None], callbacks: asyncio.Task[None]
+    ) -> None:
         """Burst mode ran dry: let the helpers end their current round and stop (so that no
-        delivery is left leased by a cancelled one), then deliver what is due. A signal or
-        :meth:`request_stop` now sets ``_force``, which stops the deliveries."""
+        delivery or callback is left leased by a cancelled one), then deliver and run what
+        is due. A signal or :meth:`request_stop` now sets ``_force``, which stops them."""
         self._stop.set()
-        await asyncio.wait([webhooks])
-        await drain_webhooks(self.queue, stop=self._force)
+        await asyncio.wait([webhooks, callbacks])
+        await asyncio.gather(
+            drain_webhooks(self.queue, stop=self._force),
+            drain_callbacks(self.queue, stop=self._force),
+        )
 
     def _install_signals(self) -> list[signal.Signals]:
         loop = asyncio.get_running_loop()

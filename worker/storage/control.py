@@ -24,6 +24,7 @@ from worker.storage import undecodable
 from worker.storage.database import Database
 from worker.storage.schema import (
     paused_queues,
+    task_callbacks,
     task_dependencies,
     tasks,
     webhook_deliveries,
@@ -220,7 +221,8 @@ class ControlStore:
 
     async def purge(self, cutoff: float, states: Iterable[TaskState]) -> list[str]:
         """Delete finished tasks in batches (each its own short transaction), and in the same
-        transaction their dependency edges and their webhook deliveries (sent or not).
+        transaction their dependency edges, their webhook deliveries and their callbacks (run or
+        not).
         Returns the ids deleted, in batch order."""
         chosen = tuple(states)
         deleted: list[str] = []
@@ -281,13 +283,15 @@ async def _forget_dependencies(conn: AsyncConnection, ids: list[str]) -> None:
 
 
 async def _forget_deliveries(conn: AsyncConnection, ids: list[str]) -> None:
-    """Delete the webhook deliveries of purged tasks: a pending one has nothing left to send,
+    """Delete the webhook deliveries and callbacks of purged tasks: a pending one has nothing
+    left to report,
     and the others would only grow the table (it is looked up by its leading ``task_id``)."""
     if not ids:
         return
     await conn.execute(
         sa.delete(webhook_deliveries).where(webhook_deliveries.c.task_id.in_(_ids(ids)))
     )
+    await conn.execute(sa.delete(task_callbacks).where(task_callbacks.c.task_id.in_(_ids(ids))))
 
 
 def _percentile(values: list[float], fraction: float) -> float | None:

@@ -12,8 +12,8 @@ import json
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -26,6 +26,8 @@ from worker.storage import dependencies, undecodable
 from worker.storage.database import Database
 from worker.storage.payload import PayloadError
 from worker.storage.rows import (
+    FULL_WIDTH,
+    PLAIN_WIDTH,
     RAW_COLUMNS,
     ROW_COLUMNS,
     ROW_DEPENDS_ON,
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 _LIVE = (TaskState.PENDING, TaskState.PROCESSING, TaskState.RETRYABLE)
 
 _UNLIMITED = 2**62
+
+T = TypeVar("T")
 
 
 def _within(claimed: list[Task], budget: Resources) -> tuple[list[Task], list[Task]]:
@@ -100,7 +104,41 @@ class TaskStore:
         raises :class:`QueueFullError` and writes nothing (the queues are locked first where
         producers would otherwise count side by side).
         """
-        insert, wake, key_locks = self._sql.insert, self._sql.wake_tasks, self._sql.key_locks
+        reads_first = _reads_first(rows) or bool(max_pending)
+        # A batch without keys, dependencies or a bound is one bulk load (one statement,
+        # atomic by itself) and a wake-up: no transaction around them is needed.
+        standalone = not reads_first and self._sql.bulk_load is not None
+        return await self._inserting(
+            self._insert_body(rows, now, max_pending),
+            rows,
+            lock_first=reads_first,
+            atomic=not standalone,
+        )
+
+    async def insert_within(
+        self,
+        body: Callable[[Txn, Callable[[Txn], tuple[list[str], int]]], T],
+        rows: list[InsertRow],
+        now: float,
+    ) -> T:
+        """Run ``body(txn, insert)`` as one transaction, where ``insert(txn)`` inserts the rows
+        as :meth:`insert` does: for a caller whose own statements must commit (or not) with
+        them. ``body``'s first statement must write (it opens the transaction)."""
+        insert = self._insert_body(rows, now)
+        return await self._inserting(
+            lambda txn: body(txn, insert), rows, lock_first=False, atomic=True
+        )
+
+    def _insert_body(
+        self, rows: list[InsertRow], now: float, max_pending: int = 0
+    ) -> Callable[[Txn], tuple[list[str], int]]:
+        wake, key_locks = self._sql.wake_tasks, self._sql.key_locks
+        # A batch in which no task names a callback goes without those columns.
+        if all(len(row) == PLAIN_WIDTH for row in rows):
+            insert = self._sql.insert_plain
+        else:
+            insert = self._sql.insert
+            rows = [row if len(row) == FULL_WIDTH else (*row, None, None) for row in rows]
         keyed = any(row[ROW_KEY] is not None for row in rows)
         reads_first = keyed or bool(max_pending) or any(row[ROW_DEPENDS_ON] for row in rows)
 
@@ -128,12 +166,14 @@ class TaskStore:
                 txn.rows(wake)
             return ids, len(fresh)
 
-        # A batch without keys or dependencies is one bulk load (one statement, atomic by
-        # itself) and a wake-up: no transaction around them is needed.
-        standalone = not reads_first and self._sql.bulk_load is not None
+        return body
+
+    async def _inserting(
+        self, body: Callable[[Txn], T], rows: list[InsertRow], *, lock_first: bool, atomic: bool
+    ) -> T:
         try:
             return await self._db.transaction(
-                "enqueue", body, lock_first=reads_first, rows=len(rows), atomic=not standalone
+                "enqueue", body, lock_first=lock_first, rows=len(rows), atomic=atomic
             )
         except _Collided as collided:
             async with self._db.read("enqueue") as conn:
@@ -209,7 +249,7 @@ class TaskStore:
         unloadable: list[Failure] = []
         vt = self._default_vt
         for row in rows:
-            if not row[-1] and row[0] not in whole:
+            if not row[-1] and not _still_held(whole.get(row[0]), prefix + row[0]):
                 # Taken from this claim before its rows were read back (PostgreSQL runs the
                 # two statements apart: a worker paused between them was presumed dead).
                 log.warning("task %s: claim dropped: its lease was lost before it started", row[0])
@@ -300,6 +340,20 @@ class TaskStore:
         statement = self._sql.any_due_by_queue if "queues" in values else self._sql.any_due
         async with self._db.read("dequeue") as conn:
             return bool(await self._run(conn, statement, **values))
+
+
+_LEASE_AT = ROW_COLUMNS.index("lease_id")
+
+
+def _still_held(whole: Sequence[Any] | None, lease_id: str) -> bool:
+    """Whether a claimed row read back whole still holds this claim's lease (the read asks
+    for it already; this keeps a row read any other way from running under a lost lease)."""
+    return whole is not None and whole[_LEASE_AT] == lease_id
+
+
+def _reads_first(rows: list[InsertRow]) -> bool:
+    """Whether an insert reads before it writes (idempotency keys, dependencies)."""
+    return any(row[ROW_KEY] is not None or row[ROW_DEPENDS_ON] for row in rows)
 
 
 def _decodable(row: Sequence[Any], whole: Sequence[Any] | None) -> None:

@@ -19,14 +19,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    from worker.core.callbacks import TaskCallback
     from worker.core.config import QueueConfig
     from worker.core.deliveries import WebhookDelivery
     from worker.core.errors import StorageError
     from worker.core.models import Completion, Failure, Resources, Task
     from worker.core.states import TaskState
     from worker.storage.backend import Capabilities, Listening, Wake
+    from worker.storage.callbacks import CallbackStore
     from worker.storage.control import Heartbeat, LeaseReport
     from worker.storage.rows import InsertRow
+    from worker.storage.schedules import ScheduleStore
     from worker.storage.sweep import RetryPlan
     from worker.storage.webhooks import WebhookStore
 
@@ -66,6 +69,18 @@ class Storage(Protocol):
     def webhooks(self) -> WebhookStore:
         """The webhook deliveries' operations: the scan of finished tasks, adding, claiming
         and settling deliveries (:mod:`worker.webhooks` runs them)."""
+        ...
+
+    @property
+    def callbacks(self) -> CallbackStore:
+        """The callbacks' operations: the scan of ended tasks that name one, adding,
+        claiming and settling their runs (:mod:`worker.runtime.callbacks` runs them)."""
+        ...
+
+    @property
+    def schedules(self) -> ScheduleStore:
+        """The schedules' operations: declaring, reading, removing, and firing a tick (the
+        compare-and-set on its ``next_run_at`` and its tasks' insert, one transaction)."""
         ...
 
     # -- producing and claiming -----------------------------------------------------------
@@ -170,6 +185,8 @@ class Storage(Protocol):
         ...
 
     async def webhook_deliveries(self, task_id: str) -> list[WebhookDelivery]: ...
+
+    async def task_callbacks(self, task_id: str) -> list[TaskCallback]: ...
 
     # -- operators, workers, retention ----------------------------------------------------
 

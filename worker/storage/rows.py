@@ -28,7 +28,7 @@ from worker.core.states import TaskState
 from worker.core.storable import MAX_JSON_DEPTH, check_json_text, check_text, json_text
 from worker.storage.payload import PayloadError, items_from_json, trusted
 from worker.storage.schema import tasks
-from worker.storage.statements import INSERT_COLUMNS
+from worker.storage.statements import INSERT_COLUMNS, PLAIN_INSERT_COLUMNS
 
 #: Table columns in order: what ``RETURNING *`` and :data:`RAW_COLUMNS` yield.
 ROW_COLUMNS = tuple(column.name for column in tasks.c)
@@ -101,10 +101,13 @@ def outcomes_json(results: Sequence[Any]) -> str:
 _PENDING = TaskState.PENDING.value
 
 
-#: One task's values for the bulk insert, in :data:`INSERT_COLUMNS` order (a test pins it).
+#: One task's values for the bulk insert, in :data:`INSERT_COLUMNS` order (a test pins it),
+#: or :data:`PLAIN_INSERT_COLUMNS` for a task that sets none of the optional ones.
 #: A plain tuple on purpose: sqlite3 binds a tuple subclass, such as a ``NamedTuple``, value
 #: by value through the sequence protocol, which made a 50,000-row insert ~20 % slower.
 InsertRow = tuple[Any, ...]
+#: A row of :data:`PLAIN_INSERT_COLUMNS`'s width, and one of :data:`INSERT_COLUMNS`'s.
+PLAIN_WIDTH, FULL_WIDTH = len(PLAIN_INSERT_COLUMNS), len(INSERT_COLUMNS)
 #: Where a row's fields are, for the code that reads them back (store, dependencies).
 ROW_ID, ROW_QUEUE, ROW_KEY, ROW_DEPENDS_ON = (
     INSERT_COLUMNS.index(name) for name in ("id", "queue", "idempotency_key", "depends_on")
@@ -125,7 +128,7 @@ def insert_values(task: Task, items: str) -> InsertRow:
     if key is not None and (not key.isascii() or "\x00" in key):
         check_text(key, "idempotency_key", column=True)
     resources = fields["resources"].__dict__
-    return (
+    values = (
         fields["id"], fields["queue"], _PENDING, fields["priority"], fields["schedule_at"], 0,
         fields["max_attempts"], fields["visibility_timeout"], 0, "[]", items, name,
         json_text(metadata, "metadata") if metadata else "{}", key,
@@ -134,6 +137,10 @@ def insert_values(task: Task, items: str) -> InsertRow:
         _dumps(depends_on) if depends_on else None,
         resources["memory_bytes"], resources["cpu"], resources["gpu"],
     )  # fmt: skip
+    on_success, on_failure = fields["on_success"], fields["on_failure"]
+    if on_success is None and on_failure is None:
+        return values
+    return (*values, on_success, on_failure)
 
 
 _ROW_ITEMS = INSERT_COLUMNS.index("items")
@@ -189,6 +196,7 @@ UNPACK_ORDER = (
     "idempotency_key", "created_at", "updated_at", "started_at", "finished_at",
     "progress", "checkpoint", "cancel_requested_at", "timeout_s", "retry_policy", "held",
     "waiting_on", "dependents", "depends_on", "memory_bytes", "cpu_share", "needs_gpu",
+    "on_success", "on_failure",
 )  # fmt: skip
 _STATES = {state.value: state for state in TaskState}
 _POLICY = TypeAdapter(RetryPolicy)
@@ -229,6 +237,7 @@ def task_from_claim(
         idempotency_key, created_at, now, now, None,
         None, None, None, None, None, False,
         0, 0, None, 0, 0.0, False,
+        None, None,
     )  # fmt: skip
     return task_from_values(whole)
 
@@ -276,6 +285,7 @@ def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
         idempotency_key, created_at, updated_at, started_at, finished_at,
         progress, checkpoint, cancel_requested_at, timeout_s, retry_policy, held,
         waiting_on, _dependents, depends_on, memory_bytes, cpu_share, needs_gpu,
+        on_success, on_failure,
     ) = row  # fmt: skip
     if not isinstance(items, str):
         raise PayloadError(f"stored items are not JSON text: {items!r:.200}")
@@ -318,6 +328,8 @@ def task_from_values(row: Sequence[Any], *, lenient: bool = False) -> Task:
             "resources": _NO_NEEDS
             if not (memory_bytes or cpu_share or needs_gpu)
             else _resources(memory_bytes, cpu_share, needs_gpu),
+            "on_success": on_success,
+            "on_failure": on_failure,
         },
         _TASK_FIELDS,
     )

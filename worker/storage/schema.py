@@ -57,6 +57,10 @@ tasks = sa.Table(
     sa.Column("memory_bytes", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("cpu_share", sa.Float, nullable=False, server_default="0"),
     sa.Column("needs_gpu", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Revision 0005: callables ("package.module:function") run after the task completes
+    # or is discarded (worker.runtime.callbacks).
+    sa.Column("on_success", sa.String(300), nullable=True),
+    sa.Column("on_failure", sa.String(300), nullable=True),
 )
 
 #: A paused queue has a row here; nothing is claimed from it until the row is gone.
@@ -132,6 +136,15 @@ sa.Index(
     sqlite_where=sa.text("finished_at IS NOT NULL"),
     postgresql_where=sa.text("finished_at IS NOT NULL"),
 )
+# Revision 0005: the few tasks that name a callback, by finished_at, for the callback scan
+# (worker.storage.callbacks), which then reads no other task's row.
+CALLBACK_TASKS = "finished_at IS NOT NULL AND (on_success IS NOT NULL OR on_failure IS NOT NULL)"
+sa.Index(
+    "ix_tasks_callbacks",
+    tasks.c.finished_at,
+    sqlite_where=sa.text(CALLBACK_TASKS),
+    postgresql_where=sa.text(CALLBACK_TASKS),
+)
 # No index leads with ``state`` over the whole table: every transition would move an entry
 # in it, and it doubles the cost of a claim. Statistics count the states that stay small
 # through the partial indexes above and below, and completed tasks by subtraction.
@@ -181,6 +194,65 @@ sa.Index(
 #: One row (id 1): tasks that finished at or before ``scanned_to_at`` have their deliveries.
 webhook_scan = sa.Table(
     "webhook_scan",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("scanned_to_at", sa.Float, nullable=False),
+)
+
+# Revision 0005: schedules. One row per schedule, by name; ``next_run_at`` is the tick due
+# next, advanced (compare-and-set on its stored value) in the transaction that enqueues it.
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("cron", sa.String(200), nullable=True),
+    sa.Column("interval_s", sa.Float, nullable=True),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("request", sa.JSON, nullable=False),
+    sa.Column("options", sa.JSON, nullable=False),
+    sa.Column("catch_up", sa.String(16), nullable=False),
+    sa.Column("max_catch_up", sa.Integer, nullable=False),
+    sa.Column("next_run_at", sa.Float, nullable=False),
+    sa.Column("last_tick_at", sa.Float, nullable=True),
+    sa.Column("last_task_id", sa.String(26), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+sa.Index("ix_schedules_next_run", schedules.c.next_run_at)
+
+# Revision 0005: callbacks by name. One row per ending of a task that names a callback for
+# it (``event`` success: it completed; failure: it was discarded), made by a scan of finished
+# tasks as webhook deliveries are, and claimed, leased and retried the same way.
+task_callbacks = sa.Table(
+    "task_callbacks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(26), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("target", sa.String(300), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("lease_id", sa.String(64), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("done_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=False),
+    sa.Column("ending", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("task_id", "finished_at", name="uq_task_callbacks_ending"),
+)
+sa.Index(
+    "ix_task_callbacks_due",
+    task_callbacks.c.next_attempt_at,
+    sqlite_where=sa.text("state = 'pending'"),
+    postgresql_where=sa.text("state = 'pending'"),
+)
+
+#: One row (id 1): tasks that finished at or before ``scanned_to_at`` have their callbacks.
+callback_scan = sa.Table(
+    "callback_scan",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("scanned_to_at", sa.Float, nullable=False),

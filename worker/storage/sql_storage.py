@@ -2,7 +2,7 @@
 
 Each group of operations is a module of its own (``store``: enqueue and claim;
 ``transitions``: acknowledgements and single-task moves; ``sweep``; ``reads``; ``control``:
-operators, workers, statistics, purge; webhook deliveries), all on one
+operators, workers, statistics, purge; webhook deliveries; callbacks; schedules), all on one
 :class:`~worker.storage.database.Database`. This class is the one door to them: the queue sees the
 named operations of :class:`~worker.storage.interface.Storage`, never a store, a column or SQL.
 """
@@ -13,18 +13,21 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+from worker.core.callbacks import TaskCallback
 from worker.core.config import QueueConfig
 from worker.core.deliveries import WebhookDelivery
 from worker.core.errors import StorageError
 from worker.core.models import Completion, Failure, Resources, Task
 from worker.core.states import TaskState
 from worker.storage.backend import Capabilities, Listening, Wake
+from worker.storage.callbacks import CallbackStore
 from worker.storage.control import ControlStore, Heartbeat, LeaseReport
 from worker.storage.database import Database
 from worker.storage.enqueue_claim import TaskStore
 from worker.storage.reads import ReadStore
 from worker.storage.revision import check_schema
 from worker.storage.rows import InsertRow
+from worker.storage.schedules import ScheduleStore
 from worker.storage.sweep import RetryPlan, SweepStore
 from worker.storage.transitions import TransitionStore
 from worker.storage.webhooks import WebhookStore
@@ -45,6 +48,8 @@ class SqlStorage:
         self._sweep = SweepStore(db)
         self._control = ControlStore(db, vt)
         self._webhooks = WebhookStore(db)
+        self._schedules = ScheduleStore(db, self._tasks)
+        self._callbacks = CallbackStore(db)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -95,6 +100,14 @@ class SqlStorage:
     @property
     def webhooks(self) -> WebhookStore:
         return self._webhooks
+
+    @property
+    def schedules(self) -> ScheduleStore:
+        return self._schedules
+
+    @property
+    def callbacks(self) -> CallbackStore:
+        return self._callbacks
 
     def listener(self, on_wake: dict[Wake, Callable[[], None]]) -> Listening | None:
         if not self.database.notifies:
@@ -226,6 +239,9 @@ class SqlStorage:
 
     async def webhook_deliveries(self, task_id: str) -> list[WebhookDelivery]:
         return await self._webhooks.for_task(task_id)
+
+    async def task_callbacks(self, task_id: str) -> list[TaskCallback]:
+        return await self._callbacks.for_task(task_id)
 
     # -- operators, workers, retention ----------------------------------------------------
 

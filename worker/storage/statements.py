@@ -20,7 +20,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
 from worker.core.states import TaskState, sources, target
-from worker.storage.backend import Backend, backend_for
+from worker.storage.backend import Backend, BulkLoad, backend_for
 from worker.storage.schema import tasks
 from worker.storage.sql import (
     FieldType,
@@ -51,10 +51,13 @@ CLAIM_DEFAULTS: dict[str, Any] = {
     "expired_count": 0, "last_error": None, "errors": "[]", "outcomes": None,
     "progress": None, "checkpoint": None, "timeout_s": None, "retry_policy": None,
     "depends_on": None, "memory_bytes": 0, "cpu_share": 0.0, "needs_gpu": False,
+    "on_success": None, "on_failure": None,
 }  # fmt: skip
 
 #: Columns a bulk insert sets, in table order (the compiled statement's parameter order);
-#: the others keep their NULL defaults.
+#: the others keep their NULL defaults. The last ones, :data:`OPTIONAL_INSERT_COLUMNS`, only
+#: some tasks set (their callbacks): a batch in which none does is inserted without them
+#: (:data:`PLAIN_INSERT_COLUMNS`, two values fewer to bind per row).
 INSERT_COLUMNS = (
     "id",
     "queue",
@@ -80,7 +83,12 @@ INSERT_COLUMNS = (
     "memory_bytes",
     "cpu_share",
     "needs_gpu",
+    "on_success",
+    "on_failure",
 )
+OPTIONAL_INSERT_COLUMNS = ("on_success", "on_failure")
+PLAIN_INSERT_COLUMNS = INSERT_COLUMNS[: -len(OPTIONAL_INSERT_COLUMNS)]
+assert INSERT_COLUMNS[len(PLAIN_INSERT_COLUMNS) :] == OPTIONAL_INSERT_COLUMNS
 
 
 #: What :func:`prepare` compiles.
@@ -163,14 +171,12 @@ class Statements:
         #: What an enqueue runs in its transaction to wake other processes' workers, if any.
         self.wake_tasks = None if tasks_woken is None else prepare(tasks_woken, dialect)
         self._built: dict[Callable[[], Buildable], Prepared] = {}
-        self.insert = prepare(
-            sa.insert(tasks).values(
-                {c: sa.bindparam(c.name) for c in tasks.c if c.name in INSERT_COLUMNS}
-            ),
-            dialect,
-        )
+        self.insert = _insert(INSERT_COLUMNS, dialect)
+        #: The insert of a batch in which no task sets :data:`OPTIONAL_INSERT_COLUMNS`.
+        self.insert_plain = _insert(PLAIN_INSERT_COLUMNS, dialect)
         #: The backend's bulk-load path for the same rows (tuples), if it has one.
         self.bulk_load = self.backend.bulk_load(INSERT_COLUMNS)
+        self.bulk_load_plain = self.backend.bulk_load(PLAIN_INSERT_COLUMNS)
         self.claim = prepare(_claim(self.backend, by_queue=False), dialect)
         self.claim_by_queue = prepare(_claim(self.backend, by_queue=True), dialect)
         self.any_due = prepare(self.backend.due(by_queue=False, limit=False), dialect)
@@ -201,12 +207,24 @@ class Statements:
         self.retry = prepare(_fail("retry"), dialect)
         self.discard = prepare(_fail("discard"), dialect)
 
+    def loader(self, width: int) -> BulkLoad | None:
+        """The bulk load of rows ``width`` values wide (:data:`INSERT_COLUMNS` or
+        :data:`PLAIN_INSERT_COLUMNS`), if the backend has one."""
+        return self.bulk_load if width == len(INSERT_COLUMNS) else self.bulk_load_plain
+
     def of(self, build: Callable[[], Buildable]) -> Prepared:
         """The statement ``build()`` returns, compiled on first use (by builder function)."""
         prepared = self._built.get(build)
         if prepared is None:
             prepared = self._built[build] = prepare(build(), self.dialect)
         return prepared
+
+
+def _insert(columns: Sequence[str], dialect: Dialect) -> Prepared:
+    return prepare(
+        sa.insert(tasks).values({c: sa.bindparam(c.name) for c in tasks.c if c.name in columns}),
+        dialect,
+    )
 
 
 def _fail(operation: str) -> sa.Update:

@@ -35,7 +35,8 @@ class Txn(Protocol):
         ...
 
     def load(self, rows: Sequence[tuple[Any, ...]]) -> bool:
-        """Insert rows (:data:`~worker.storage.statements.INSERT_COLUMNS` values) into
+        """Insert rows (:data:`~worker.storage.statements.INSERT_COLUMNS` values, or
+        :data:`~worker.storage.statements.PLAIN_INSERT_COLUMNS` values, all alike) into
         ``tasks`` by the backend's bulk-load path
         (:meth:`~worker.storage.backend.Backend.bulk_load`); False, with nothing done, when
         it has none."""
@@ -72,7 +73,7 @@ class ConnectionTxn(Compiling):
             self._conn.exec_driver_sql(prepared.sql, prepared.params_many(rows))
 
     def load(self, rows: Sequence[tuple[Any, ...]]) -> bool:
-        load = self._statements.bulk_load
+        load = self._statements.loader(len(rows[0]))
         if load is None:
             return False
         load(self._conn, rows)

@@ -1,6 +1,7 @@
 """All webhook SQL: the scan of finished tasks, delivery rows, claims and outcomes.
 
-The scan reads ``tasks`` through the partial index on ``finished_at`` and never writes to it;
+The scan (:mod:`worker.storage.endings`, which callbacks share) reads ``tasks`` through the
+partial index on ``finished_at`` and never writes to it;
 the hot path (enqueue, claim, acknowledge) never touches these tables. A claim is one
 ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING`` that sets a fresh lease id and
 pushes ``next_attempt_at`` to the lease's expiry; an outcome is written only while that lease
@@ -16,14 +17,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.core.deliveries import Claimed, DeliveryState, Finished, WebhookDelivery
 from worker.core.states import TERMINAL_STATES
 from worker.storage.backend import Backend, Insert
 from worker.storage.database import Database
+from worker.storage.endings import EndedScan, rows_of_endings
 from worker.storage.schema import tasks, webhook_deliveries, webhook_scan
-from worker.storage.sql import greatest, has_response_url, json_rows, state_in
+from worker.storage.sql import has_response_url, state_in
 
 _PENDING = DeliveryState.PENDING.value
 _D = webhook_deliveries.c
@@ -81,58 +82,34 @@ def _insert(backend: Backend) -> Insert:
 _INSERTS: dict[str, Insert] = {}
 
 
+def _wanted() -> sa.ColumnElement[bool]:
+    return sa.and_(state_in(*TERMINAL_STATES), _has_url())
+
+
+def _items_text() -> list[sa.ColumnElement[Any]]:
+    return [sa.type_coerce(tasks.c.task_items, sa.Text)]
+
+
 class WebhookStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._scan = EndedScan(db, webhook_scan, _wanted, _items_text, "webhook")
 
     # -- the scan of finished tasks ------------------------------------------------------
 
     async def scanned_to(self) -> float:
         """Tasks that finished at or before this have their delivery rows."""
-        query = sa.select(webhook_scan.c.scanned_to_at).where(webhook_scan.c.id == 1)
-        async with self._db.read("webhook scan mark") as conn:
-            value = (await conn.execute(query)).scalar()
-        return 0.0 if value is None else float(value)
+        return await self._scan.scanned_to()
 
     async def finished(
         self, after: float, upto: float | None, limit: int
     ) -> tuple[list[Finished], bool, float | None]:
         """Ended tasks with ``after < finished_at [<= upto]`` whose items have a response URL,
         oldest first, with those URLs; whether ``limit`` cut the scan short; and how far it
-        looked: the ``finished_at`` every ended task up to which has been considered (None
-        when no task ended in the window).
-
-        A cut scan still returns every such task that finished at the same instant as its last
-        one (batch acknowledgements share one), so the next scan can start strictly after it.
-        Tasks without URLs (most) are passed over in SQL: they are neither sent nor parsed.
+        looked (:meth:`worker.storage.endings.EndedScan.ended`). Tasks without URLs (most)
+        are passed over in SQL: they are neither sent nor parsed.
         """
-        columns = (tasks.c.id, tasks.c.finished_at, sa.type_coerce(tasks.c.task_items, sa.Text))
-        window = [tasks.c.finished_at.is_not(None), tasks.c.finished_at > after]
-        if upto is not None:
-            window.append(tasks.c.finished_at <= upto)
-        wanted = sa.and_(state_in(*TERMINAL_STATES), _has_url())
-        # finished_at is set exactly on ended tasks: the index alone says how far they go.
-        # Asked first, and the rows bounded by it: a task that ends between the two reads is
-        # left for the next scan rather than passed over.
-        farthest = sa.select(sa.func.max(tasks.c.finished_at)).where(*window)
-        async with self._db.read("webhook scan") as conn:
-            value = (await conn.execute(farthest)).scalar()
-            if value is None:
-                return [], False, None
-            reached = float(value)
-            query = (
-                sa.select(*columns)
-                .where(*window, tasks.c.finished_at <= reached, wanted)
-                .order_by(tasks.c.finished_at)
-                .limit(limit)
-            )
-            rows = list((await conn.execute(query)).all())
-            cut = len(rows) >= limit
-            if cut:
-                reached = float(rows[-1][1])
-                seen = {row[0] for row in rows}
-                ties = sa.select(*columns).where(tasks.c.finished_at == reached, wanted)
-                rows += [r for r in (await conn.execute(ties)).all() if r[0] not in seen]
+        rows, cut, reached = await self._scan.ended(after, upto, limit)
         found = [Finished(str(i), float(at), _urls(items)) for i, at, items in rows]
         return found, cut, reached
 
@@ -157,11 +134,6 @@ class WebhookStore:
         ]
         if not rows and scanned_to is None:
             return 0
-        mark = (
-            sa.update(webhook_scan)
-            .where(webhook_scan.c.id == 1)
-            .values(scanned_to_at=greatest(webhook_scan.c.scanned_to_at, scanned_to))
-        )
         created = 0
         async with self._db.write("webhook deliveries", lock_first=False) as conn:
             if rows:
@@ -170,12 +142,14 @@ class WebhookStore:
                     insert = _INSERTS[self._db.dialect] = _insert(self._db.backend)
                 # A driver that does not count an executemany's rows (asyncpg): count them.
                 counted = conn.dialect.supports_sane_multi_rowcount
-                before = 0 if counted else await _rows_of_endings(conn, found)
+                endings = [(task.task_id, task.finished_at) for task in found]
+                table = webhook_deliveries
+                before = 0 if counted else await rows_of_endings(conn, table, endings)
                 created = (await conn.execute(insert, rows)).rowcount
                 if not counted:
-                    created = await _rows_of_endings(conn, found) - before
+                    created = await rows_of_endings(conn, table, endings) - before
             if scanned_to is not None:
-                await conn.execute(mark)
+                await conn.execute(self._scan.advance(scanned_to))
         return max(created, 0)
 
     # -- attempts ------------------------------------------------------------------------
@@ -292,15 +266,3 @@ def _delivery(row: Any) -> WebhookDelivery:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
-
-
-async def _rows_of_endings(conn: AsyncConnection, found: Sequence[Finished]) -> int:
-    """How many delivery rows there are for these tasks' endings (their ``finished_at``)."""
-    endings = sorted({(task.task_id, task.finished_at) for task in found})  # each once
-    pairs = json_rows("endings", id="text", finished_at="float")
-    query = (
-        sa.select(sa.func.count())
-        .select_from(webhook_deliveries)
-        .where(_D.task_id == pairs.c.id, _D.finished_at == pairs.c.finished_at)
-    )
-    return int((await conn.execute(query, {"endings": json.dumps(endings)})).scalar_one())

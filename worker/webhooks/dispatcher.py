@@ -4,12 +4,9 @@ Each tick it (1) scans tasks that ended since the last scan and creates a delive
 each item with a ``response_url``, and (2) claims due deliveries, posts them and records each
 outcome, scheduling a failed one again after backoff until its attempts are used up.
 
-The scan runs twice over every finished task: at once (for low latency, from a mark kept in
-memory) and again once ``settle_s`` has passed (from the mark in the database, which only
-then advances). A task's ``finished_at`` is read from the clock before its transaction waits
-for the write lock, so it can commit up to the busy timeout later, behind a later one; the
-second pass finds such tasks. Creating rows is idempotent (one per task item and ending, an
-ending being told by the task's ``finished_at``), so neither pass nor several workers can
+The scan runs twice over every finished task (:class:`~worker.runtime.endings.EndingsCursor`,
+which callbacks share): at once, and again once ``settle_s`` has passed, for tasks that
+committed late; creating rows is idempotent, so neither pass nor several workers can
 duplicate a delivery, while a task that was resumed and ended again gets new ones.
 
 A delivery never changes its task: the task's state and outcome are what they were.
@@ -27,9 +24,10 @@ import time
 
 from worker.core.backoff import retry_delay_s
 from worker.core.clock import Clock
-from worker.core.deliveries import Claimed, Finished, WebhookDelivery
+from worker.core.deliveries import Claimed, WebhookDelivery
 from worker.core.errors import DatabaseLostError, QueueClosedError, QueueError, TaskNotFoundError
 from worker.queue.worker_queue import WorkerQueue
+from worker.runtime.endings import SETTLE_MARGIN_S, EndingsCursor
 from worker.webhooks import guard, signing
 from worker.webhooks.errors import AddressRefusedError, TransportError
 from worker.webhooks.transport import HttpxTransport, Outgoing, Transport
@@ -39,8 +37,6 @@ log = logging.getLogger(__name__)
 #: Finished tasks read per scan, and deliveries claimed per tick.
 SCAN_BATCH = 1000
 CLAIM_BATCH = 16
-#: Added to the busy timeout: how late a finished task may still commit.
-SETTLE_MARGIN_S = 5.0
 #: A claimed delivery is someone's for its timeout plus this; then it is due again.
 LEASE_MARGIN_S = 30.0
 #: How long :func:`drain_webhooks` (a burst worker about to exit) starts new rounds.
@@ -69,10 +65,9 @@ class WebhookDispatcher:
         self._resolver = resolver
         self._store = queue.storage.webhooks
         self.settle_s = self.config.busy_timeout + SETTLE_MARGIN_S
-        self._scanned_to: float | None = None  # the database's mark, as last written
-        self._seen_to: float | None = None  # how far this dispatcher has looked
-        #: The last quick scan was cut short: more tasks have ended than it read.
-        self.behind = False
+        self._cursor = EndingsCursor(
+            self._store, self._clock, settle_s=self.settle_s, batch=SCAN_BATCH
+        )
 
     async def tick(self) -> int:
         """One round: create missing deliveries, post the due ones; returns how many were
@@ -83,23 +78,15 @@ class WebhookDispatcher:
     # -- creating deliveries -------------------------------------------------------------
 
     async def collect(self) -> int:
-        if self._scanned_to is None or self._seen_to is None:
-            self._scanned_to = self._seen_to = await self._store.scanned_to()
-        fresh, self.behind, reached = await self._store.finished(self._seen_to, None, SCAN_BATCH)
-        if reached is not None:
-            self._seen_to = reached
-        upto = min(self._clock() - self.settle_s, self._seen_to)
-        settled: list[Finished] = []
-        mark: float | None = None
-        if upto > self._scanned_to:
-            settled, cut, reached = await self._store.finished(self._scanned_to, upto, SCAN_BATCH)
-            mark = reached if cut and reached is not None else upto
-        created = await self._store.add([*fresh, *settled], self._clock(), mark)
-        if mark is not None:
-            self._scanned_to = mark
+        created = await self._cursor.collect()
         if created:
             log.debug("created %d webhook deliveries", created)
         return created
+
+    @property
+    def behind(self) -> bool:
+        """The last quick scan was cut short: more tasks have ended than it read."""
+        return self._cursor.behind
 
     # -- sending -------------------------------------------------------------------------
 

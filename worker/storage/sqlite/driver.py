@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import aiosqlite
 
 from worker.storage.sqlite.bulk import MultiRowInsert
-from worker.storage.statements import INSERT_COLUMNS, Statements
+from worker.storage.statements import INSERT_COLUMNS, PLAIN_INSERT_COLUMNS, Statements
 from worker.storage.txn import Compiling, Statement, Txn
 
 T = TypeVar("T")
@@ -60,10 +60,11 @@ class DriverTxn(Compiling):
             raise _wrap(prepared.sql, params, error) from error
 
     def load(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+        insert = _INSERT_TASKS[len(rows[0])]
         try:
-            _INSERT_TASKS(self._conn, rows)
+            insert(self._conn, rows)
         except sqlite3.Error as error:
-            raise _wrap(_INSERT_TASKS.statement, (), error) from error
+            raise _wrap(insert.statement, (), error) from error
         return True
 
     def begin(self) -> None:
@@ -79,8 +80,12 @@ class DriverTxn(Compiling):
             raise _wrap("COMMIT", (), error) from error
 
 
-#: The bulk insert of :meth:`DriverTxn.load`.
-_INSERT_TASKS = MultiRowInsert("tasks", INSERT_COLUMNS)
+#: The bulk inserts of :meth:`DriverTxn.load`, by row width: with the callback columns, and
+#: without them (a batch in which no task names a callback).
+_INSERT_TASKS = {
+    len(columns): MultiRowInsert("tasks", columns)
+    for columns in (INSERT_COLUMNS, PLAIN_INSERT_COLUMNS)
+}
 
 
 def _wrap(sql: str, params: Any, error: sqlite3.Error) -> BaseException:
