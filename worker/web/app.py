@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from worker.queue.worker_queue import WorkerQueue
 from worker.web import metrics, pages, problems, queues_api, tasks_api
 from worker.web.counters import Counters
-from worker.web.guard import MAX_BODY_BYTES, Guard, TooLarge
-
-
-async def _too_large(request: Request, exc: Exception) -> problems.ProblemResponse:
-    limit = request.app.state.max_body_bytes
-    return problems.problem(413, f"request body over {limit} bytes")
+from worker.web.guard import MAX_BODY_BYTES, Guard
 
 
 def create_app(
@@ -46,7 +41,6 @@ def create_app(
     state.read_only = read_only
     state.max_body_bytes = max_body_bytes
     problems.install(api)
-    api.add_exception_handler(TooLarge, _too_large)
     api.include_router(tasks_api.router)
     api.include_router(queues_api.router)
     api.include_router(metrics.router)

@@ -97,28 +97,34 @@ class Guard:
         await self._limited(scope, receive, send)
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the app, counting the body as it arrives (a chunked body has no length)."""
+        """Run the app, counting the body as it arrives (a chunked body has no length).
+
+        Past the limit, reading the body raises :class:`TooLarge`; whatever the app answers
+        then (FastAPI turns a failed read into a 400) is replaced by the 413."""
         seen = 0
-        started = False
+        exceeded = False
+        refused = False
 
         async def counting() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body_bytes:
+                    exceeded = True
                     raise TooLarge
             return message
 
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def replacing(message: Message) -> None:
+            nonlocal refused
+            if not exceeded:
+                await send(message)
+            elif not refused:
+                refused = True
+                await _refuse(send, 413, f"request body over {self.max_body_bytes} bytes")
 
         try:
-            await self.app(scope, counting, tracking)
+            await self.app(scope, counting, replacing)
         except TooLarge:
-            if started:
-                raise
-            await _refuse(send, 413, f"request body over {self.max_body_bytes} bytes")
+            if not refused:
+                await _refuse(send, 413, f"request body over {self.max_body_bytes} bytes")
