@@ -90,17 +90,12 @@ class ReadStore:
     async def queue_figures(self) -> QueueFigures:
         """Tasks per queue and state, and each queue's oldest pending task.
 
-        Each state other than completed is counted on its own, with the state spelled in
-        the statement (not bound) so that both backends count through that state's partial
-        index; completed tasks are each queue's total (its index on ``queue``) less the rest.
+        Each state other than completed is counted on its own through its partial index (the
+        backend's statement makes sure of it); completed tasks are each queue's total (its
+        index on ``queue``) less the rest.
         """
         totals = sa.select(tasks.c.queue, sa.func.count()).group_by(tasks.c.queue)
-        per_state = [
-            sa.select(tasks.c.queue, sa.func.count())
-            .where(sa.text(f"state = '{state.value}'"))
-            .group_by(tasks.c.queue)
-            for state in STATE_INDEXES
-        ]
+        per_state = [self._db.backend.queue_counts(state) for state in STATE_INDEXES]
         oldest = (
             sa.select(tasks.c.queue, sa.func.min(tasks.c.created_at))
             .where(sa.text(f"state = '{TaskState.PENDING.value}'"))
