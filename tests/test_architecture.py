@@ -151,7 +151,8 @@ LAYERS = ("core", "storage", "queue", "runtime", "edges")
 #: Which layer each top-level part of worker is in.
 PART_LAYER = {
     "core": "core", "storage": "storage", "queue": "queue", "runtime": "runtime",
-    "builtins": "runtime", "cli": "edges", "webhooks": "edges", "__main__": "edges",
+    "builtins": "runtime", "cli": "edges", "webhooks": "edges", "web": "edges",
+    "__main__": "edges",
 }  # fmt: skip
 #: Imports up the layers, each with its reason.
 UPWARD = {

@@ -39,7 +39,7 @@ from typing import Annotated
 
 import typer
 
-from worker.cli import admin, inspect, schedule, serve
+from worker.cli import admin, inspect, schedule, serve, web
 from worker.cli.session import Options, install_interrupts, unexpected, warn
 from worker.cli.submit import submit_app
 
@@ -105,6 +105,7 @@ app.command("hold")(admin.hold)
 app.command("pause")(admin.pause)
 app.command("unpause")(admin.unpause)
 app.command("purge")(admin.purge)
+app.command("web")(web.serve_web)
 
 
 #: Packages add commands to ``wq`` through this entry-point group: each names a function

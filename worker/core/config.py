@@ -306,6 +306,12 @@ class QueueConfig(BaseModel):
         "QUEUE_WEBHOOK_SECRET",
         "Key of the HMAC-SHA256 signature each webhook POST carries; none: unsigned.",
     )
+    # The HTTP API and dashboard (wq web, worker.web).
+    web_token: SecretStr | None = _setting(
+        None,
+        "QUEUE_WEB_TOKEN",
+        "Bearer token `wq web` requires on every request (needed to listen beyond loopback).",
+    )
     webhook_allow_private: bool = _setting(
         False,
         "QUEUE_WEBHOOK_ALLOW_PRIVATE",

@@ -48,6 +48,7 @@ TRANSITIONS: Final[dict[str, tuple[tuple[TaskState, ...], TaskState]]] = {
     "release": ((TaskState.PROCESSING,), TaskState.PENDING),
     "hold": ((TaskState.PENDING,), TaskState.PENDING),
     "unhold": ((TaskState.PENDING,), TaskState.PENDING),
+    "run_now": ((TaskState.PENDING,), TaskState.PENDING),
     "progress": ((TaskState.PROCESSING,), TaskState.PROCESSING),
 }
 

@@ -19,9 +19,11 @@ from worker.core.limits import MAX_INSTANT
 from worker.core.models import RetryPolicy, Task
 from worker.core.states import TERMINAL_STATES, TaskState
 from worker.queue.explain import explain, explain_pending
+from worker.queue.notifier import Notifier
 from worker.queue.purge_hooks import run_purge_hooks
 from worker.storage.control import LeaseReport
 from worker.storage.interface import Storage
+from worker.storage.reads import QueueFigures
 
 if TYPE_CHECKING:
     from worker.core.callbacks import TaskCallback
@@ -35,6 +37,7 @@ class QueueAdmin:
     _clock: Callable[[], float]
     _storage: Storage
     _sweeping: asyncio.Lock
+    notifier: Notifier
 
     # -- operators -----------------------------------------------------------------------
 
@@ -46,6 +49,13 @@ class QueueAdmin:
     async def unhold(self, task_id: str) -> None:
         arguments.text("task_id", task_id)
         await self._storage.unhold(task_id, self._clock())
+
+    async def run_now(self, task_id: str) -> None:
+        """Make a pending task due now (a delayed or backed-off one): its ``schedule_at``
+        moves to now. It still waits for its turn, its dependencies and an unheld state."""
+        arguments.text("task_id", task_id)
+        await self._storage.run_now(task_id, self._clock())
+        self.notifier.notify()
 
     async def pause_queue(self, queue: str) -> None:
         """Claim nothing from ``queue`` until :meth:`unpause_queue` (kept in the database)."""
@@ -215,6 +225,11 @@ class QueueAdmin:
         stats = {state.value: counts.get(state.value, 0) for state in TaskState}
         stats["total"] = sum(stats.values())
         return stats
+
+    async def queue_figures(self) -> QueueFigures:
+        """Per queue: tasks per state and the oldest pending task's ``created_at`` (what a
+        dashboard or a metrics scrape reads; every state is counted through its index)."""
+        return await self._storage.queue_figures()
 
     async def purge(
         self, older_than_s: float, states: Iterable[TaskState | str] = TERMINAL_STATES

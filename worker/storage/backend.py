@@ -97,6 +97,11 @@ class Backend(ABC):
         :data:`STATE_INDEXES` order."""
 
     @abstractmethod
+    def queue_counts(self, state: TaskState) -> sa.TextClause:
+        """Rows of ``(queue, count)``: the tasks in ``state`` (one of :data:`STATE_INDEXES`)
+        per queue, counted through that state's partial index."""
+
+    @abstractmethod
     def position(self) -> sa.TextClause:
         """How many claimable tasks of ``:queue`` come before (``:priority``, ``:id``)."""
 

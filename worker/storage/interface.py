@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from worker.storage.backend import Capabilities, Listening, Wake
     from worker.storage.callbacks import CallbackStore
     from worker.storage.control import Heartbeat, LeaseReport
+    from worker.storage.reads import QueueFigures
     from worker.storage.rows import InsertRow
     from worker.storage.schedules import ScheduleStore
     from worker.storage.sweep import RetryPlan
@@ -138,6 +139,10 @@ class Storage(Protocol):
 
     async def unhold(self, task_id: str, now: float) -> None: ...
 
+    async def run_now(self, task_id: str, now: float) -> None:
+        """A pending task becomes due now (its ``schedule_at`` moves to ``now``)."""
+        ...
+
     async def extend_lease(
         self, task_id: str, lease_id: str, now: float, seconds: float | None
     ) -> float: ...
@@ -182,6 +187,10 @@ class Storage(Protocol):
 
     async def window(self, since: float) -> dict[str, Any]:
         """Figures over tasks finished since ``since``, per-queue counts, oldest pending."""
+        ...
+
+    async def queue_figures(self) -> QueueFigures:
+        """Per queue: tasks per state and the oldest pending task's ``created_at``."""
         ...
 
     async def webhook_deliveries(self, task_id: str) -> list[WebhookDelivery]: ...

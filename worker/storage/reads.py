@@ -6,6 +6,8 @@ A row that cannot be read whole never fails a read: it is shown as far as it can
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import sqlalchemy as sa
 
 from worker.core.errors import StorageError, TaskNotFoundError
@@ -19,6 +21,16 @@ from worker.storage.rows import RAW_COLUMNS
 from worker.storage.salvage import readable
 from worker.storage.schema import tasks
 from worker.storage.sql import state_in
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFigures:
+    """What a dashboard or a metrics scrape shows per queue: tasks per state (lower-case
+    state names; a state with no task is absent) and the oldest pending task's
+    ``created_at``."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    oldest_pending_at: dict[str, float] = field(default_factory=dict)
 
 
 class ReadStore:
@@ -74,3 +86,37 @@ class ReadStore:
         stats = {s.value: int(n) for s, n in zip(STATE_INDEXES, numbers, strict=True)}
         stats[TaskState.COMPLETED.value] = int(everything) - sum(stats.values())
         return stats
+
+    async def queue_figures(self) -> QueueFigures:
+        """Tasks per queue and state, and each queue's oldest pending task.
+
+        Each state other than completed is counted on its own through its partial index (the
+        backend's statement makes sure of it); completed tasks are each queue's total (its
+        index on ``queue``) less the rest.
+        """
+        totals = sa.select(tasks.c.queue, sa.func.count()).group_by(tasks.c.queue)
+        per_state = [self._db.backend.queue_counts(state) for state in STATE_INDEXES]
+        oldest = (
+            sa.select(tasks.c.queue, sa.func.min(tasks.c.created_at))
+            .where(sa.text(f"state = '{TaskState.PENDING.value}'"))
+            .group_by(tasks.c.queue)
+        )
+        counts: dict[str, dict[str, int]] = {}
+        async with self._db.read("queue figures") as conn:
+            # A queue name that is not UTF-8 (written by another program) comes back with
+            # U+FFFD in it rather than failing the read.
+            for queue, number in (await undecodable.rows(conn, totals))[0]:
+                counts[str(queue)] = {TaskState.COMPLETED.value: int(number)}
+            for state, query in zip(STATE_INDEXES, per_state, strict=True):
+                for queue, number in (await undecodable.rows(conn, query))[0]:
+                    queue_counts = counts.setdefault(str(queue), {TaskState.COMPLETED.value: 0})
+                    queue_counts[state.value] = int(number)
+                    queue_counts[TaskState.COMPLETED.value] -= int(number)
+            oldest_rows = (await undecodable.rows(conn, oldest))[0]
+        for queue_counts in counts.values():
+            if queue_counts[TaskState.COMPLETED.value] <= 0:
+                del queue_counts[TaskState.COMPLETED.value]
+        return QueueFigures(
+            counts=counts,
+            oldest_pending_at={str(q): float(at) for q, at in oldest_rows if at is not None},
+        )

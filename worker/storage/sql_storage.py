@@ -24,7 +24,7 @@ from worker.storage.callbacks import CallbackStore
 from worker.storage.control import ControlStore, Heartbeat, LeaseReport
 from worker.storage.database import Database
 from worker.storage.enqueue_claim import TaskStore
-from worker.storage.reads import ReadStore
+from worker.storage.reads import QueueFigures, ReadStore
 from worker.storage.revision import check_schema
 from worker.storage.rows import InsertRow
 from worker.storage.schedules import ScheduleStore
@@ -176,6 +176,9 @@ class SqlStorage:
     async def unhold(self, task_id: str, now: float) -> None:
         await self._moves.transition("unhold", task_id, {"held": False, "updated_at": now})
 
+    async def run_now(self, task_id: str, now: float) -> None:
+        await self._moves.transition("run_now", task_id, {"schedule_at": now, "updated_at": now})
+
     async def extend_lease(
         self, task_id: str, lease_id: str, now: float, seconds: float | None
     ) -> float:
@@ -236,6 +239,9 @@ class SqlStorage:
 
     async def window(self, since: float) -> dict[str, Any]:
         return await self._control.window(since)
+
+    async def queue_figures(self) -> QueueFigures:
+        return await self._reads.queue_figures()
 
     async def webhook_deliveries(self, task_id: str) -> list[WebhookDelivery]:
         return await self._webhooks.for_task(task_id)

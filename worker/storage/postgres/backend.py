@@ -75,6 +75,11 @@ class PostgresBackend(Backend):
         total = "(SELECT count(*) FROM tasks" + (" WHERE queue = :queue" if by_queue else "")
         return sa.text(f"SELECT {total}), {counts}")
 
+    def queue_counts(self, state: TaskState) -> sa.TextClause:
+        return sa.text(
+            f"SELECT queue, count(*) FROM tasks WHERE state = '{state.value}' GROUP BY queue"
+        )
+
     def position(self) -> sa.TextClause:
         return sa.text(
             f"SELECT count(*) FROM tasks WHERE state = '{_PENDING}' "

@@ -1,0 +1,105 @@
+"""``wq web``: serve the HTTP API, ``/metrics`` and the overview page (the ``web`` extra).
+
+Binds 127.0.0.1 by default. Beyond loopback it needs a token (``--token`` or
+``QUEUE_WEB_TOKEN``), and then every request must carry it as a bearer token; without one it
+refuses to start. ``--read-only`` opens the database read-only and refuses every action.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from worker.cli.session import run, usage_error
+
+if TYPE_CHECKING:
+    from worker.queue.worker_queue import WorkerQueue
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        usage_error(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_web(
+    ctx: typer.Context,
+    *,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")
+    ] = 8000,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Refuse every action; open the database read-only.")
+    ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token", metavar="TOKEN", help="Bearer token every request needs [QUEUE_WEB_TOKEN]."
+        ),
+    ] = None,
+) -> None:
+    """Serve the HTTP API, /metrics and the overview page until Ctrl-C or SIGTERM."""
+    import asyncio  # not at wq's start: --help needs no event loop
+    import signal
+
+    try:
+        import uvicorn
+
+        from worker.web import create_app
+        from worker.web.guard import is_loopback
+    except ImportError as exc:
+        usage_error(f"wq web needs the web extra: pip install 'worker-queue[web]' ({exc})")
+    if token == "":
+        usage_error("--token must not be empty")
+
+    class Server(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # Stop on SIGINT or SIGTERM and exit 0, rather than uvicorn's re-raising them.
+            loop = asyncio.get_running_loop()
+            stops = (signal.SIGINT, signal.SIGTERM)
+            for number in stops:
+                loop.add_signal_handler(number, self.handle_exit, number, None)
+            try:
+                yield
+            finally:
+                for number in stops:
+                    loop.remove_signal_handler(number)
+
+    async def act(queue: WorkerQueue) -> None:
+        secret = token
+        if secret is None and queue.config.web_token is not None:
+            secret = queue.config.web_token.get_secret_value() or None
+        if secret is None and not is_loopback(host):
+            usage_error(
+                f"refusing to listen on {host} without a token: anyone who reaches it could "
+                "steer the queue; set QUEUE_WEB_TOKEN or pass --token (or listen on 127.0.0.1)"
+            )
+        sock = _listen(host, port)
+        app = create_app(queue, read_only=read_only, token=secret)
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        shown = f"[{host}]" if ":" in host else host
+        typer.echo(
+            f"wq web: serving on http://{shown}:{sock.getsockname()[1]}"
+            f"{' (read-only)' if read_only else ''}{' (token required)' if secret else ''}",
+            err=True,
+        )
+        try:
+            await Server(config).serve(sockets=[sock])
+        finally:
+            sock.close()
+
+    run(ctx, act, "read" if read_only else "write")
