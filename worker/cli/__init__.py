@@ -15,6 +15,8 @@ stderr, ``wq: error: ...``, and exit with one of these codes:
 4     ``wq submit --wait``: the task ended discarded or cancelled
 70    an internal error: an exception ``wq`` did not expect (a bug); ``wq --debug ...``
       prints its traceback
+75    a worker process of a pool retired (its task or memory limit): the supervisor
+      starts another at once
 130   interrupted (Ctrl-C)
 ====  =====================================================================================
 
@@ -45,7 +47,7 @@ EXIT_CODES = (
     "Exit codes: 0 ok; 1 queue error (unknown task, invalid state transition); "
     "2 usage error or bad setting; 3 storage error (no database there, locked, unreadable, "
     "out of date); 4 submit --wait ended discarded or cancelled; 70 internal error (a bug: "
-    "--debug shows the traceback); 130 interrupted."
+    "--debug shows the traceback); 75 a pool's worker process retired; 130 interrupted."
 )
 
 
@@ -85,7 +87,7 @@ def _options(
     ] = False,
 ) -> None:
     _seen.debug = debug
-    ctx.obj = Options(database=db)
+    ctx.obj = Options(database=db, debug=debug)
 
 
 app.add_typer(admin.db_app, name="db")

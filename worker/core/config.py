@@ -221,7 +221,15 @@ class QueueConfig(BaseModel):
         gt=0,
         le=1,
     )
-    # Retirement (worker.runtime.retirement).
+    # Pools (wq worker --processes N) and retirement (worker.runtime.retirement).
+    worker_processes: int = _setting(
+        1,
+        "QUEUE_WORKER_PROCESSES",
+        "Worker processes `wq worker` runs under one supervisor, which restarts any that dies "
+        "(1 to 1,024); 1 without a task or memory limit: the worker runs in wq's own process.",
+        ge=1,
+        le=1024,
+    )
     worker_max_tasks: int = _setting(
         0,
         "QUEUE_WORKER_MAX_TASKS",
