@@ -17,16 +17,18 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from tests.pool_jobs import PoolJob
-from tests.runtime_worker import job_registry, job_task, runtime_config
+from tests.runtime_worker import job_registry, job_task, runtime_config, wait_until
 from tests.test_cli import ROOT, cli_env, wq_command
 from worker import Task, TaskItem, TaskState, Worker, WorkerQueue
-from worker.runtime.pool import describe_exit, restart_delay
+from worker.runtime.pool import FORCE, STOP, describe_exit, restart_delay
 from worker.runtime.retirement import MIB, RETIRED_EXIT_CODE, Retirement
+from worker.runtime.supervised import follow_supervisor
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -223,6 +225,30 @@ async def test_a_worker_with_a_task_limit_retires_after_its_tasks_end(database_u
         assert worker.retired == "it claimed 3 tasks, its limit (max tasks)"
         stats = await queue.get_queue_stats()
         assert (stats["completed"], stats["pending"]) == (3, 2)
+
+
+async def test_the_supervisor_s_orders_stop_a_worker_once_and_force_it_on_the_second(
+    database_url: str,
+) -> None:
+    """``stop`` to a worker that is stopping already (its own SIGTERM, from a process manager
+    that signals the whole group) does not force it: its running task finishes. ``force``
+    does: the task is released."""
+    async with WorkerQueue(runtime_config(database_url, shutdown_grace=30.0)) as queue:
+        for order, seconds, outcome in ((STOP, 0.5, "completed"), (FORCE, 60.0, "released")):
+            task = job_task(seconds=[seconds])
+            await queue.enqueue([task])
+            worker = Worker(queue, job_registry(), handle_signals=False)
+            run = asyncio.create_task(worker.run())
+            await wait_until(partial(running, queue, task.id), 30, "running")
+            worker.request_stop()  # as its own first signal would
+            read_end, write_end = os.pipe()
+            follower = asyncio.create_task(follow_supervisor(read_end, worker))
+            os.write(write_end, order)
+            os.close(write_end)
+            async with asyncio.timeout(30):
+                await follower
+                counts = await run
+            assert counts[outcome] == 1, (order, counts)
 
 
 # -- pools of real processes ---------------------------------------------------------------

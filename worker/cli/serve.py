@@ -168,6 +168,8 @@ async def _supervised(runner: Worker, control_fd: int) -> dict[str, int]:
     finally:
         follower.cancel()
         await asyncio.wait([follower])
+        if not follower.cancelled() and (error := follower.exception()) is not None:
+            raise error
 
 
 def _global_options(ctx: typer.Context) -> list[str]:

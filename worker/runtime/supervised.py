@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
 
 from worker.runtime.pool import FORCE, STOP
 from worker.runtime.workers import Worker
@@ -22,12 +23,19 @@ log = logging.getLogger(__name__)
 
 async def follow_supervisor(control_fd: int, worker: Worker) -> None:
     """Read the orders on ``control_fd`` and stop ``worker`` as they say, until the pipe
-    ends (or this is cancelled). The descriptor is closed at the end."""
-    loop = asyncio.get_running_loop()
+    ends (or this is cancelled). The descriptor is closed at the end. A descriptor that is no
+    pipe stops the worker: a child that cannot hear its supervisor must not run on."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(control_fd).st_mode):
+            raise OSError(f"descriptor {control_fd} is no pipe")
+    except OSError as exc:
+        log.error("cannot read the supervisor's pipe: %s; stopping", exc)
+        worker.request_stop()
+        return
     reader = asyncio.StreamReader()
     pipe = os.fdopen(control_fd, "rb", buffering=0)
     try:
-        transport, _ = await loop.connect_read_pipe(
+        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), pipe
         )
     except BaseException:
