@@ -118,8 +118,8 @@ def run_worker(
     config = load_config(ctx, warnings_to_log=chosen == "json")
     tasks_limit = config.worker_max_tasks if max_tasks is None else max_tasks
     memory_limit = config.worker_max_memory_mb if max_memory_mb is None else max_memory_mb
-    count = config.worker_processes if processes is None else processes
-    if control_fd is None and (count > 1 or tasks_limit or memory_limit):
+    pool_size = config.worker_processes if processes is None else processes
+    if control_fd is None and (pool_size > 1 or tasks_limit or memory_limit):
         # The children import the processors modules: a bad one is their usage error (exit 2).
         child = ["--log-level", log_level, "--log-format", log_format, "--max-tasks",
                  str(tasks_limit), "--max-memory-mb", str(memory_limit)]  # fmt: skip
@@ -128,7 +128,7 @@ def run_worker(
         child += [arg for module in processors or [] for arg in ("--processors", module)]
         child += ["--burst"] if burst else []
         command = [*_global_options(ctx), "worker", *child]
-        _supervise(ctx, config, command, count, burst=burst, json_lines=chosen == "json")
+        _supervise(ctx, config, command, pool_size, burst=burst, json_lines=chosen == "json")
         return
     import_processors(processors or [])
     from worker.runtime.workers import Worker  # the runtime loads only for this command
