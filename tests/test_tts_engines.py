@@ -70,6 +70,20 @@ def test_piper_without_noise_gives_the_same_bytes_twice(
     assert Path(first["path"]).read_bytes() == Path(second["path"]).read_bytes()
 
 
+def test_piper_on_one_thread_speaks_the_same(registry: EngineRegistry) -> None:
+    """TTS_PIPER_THREADS=1 (a worker pool's processes): one thread, the same speech."""
+    from tts.engines.piper import PiperEngine
+
+    single = PiperEngine(noise_scale=0.0, noise_w_scale=0.0, threads=1)
+    engine, voice = registry.resolve("piper.en_US-joe-medium")
+    assert single.voices() == engine.voices()
+    session = single._voice(voice).session
+    assert session.get_session_options().intra_op_num_threads == 1
+    ours, theirs = single.synthesize(TEXT, voice, 1.0), engine.synthesize(TEXT, voice, 1.0)
+    assert ours.samples.shape == theirs.samples.shape
+    assert np.allclose(ours.samples, theirs.samples, atol=1e-3)
+
+
 _ESPEAK_ONCE = """
 import sys
 from pathlib import Path

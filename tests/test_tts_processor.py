@@ -253,11 +253,13 @@ def test_settings_come_from_the_environment_only_through_from_env(
         "TTS_PIPER_NOISE_SCALE": "0",
         "TTS_KOKORO_MODEL": "",  # empty: unset
         "TTS_KOKORO_LANGUAGE": "en-us",
+        "TTS_PIPER_THREADS": "1",
     }
     settings = TTSSettings.from_env(environ)
     engine = settings.engine_settings()
     assert engine.piper_voices_dir == Path("/voices")
     assert engine.piper_noise_scale == 0.0
+    assert engine.piper_threads == 1
     assert engine.kokoro_model_path is None
     assert engine.kokoro_language == "en-us"
     assert "data_dir" not in TTSSettings.model_fields
@@ -268,6 +270,8 @@ def test_settings_come_from_the_environment_only_through_from_env(
     lines = str(refused.value).splitlines()
     assert lines[0].startswith("invalid TTS settings: TTS_PIPER_NOISE_SCALE='loud': ")
     assert lines[1].startswith("TTS_KOKORO_LANGUAGE='EN US': ")
+    with pytest.raises(InvalidSettings, match="TTS_PIPER_THREADS='0'"):
+        TTSSettings.from_env({"TTS_PIPER_THREADS": "0"})
 
 
 # -- audio ---------------------------------------------------------------------------------

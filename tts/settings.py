@@ -8,6 +8,7 @@ variable                     field                     default
 ``TTS_PIPER_VOICES_DIR``     ``piper_voices_dir``      none: only the bundled voice
 ``TTS_PIPER_NOISE_SCALE``    ``piper_noise_scale``     none: the voice's own
 ``TTS_PIPER_NOISE_W_SCALE``  ``piper_noise_w_scale``   none: the voice's own
+``TTS_PIPER_THREADS``        ``piper_threads``         none: ONNX Runtime's, one per core
 ``TTS_KOKORO_MODEL``         ``kokoro_model``          none: kokoro unavailable
 ``TTS_KOKORO_VOICES``        ``kokoro_voices``         none: kokoro unavailable
 ``TTS_KOKORO_LANGUAGE``      ``kokoro_language``       none: by the voice's first letter
@@ -34,6 +35,7 @@ VARIABLES = {
     "piper_voices_dir": "TTS_PIPER_VOICES_DIR",
     "piper_noise_scale": "TTS_PIPER_NOISE_SCALE",
     "piper_noise_w_scale": "TTS_PIPER_NOISE_W_SCALE",
+    "piper_threads": "TTS_PIPER_THREADS",
     "kokoro_model": "TTS_KOKORO_MODEL",
     "kokoro_voices": "TTS_KOKORO_VOICES",
     "kokoro_language": "TTS_KOKORO_LANGUAGE",
@@ -56,6 +58,8 @@ class TTSSettings(BaseSettings):
     piper_noise_w_scale: float | None = Field(
         None, ge=0, validation_alias=_env("piper_noise_w_scale")
     )
+    # Threads a piper voice computes on; 1 in each process of a worker pool.
+    piper_threads: int | None = Field(None, ge=1, le=256, validation_alias=_env("piper_threads"))
     kokoro_model: Path | None = Field(None, validation_alias=_env("kokoro_model"))
     kokoro_voices: Path | None = Field(None, validation_alias=_env("kokoro_voices"))
     # The eSpeak language kokoro reads text in (en-us, fr-fr, ...); none: the voice's own.
@@ -105,6 +109,7 @@ class TTSSettings(BaseSettings):
             piper_voices_dir=self.piper_voices_dir,
             piper_noise_scale=self.piper_noise_scale,
             piper_noise_w_scale=self.piper_noise_w_scale,
+            piper_threads=self.piper_threads,
             kokoro_model_path=self.kokoro_model,
             kokoro_voices_path=self.kokoro_voices,
             kokoro_language=self.kokoro_language,

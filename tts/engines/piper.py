@@ -6,14 +6,20 @@ with a ``NAME.onnx.json`` beside it in ``voices_dir``. Install with
 
 Piper adds random noise by default, so two runs differ. ``noise_scale=0`` and
 ``noise_w_scale=0`` make it deterministic: the same text gives the same samples every time.
+
+ONNX Runtime runs a voice on a thread per core by default. ``threads`` sets how many it may
+use (``TTS_PIPER_THREADS``): 1 for each process of a worker pool (``wq worker --processes
+N``), where the processes, not the threads, share the cores.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 from piper import PiperVoice, SynthesisConfig
 
 from tts.engines.base import check_speed
@@ -30,11 +36,14 @@ class PiperEngine:
         voices_dir: Path | None = None,
         noise_scale: float | None = None,
         noise_w_scale: float | None = None,
+        threads: int | None = None,
     ) -> None:
-        """Noise scales: ``None`` keeps each voice's own; both 0 make synthesis deterministic."""
+        """Noise scales: ``None`` keeps each voice's own; both 0 make synthesis deterministic.
+        ``threads``: ONNX Runtime's threads per voice (``None``: its default, one per core)."""
         self._voices_dir = voices_dir
         self._noise_scale = noise_scale
         self._noise_w_scale = noise_w_scale
+        self._threads = threads
         self._paths: dict[str, tuple[Path, Path]] | None = None
         self._loaded: dict[str, PiperVoice] = {}
         self._lock = threading.Lock()
@@ -51,7 +60,8 @@ class PiperEngine:
                 return
             paths = piper_voice_files(self._voices_dir)
             # The bundled voice is loaded now, so the first task does not pay for it.
-            self._loaded[BUNDLED_PIPER_VOICE] = _load_voice(*paths[BUNDLED_PIPER_VOICE])
+            bundled = paths[BUNDLED_PIPER_VOICE]
+            self._loaded[BUNDLED_PIPER_VOICE] = _load_voice(*bundled, self._threads)
             self._paths = paths
 
     def voices(self) -> list[str]:
@@ -80,10 +90,20 @@ class PiperEngine:
                 if voice not in names:
                     raise UnknownVoice(f"piper.{voice}", [f"piper.{v}" for v in names])
                 assert self._paths is not None
-                loaded = _load_voice(*self._paths[voice])
+                loaded = _load_voice(*self._paths[voice], self._threads)
                 self._loaded[voice] = loaded
             return loaded
 
 
-def _load_voice(model: Path, config: Path) -> PiperVoice:
-    return PiperVoice.load(str(model), config_path=str(config))
+def _load_voice(model: Path, config: Path, threads: int | None) -> PiperVoice:
+    voice = PiperVoice.load(str(model), config_path=str(config))
+    if threads is None:
+        return voice
+    # PiperVoice.load takes no session options: the voice gets a session of its own.
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(
+        str(model), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    return dataclasses.replace(voice, session=session)

@@ -26,6 +26,7 @@ class EngineSettings:
     piper_voices_dir: Path | None = None
     piper_noise_scale: float | None = None  # None: the voice's own; 0 with the next: deterministic
     piper_noise_w_scale: float | None = None
+    piper_threads: int | None = None  # None: ONNX Runtime's default, a thread per core
     kokoro_model_path: Path | None = None
     kokoro_voices_path: Path | None = None
     kokoro_language: str | None = None  # None: the language of the voice's first letter
@@ -35,7 +36,10 @@ def _piper(settings: EngineSettings) -> SpeechEngine:
     from tts.engines.piper import PiperEngine
 
     return PiperEngine(
-        settings.piper_voices_dir, settings.piper_noise_scale, settings.piper_noise_w_scale
+        settings.piper_voices_dir,
+        settings.piper_noise_scale,
+        settings.piper_noise_w_scale,
+        settings.piper_threads,
     )
 
 

@@ -17,6 +17,8 @@ stderr, ``wq: error: ...``, and exit with one of these codes:
       enqueued, try again later
 70    an internal error: an exception ``wq`` did not expect (a bug); ``wq --debug ...``
       prints its traceback
+75    a worker process of a pool retired (its task or memory limit): the supervisor
+      starts another at once
 130   interrupted (Ctrl-C)
 ====  =====================================================================================
 
@@ -48,7 +50,7 @@ EXIT_CODES = (
     "2 usage error or bad setting; 3 storage error (no database there, locked, unreadable, "
     "out of date); 4 submit --wait ended discarded or cancelled; 5 submit refused: the queue "
     "is full (QUEUE_MAX_PENDING); 70 internal error (a bug: "
-    "--debug shows the traceback); 130 interrupted."
+    "--debug shows the traceback); 75 a pool's worker process retired; 130 interrupted."
 )
 
 
@@ -88,7 +90,7 @@ def _options(
     ] = False,
 ) -> None:
     _seen.debug = debug
-    ctx.obj = Options(database=db)
+    ctx.obj = Options(database=db, debug=debug)
 
 
 app.add_typer(admin.db_app, name="db")

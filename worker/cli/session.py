@@ -48,6 +48,7 @@ class ExitCode(IntEnum):
     NOT_COMPLETED = 4  # ``submit --wait``: the task ended discarded or cancelled
     QUEUE_FULL = 5  # ``submit``: the queue holds QUEUE_MAX_PENDING pending tasks; try later
     INTERNAL = 70  # an error wq did not expect: a bug (EX_SOFTWARE of sysexits.h)
+    RETIRED = 75  # a pool's worker process retired (worker.runtime.retirement.RETIRED_EXIT_CODE)
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -56,6 +57,7 @@ class Options:
     """The global options, kept in the typer context for every command."""
 
     database: str | None = None
+    debug: bool = False
 
 
 def fail(code: ExitCode, message: str, detail: Sequence[str] = ()) -> NoReturn:
@@ -166,10 +168,12 @@ def run(
     access: Access = "create",
     *,
     warnings_to_log: bool = False,
+    config: QueueConfig | None = None,
 ) -> T:
     """Open the queue as ``access`` says, run ``operation`` on it, close it; queue errors
     become exit codes. ``warnings_to_log``: the configuration's warnings go to the log
-    handlers (JSON lines) instead of ``wq: warning:`` lines."""
+    handlers (JSON lines) instead of ``wq: warning:`` lines. ``config``: the one the
+    command loaded already (with :func:`load_config`)."""
     import asyncio  # not at wq's start: --help needs no event loop
 
     from worker.core.errors import (
@@ -181,7 +185,8 @@ def run(
         StorageError,
     )
 
-    config = load_config(ctx, warnings_to_log=warnings_to_log)  # first: see load_config
+    if config is None:  # first: see load_config
+        config = load_config(ctx, warnings_to_log=warnings_to_log)
 
     from worker.queue.worker_queue import WorkerQueue
 

@@ -229,6 +229,32 @@ class QueueConfig(BaseModel):
         gt=0,
         le=1,
     )
+    # Pools (wq worker --processes N) and retirement (worker.runtime.retirement).
+    worker_processes: int = _setting(
+        1,
+        "QUEUE_WORKER_PROCESSES",
+        "Worker processes `wq worker` runs under one supervisor, which restarts any that dies "
+        "(1 to 1,024); 1 without a task or memory limit: the worker runs in wq's own process.",
+        ge=1,
+        le=1024,
+    )
+    worker_max_tasks: int = _setting(
+        0,
+        "QUEUE_WORKER_MAX_TASKS",
+        "A worker retires once it has claimed this many tasks and they have ended; under "
+        "`wq worker` a fresh process replaces it (0: never; at most 1,000,000,000).",
+        ge=0,
+        le=1_000_000_000,
+    )
+    worker_max_memory_mb: int = _setting(
+        0,
+        "QUEUE_WORKER_MAX_MEMORY_MB",
+        "A worker retires once its process's resident memory passes this many MiB, after its "
+        "running tasks end; under `wq worker` a fresh process replaces it (0: never; at most "
+        "16,777,216).",
+        ge=0,
+        le=1 << 24,
+    )
     postgres_notify: bool = _setting(
         True,
         "QUEUE_POSTGRES_NOTIFY",

@@ -5,7 +5,9 @@ on enqueues and database changes (:mod:`worker.runtime.wakeup`), renews every ru
 ``heartbeat`` call at a third of the smallest visibility timeout, stops handlers whose task was
 cancelled or whose claim was lost within a second (:mod:`worker.runtime.watch`, which also sends a
 registered worker's liveness beat), and on stop lets handlers finish within the grace before
-cancelling them and releasing their tasks (the attempt is given back).
+cancelling them and releasing their tasks (the attempt is given back). A loop whose
+:class:`~worker.runtime.retirement.Retirement` is due stops claiming and lets its running
+tasks run to their end.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from worker.runtime.execute import Outcome, attempt
 from worker.runtime.memory import MemoryGovernor
 from worker.runtime.outcomes import describe
 from worker.runtime.processors import ProcessorRegistry
+from worker.runtime.retirement import Retirement
 from worker.runtime.sweeper import sweep
 from worker.runtime.wakeup import DatabaseWatcher, Waker
 from worker.runtime.watch import RunWatcher, StopReason
@@ -79,6 +82,7 @@ class Loop:
         force: asyncio.Event,
         capacity: Resources | None = None,
         liveness: Liveness | None = None,
+        retirement: Retirement | None = None,
     ) -> None:
         config = queue.config
         self.queue = queue
@@ -91,6 +95,7 @@ class Loop:
         self.force = force
         self.running: dict[str, Running] = {}
         self.capacity = capacity
+        self.retirement = retirement
         self.memory = MemoryGovernor(concurrency, config.memory_threshold)
         path = sqlite_path(config.database_url)
         self.waker = Waker(DatabaseWatcher(path) if path else None, config.poll_interval)
@@ -118,6 +123,7 @@ class Loop:
         ]
         try:
             await self._claim_until_stopped()
+            await self._finish_running()
             await self._drain()
         finally:
             notifier.unsubscribe(self.waker.poke)
@@ -150,7 +156,11 @@ class Loop:
 
     async def _claim_until_stopped(self) -> None:
         while not self.stop.is_set():
+            if self._retiring():
+                return
             free = self.memory.current() - len(self.running)
+            if self.retirement is not None:
+                free = self.retirement.room(free)
             claimed: list[Task] = []
             if free > 0:
                 try:
@@ -166,6 +176,8 @@ class Loop:
                     log.exception("claiming tasks failed; trying again in %s s", ERROR_PAUSE_S)
                     await asyncio.sleep(ERROR_PAUSE_S)
                     continue
+                if self.retirement is not None:
+                    self.retirement.took(len(claimed))
                 for task in claimed:
                     self._start(task)
             if claimed:
@@ -175,6 +187,25 @@ class Loop:
             elif self.burst and not self.running and not await self._more_due():
                 return
             await self.waker.wait(watch=free - len(claimed) > 0)
+
+    def _retiring(self) -> bool:
+        reason = None if self.retirement is None else self.retirement.due()
+        if reason is not None:
+            log.info("retiring: %s; claiming no more, %d running task(s) run to their end",
+                     reason, len(self.running))  # fmt: skip
+        return reason is not None
+
+    async def _finish_running(self) -> None:
+        """Retiring: wait for the running tasks to end on their own, or for a stop."""
+        if self.stop.is_set() or not self.running:
+            return
+        stopped = asyncio.create_task(self.stop.wait())
+        try:
+            while self.running and not self.stop.is_set():
+                jobs = {r.job for r in self.running.values()}
+                await asyncio.wait({stopped, *jobs}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
 
     def _free_resources(self) -> Resources | None:
         """The capacity less what the running tasks declared (None: no capacity set)."""

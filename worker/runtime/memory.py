@@ -1,4 +1,5 @@
-"""Memory awareness: fewer concurrent tasks while the machine runs short of memory.
+"""Memory awareness: fewer concurrent tasks while the machine runs short of memory, and this
+process's own resident memory (:func:`rss_bytes`, for the worker's memory limit).
 
 :func:`used_fraction` and :func:`adjust` are pure; :class:`MemoryGovernor` reads
 ``/proc/meminfo`` (Linux) at most once per ``check_interval_s``.
@@ -7,6 +8,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import resource
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +18,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 MEMINFO = Path("/proc/meminfo")
+STATM = Path("/proc/self/statm")
 #: Pressure must fall this far below the threshold before concurrency goes back up.
 HYSTERESIS = 0.05
 
@@ -58,6 +63,23 @@ def adjust(current: int, base: int, fraction: float, threshold: float) -> int:
     if fraction < threshold - HYSTERESIS:
         return min(base, current * 2)
     return current
+
+
+def resident_bytes(statm: str, page_size: int) -> int:
+    """Resident memory from /proc/self/statm text (its second field counts pages)."""
+    fields = statm.split()
+    if len(fields) < 2 or not fields[1].isdigit():
+        raise MemoryInfoError(f"unexpected /proc/self/statm: {statm[:80]!r}")
+    return int(fields[1]) * page_size
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (Linux), else its peak so far (getrusage)."""
+    try:
+        return resident_bytes(STATM.read_text(), os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, MemoryInfoError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # bytes there, KiB elsewhere
 
 
 def read_meminfo() -> str:

@@ -16,6 +16,12 @@ SIGINT or SIGTERM (handlers installed only while :meth:`Worker.run` runs) stops 
 and lets running handlers finish within ``shutdown_grace`` seconds; the rest are cancelled and
 released (their attempt is given back). A second signal stops them at once.
 
+With ``max_tasks`` or ``max_memory_mb`` (default: ``QUEUE_WORKER_MAX_TASKS`` and
+``QUEUE_WORKER_MAX_MEMORY_MB``; 0 is no limit) a worker *retires*: once it claimed that many
+tasks, or its resident memory is above the limit, it claims no more, its running tasks run to
+their end, and :meth:`Worker.run` returns with :attr:`Worker.retired` saying why (see
+:mod:`worker.runtime.retirement`; a pool replaces such a process at once).
+
 A burst worker that ran dry delivers the webhooks and runs the callbacks that are due (those of
 the tasks it just finished, mostly) before it exits, for at most ``DRAIN_TIMEOUT_S`` (see
 :func:`~worker.webhooks.drain_webhooks`); a signal cuts that short. A worker that was stopped
@@ -44,6 +50,7 @@ from worker.runtime.loop import Loop
 from worker.runtime.memory import MemoryInfoError, read_meminfo, total_bytes
 from worker.runtime.processors import ProcessorRegistry
 from worker.runtime.processors import registry as default_registry
+from worker.runtime.retirement import MIB, Retirement
 from worker.runtime.scheduler import schedule_loop
 from worker.runtime.sweeper import retry_sweeper
 from worker.webhooks import drain_webhooks, webhook_loop
@@ -73,6 +80,7 @@ async def worker_loop(
     events: EventBus | None = None,
     resources: Resources | None = None,
     liveness: Liveness | None = None,
+    retirement: Retirement | None = None,
 ) -> dict[str, int]:
     """Claim and run tasks until ``stop`` is set (or, with ``burst``, until nothing is due
     and nothing runs). Every acknowledgement is written before it returns; returns counts
@@ -80,7 +88,8 @@ async def worker_loop(
 
     With ``liveness`` (a registered worker, as :class:`Worker` passes), tasks are claimed in
     its name and its heartbeat is sent; without, a task whose process dies waits out its
-    visibility timeout."""
+    visibility timeout. With ``retirement``, it stops claiming once that is due, and returns
+    when its running tasks have ended."""
     events = events or EventBus()
     acks = AckBuffer(queue, events)
     loop = Loop(
@@ -95,6 +104,7 @@ async def worker_loop(
         force=force or asyncio.Event(),
         capacity=resources,
         liveness=liveness,
+        retirement=retirement,
     )
     flusher = asyncio.create_task(acks.run())
     try:
@@ -125,6 +135,8 @@ class Worker:
         worker_id: str | None = None,
         resources: Resources | None = None,
         schedules: bool = True,
+        max_tasks: int | None = None,
+        max_memory_mb: int | None = None,
     ) -> None:
         self.queue = queue
         self.registry = registry or default_registry
@@ -137,6 +149,14 @@ class Worker:
         #: and no GPU (a worker with one says so), so a task that declares needs runs only
         #: where they fit.
         self.resources = resources if resources is not None else machine_resources()
+        config = queue.config
+        tasks_limit = config.worker_max_tasks if max_tasks is None else max_tasks
+        memory_limit = config.worker_max_memory_mb if max_memory_mb is None else max_memory_mb
+        #: When this worker retires (0: no limit).
+        self.retirement = Retirement(
+            max_tasks=tasks_limit or None,
+            max_memory_bytes=memory_limit * MIB if memory_limit else None,
+        )
         self.sweep_interval_s = sweep_interval_s
         #: Whether this worker fires the schedules' due ticks (any one worker suffices; each
         #: tick is enqueued once however many do).
@@ -155,6 +175,16 @@ class Worker:
         """Call ``callback(TaskEvent)`` (sync or async) on ``event`` (see
         ``worker.runtime.events``)."""
         self.events.register(event, callback)
+
+    @property
+    def retired(self) -> str | None:
+        """Why the worker retired (its task or memory limit), or None if it did not."""
+        return self.retirement.reason
+
+    @property
+    def stopping(self) -> bool:
+        """A stop was requested (a signal, or :meth:`request_stop`)."""
+        return self._stop.is_set()
 
     def request_stop(self, *, force: bool = False) -> None:
         """Stop claiming (and, with ``force``, stop running handlers now)."""
@@ -210,6 +240,7 @@ class Worker:
                 events=self.events,
                 resources=self.resources,
                 liveness=liveness,
+                retirement=self.retirement if self.retirement.enabled else None,
             )
             if self.burst and not self._stop.is_set():
                 await self._deliver_before_exit(webhooks, callbacks)
@@ -222,7 +253,10 @@ class Worker:
                     await liveness.stopped()
                 except QueueError:
                     log.exception("could not record worker %s as stopped", self.id)
-        log.info("worker %s stopped: %s", self.id, self.counts)
+        if self.retired is not None:
+            log.info("worker %s retired (%s): %s", self.id, self.retired, self.counts)
+        else:
+            log.info("worker %s stopped: %s", self.id, self.counts)
         return self.counts
 
     async def _deliver_before_exit(
