@@ -18,7 +18,14 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 @pytest.mark.parametrize(
-    "script", ["bench_core.py", "bench_runtime.py", "bench_contention.py", "bench_liveness.py"]
+    "script",
+    [
+        "bench_core.py",
+        "bench_runtime.py",
+        "bench_contention.py",
+        "bench_liveness.py",
+        "bench_pool.py",
+    ],
 )
 def test_benchmark_runs_at_quick_sizes(script: str, tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
