@@ -25,6 +25,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         "bench_contention.py",
         "bench_liveness.py",
         "bench_producers.py",
+        "bench_pool.py",
     ],
 )
 def test_benchmark_runs_at_quick_sizes(script: str, tmp_path: Path) -> None:

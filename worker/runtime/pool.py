@@ -1,8 +1,9 @@
 """``Pool``: worker processes under one supervisor (``wq worker --processes N``).
 
 The supervisor starts ``processes`` children, each running the command it is given (a normal
-``wq worker`` with the pool's options, in a fresh interpreter: no fork of a process that runs
-threads), and from then on only watches them; it opens no database.
+``wq worker`` with the pool's options, exec'd in a fresh interpreter: it inherits none of the
+supervisor's threads or connections, where a plain fork would), and from then on only watches
+them; it opens no database.
 
 - A child that exits unexpectedly (a crash, ``SIGKILL``, the OOM killer: any exit but the
   ones below) is started again after a backoff, :func:`restart_delay`: 1 s, doubling up to
