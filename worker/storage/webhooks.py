@@ -2,17 +2,15 @@
 
 The scan (:mod:`worker.storage.endings`, which callbacks share) reads ``tasks`` through the
 partial index on ``finished_at`` and never writes to it;
-the hot path (enqueue, claim, acknowledge) never touches these tables. A claim is one
-``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING`` that sets a fresh lease id and
-pushes ``next_attempt_at`` to the lease's expiry; an outcome is written only while that lease
-is still the row's (compare-and-set), so two workers never both record one attempt. (Purge,
+the hot path (enqueue, claim, acknowledge) never touches these tables. Rows are claimed
+and settled as a :class:`~worker.storage.outbox.LeasedOutbox` (a lease per attempt, an
+outcome written only while that lease is still the row's). (Purge,
 in :mod:`worker.storage.control`, deletes a purged task's rows in its own transaction.)
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,11 +20,12 @@ from worker.core.deliveries import Claimed, DeliveryState, Finished, WebhookDeli
 from worker.core.states import TERMINAL_STATES
 from worker.storage.backend import Backend, Insert
 from worker.storage.database import Database
-from worker.storage.endings import EndedScan, rows_of_endings
+from worker.storage.endings import EndedScan
+from worker.storage.outbox import PENDING, LeasedOutbox
 from worker.storage.schema import tasks, webhook_deliveries, webhook_scan
 from worker.storage.sql import has_response_url, state_in
 
-_PENDING = DeliveryState.PENDING.value
+_PENDING = PENDING
 _D = webhook_deliveries.c
 
 
@@ -79,9 +78,6 @@ def _insert(backend: Backend) -> Insert:
     return backend.insert(webhook_deliveries).from_select(columns, row).on_conflict_do_nothing()
 
 
-_INSERTS: dict[str, Insert] = {}
-
-
 def _wanted() -> sa.ColumnElement[bool]:
     return sa.and_(state_in(*TERMINAL_STATES), _has_url())
 
@@ -92,14 +88,14 @@ def _items_text() -> list[sa.ColumnElement[Any]]:
 
 class WebhookStore:
     def __init__(self, db: Database) -> None:
-        self._db = db
-        self._scan = EndedScan(db, webhook_scan, _wanted, _items_text, "webhook")
+        scan = EndedScan(db, webhook_scan, _wanted, _items_text, "webhook")
+        self._outbox = LeasedOutbox(db, webhook_deliveries, scan, _insert, "webhook deliveries")
 
     # -- the scan of finished tasks ------------------------------------------------------
 
     async def scanned_to(self) -> float:
         """Tasks that finished at or before this have their delivery rows."""
-        return await self._scan.scanned_to()
+        return await self._outbox.scan.scanned_to()
 
     async def finished(
         self, after: float, upto: float | None, limit: int
@@ -109,7 +105,7 @@ class WebhookStore:
         looked (:meth:`worker.storage.endings.EndedScan.ended`). Tasks without URLs (most)
         are passed over in SQL: they are neither sent nor parsed.
         """
-        rows, cut, reached = await self._scan.ended(after, upto, limit)
+        rows, cut, reached = await self._outbox.scan.ended(after, upto, limit)
         found = [Finished(str(i), float(at), _urls(items)) for i, at, items in rows]
         return found, cut, reached
 
@@ -132,84 +128,31 @@ class WebhookStore:
             for task in found
             for index, url in sorted(task.urls.items())
         ]
-        if not rows and scanned_to is None:
-            return 0
-        created = 0
-        async with self._db.write("webhook deliveries", lock_first=False) as conn:
-            if rows:
-                insert = _INSERTS.get(self._db.dialect)
-                if insert is None:
-                    insert = _INSERTS[self._db.dialect] = _insert(self._db.backend)
-                # A driver that does not count an executemany's rows (asyncpg): count them.
-                counted = conn.dialect.supports_sane_multi_rowcount
-                endings = [(task.task_id, task.finished_at) for task in found]
-                table = webhook_deliveries
-                before = 0 if counted else await rows_of_endings(conn, table, endings)
-                created = (await conn.execute(insert, rows)).rowcount
-                if not counted:
-                    created = await rows_of_endings(conn, table, endings) - before
-            if scanned_to is not None:
-                await conn.execute(self._scan.advance(scanned_to))
-        return max(created, 0)
+        endings = [(task.task_id, task.finished_at) for task in found]
+        return await self._outbox.add(rows, endings, scanned_to)
 
     # -- attempts ------------------------------------------------------------------------
 
     async def claim(self, now: float, lease_s: float, limit: int) -> list[Claimed]:
         """Claim up to ``limit`` due deliveries for one attempt each, oldest due first."""
-        due = (
-            sa.select(_D.id)
-            .where(_D.state == _PENDING, _D.next_attempt_at <= now)
-            .order_by(_D.next_attempt_at)
-            .limit(limit)
+        rows = await self._outbox.claim(
+            now, lease_s, limit, ("task_id", "item_index", "url", "finished_at", "ending")
         )
-        prefix = secrets.token_hex(8) + ":"
-        statement = (
-            sa.update(webhook_deliveries)
-            .where(_D.id.in_(due.scalar_subquery()), _D.state == _PENDING)
-            .values(
-                attempts=_D.attempts + 1,
-                lease_id=sa.literal(prefix) + sa.cast(_D.id, sa.String),
-                next_attempt_at=now + lease_s,
-                updated_at=now,
-            )
-            .returning(
-                _D.id,
-                _D.task_id,
-                _D.item_index,
-                _D.url,
-                _D.attempts,
-                _D.lease_id,
-                _D.finished_at,
-                _D.ending,
-            )
-        )
-        # A read first: an idle worker asks every second, and a write transaction would take
-        # the write lock from the producers each time to find nothing.
-        async with self._db.read("webhook claim") as conn:
-            if (await conn.execute(due.limit(1))).first() is None:
-                return []
-        async with self._db.write("webhook claim", lock_first=False) as conn:
-            rows = (await conn.execute(statement)).all()
-        return sorted(
-            (
-                Claimed(int(i), str(t), int(n), str(u), int(a), str(lease), float(f), int(e))
-                for i, t, n, u, a, lease, f, e in rows
-            ),
-            key=lambda c: c.id,
-        )
+        return [
+            Claimed(int(i), str(t), int(n), str(u), int(a), str(lease), float(f), int(e))
+            for i, t, n, u, f, e, a, lease in rows
+        ]
 
     async def delivered(self, claimed: Claimed, status: int, now: float) -> bool:
         """pending -> delivered; False if the claim's lease was lost meanwhile."""
-        return await self._settle(
-            claimed,
-            {
-                "state": DeliveryState.DELIVERED.value,
-                "last_status": status,
-                "last_error": None,
-                "delivered_at": now,
-                "updated_at": now,
-            },
-        )
+        values = {
+            "state": DeliveryState.DELIVERED.value,
+            "last_status": status,
+            "last_error": None,
+            "delivered_at": now,
+            "updated_at": now,
+        }
+        return await self._outbox.settle(claimed.id, claimed.lease_id, values)
 
     async def failed(
         self,
@@ -220,32 +163,14 @@ class WebhookStore:
         retry_at: float | None,
     ) -> bool:
         """Record a failed attempt: due again at ``retry_at``, or failed for good (None)."""
-        values: dict[str, Any] = {"last_error": error, "last_status": status, "updated_at": now}
-        if retry_at is None:
-            values["state"] = DeliveryState.FAILED.value
-        else:
-            values["next_attempt_at"] = retry_at
-        return await self._settle(claimed, values)
-
-    async def _settle(self, claimed: Claimed, values: dict[str, Any]) -> bool:
-        statement = (
-            sa.update(webhook_deliveries)
-            .where(_D.id == claimed.id, _D.lease_id == claimed.lease_id, _D.state == _PENDING)
-            .values(lease_id=None, **values)
-        )
-        async with self._db.write("webhook outcome", lock_first=False) as conn:
-            return bool((await conn.execute(statement)).rowcount)
+        values = {"last_error": error, "last_status": status, "updated_at": now}
+        outcome = LeasedOutbox.failure(values, DeliveryState.FAILED.value, retry_at)
+        return await self._outbox.settle(claimed.id, claimed.lease_id, outcome)
 
     # -- reads ---------------------------------------------------------------------------
 
     async def for_task(self, task_id: str) -> list[WebhookDelivery]:
-        query = (
-            sa.select(webhook_deliveries)
-            .where(_D.task_id == task_id)
-            .order_by(_D.ending, _D.item_index)
-        )
-        async with self._db.read("webhook deliveries") as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._outbox.for_task(task_id, ("ending", "item_index"))
         return [_delivery(row._mapping) for row in rows]
 
 
