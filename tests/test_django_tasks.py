@@ -201,7 +201,9 @@ def test_what_django_or_the_queue_cannot_take_is_refused_before_anything_is_writ
         jobs.add.using(queue_name="bad queue")
     with pytest.raises(InvalidTask, match="aware"):
         jobs.add.using(run_after=datetime(2030, 1, 1))  # naive, with USE_TZ
-    with pytest.raises(TypeError, match="Unsupported type"):
+    with pytest.raises(
+        TypeError, match="add: its arguments must have a JSON form: Unsupported type"
+    ):
         jobs.add.enqueue(object(), 1)
     with pytest.raises(TaskResultDoesNotExist):
         jobs.add.get_result("not-an-id")

@@ -155,10 +155,16 @@ class WorkerQueueBackend(BaseTaskBackend):
     ) -> tuple[DjangoTaskRequest, dict[str, Any]]:
         self.validate_task(task)
         try:
+            values, named = normalize_json(list(args)), normalize_json(dict(kwargs))
+        except (TypeError, ValueError) as exc:  # TypeError, as Django's own backends raise
+            raise TypeError(
+                f"Task {task.module_path}: its arguments must have a JSON form: {exc}"
+            ) from exc
+        try:
             request = DjangoTaskRequest(
                 module_path=task.module_path,
-                args=normalize_json(list(args)),
-                kwargs=normalize_json(dict(kwargs)),
+                args=values,
+                kwargs=named,
                 backend=self.alias,
                 takes_context=task.takes_context,
             )
