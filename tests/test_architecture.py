@@ -152,7 +152,7 @@ LAYERS = ("core", "storage", "queue", "runtime", "edges")
 PART_LAYER = {
     "core": "core", "storage": "storage", "queue": "queue", "runtime": "runtime",
     "builtins": "runtime", "cli": "edges", "webhooks": "edges", "web": "edges",
-    "__main__": "edges",
+    "__main__": "edges", "integrations": "edges",
 }  # fmt: skip
 #: Imports up the layers, each with its reason.
 UPWARD = {

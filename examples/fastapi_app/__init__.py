@@ -1,0 +1,1 @@
+"""A FastAPI app with the queue inside it (see main.py)."""
