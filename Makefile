@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,docs,piper,espeak,audio,kokoro-test,postgres,web]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs,piper,espeak,audio,kokoro-test,postgres,web,browser-test]'
 	touch $(STAMP)
 
 ## demo: speech and audio jobs end to end on the default SQLite file (data/queue.db)
