@@ -9,14 +9,14 @@ comment line goes out every :data:`HEARTBEAT_S` so that proxies keep an idle str
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from sse_starlette import EventSourceResponse
 
 from worker.queue.worker_queue import WorkerQueue
-from worker.web.feed import ChangeFeed, trigger_for
+from worker.web.feed import ChangeFeed, Trigger, trigger_for
 from worker.web.pages import overview_fragment
 from worker.web.task_page import task_payload
 from worker.web.tasks_api import Queue
@@ -35,15 +35,18 @@ def task_topic(task_id: str) -> str:
     return f"task:{task_id}"
 
 
-def make_feed(queue: WorkerQueue, *, read_only: bool) -> ChangeFeed:
-    """The feed of an app: the overview's live part, and each followed task's payload."""
+def make_feed(
+    queue: WorkerQueue, *, read_only: bool, trigger: Callable[[], Trigger] | None = None
+) -> ChangeFeed:
+    """The feed of an app: the overview's live part, and each followed task's payload
+    (``trigger``: what notices changes, by default the backend's own, :func:`trigger_for`)."""
 
     async def read(topic: str) -> object:
         if topic == OVERVIEW:
             return await overview_fragment(queue)
         return await task_payload(queue, topic.removeprefix("task:"), read_only=read_only)
 
-    return ChangeFeed(read, lambda: trigger_for(queue))
+    return ChangeFeed(read, trigger or (lambda: trigger_for(queue)))
 
 
 def the_feed(request: Request) -> ChangeFeed:
