@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from tests.support import FakeClock
+from tests.support import FakeClock, database_of
 from worker import QueueConfig, TaskState, WorkerQueue
 from worker.builtins.requests import CallRequest
 from worker.core.errors import QueueClosedError
@@ -41,7 +41,7 @@ class ManualTrigger:
 def counted_statements(queue: WorkerQueue) -> Iterator[list[str]]:
     """Every statement ``queue``'s engine sends while the block runs."""
     sent: list[str] = []
-    engine = queue.storage.database.engine.sync_engine
+    engine = database_of(queue).engine.sync_engine
 
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         sent.append(statement)
@@ -127,10 +127,11 @@ async def test_a_change_from_another_connection_reaches_every_subscriber(
         ]
 
         def everyone(check: Any) -> Any:
-            return lambda: all(
-                isinstance(s.sent.get(topic), dict) and check(s.sent[topic]["task"])
-                for s in subscriptions
-            )
+            def seen(s: Subscription) -> bool:
+                payload = s.sent.get(topic)
+                return isinstance(payload, dict) and bool(check(payload["task"]))
+
+            return lambda: all(seen(s) for s in subscriptions)
 
         await until(everyone(lambda t: t["state"] == "pending"), "pending seen")
         [claimed] = await other.dequeue(1)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import JsonValue
 
 from tests.support import FakeClock
 from tests.test_web_feed import call_task
@@ -65,7 +66,8 @@ async def finished_speech(queue: WorkerQueue, path: object) -> str:
     request = TextToSpeechRequest(text="Hello there.", voice_id="espeak.en")
     await queue.enqueue([Task(items=[TaskItem(request=request)])])
     [claimed] = await queue.dequeue(1)
-    result = {"path": str(path), "format": "wav", "duration_s": 0.5, "sample_rate": 8000}
+    result: JsonValue = {"path": str(path), "format": "wav", "duration_s": 0.5,
+                         "sample_rate": 8000}  # fmt: skip
     await queue.mark_as_complete(claimed.id, lease_id=claimed.lease_id, results=[result])
     return claimed.id
 

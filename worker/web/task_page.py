@@ -23,7 +23,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, HTMLResponse
 
 from worker.core.errors import TaskNotFoundError
-from worker.core.models import Task
+from worker.core.models import Task, UnloadedRequest
 from worker.core.states import TERMINAL_STATES, TaskState
 from worker.queue.worker_queue import WorkerQueue
 from worker.web import waveform
@@ -142,11 +142,17 @@ async def render_live(
     upstream = await _states(queue, task.depends_on)
     downstream = await queue.dependents(task.id)
     deliveries = await queue.webhook_deliveries(task.id)
-    items = [
-        {"kind": request_kind(item.request), "request": _pretty(document["request"]),
-         "result": None if item.result is None else _pretty(item.result), "error": item.error}
-        for item, document in zip(task.items, task_document(task)["items"], strict=True)
-    ]  # fmt: skip
+    items = []
+    for item, document in zip(task.items, task_document(task)["items"], strict=True):
+        request = item.request
+        unloaded = request if isinstance(request, UnloadedRequest) else None
+        items.append({
+            "kind": request_kind(request),
+            "request": _pretty(document["request"] if unloaded is None else unloaded.data),
+            "unloaded": None if unloaded is None else unloaded.problem,
+            "result": None if item.result is None else _pretty(item.result),
+            "error": item.error,
+        })  # fmt: skip
     return templates.get_template("task_live.html").render(
         task=task,
         live=figures,
