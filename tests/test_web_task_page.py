@@ -194,3 +194,29 @@ def test_peaks_follow_the_samples(tmp_path: Path) -> None:
     (tmp_path / "bad.wav").write_bytes(b"not a wav")
     with pytest.raises(ValueError, match="not a PCM WAV file"):
         waveform.peaks(tmp_path / "bad.wav")
+
+
+async def test_read_only_hides_the_actions_and_a_prefix_reaches_every_link(
+    data_queue: WorkerQueue,
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from worker.web import create_app
+
+    await data_queue.enqueue([call_task()])
+    [task] = await data_queue.list_tasks()
+    async with api_client(data_queue, read_only=True) as client:
+        text = (await client.get(f"/tasks/{task.id}")).text
+        assert 'data-action="cancel"' not in text
+        assert ">Submit<" not in text
+    outer = Starlette(routes=[Mount("/queue", app=create_app(data_queue))])
+    transport = httpx.ASGITransport(app=outer)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc.test") as client:
+        text = (await client.get(f"/queue/tasks/{task.id}")).text
+        assert f'data-stream="/queue/events?task={task.id}"' in text
+        assert 'data-root="/queue"' in text
+        assert 'href="/queue/static/style.css"' in text
+        script = await client.get("/queue/static/live.js")
+        assert script.status_code == 200
+        assert "EventSource" in script.text
