@@ -217,14 +217,18 @@ class ChangeFeed:
                     await asyncio.sleep(ERROR_PAUSE_S)
                 if self._wanted.is_set():
                     continue
-                waiter = asyncio.ensure_future(self._wanted.wait())
+                waits = [
+                    asyncio.ensure_future(self._wanted.wait()),
+                    asyncio.ensure_future(trigger.wait(REFRESH_S)),
+                ]
                 try:
-                    changed = asyncio.ensure_future(trigger.wait(REFRESH_S))
-                    await asyncio.wait({waiter, changed}, return_when=asyncio.FIRST_COMPLETED)
-                    changed.cancel()
-                    await asyncio.gather(changed, return_exceptions=True)
+                    done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                    for finished in done:
+                        finished.result()  # a trigger that failed raises here
                 finally:
-                    waiter.cancel()
+                    for waiting in waits:
+                        waiting.cancel()
+                    await asyncio.gather(*waits, return_exceptions=True)
         except asyncio.CancelledError:
             raise
         except BaseException:
