@@ -18,6 +18,8 @@ from worker import QueueConfig, TaskState, WorkerQueue
 from worker.builtins.requests import CallRequest
 from worker.core.errors import QueueClosedError
 from worker.core.models import Task, TaskItem
+from worker.runtime.wakeup import DatabaseWatcher
+from worker.storage.sqlite.connection import sqlite_path
 from worker.web import feed as feed_module
 from worker.web.events import OVERVIEW, make_feed, task_topic
 from worker.web.feed import Subscription, trigger_for
@@ -191,3 +193,35 @@ async def test_the_trigger_watches_files_on_sqlite_and_listens_on_postgres(
         assert time.monotonic() - started < 10
     finally:
         trigger.close()
+
+
+async def settled(queue: WorkerQueue, quiet_s: float = 1.0, within_s: float = 30.0) -> None:
+    """Until the SQLite files have not changed for ``quiet_s``."""
+    path = sqlite_path(queue.config.database_url)
+    assert path is not None
+    watcher = DatabaseWatcher(path)
+    give_up = time.monotonic() + within_s
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < quiet_s:
+        assert time.monotonic() < give_up, "the database files kept changing"
+        if watcher.changed():
+            quiet_since = time.monotonic()
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.sqlite_only("PostgreSQL's feed looks every 0.5 s: what sends no NOTIFY")
+async def test_an_idle_feed_on_sqlite_reads_nothing(
+    queue: WorkerQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(feed_module, "REFRESH_S", 60.0)  # no round by the clock either
+    await queue.enqueue([call_task()])
+    feed = make_feed(queue, read_only=False)
+    async with feed.subscribe([OVERVIEW]) as subscription:
+        await until(lambda: OVERVIEW in subscription.sent, "the first payload")
+        await settled(queue)  # the enqueue's checkpoint, if any, is behind us
+        await asyncio.sleep(2 * feed_module.STAT_INTERVAL_S + feed_module.MIN_GAP_S)
+        rounds = feed.rounds
+        with counted_statements(queue) as sent:
+            await asyncio.sleep(1.0)  # no commit anywhere: the files do not change
+        assert sent == []
+        assert feed.rounds == rounds
