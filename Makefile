@@ -4,12 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo check lint typecheck test postgres docs docs-serve bench format clean
+.PHONY: demo check lint typecheck test postgres chromium docs docs-serve bench format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,docs,piper,espeak,audio,kokoro-test,postgres,web,django]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs,piper,espeak,audio,kokoro-test,postgres,web,browser-test,django]'
 	touch $(STAMP)
 
 ## demo: speech and audio jobs end to end on the default SQLite file (data/queue.db)
@@ -26,13 +26,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) postgres
+test: $(STAMP) postgres chromium
 	$(BIN)/pytest
 
 ## postgres: the PostgreSQL server programs for the tests' throwaway servers (tests/postgres_server.py):
 ## a quick look when they are there; when not, as root, Debian's postgresql package, without its cluster
 postgres: $(STAMP)
 	PYTHON=$(BIN)/python sh scripts/ensure-postgres.sh
+
+## chromium: the headless browser of the dashboard's tests (tests/test_web_browser.py): a quick
+## look when chromium and chromedriver are there; when not, as root, Debian's two packages
+chromium:
+	sh scripts/ensure-chromium.sh
 
 ## docs: build the documentation site into site/, strictly (a broken link, a missing reference
 ## or any warning fails); the build needs no network

@@ -105,6 +105,9 @@ def test_the_wheel_holds_worker_and_tts_at_the_top_level_only(wheel: Path) -> No
     assert sorted(recorded) == sorted(names)
     assert {name.split("/")[0] for name in names} == {"worker", "tts", DIST_INFO}
     assert {"worker/migrations/env.py", "worker/migrations/script.py.mako"} <= set(names)
+    pages = {"worker/web/templates/base.html", "worker/web/templates/task_live.html",
+             "worker/web/static/live.js", "worker/web/static/style.css"}  # fmt: skip
+    assert pages <= set(names)
     versions = [name for name in names if name.startswith("worker/migrations/versions/")]
     assert sorted(Path(name).name.split("_")[0] for name in versions) == list(REVISIONS)
 

@@ -90,7 +90,7 @@ def serve_web(
             )
         sock = _listen(host, port)
         app = create_app(queue, read_only=read_only, token=secret)
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
         shown = f"[{host}]" if ":" in host else host
         typer.echo(
             f"wq web: serving on http://{shown}:{sock.getsockname()[1]}"

@@ -87,6 +87,11 @@ class QueueAdmin:
             return explain_pending(task, now, paused, blockers, position)
         return explain(task, now)
 
+    async def dependents(self, task_id: str) -> list[tuple[str, str]]:
+        """``(id, state)`` of each task that depends on this one (its downstream), in id
+        order; a task's own ``depends_on`` names its upstream."""
+        return await self._storage.dependents(arguments.text("task_id", task_id))
+
     # -- workers and statistics ----------------------------------------------------------
 
     async def register_worker(self, info: Mapping[str, Any]) -> None:

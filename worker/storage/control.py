@@ -134,6 +134,17 @@ class ControlStore:
         async with self._db.read("dependencies") as conn:
             return [(str(i), str(s)) for i, s in (await conn.execute(query)).all()]
 
+    async def dependents(self, task_id: str) -> list[tuple[str, str]]:
+        """The tasks that depend on a task, with their states (in id order)."""
+        query = (
+            sa.select(tasks.c.id, tasks.c.state)
+            .select_from(task_dependencies.join(tasks, tasks.c.id == task_dependencies.c.task_id))
+            .where(task_dependencies.c.depends_on == task_id)
+            .order_by(tasks.c.id)
+        )
+        async with self._db.read("dependents") as conn:
+            return [(str(i), str(s)) for i, s in (await conn.execute(query)).all()]
+
     # -- workers -------------------------------------------------------------------------
 
     async def register_worker(self, row: dict[str, Any]) -> None:

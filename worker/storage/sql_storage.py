@@ -237,6 +237,9 @@ class SqlStorage:
     async def unfinished_dependencies(self, task_id: str) -> list[tuple[str, str]]:
         return await self._control.unfinished_dependencies(task_id)
 
+    async def dependents(self, task_id: str) -> list[tuple[str, str]]:
+        return await self._control.dependents(task_id)
+
     async def window(self, since: float) -> dict[str, Any]:
         return await self._control.window(since)
 

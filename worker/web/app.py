@@ -1,16 +1,23 @@
-""":func:`create_app`: the ASGI app of one queue (API, ``/metrics``, overview page)."""
+""":func:`create_app`: the ASGI app of one queue (API, ``/metrics``, the pages, their
+event streams)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from worker.queue.worker_queue import WorkerQueue
-from worker.web import metrics, pages, problems, queues_api, tasks_api
+from worker.web import events, metrics, pages, problems, queues_api, task_page, tasks_api
 from worker.web.counters import Counters
 from worker.web.guard import MAX_BODY_BYTES, Guard
+
+STATIC = Path(__file__).parent / "static"
 
 
 def create_app(
@@ -29,20 +36,34 @@ def create_app(
     """
     if token is not None and not token:
         raise ValueError("token must not be empty")
+    feed = events.make_feed(queue, read_only=read_only)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await feed.close()  # ends the open event streams
+
     api = FastAPI(
         title="worker-queue",
         summary="Submit, inspect and steer the tasks of a durable queue.",
         version="1",
         redoc_url=None,
+        lifespan=lifespan,
     )
     state: Any = api.state
     state.queue = queue
     state.counters = Counters()
     state.read_only = read_only
     state.max_body_bytes = max_body_bytes
+    state.feed = feed
     problems.install(api)
+    api.include_router(events.router)
     api.include_router(tasks_api.router)
     api.include_router(queues_api.router)
     api.include_router(metrics.router)
     api.include_router(pages.router)
+    api.include_router(task_page.router)
+    api.mount("/static", StaticFiles(directory=STATIC), name="static")
     return Guard(api, token=token, read_only=read_only, max_body_bytes=max_body_bytes)

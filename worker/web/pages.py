@@ -1,36 +1,38 @@
 """The overview page: per queue, the count of each state, paused or not, the oldest
-pending age; the live workers. Server-rendered with Jinja2, every value escaped."""
+pending age; the live workers. Server-rendered with Jinja2, every value escaped; its live
+part (:func:`overview_fragment`) is what the change feed pushes to open pages."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Request
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse
 
 from worker.core.states import TaskState
+from worker.queue.worker_queue import WorkerQueue
 from worker.web import queues_api
 from worker.web.tasks_api import Queue
+from worker.web.templating import layout, templates
 
 router = APIRouter(include_in_schema=False)
 
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-)
 
-
-@router.get("/", response_class=HTMLResponse)
-async def overview(request: Request, queue: Queue) -> HTMLResponse:
+async def overview_fragment(queue: WorkerQueue) -> str:
+    """The overview's live part: the queues' counts and the workers."""
     summaries = await queues_api.queues(queue)
     workers = await queues_api.workers(queue)
-    page = _templates.get_template("overview.html").render(
+    return templates.get_template("overview_live.html").render(
         queues=summaries,
         workers=workers,
         states=[s.value for s in TaskState],
         total=sum(sum(q.counts.values()) for q in summaries),
-        read_only=request.app.state.read_only,
-        root=request.scope.get("root_path", ""),
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview(request: Request, queue: Queue) -> HTMLResponse:
+    page = templates.get_template("overview.html").render(
+        **layout(request, "overview"),
+        stream="/events?overview=true",
+        live_html=await overview_fragment(queue),
     )
     return HTMLResponse(page)
