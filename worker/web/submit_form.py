@@ -216,12 +216,18 @@ async def _submitted(
             body[spec.name] = value
     if form.errors:
         return None
+    submitted = None
     try:
-        submitted = Submit.model_validate(body)
         registered_kinds()[form.kind].model_validate(request)
     except ValidationError as exc:
         for error in exc.errors():
+            _add(form.errors, _where(("request", *error["loc"])), str(error["msg"]))
+    try:
+        submitted = Submit.model_validate(body)
+    except ValidationError as exc:
+        for error in exc.errors():
             _add(form.errors, _where(tuple(error["loc"])), str(error["msg"]))
+    if submitted is None or form.errors:
         return None
     try:
         task = build_task(submitted, queue.clock())  # the API's own validation
