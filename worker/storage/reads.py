@@ -55,7 +55,7 @@ class ReadStore:
         """A page of the tasks ``chosen`` matches, in id order after ``after_id`` (which
         index each filter uses: :mod:`worker.storage.selection`)."""
         query = sa.select(*RAW_COLUMNS).where(*selection.conditions(chosen))
-        query = query.order_by(tasks.c.id).limit(limit)
+        query = query.order_by(selection.order(chosen)).limit(limit)
         if after_id is not None:
             query = query.where(tasks.c.id > after_id)
         async with self._db.read("list_tasks") as conn:
