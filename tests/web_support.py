@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from starlette.types import ASGIApp
@@ -16,7 +17,7 @@ from worker.web import create_app
 
 @asynccontextmanager
 async def api_client(
-    queue: WorkerQueue, *, token: str | None = None, read_only: bool = False, **options: int
+    queue: WorkerQueue, *, token: str | None = None, read_only: bool = False, **options: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(queue, token=token, read_only=read_only, **options)
     transport = httpx.ASGITransport(app=app)

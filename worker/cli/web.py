@@ -1,8 +1,10 @@
 """``wq web``: serve the HTTP API, ``/metrics`` and the overview page (the ``web`` extra).
 
 Binds 127.0.0.1 by default. Beyond loopback it needs a token (``--token`` or
-``QUEUE_WEB_TOKEN``), and then every request must carry it as a bearer token; without one it
-refuses to start. ``--read-only`` opens the database read-only and refuses every action.
+``QUEUE_WEB_TOKEN``) or basic-auth credentials (``--user`` or ``QUEUE_WEB_USER``, with
+``QUEUE_WEB_PASSWORD``), and then every request must carry one of them; without either it
+refuses to start. ``--read-only`` opens the database read-only, refuses every action and
+shows none in the pages.
 """
 
 from __future__ import annotations
@@ -50,8 +52,16 @@ def serve_web(
             "--token", metavar="TOKEN", help="Bearer token every request needs [QUEUE_WEB_TOKEN]."
         ),
     ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user",
+            metavar="NAME",
+            help="Basic-auth user, with the password in QUEUE_WEB_PASSWORD [QUEUE_WEB_USER].",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the HTTP API, /metrics and the overview page until Ctrl-C or SIGTERM."""
+    """Serve the HTTP API, /metrics and the pages until Ctrl-C or SIGTERM."""
     import asyncio  # not at wq's start: --help needs no event loop
     import signal
 
@@ -64,6 +74,8 @@ def serve_web(
         usage_error(f"wq web needs the web extra: pip install 'worker-queue[web]' ({exc})")
     if token == "":
         usage_error("--token must not be empty")
+    if user == "" or (user is not None and ":" in user):
+        usage_error("--user must be a name without ':'")
 
     class Server(uvicorn.Server):
         @contextmanager
@@ -83,18 +95,29 @@ def serve_web(
         secret = token
         if secret is None and queue.config.web_token is not None:
             secret = queue.config.web_token.get_secret_value() or None
-        if secret is None and not is_loopback(host):
+        name = user if user is not None else queue.config.web_user or None
+        password = queue.config.web_password
+        phrase = None if password is None else password.get_secret_value() or None
+        if name is not None and phrase is None:
+            usage_error(f"basic auth for {name!r} needs its password in QUEUE_WEB_PASSWORD")
+        if name is None and phrase is not None:
+            usage_error("QUEUE_WEB_PASSWORD is set but no user: pass --user or QUEUE_WEB_USER")
+        if name is not None and ":" in name:
+            usage_error("QUEUE_WEB_USER must be a name without ':'")
+        if secret is None and name is None and not is_loopback(host):
             usage_error(
-                f"refusing to listen on {host} without a token: anyone who reaches it could "
-                "steer the queue; set QUEUE_WEB_TOKEN or pass --token (or listen on 127.0.0.1)"
+                f"refusing to listen on {host} without a token or a password: anyone who "
+                "reaches it could steer the queue; set QUEUE_WEB_TOKEN or pass --token, or "
+                "--user with QUEUE_WEB_PASSWORD (or listen on 127.0.0.1)"
             )
         sock = _listen(host, port)
-        app = create_app(queue, read_only=read_only, token=secret)
+        app = create_app(queue, read_only=read_only, token=secret, user=name, password=phrase)
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
         shown = f"[{host}]" if ":" in host else host
         typer.echo(
             f"wq web: serving on http://{shown}:{sock.getsockname()[1]}"
-            f"{' (read-only)' if read_only else ''}{' (token required)' if secret else ''}",
+            f"{' (read-only)' if read_only else ''}{' (token required)' if secret else ''}"
+            f"{' (basic auth)' if name else ''}",
             err=True,
         )
         try:

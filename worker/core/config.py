@@ -338,6 +338,18 @@ class QueueConfig(BaseModel):
         "QUEUE_WEB_TOKEN",
         "Bearer token `wq web` requires on every request (needed to listen beyond loopback).",
     )
+    web_user: str | None = _setting(
+        None,
+        "QUEUE_WEB_USER",
+        "User name of `wq web`'s basic authentication (with `QUEUE_WEB_PASSWORD`; "
+        "`--user` overrides it).",
+    )
+    web_password: SecretStr | None = _setting(
+        None,
+        "QUEUE_WEB_PASSWORD",
+        "Password of `wq web`'s basic authentication, for the user `QUEUE_WEB_USER` or "
+        "`--user` names.",
+    )
     webhook_allow_private: bool = _setting(
         False,
         "QUEUE_WEBHOOK_ALLOW_PRIVATE",

@@ -102,6 +102,11 @@ class KindRegistry:
             )
         return model
 
+    def registered(self) -> dict[str, type[BaseModel]]:
+        """Every kind, those of the entry points included, by name (sorted)."""
+        self._load_entry_points()
+        return dict(sorted(self.snapshot()[1].items()))
+
     def _load_entry_points(self) -> None:
         if self._entry_points_loaded:
             return
@@ -121,6 +126,7 @@ class KindRegistry:
 registry = KindRegistry()
 kind_of = registry.kind_of
 model_for = registry.model_for
+registered_kinds = registry.registered
 remove_request_kind = registry.remove
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from worker.core import arguments
@@ -17,6 +18,7 @@ from worker.core.config import QueueConfig
 from worker.core.errors import InvalidInputError
 from worker.core.limits import MAX_INSTANT
 from worker.core.models import RetryPolicy, Task
+from worker.core.selection import BULK_ACTIONS, BulkAction, BulkOutcome, TaskFilter
 from worker.core.states import TERMINAL_STATES, TaskState
 from worker.queue.explain import explain, explain_pending
 from worker.queue.notifier import Notifier
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
     from worker.core.callbacks import TaskCallback
     from worker.core.deliveries import WebhookDelivery
 
+#: The most ids one bulk action by id takes.
+MAX_BULK_IDS = 1000
+
 
 class QueueAdmin:
     """Operator methods of the queue (a base of :class:`worker.queue.worker_queue.WorkerQueue`)."""
@@ -38,6 +43,7 @@ class QueueAdmin:
     _storage: Storage
     _sweeping: asyncio.Lock
     notifier: Notifier
+    cancels: Notifier
 
     # -- operators -----------------------------------------------------------------------
 
@@ -211,16 +217,75 @@ class QueueAdmin:
         queue: str | None = None,
         limit: int = 100,
         after_id: str | None = None,
+        *,
+        kind: str | None = None,
+        name: str | None = None,
+        error: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> list[Task]:
-        """Tasks in id (enqueue) order; pass the last id as ``after_id`` for the next page."""
+        """Tasks in id (enqueue) order; pass the last id as ``after_id`` for the next page.
+
+        Every filter given must match (:class:`~worker.core.selection.TaskFilter`): ``kind``
+        an item's request kind, ``name`` the task's name, ``error`` a piece of its last
+        error (any case), ``created_after <= created_at < created_before``."""
         arguments.count("limit", limit, high=arguments.MAX_PAGE)
-        if queue is not None:
-            arguments.queue_name("queue", queue)
         arguments.optional_text("after_id", after_id)
-        chosen = None if state is None else _state(state)
-        return await self._storage.list_tasks(
-            state=chosen, queue=queue, limit=limit, after_id=after_id
+        chosen = task_filter(
+            state=state,
+            queue=queue,
+            kind=kind,
+            name=name,
+            error=error,
+            created_after=created_after,
+            created_before=created_before,
         )
+        return await self._storage.list_tasks(chosen, limit=limit, after_id=after_id)
+
+    async def count_tasks(self, chosen: TaskFilter | None = None) -> int:
+        """How many tasks ``chosen`` matches (what a bulk action on it would look at)."""
+        return await self._storage.count_tasks(_checked(chosen or TaskFilter()))
+
+    async def act_on_tasks(
+        self,
+        action: BulkAction | str,
+        *,
+        ids: Sequence[str] | None = None,
+        selection: TaskFilter | None = None,
+    ) -> BulkOutcome:
+        """Cancel, resume, run now, hold or release many tasks: those ``ids`` names (at most
+        :data:`MAX_BULK_IDS`, in one transaction: all their moves or none), or every task
+        ``selection`` matches (in batches of a thousand, each its own transaction).
+
+        Each task moves as the single action would move it (:meth:`mark_as_cancelled`,
+        :meth:`mark_as_resume` or :meth:`unhold`, :meth:`run_now`, :meth:`hold`,
+        :meth:`unhold`); one whose state does not allow it, or that has nothing to change
+        (a held task held again, a due task run now), is skipped and counted."""
+        if action not in BULK_ACTIONS:
+            raise InvalidInputError(
+                f"unknown action {action!r}; actions are {', '.join(BULK_ACTIONS)}"
+            )
+        if (ids is None) == (selection is None):
+            raise InvalidInputError("give either ids or a selection (a filter), not both")
+        if ids is not None:
+            if isinstance(ids, str):
+                raise InvalidInputError("ids must be a list of task ids, not a string")
+            if len(ids) > MAX_BULK_IDS:
+                raise InvalidInputError(f"ids: at most {MAX_BULK_IDS} tasks, got {len(ids)}")
+            ids = [arguments.text(f"ids[{i}]", task_id) for i, task_id in enumerate(ids)]
+        chosen = None if selection is None else _checked(selection)
+        outcome = await self._storage.bulk_move(
+            action,
+            ids=ids,
+            chosen=chosen,
+            now=self._clock(),
+            default_max_attempts=self.config.default_max_attempts,
+        )
+        if outcome.changed and action in ("resume", "release", "run_now"):
+            self.notifier.notify()
+        if outcome.cancel_requested:
+            self.cancels.notify()
+        return outcome
 
     async def get_queue_stats(self, queue: str | None = None) -> dict[str, int]:
         """Count per state (lower-case names, every state present) and ``total``."""
@@ -273,6 +338,44 @@ class QueueAdmin:
         worker's callback loop has seen it)."""
         arguments.text("task_id", task_id)
         return await self._storage.task_callbacks(task_id)
+
+
+def task_filter(
+    *,
+    state: TaskState | str | None = None,
+    queue: str | None = None,
+    kind: str | None = None,
+    name: str | None = None,
+    error: str | None = None,
+    created_after: float | None = None,
+    created_before: float | None = None,
+) -> TaskFilter:
+    """A checked :class:`~worker.core.selection.TaskFilter` (a refusal names the field)."""
+    return _checked(
+        TaskFilter(
+            state=None if state is None else _state(state),
+            queue=queue,
+            kind=kind,
+            name=name,
+            error=error,
+            created_after=created_after,
+            created_before=created_before,
+        )
+    )
+
+
+def _checked(chosen: TaskFilter) -> TaskFilter:
+    if chosen.state is not None:
+        chosen = replace(chosen, state=_state(chosen.state))
+    if chosen.queue is not None:
+        arguments.queue_name("queue", chosen.queue)
+    for field in ("kind", "name", "error"):
+        arguments.optional_text(field, getattr(chosen, field))
+    for field in ("created_after", "created_before"):
+        value = getattr(chosen, field)
+        if value is not None:
+            arguments.seconds(field, value, zero=True, high=MAX_INSTANT)
+    return chosen
 
 
 def _state(value: TaskState | str) -> TaskState:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from worker.core.deliveries import WebhookDelivery
     from worker.core.errors import StorageError
     from worker.core.models import Completion, Failure, Resources, Task
+    from worker.core.selection import BulkAction, BulkOutcome, TaskFilter
     from worker.core.states import TaskState
     from worker.storage.backend import Capabilities, Listening, Wake
     from worker.storage.callbacks import CallbackStore
@@ -143,6 +144,19 @@ class Storage(Protocol):
         """A pending task becomes due now (its ``schedule_at`` moves to ``now``)."""
         ...
 
+    async def bulk_move(
+        self,
+        action: BulkAction,
+        *,
+        ids: Sequence[str] | None,
+        chosen: TaskFilter | None,
+        now: float,
+        default_max_attempts: int,
+    ) -> BulkOutcome:
+        """Apply ``action`` to the tasks ``ids`` names (one transaction) or to all those
+        ``chosen`` matches (in batches), with the single-task moves' rules."""
+        ...
+
     async def extend_lease(
         self, task_id: str, lease_id: str, now: float, seconds: float | None
     ) -> float: ...
@@ -176,8 +190,12 @@ class Storage(Protocol):
     async def get(self, task_id: str) -> Task: ...
 
     async def list_tasks(
-        self, *, state: TaskState | None, queue: str | None, limit: int, after_id: str | None
-    ) -> list[Task]: ...
+        self, chosen: TaskFilter, *, limit: int, after_id: str | None
+    ) -> list[Task]:
+        """A page of the tasks ``chosen`` matches, in id order after ``after_id``."""
+        ...
+
+    async def count_tasks(self, chosen: TaskFilter) -> int: ...
 
     async def count_by_state(self, queue: str | None) -> dict[str, int]: ...
 

@@ -12,15 +12,15 @@ import sqlalchemy as sa
 
 from worker.core.errors import StorageError, TaskNotFoundError
 from worker.core.models import Task
+from worker.core.selection import TaskFilter
 from worker.core.states import TaskState
-from worker.storage import undecodable
+from worker.storage import selection, undecodable
 from worker.storage.backend import STATE_INDEXES
 from worker.storage.database import Database
 from worker.storage.payload import PayloadError
 from worker.storage.rows import RAW_COLUMNS
 from worker.storage.salvage import readable
 from worker.storage.schema import tasks
-from worker.storage.sql import state_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,25 +51,22 @@ class ReadStore:
             raise StorageError(self._db.url, "get_task", cause)
         return task
 
-    async def list(
-        self,
-        *,
-        state: TaskState | None,
-        queue: str | None,
-        limit: int,
-        after_id: str | None,
-    ) -> list[Task]:
-        query = sa.select(*RAW_COLUMNS).order_by(tasks.c.id).limit(limit)
-        if state is not None:
-            query = query.where(state_in(state))
-        if queue is not None:
-            query = query.where(tasks.c.queue == queue)
+    async def list(self, chosen: TaskFilter, *, limit: int, after_id: str | None) -> list[Task]:
+        """A page of the tasks ``chosen`` matches, in id order after ``after_id`` (which
+        index each filter uses: :mod:`worker.storage.selection`)."""
+        query = sa.select(*RAW_COLUMNS).where(*selection.conditions(chosen))
+        query = query.order_by(selection.order(chosen)).limit(limit)
         if after_id is not None:
             query = query.where(tasks.c.id > after_id)
         async with self._db.read("list_tasks") as conn:
             rows, tolerant = await undecodable.rows(conn, query)
         # A row that cannot be shown at all is logged and left out, not the page.
         return [task for row in rows if (task := readable(row, tolerant=tolerant)) is not None]
+
+    async def count(self, chosen: TaskFilter) -> int:
+        """How many tasks ``chosen`` matches."""
+        async with self._db.read("count_tasks") as conn:
+            return int((await conn.execute(selection.count(chosen))).scalar_one())
 
     async def count_by_state(self, queue: str | None) -> dict[str, int]:
         """Tasks per state, counting completed ones (usually almost every row) by subtraction.

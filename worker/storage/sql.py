@@ -118,6 +118,19 @@ class HasResponseUrl(ColumnElement[bool]):
         self.items = items
 
 
+class HasKind(ColumnElement[bool]):
+    """Whether an ``items`` column holds an item of the request kind in ``kind`` (a bound
+    parameter)."""
+
+    __visit_name__ = "has_kind"
+    inherit_cache = True
+    type = sa.Boolean()
+
+    def __init__(self, items: ColumnElement[Any], kind: sa.BindParameter[str]) -> None:
+        self.items = items
+        self.kind = kind
+
+
 def json_values(name: str, value: str | None = None) -> JsonValues:
     """The elements of the JSON list in parameter ``:name`` (bound to ``value`` when given:
     JSON text), for ``column.in_(...)``."""
@@ -158,6 +171,10 @@ def append_error(error: ColumnElement[Any], now: Any, *, expired: bool) -> Colum
 
 def has_response_url(items: ColumnElement[Any]) -> ColumnElement[bool]:
     return HasResponseUrl(items)
+
+
+def has_kind(items: ColumnElement[Any], kind: str) -> ColumnElement[bool]:
+    return HasKind(items, sa.bindparam("kind", kind, type_=sa.String))
 
 
 def state_in(*states: TaskState) -> ColumnElement[bool]:

@@ -18,8 +18,10 @@ from worker.core.config import QueueConfig
 from worker.core.deliveries import WebhookDelivery
 from worker.core.errors import StorageError
 from worker.core.models import Completion, Failure, Resources, Task
+from worker.core.selection import BulkAction, BulkOutcome, TaskFilter
 from worker.core.states import TaskState
 from worker.storage.backend import Capabilities, Listening, Wake
+from worker.storage.bulk_moves import BulkMoveStore
 from worker.storage.callbacks import CallbackStore
 from worker.storage.control import ControlStore, Heartbeat, LeaseReport
 from worker.storage.database import Database
@@ -29,7 +31,7 @@ from worker.storage.revision import check_schema
 from worker.storage.rows import InsertRow
 from worker.storage.schedules import ScheduleStore
 from worker.storage.sweep import RetryPlan, SweepStore
-from worker.storage.transitions import TransitionStore
+from worker.storage.transitions import TransitionStore, operator_values
 from worker.storage.webhooks import WebhookStore
 
 
@@ -45,6 +47,7 @@ class SqlStorage:
         self._moves = TransitionStore(db, vt)
         self._tasks = TaskStore(db, vt, self._moves)
         self._reads = ReadStore(db)
+        self._bulk = BulkMoveStore(db)
         self._sweep = SweepStore(db)
         self._control = ControlStore(db, vt)
         self._webhooks = WebhookStore(db)
@@ -171,13 +174,26 @@ class SqlStorage:
         await self._moves.resume(task_id, now, default_max_attempts)
 
     async def hold(self, task_id: str, now: float) -> None:
-        await self._moves.transition("hold", task_id, {"held": True, "updated_at": now})
+        await self._moves.transition("hold", task_id, operator_values("hold", now))
 
     async def unhold(self, task_id: str, now: float) -> None:
-        await self._moves.transition("unhold", task_id, {"held": False, "updated_at": now})
+        await self._moves.transition("unhold", task_id, operator_values("unhold", now))
 
     async def run_now(self, task_id: str, now: float) -> None:
-        await self._moves.transition("run_now", task_id, {"schedule_at": now, "updated_at": now})
+        await self._moves.transition("run_now", task_id, operator_values("run_now", now))
+
+    async def bulk_move(
+        self,
+        action: BulkAction,
+        *,
+        ids: Sequence[str] | None,
+        chosen: TaskFilter | None,
+        now: float,
+        default_max_attempts: int,
+    ) -> BulkOutcome:
+        return await self._bulk.apply(
+            action, ids=ids, chosen=chosen, now=now, default_max_attempts=default_max_attempts
+        )
 
     async def extend_lease(
         self, task_id: str, lease_id: str, now: float, seconds: float | None
@@ -224,9 +240,12 @@ class SqlStorage:
         return await self._reads.get(task_id)
 
     async def list_tasks(
-        self, *, state: TaskState | None, queue: str | None, limit: int, after_id: str | None
+        self, chosen: TaskFilter, *, limit: int, after_id: str | None
     ) -> list[Task]:
-        return await self._reads.list(state=state, queue=queue, limit=limit, after_id=after_id)
+        return await self._reads.list(chosen, limit=limit, after_id=after_id)
+
+    async def count_tasks(self, chosen: TaskFilter) -> int:
+        return await self._reads.count(chosen)
 
     async def count_by_state(self, queue: str | None) -> dict[str, int]:
         return await self._reads.count_by_state(queue)

@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from worker.core.errors import (
     InvalidInputError,
@@ -171,16 +172,10 @@ class TransitionStore:
 
         ``values`` always sets ``updated_at``: it is also when dependents are settled.
         """
-        values = {"state": target(operation).value, **values}
         condition = tasks.c.id == task_id
         if lease_id is not None:
             condition = sa.and_(condition, tasks.c.lease_id == lease_id)
-        statement = (
-            sa.update(tasks)
-            .where(condition, state_in(*sources(operation)))
-            .values(values)
-            .returning(tasks.c.id, tasks.c.dependents)
-        )
+        statement = move(operation, condition, values)
         async with self._db.write(operation, lock_first=False) as conn:
             row = (await conn.execute(statement)).first()
             if row is None:
@@ -190,21 +185,9 @@ class TransitionStore:
 
     async def cancel(self, task_id: str, now: float, reason: str | None) -> TaskState:
         """PENDING/RETRYABLE -> CANCELLED, or ask a PROCESSING task's worker to stop it."""
-        values: dict[str, Any] = {"finished_at": now, "updated_at": now}
-        if reason is not None:
-            values["last_error"] = reason
-        ended = (
-            sa.update(tasks)
-            .where(tasks.c.id == task_id, state_in(*sources("cancel")))
-            .values(state=target("cancel").value, **values)
-            .returning(tasks.c.id, tasks.c.dependents)
-        )
-        ask = (
-            sa.update(tasks)
-            .where(tasks.c.id == task_id, state_in(*sources("request_cancel")))
-            .values(cancel_requested_at=sa.func.coalesce(tasks.c.cancel_requested_at, now))
-            .returning(tasks.c.id)
-        )
+        condition = tasks.c.id == task_id
+        ended = move("cancel", condition, cancel_values(now, reason))
+        ask = ask_to_stop(condition, now)
         async with self._db.write("cancel", lock_first=False) as conn:
             row = (await conn.execute(ended)).first()
             if row is not None:
@@ -220,22 +203,7 @@ class TransitionStore:
 
     async def resume(self, task_id: str, now: float, default_max_attempts: int) -> None:
         """DISCARDED -> PENDING, due now, with at least one attempt left."""
-        more = greatest(
-            sa.func.coalesce(tasks.c.max_attempts, default_max_attempts),
-            tasks.c.attempt_count + 1,
-        )
-        await self.transition(
-            "resume",
-            task_id,
-            {
-                "schedule_at": now,
-                "max_attempts": more,
-                "finished_at": None,
-                "lease_expires_at": None,
-                "retry_delay": None,
-                "updated_at": now,
-            },
-        )
+        await self.transition("resume", task_id, resume_values(now, default_max_attempts))
 
     async def extend_lease(
         self, task_id: str, lease_id: str, now: float, seconds: float | None
@@ -262,6 +230,63 @@ class TransitionStore:
         query = self._sql.of(_state_and_lease)
         found = (await conn.exec_driver_sql(query.sql, query.params(task_id=task_id))).all()
         raise _refusal(operation, task_id, lease_id, found)
+
+
+def move(operation: str, condition: ColumnElement[bool], values: dict[str, Any]) -> sa.Update:
+    """The compare-and-set of ``operation`` on the tasks ``condition`` picks: from
+    ``sources(operation)`` to ``target(operation)``, setting ``values``; it returns each
+    moved task's ``(id, dependents)`` (for :mod:`worker.storage.dependencies`)."""
+    return (
+        sa.update(tasks)
+        .where(condition, state_in(*sources(operation)))
+        .values({"state": target(operation).value, **values})
+        .returning(tasks.c.id, tasks.c.dependents)
+    )
+
+
+def ask_to_stop(condition: ColumnElement[bool], now: float) -> sa.Update:
+    """Ask the workers of the running tasks ``condition`` picks to stop them (a cancel of a
+    running task); returns each one's id."""
+    return (
+        sa.update(tasks)
+        .where(condition, state_in(*sources("request_cancel")))
+        .values(cancel_requested_at=sa.func.coalesce(tasks.c.cancel_requested_at, now))
+        .returning(tasks.c.id)
+    )
+
+
+def cancel_values(now: float, reason: str | None) -> dict[str, Any]:
+    """What a cancel sets on a pending or retryable task."""
+    values: dict[str, Any] = {"finished_at": now, "updated_at": now}
+    if reason is not None:
+        values["last_error"] = reason
+    return values
+
+
+def operator_values(operation: str, now: float) -> dict[str, Any]:
+    """What ``hold``, ``unhold`` and ``run_now`` set on a pending task."""
+    values: dict[str, dict[str, Any]] = {
+        "hold": {"held": True},
+        "unhold": {"held": False},
+        "run_now": {"schedule_at": now},
+    }
+    return {**values[operation], "updated_at": now}
+
+
+def resume_values(now: float, default_max_attempts: int) -> dict[str, Any]:
+    """What a resume sets: due now, with at least one attempt left."""
+    more = greatest(
+        sa.func.coalesce(tasks.c.max_attempts, default_max_attempts),
+        tasks.c.attempt_count + 1,
+    )
+    return {
+        "schedule_at": now,
+        "max_attempts": more,
+        "finished_at": None,
+        "lease_expires_at": None,
+        "retry_delay": None,
+        "updated_at": now,
+    }
 
 
 def _state_and_lease() -> sa.Select[Any]:

@@ -11,16 +11,14 @@ from worker.core.errors import InvalidStateTransitionError
 from worker.core.states import TaskState
 from worker.queue.worker_queue import WorkerQueue
 from worker.web.counters import Counters
-from worker.web.documents import build_task, kinds, task_document
+from worker.web.documents import build_task, task_document
 from worker.web.schemas import ActionDone, Submit, SubmitMany, Submitted, SubmittedMany, TaskPage
+from worker.web.task_list import query_filter, selection_of
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 
 #: The most tasks one page holds.
 MAX_LIMIT = 500
-#: With a ``kind`` or ``name`` filter (applied as the pages are read): the most tasks one
-#: request looks at before it answers with what it found and where to go on.
-MAX_SCANNED = 10_000
 
 
 def the_queue(request: Request) -> WorkerQueue:
@@ -73,36 +71,28 @@ async def submit_many(body: SubmitMany, queue: Queue, counters: Counted) -> Subm
     )
 
 
-@router.get("", summary="List tasks in enqueue order (keyset pages)")
+@router.get("", summary="List tasks in enqueue order (keyset pages), filtered in SQL")
 async def list_tasks(
     queue: Queue,
+    given: Annotated[dict[str, str], Depends(query_filter)],
     *,
-    state: TaskState | None = None,
-    queue_name: Annotated[str | None, Query(alias="queue")] = None,
-    kind: str | None = None,
-    name: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     after: Annotated[str | None, Query(description="The last id of the page before.")] = None,
 ) -> TaskPage:
-    if kind is None and name is None:
-        page = await queue.list_tasks(state=state, queue=queue_name, limit=limit, after_id=after)
-        next_after = page[-1].id if len(page) == limit else None
-        return TaskPage(tasks=[task_document(t) for t in page], next_after=next_after)
-    found: list[dict[str, Any]] = []
-    cursor, scanned, exhausted = after, 0, False
-    while len(found) < limit and scanned < MAX_SCANNED:
-        page = await queue.list_tasks(state=state, queue=queue_name, limit=limit, after_id=cursor)
-        for task in page:
-            scanned += 1
-            cursor = task.id
-            if (kind is None or kind in kinds(task)) and (name is None or task.name == name):
-                found.append(task_document(task))
-                if len(found) == limit:
-                    break
-        if len(page) < limit and len(found) < limit:
-            exhausted = True
-            break
-    return TaskPage(tasks=found, next_after=None if exhausted else cursor)
+    chosen = selection_of(given)
+    page = await queue.list_tasks(
+        chosen.state,
+        chosen.queue,
+        limit,
+        after,
+        kind=chosen.kind,
+        name=chosen.name,
+        error=chosen.error,
+        created_after=chosen.created_after,
+        created_before=chosen.created_before,
+    )
+    next_after = page[-1].id if len(page) == limit else None
+    return TaskPage(tasks=[task_document(t) for t in page], next_after=next_after)
 
 
 @router.get("/{task_id}", summary="One task, why it is not running, its queue position")

@@ -1,5 +1,7 @@
-"""The pages' Jinja2 environment (autoescaping everything, whatever the template's name)
-and what every page's layout (``base.html``) needs from the request."""
+"""The pages' Jinja2 environment (autoescaped: nothing from a task reaches a page
+unescaped) and what every page's layout (``base.html``) gets: ``title``, ``root`` (where
+the app is mounted), ``read_only`` (no action is shown) and ``csrf_token``
+(:mod:`worker.web.csrf`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,9 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from worker.web.csrf import token_for
 
 templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -25,18 +30,18 @@ def _instant(at: float | None) -> str:
 templates.filters["instant"] = _instant
 
 
-def csrf_token(request: Request) -> str:
-    """The request's CSRF token for the layout's meta tag (empty until a guard sets
-    ``request.state.csrf_token``)."""
-    token = getattr(request.state, "csrf_token", "")
-    return token if isinstance(token, str) else ""
-
-
 def layout(request: Request, title: str) -> dict[str, Any]:
-    """What ``base.html`` renders: the title, the mount prefix, read-only, the CSRF token."""
+    """What ``base.html`` renders: the title, the mount prefix, read-only, the CSRF token
+    (issued here when the request has none: the response sets it as the cookie)."""
     return {
         "title": title,
         "root": request.scope.get("root_path", ""),
         "read_only": bool(request.app.state.read_only),
-        "csrf_token": csrf_token(request),
+        "csrf_token": token_for(request),
     }
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """The page ``name`` with the layout's values and ``context``."""
+    values = {**layout(request, str(context.pop("title", "worker-queue"))), **context}
+    return HTMLResponse(templates.get_template(name).render(**values), status_code=status_code)

@@ -74,3 +74,10 @@ def _append_error(element: sql.AppendError, compiler: SQLCompiler, **kw: Any) ->
 def _has_response_url(element: sql.HasResponseUrl, compiler: SQLCompiler, **kw: Any) -> str:
     items = compiler.process(element.items, **kw)
     return f"jsonb_path_exists({items}::jsonb, '$[*].response_url ? (@.type() == \"string\")')"
+
+
+@compiles(sql.HasKind, _DIALECT)
+def _has_kind(element: sql.HasKind, compiler: SQLCompiler, **kw: Any) -> str:
+    items = compiler.process(element.items, **kw)
+    kind = compiler.process(element.kind, **kw)
+    return f"{items}::jsonb @> jsonb_build_array(jsonb_build_object('kind', CAST({kind} AS text)))"

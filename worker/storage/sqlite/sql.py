@@ -74,3 +74,13 @@ def _append_error(element: sql.AppendError, compiler: SQLCompiler, **kw: Any) ->
 def _has_response_url(element: sql.HasResponseUrl, compiler: SQLCompiler, **kw: Any) -> str:
     # The row codec writes items compactly, so a URL's key is always spelled this way.
     return f'instr({compiler.process(element.items, **kw)}, \'"response_url":"\') > 0'
+
+
+@compiles(sql.HasKind, _DIALECT)
+def _has_kind(element: sql.HasKind, compiler: SQLCompiler, **kw: Any) -> str:
+    items = compiler.process(element.items, **kw)
+    kind = compiler.process(element.kind, **kw)
+    return (
+        f"EXISTS (SELECT 1 FROM json_each({items}) AS item "
+        f"WHERE json_extract(item.value, '$.kind') = {kind})"
+    )
