@@ -244,6 +244,7 @@ class Database:
         lock_first: bool = False,
         rows: int = 1,
         atomic: bool = True,
+        meanwhile: Callable[[], object] | None = None,
     ) -> T:
         """Run ``body`` as one write transaction under ``BEGIN IMMEDIATE``; commits on success.
 
@@ -259,6 +260,11 @@ class Database:
         atomic, and none needs the others' to have happened with it): where the backend has
         row locks (PostgreSQL) its statements then commit one by one, without the BEGIN and
         COMMIT round trips; SQLite runs it as one transaction all the same.
+
+        ``meanwhile``, if given, is called once on the loop's thread: while the body runs in
+        the driver's thread (SQLite steps its statements without the interpreter lock, so a
+        caller's own work of preparing what it returns overlaps the writing), else after
+        the transaction committed. It is not called if the transaction fails first.
         """
         if self._read_only:
             self._refuse_write(action)
@@ -276,7 +282,8 @@ class Database:
                         except LockTaken:
                             inline = False
                     if not inline:
-                        result = await self._in_thread(driver, body, lock_first)
+                        result = await self._in_thread(driver, body, lock_first, meanwhile)
+                        meanwhile = None
                 elif not atomic and not self.backend.capabilities.single_writer:
                     async with self.engine.connect() as pooled:
                         conn = await pooled.execution_options(isolation_level="AUTOCOMMIT")
@@ -294,6 +301,8 @@ class Database:
         except (exc.DBAPIError, OSError) as error:
             raise self._storage_error(action, error) from error
         self._wrote()
+        if meanwhile is not None:
+            meanwhile()
         if inline:
             # The transaction never awaited: let the loop's other tasks run before the
             # caller's next one (a tight dequeue loop would otherwise starve them).
@@ -320,7 +329,11 @@ class Database:
             self._in_use.release()
 
     async def _in_thread(
-        self, driver: aiosqlite.Connection, body: Callable[[Txn], T], lock_first: bool
+        self,
+        driver: aiosqlite.Connection,
+        body: Callable[[Txn], T],
+        lock_first: bool,
+        meanwhile: Callable[[], object] | None = None,
     ) -> T:
         # aiosqlite has no public "run this in your thread"; its own methods are built on
         # _execute (a test pins that this path is the one taken).
@@ -328,7 +341,7 @@ class Database:
         sqlite, statements = driver._conn, self.statements
         if self._inline_rows:  # the connection's busy timeout is 0, for run_now
             busy_ms = int(self._config.busy_timeout * 1000)
-            return await in_thread(
+            trip = in_thread(
                 run_waiting,
                 sqlite,
                 statements,
@@ -337,7 +350,19 @@ class Database:
                 busy_ms=busy_ms,
                 in_use=self._in_use,
             )
-        return await in_thread(run_in_driver, sqlite, statements, body, lock_first)
+        else:
+            trip = in_thread(run_in_driver, sqlite, statements, body, lock_first)
+        if meanwhile is None:
+            return await trip
+        # The trip's first step hands the body to the driver's thread; one turn of the loop
+        # takes it (tasks run in the order they were scheduled), then ``meanwhile`` runs here.
+        running = asyncio.ensure_future(trip)
+        await asyncio.sleep(0)
+        try:
+            meanwhile()
+        finally:
+            result = await running
+        return result
 
     # -- the write-ahead log taken away (worker.storage.sqlite.walguard) ----------------------
 
