@@ -290,8 +290,9 @@ async def test_the_hot_path_writes_with_the_configured_page_cache(config: QueueC
 async def test_work_given_as_meanwhile_runs_while_the_body_is_in_the_driver_thread(
     queue: WorkerQueue,
 ) -> None:
-    """``meanwhile`` runs on the loop while a trip's body is still in the driver's thread
-    (the body waits for it), and after the commit where the body runs inline."""
+    """``meanwhile``'s slices run on the loop while a trip's body is still in the driver's
+    thread (the body waits for the first), to their end; where the body runs inline, after
+    the commit."""
     db = database_of(queue)
     await db._writer_driver()
     started, seen = threading.Event(), threading.Event()
@@ -303,20 +304,29 @@ async def test_work_given_as_meanwhile_runs_while_the_body_is_in_the_driver_thre
         order.append("body")
         return "done"
 
-    def meanwhile() -> None:
+    def meanwhile() -> bool:
         assert started.wait(30), "the body never started in the driver's thread"
-        order.append("meanwhile")
+        order.append("slice")
         seen.set()
+        return order.count("slice") < 3
 
     rows = queue.config.sqlite_inline_rows + 1  # too many to run inline
     assert await db.transaction("test", body, rows=rows, meanwhile=meanwhile) == "done"
-    assert order == ["meanwhile", "body"]
+    assert order[0] == "slice"
+    assert sorted(order) == ["body", "slice", "slice", "slice"], "three slices, then no more"
 
     order.clear()
-    inline = await db.transaction(
-        "test", lambda _txn: order.append("inline") or 1, meanwhile=lambda: order.append("after")
-    )
-    assert (inline, order) == (1, ["inline", "after"])
+
+    def inline_body(_txn: Any) -> int:
+        order.append("inline")
+        return 1
+
+    def after() -> bool:
+        order.append("after")
+        return False
+
+    assert await db.transaction("test", inline_body, meanwhile=after) == 1
+    assert order == ["inline", "after"]
 
 
 async def test_a_failed_transaction_does_not_run_meanwhile_after_it(queue: WorkerQueue) -> None:
@@ -325,6 +335,10 @@ async def test_a_failed_transaction_does_not_run_meanwhile_after_it(queue: Worke
     def body(_txn: Any) -> None:
         raise RuntimeError("refused")
 
+    def meanwhile() -> bool:
+        ran.append("x")
+        return False
+
     with pytest.raises(RuntimeError, match="refused"):
-        await database_of(queue).transaction("test", body, meanwhile=lambda: ran.append("x"))
+        await database_of(queue).transaction("test", body, meanwhile=meanwhile)
     assert ran == []

@@ -21,6 +21,9 @@ from worker.queue.submission import SubmitOptions, tasks_of, template
 from worker.storage.interface import Storage
 from worker.storage.rows import insert_values, uniform_rows
 
+#: How many tasks :meth:`QueueProducer._submit` builds per slice while its rows are written.
+_SLICE = 2048
+
 
 class QueueProducer:
     """``submit`` and ``submit_many`` (a base of
@@ -87,16 +90,20 @@ class QueueProducer:
             raise InvalidTaskError(str(exc)) from exc
         made: list[Task] = []
 
-        def build() -> None:  # while the rows are written, where the backend allows
+        def build() -> bool:  # a slice at a time, while the rows are written
+            start = len(made)
             with paused_collection():
-                made.extend(tasks_of(task, ids, requests))
+                made.extend(
+                    tasks_of(task, ids[start : start + _SLICE], requests[start : start + _SLICE])
+                )
+            return len(made) < len(ids)
 
         stored, inserted = await self._storage.insert(
             rows, now, max_pending=self.config.max_pending, meanwhile=build
         )
         if inserted:
             self.notifier.notify()
-        tasks = made if made else tasks_of(task, ids, requests)
+        tasks = made if len(made) == len(ids) else tasks_of(task, ids, requests)
         if stored != ids:  # a key held by a live task: that task's id
             for each, task_id in zip(tasks, stored, strict=True):
                 each.__dict__["id"] = task_id

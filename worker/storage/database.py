@@ -67,6 +67,36 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class _Slices:
+    """A caller's work in slices (``meanwhile`` of :meth:`Database.transaction`): each
+    ``step`` runs one, until one says none is left."""
+
+    def __init__(self, meanwhile: Callable[[], bool] | None) -> None:
+        self._meanwhile = meanwhile
+        self.left = meanwhile is not None
+
+    def step(self) -> bool:
+        if self.left and self._meanwhile is not None:
+            self.left = bool(self._meanwhile())
+        return self.left
+
+
+async def _alongside(work: Awaitable[T], slices: _Slices) -> T:
+    """Await ``work`` while ``slices`` run, one per turn of the loop."""
+    if not slices.left:
+        return await work
+    running = asyncio.ensure_future(work)
+    try:
+        while True:
+            await asyncio.sleep(0)  # the work's next step first
+            if running.done() or not slices.step():
+                break
+    except BaseException:
+        running.cancel()
+        raise
+    return await running
+
+
 class Database:
     """Owns the engine. ``open()`` connects; the constructor does nothing."""
 
@@ -244,7 +274,7 @@ class Database:
         lock_first: bool = False,
         rows: int = 1,
         atomic: bool = True,
-        meanwhile: Callable[[], object] | None = None,
+        meanwhile: Callable[[], bool] | None = None,
     ) -> T:
         """Run ``body`` as one write transaction under ``BEGIN IMMEDIATE``; commits on success.
 
@@ -261,15 +291,16 @@ class Database:
         row locks (PostgreSQL) its statements then commit one by one, without the BEGIN and
         COMMIT round trips; SQLite runs it as one transaction all the same.
 
-        ``meanwhile``, if given, is called once on the loop's thread: while the body runs in
-        the driver's thread (SQLite steps its statements without the interpreter lock, so a
-        caller's own work of preparing what it returns overlaps the writing), else after
-        the transaction committed. It is not called if the transaction fails first.
+        ``meanwhile``, if given, is the caller's own work (no I/O), in slices: each call
+        does one and returns whether more is left. Its slices run on the loop's thread while
+        the body is in the driver's thread (SQLite steps its statements without the
+        interpreter lock), or one per turn of the loop while the transaction waits on the
+        server, and whatever is left after the commit. None runs after a failure.
         """
         if self._read_only:
             self._refuse_write(action)
-        statements = self.statements
         inline = False
+        slices = _Slices(meanwhile)
         try:
             async with self._turn():
                 self._refuse_if_lost()
@@ -282,32 +313,37 @@ class Database:
                         except LockTaken:
                             inline = False
                     if not inline:
-                        result = await self._in_thread(driver, body, lock_first, meanwhile)
-                        meanwhile = None
-                elif not atomic and not self.backend.capabilities.single_writer:
-                    async with self.engine.connect() as pooled:
-                        conn = await pooled.execution_options(isolation_level="AUTOCOMMIT")
-                        result = await conn.run_sync(
-                            lambda sync: body(ConnectionTxn(sync, statements))
-                        )
+                        result = await self._in_thread(driver, body, lock_first, slices)
                 else:
-                    engine = self.engine if not lock_first else self._locking
-                    assert engine is not None  # set with self.engine
-                    async with engine.begin() as conn:
-                        result = await conn.run_sync(
-                            lambda sync: body(ConnectionTxn(sync, statements))
-                        )
+                    result = await _alongside(
+                        self._through_engine(body, lock_first=lock_first, atomic=atomic),
+                        slices,
+                    )
                 await self._verify_log()
         except (exc.DBAPIError, OSError) as error:
             raise self._storage_error(action, error) from error
         self._wrote()
-        if meanwhile is not None:
-            meanwhile()
+        while slices.step():
+            pass
         if inline:
             # The transaction never awaited: let the loop's other tasks run before the
             # caller's next one (a tight dequeue loop would otherwise starve them).
             await asyncio.sleep(0)
         return result
+
+    async def _through_engine(
+        self, body: Callable[[Txn], T], *, lock_first: bool, atomic: bool
+    ) -> T:
+        """``body`` on a SQLAlchemy connection (drivers without a thread of their own)."""
+        statements = self.statements
+        if not atomic and not self.backend.capabilities.single_writer:
+            async with self.engine.connect() as pooled:
+                conn = await pooled.execution_options(isolation_level="AUTOCOMMIT")
+                return await conn.run_sync(lambda sync: body(ConnectionTxn(sync, statements)))
+        engine = self.engine if not lock_first else self._locking
+        assert engine is not None  # set with self.engine
+        async with engine.begin() as conn:
+            return await conn.run_sync(lambda sync: body(ConnectionTxn(sync, statements)))
 
     def _turn(self) -> contextlib.AbstractAsyncContextManager[object]:
         """The writer turn where the backend has one writer at a time (SQLite): this
@@ -333,7 +369,7 @@ class Database:
         driver: aiosqlite.Connection,
         body: Callable[[Txn], T],
         lock_first: bool,
-        meanwhile: Callable[[], object] | None = None,
+        slices: _Slices | None = None,
     ) -> T:
         # aiosqlite has no public "run this in your thread"; its own methods are built on
         # _execute (a test pins that this path is the one taken).
@@ -352,14 +388,15 @@ class Database:
             )
         else:
             trip = in_thread(run_in_driver, sqlite, statements, body, lock_first)
-        if meanwhile is None:
+        if slices is None or not slices.left:
             return await trip
         # The trip's first step hands the body to the driver's thread; one turn of the loop
         # takes it (tasks run in the order they were scheduled), then ``meanwhile`` runs here.
         running = asyncio.ensure_future(trip)
         await asyncio.sleep(0)
         try:
-            meanwhile()
+            while not running.done() and slices.step():
+                pass
         finally:
             result = await running
         return result

@@ -98,7 +98,7 @@ class TaskStore:
         now: float,
         *,
         max_pending: int = 0,
-        meanwhile: Callable[[], object] | None = None,
+        meanwhile: Callable[[], bool] | None = None,
     ) -> tuple[list[str], int]:
         """Insert rows (:data:`INSERT_COLUMNS` values) atomically, by the backend's bulk load
         (multi-row inserts on SQLite, a binary COPY on PostgreSQL) or an ``executemany``.
@@ -193,7 +193,7 @@ class TaskStore:
         *,
         lock_first: bool,
         atomic: bool,
-        meanwhile: Callable[[], object] | None = None,
+        meanwhile: Callable[[], bool] | None = None,
     ) -> T:
         try:
             return await self._db.transaction(

@@ -149,7 +149,7 @@ assert ROW_ID == 0 < _ROW_ITEMS  # uniform_rows builds rows in this order
 
 def uniform_rows(
     template: InsertRow, ids: Sequence[str], requests: Sequence[Any], response_url: str | None
-) -> list[InsertRow]:
+) -> UniformRows:
     """Rows of tasks that are all ``template`` (:func:`insert_values` of a task) but for
     their id and their one item: ``requests[i]`` with ``response_url``, as
     :func:`items_json` encodes it. The fast path of ``submit_many``: each request costs its

@@ -122,7 +122,7 @@ class SqlStorage:
         now: float,
         *,
         max_pending: int = 0,
-        meanwhile: Callable[[], object] | None = None,
+        meanwhile: Callable[[], bool] | None = None,
     ) -> tuple[list[str], int]:
         return await self._tasks.insert(rows, now, max_pending=max_pending, meanwhile=meanwhile)
 
