@@ -81,16 +81,19 @@ class _Slices:
         return self.left
 
 
-async def _alongside(work: Awaitable[T], slices: _Slices) -> T:
-    """Await ``work`` while ``slices`` run, one per turn of the loop."""
+async def _alongside(work: Awaitable[T], slices: _Slices, *, turn_each: bool) -> T:
+    """Await ``work`` while ``slices`` run: after its first step (which, for a trip to a
+    driver's thread, hands the body over), and with ``turn_each`` one per turn of the loop
+    (for work done on the loop, such as a ``COPY`` waiting on its server). A failing slice
+    cancels the wait (what the work already sent may still commit) and raises."""
     if not slices.left:
         return await work
     running = asyncio.ensure_future(work)
     try:
-        while True:
-            await asyncio.sleep(0)  # the work's next step first
-            if running.done() or not slices.step():
-                break
+        await asyncio.sleep(0)  # tasks run in the order they were scheduled: the work's first
+        while not running.done() and slices.step():
+            if turn_each:
+                await asyncio.sleep(0)
     except BaseException:
         running.cancel()
         raise
@@ -318,6 +321,7 @@ class Database:
                     result = await _alongside(
                         self._through_engine(body, lock_first=lock_first, atomic=atomic),
                         slices,
+                        turn_each=True,
                     )
                 await self._verify_log()
         except (exc.DBAPIError, OSError) as error:
@@ -388,18 +392,9 @@ class Database:
             )
         else:
             trip = in_thread(run_in_driver, sqlite, statements, body, lock_first)
-        if slices is None or not slices.left:
+        if slices is None:
             return await trip
-        # The trip's first step hands the body to the driver's thread; one turn of the loop
-        # takes it (tasks run in the order they were scheduled), then ``meanwhile`` runs here.
-        running = asyncio.ensure_future(trip)
-        await asyncio.sleep(0)
-        try:
-            while not running.done() and slices.step():
-                pass
-        finally:
-            result = await running
-        return result
+        return await _alongside(trip, slices, turn_each=False)
 
     # -- the write-ahead log taken away (worker.storage.sqlite.walguard) ----------------------
 
