@@ -58,3 +58,11 @@ def test_consecutive_ids_encode_like_python_ulid_across_the_cached_prefix() -> N
         _encode(0, 1)[0],
         _encode((1 << 128) - 1, 1)[0],
     ]
+
+
+def test_runs_of_ids_encode_like_python_ulid_across_every_boundary() -> None:
+    # The last two characters come from slices of 1,024 pairs: start inside one, cross
+    # several and the 2**20 prefix boundary, and end inside another.
+    first = (0x0123456789AB << 80) | ((1 << 20) - 2500)
+    ids = _encode(first, 5000)
+    assert ids == [str(ULID.from_int(first + offset)) for offset in range(5000)]

@@ -38,6 +38,7 @@ from worker import (
     register_request_kind,
 )
 from worker.core.limits import MIN_PRIORITY
+from worker.queue import producing
 from worker.runtime.signatures import SignatureError
 
 pytestmark = pytest.mark.timeout(60)
@@ -102,6 +103,19 @@ async def test_submit_many_enqueues_each_request_with_the_options(queue: WorkerQ
     assert stored == tasks
     assert all(t.depends_on == [parent.id] and t.held for t in stored)
     assert (await queue.get_queue_stats("mail"))["pending"] == 600
+
+
+async def test_a_submission_of_many_slices_returns_each_task_as_stored(
+    queue: WorkerQueue,
+) -> None:
+    # The tasks returned are built in slices while the rows are written (on SQLite in the
+    # driver's thread, on PostgreSQL while the COPY waits): several slices' worth.
+    count = 3 * producing._SLICE + 7
+    requests = [EmailRequest(to=f"user{i}@example.com") for i in range(count)]
+    tasks = await queue.submit_many(requests, queue="many", priority=2)
+    assert [t.items[0].request for t in tasks] == requests
+    assert len({t.id for t in tasks}) == count
+    assert await queue.list_tasks(queue="many", limit=count + 1) == tasks
 
 
 async def test_submit_many_of_mixed_kinds_and_of_nothing(queue: WorkerQueue) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from tests.support import FakeClock, make_task, raw_sql
+from tts import TextToSpeechRequest
 from worker import (
     AttemptError,
     Task,
@@ -19,6 +22,7 @@ from worker import (
     WorkerQueue,
     register_request_kind,
 )
+from worker.core.ids import new_ids
 from worker.core.kinds import remove_request_kind
 from worker.core.models import Resources, RetryPolicy, UnloadedRequest
 from worker.storage import enqueue_claim as store
@@ -32,9 +36,11 @@ from worker.storage.rows import (
     items_json,
     task_from_claim,
     task_from_values,
+    uniform_rows,
 )
 from worker.storage.schema import tasks
 from worker.storage.sql import json_values
+from worker.storage.sqlite.bulk import MultiRowInsert
 from worker.storage.statements import (
     CLAIM_COLUMNS,
     CLAIM_DEFAULTS,
@@ -351,3 +357,35 @@ async def test_a_claim_taken_away_before_its_row_is_read_back_is_not_run(
         claimed = await queue.dequeue(10)
     assert [task.id for task in claimed] == [plain.id]
     assert any("claim dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_uniform_rows_are_the_rows_each_task_would_give_and_insert_alike(
+    tmp_path: Path,
+) -> None:
+    """``submit_many``'s rows equal :func:`insert_values` of each task, and the multi-row
+    insert that reads only their varying columns stores what the one reading every row does."""
+    task = make_task("template", priority=3, metadata={"m": 1})
+    task.__dict__.update(created_at=1.0, updated_at=1.0, schedule_at=2.0)
+    url = task.items[0].response_url
+    requests = [TextToSpeechRequest(text=f"t{n}", voice_id="kokoro.af_heart") for n in range(7)]
+    ids = new_ids(len(requests))
+    rows = uniform_rows(insert_values(task, ""), ids, requests, url)
+    expected = []
+    for task_id, request in zip(ids, requests, strict=True):
+        one = task.model_copy(update={"id": task_id})
+        one.__dict__["items"] = [TaskItem(request=request, response_url=url)]
+        expected.append(insert_values(one, items_json(one.items)))
+    assert list(rows) == expected
+    assert rows.varying() == {0: ids, INSERT_COLUMNS.index("items"): rows.items}
+
+    insert = MultiRowInsert("t", PLAIN_INSERT_COLUMNS)
+    conn = sqlite3.connect(tmp_path / "rows.db", isolation_level=None)
+    conn.execute(f"CREATE TABLE t ({', '.join(PLAIN_INSERT_COLUMNS)})")
+    insert(conn, rows, rows.varying())
+    by_rows = conn.execute("SELECT * FROM t ORDER BY id").fetchall()
+    conn.execute("DELETE FROM t")
+    insert(conn, list(rows))
+    assert conn.execute("SELECT * FROM t ORDER BY id").fetchall() == by_rows
+    assert [row[0] for row in by_rows] == ids
+    with pytest.raises(ValueError, match="another length"):
+        insert(conn, rows, {**rows.varying(), 0: ids[:-1]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -284,3 +285,60 @@ async def test_the_hot_path_writes_with_the_configured_page_cache(config: QueueC
         assert writer is not None
         async with writer.execute("PRAGMA cache_size") as cursor:
             assert await cursor.fetchone() == (-48 * 1024,)
+
+
+async def test_work_given_as_meanwhile_runs_while_the_body_is_in_the_driver_thread(
+    queue: WorkerQueue,
+) -> None:
+    """``meanwhile``'s slices run on the loop while a trip's body is still in the driver's
+    thread (the body waits for the first), to their end; where the body runs inline, after
+    the commit."""
+    db = database_of(queue)
+    await db._writer_driver()
+    started, seen = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def body(_txn: Any) -> str:
+        started.set()
+        assert seen.wait(30), "meanwhile never ran while the body was in the thread"
+        order.append("body")
+        return "done"
+
+    def meanwhile() -> bool:
+        assert started.wait(30), "the body never started in the driver's thread"
+        order.append("slice")
+        seen.set()
+        return order.count("slice") < 3
+
+    rows = queue.config.sqlite_inline_rows + 1  # too many to run inline
+    assert await db.transaction("test", body, rows=rows, meanwhile=meanwhile) == "done"
+    assert order[0] == "slice"
+    assert sorted(order) == ["body", "slice", "slice", "slice"], "three slices, then no more"
+
+    order.clear()
+
+    def inline_body(_txn: Any) -> int:
+        order.append("inline")
+        return 1
+
+    def after() -> bool:
+        order.append("after")
+        return False
+
+    assert await db.transaction("test", inline_body, meanwhile=after) == 1
+    assert order == ["inline", "after"]
+
+
+async def test_a_failed_transaction_does_not_run_meanwhile_after_it(queue: WorkerQueue) -> None:
+    ran: list[str] = []
+
+    def body(_txn: Any) -> None:
+        raise RuntimeError("refused")
+
+    def meanwhile() -> bool:
+        ran.append("x")
+        return False
+
+    with pytest.raises(RuntimeError, match="refused"):
+        await database_of(queue).transaction("test", body, meanwhile=meanwhile)
+    assert ran == []

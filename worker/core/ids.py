@@ -61,10 +61,12 @@ def _encode(first: int, count: int) -> list[str]:
         prefix = _encode_whole(high, 22)
         stop = min(end, (high + 1) << _LOW_BITS)
         pairs = _PAIRS
-        ids += [
-            prefix + pairs[(low >> 10) & 1023] + pairs[low & 1023] for low in range(value, stop)
-        ]
-        value = stop
+        while value < stop:  # the last two characters run through a slice of the pairs
+            low = value & ((1 << _LOW_BITS) - 1)
+            upto = min(stop - value, 1024 - (low & 1023))
+            head = prefix + pairs[low >> 10]
+            ids += [head + pair for pair in pairs[low & 1023 : (low & 1023) + upto]]
+            value += upto
     return ids
 
 

@@ -21,6 +21,9 @@ from worker.queue.submission import SubmitOptions, tasks_of, template
 from worker.storage.interface import Storage
 from worker.storage.rows import insert_values, uniform_rows
 
+#: How many tasks :meth:`QueueProducer._submit` builds per slice while its rows are written.
+_SLICE = 2048
+
 
 class QueueProducer:
     """``submit`` and ``submit_many`` (a base of
@@ -85,17 +88,29 @@ class QueueProducer:
             raise InvalidTaskError(f"{_which(requests, exc)}: {exc}") from exc
         except (TypeError, ValueError) as exc:
             raise InvalidTaskError(str(exc)) from exc
+        made: list[Task] = []
+
+        def build() -> bool:  # a slice at a time, while the rows are written
+            start = len(made)
+            with paused_collection():
+                made.extend(
+                    tasks_of(task, ids[start : start + _SLICE], requests[start : start + _SLICE])
+                )
+            return len(made) < len(ids)
+
         stored, inserted = await self._storage.insert(
-            rows, now, max_pending=self.config.max_pending
+            rows, now, max_pending=self.config.max_pending, meanwhile=build
         )
         if inserted:
             self.notifier.notify()
-        with paused_collection():
-            tasks = tasks_of(task, stored, requests)
+        tasks = made if len(made) == len(ids) else tasks_of(task, ids, requests)
+        if stored != ids:  # a key held by a live task: that task's id
+            for each, task_id in zip(tasks, stored, strict=True):
+                each.__dict__["id"] = task_id
         if inserted and task.depends_on:  # how many are unfinished: the same for every task
             waiting = (await self.get_task(stored[0])).waiting_on
-            for made in tasks:
-                made.__dict__["waiting_on"] = waiting
+            for each in tasks:
+                each.__dict__["waiting_on"] = waiting
         return tasks, inserted
 
 

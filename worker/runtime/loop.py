@@ -127,6 +127,7 @@ class Loop:
             await self._drain()
         finally:
             notifier.unsubscribe(self.waker.poke)
+            self.waker.close()
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)

@@ -3,7 +3,8 @@
 Two sources: the queue's in-process :class:`~worker.queue.notifier.Notifier` that ``enqueue``
 pokes (and, on PostgreSQL, other processes' NOTIFY through it), and a
 :class:`DatabaseWatcher` that notices other processes' commits by ``stat``-ing the SQLite
-file and its ``-wal`` (size and mtime; no database round trip). A :class:`Waker` combines
+file and its ``-wal`` (size and mtime; no database round trip), and on Linux the moment
+they are written (:mod:`worker.runtime.file_events`, inotify). A :class:`Waker` combines
 them with a bounded fallback poll, for what neither can see (a scheduled task falling due).
 """
 
@@ -13,6 +14,8 @@ import asyncio
 import os
 import time
 from pathlib import Path
+
+from worker.runtime import file_events
 
 #: How often an idle worker stats the database files, and after a while of idleness.
 STAT_INTERVAL_S = 0.005
@@ -29,6 +32,11 @@ class DatabaseWatcher:
     def __init__(self, path: Path) -> None:
         self._paths = (path, path.with_name(path.name + "-wal"))
         self._last = self.signature()
+
+    @property
+    def paths(self) -> tuple[Path, Path]:
+        """The database file and its write-ahead log."""
+        return self._paths
 
     def signature(self) -> Signature:
         values: list[int] = []
@@ -58,6 +66,22 @@ class Waker:
         self._watcher = watcher
         self._poll_interval_s = poll_interval_s
         self._idle_since: float | None = None
+        #: Opened at the first wait that watches, kept until :meth:`close` (closing an
+        #: inotify instance waits for the kernel's grace period: milliseconds, not per wait).
+        self._events: file_events.FileEvents | None = None
+        self._events_tried = False
+
+    def close(self) -> None:
+        """Stop watching the files (a later wait watches again)."""
+        if self._events is not None:
+            self._events.close()
+        self._events, self._events_tried = None, False
+
+    def _file_events(self) -> file_events.FileEvents | None:
+        if not self._events_tried and self._watcher is not None:
+            self._events_tried = True
+            self._events = file_events.watch(self._watcher.paths)
+        return self._events
 
     def busy(self) -> None:
         """Work was found: stat at the fast rate again."""
@@ -71,26 +95,38 @@ class Waker:
         started = time.monotonic()
         if self._idle_since is None:
             self._idle_since = started
+        events = self._file_events() if watch else None
+        if events is not None:
+            events.drain()  # writes before this wait were this process's or are seen below
         if self._watcher is not None:
-            self._watcher.changed()  # start from the files as they are now
+            self._watcher.changed()  # start from the files as they are now (watched already)
         poked = asyncio.create_task(self.poke.wait())
+        written = asyncio.create_task(events.written.wait()) if events is not None else None
         try:
             if not watch:
                 await poked
                 return "poked"
+            waiting = {poked} if written is None else {poked, written}
             deadline = started + self._poll_interval_s
             while True:
                 now = time.monotonic()
                 idle = now - self._idle_since >= IDLE_AFTER_S
-                step = IDLE_STAT_INTERVAL_S if idle else STAT_INTERVAL_S
+                # Beside the file events, the stats are only a backstop: the slow rate.
+                step = IDLE_STAT_INTERVAL_S if idle or events is not None else STAT_INTERVAL_S
                 remaining = deadline - now
                 if remaining <= 0:
                     return "timeout"
-                done, _ = await asyncio.wait({poked}, timeout=min(step, remaining))
-                if done:
+                done, _ = await asyncio.wait(
+                    waiting, timeout=min(step, remaining), return_when=asyncio.FIRST_COMPLETED
+                )
+                if poked in done:
                     return "poked"
+                if written in done:
+                    return "changed"
                 if self._watcher is not None and self._watcher.changed():
                     return "changed"
         finally:
             poked.cancel()
+            if written is not None:
+                written.cancel()
             self.poke.clear()

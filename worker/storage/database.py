@@ -67,6 +67,39 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class _Slices:
+    """A caller's work in slices (``meanwhile`` of :meth:`Database.transaction`): each
+    ``step`` runs one, until one says none is left."""
+
+    def __init__(self, meanwhile: Callable[[], bool] | None) -> None:
+        self._meanwhile = meanwhile
+        self.left = meanwhile is not None
+
+    def step(self) -> bool:
+        if self.left and self._meanwhile is not None:
+            self.left = bool(self._meanwhile())
+        return self.left
+
+
+async def _alongside(work: Awaitable[T], slices: _Slices, *, turn_each: bool) -> T:
+    """Await ``work`` while ``slices`` run: after its first step (which, for a trip to a
+    driver's thread, hands the body over), and with ``turn_each`` one per turn of the loop
+    (for work done on the loop, such as a ``COPY`` waiting on its server). A failing slice
+    cancels the wait (what the work already sent may still commit) and raises."""
+    if not slices.left:
+        return await work
+    running = asyncio.ensure_future(work)
+    try:
+        await asyncio.sleep(0)  # tasks run in the order they were scheduled: the work's first
+        while not running.done() and slices.step():
+            if turn_each:
+                await asyncio.sleep(0)
+    except BaseException:
+        running.cancel()
+        raise
+    return await running
+
+
 class Database:
     """Owns the engine. ``open()`` connects; the constructor does nothing."""
 
@@ -244,6 +277,7 @@ class Database:
         lock_first: bool = False,
         rows: int = 1,
         atomic: bool = True,
+        meanwhile: Callable[[], bool] | None = None,
     ) -> T:
         """Run ``body`` as one write transaction under ``BEGIN IMMEDIATE``; commits on success.
 
@@ -259,11 +293,17 @@ class Database:
         atomic, and none needs the others' to have happened with it): where the backend has
         row locks (PostgreSQL) its statements then commit one by one, without the BEGIN and
         COMMIT round trips; SQLite runs it as one transaction all the same.
+
+        ``meanwhile``, if given, is the caller's own work (no I/O), in slices: each call
+        does one and returns whether more is left. Its slices run on the loop's thread while
+        the body is in the driver's thread (SQLite steps its statements without the
+        interpreter lock), or one per turn of the loop while the transaction waits on the
+        server, and whatever is left after the commit. None runs after a failure.
         """
         if self._read_only:
             self._refuse_write(action)
-        statements = self.statements
         inline = False
+        slices = _Slices(meanwhile)
         try:
             async with self._turn():
                 self._refuse_if_lost()
@@ -276,29 +316,38 @@ class Database:
                         except LockTaken:
                             inline = False
                     if not inline:
-                        result = await self._in_thread(driver, body, lock_first)
-                elif not atomic and not self.backend.capabilities.single_writer:
-                    async with self.engine.connect() as pooled:
-                        conn = await pooled.execution_options(isolation_level="AUTOCOMMIT")
-                        result = await conn.run_sync(
-                            lambda sync: body(ConnectionTxn(sync, statements))
-                        )
+                        result = await self._in_thread(driver, body, lock_first, slices)
                 else:
-                    engine = self.engine if not lock_first else self._locking
-                    assert engine is not None  # set with self.engine
-                    async with engine.begin() as conn:
-                        result = await conn.run_sync(
-                            lambda sync: body(ConnectionTxn(sync, statements))
-                        )
+                    result = await _alongside(
+                        self._through_engine(body, lock_first=lock_first, atomic=atomic),
+                        slices,
+                        turn_each=True,
+                    )
                 await self._verify_log()
         except (exc.DBAPIError, OSError) as error:
             raise self._storage_error(action, error) from error
         self._wrote()
+        while slices.step():
+            pass
         if inline:
             # The transaction never awaited: let the loop's other tasks run before the
             # caller's next one (a tight dequeue loop would otherwise starve them).
             await asyncio.sleep(0)
         return result
+
+    async def _through_engine(
+        self, body: Callable[[Txn], T], *, lock_first: bool, atomic: bool
+    ) -> T:
+        """``body`` on a SQLAlchemy connection (drivers without a thread of their own)."""
+        statements = self.statements
+        if not atomic and not self.backend.capabilities.single_writer:
+            async with self.engine.connect() as pooled:
+                conn = await pooled.execution_options(isolation_level="AUTOCOMMIT")
+                return await conn.run_sync(lambda sync: body(ConnectionTxn(sync, statements)))
+        engine = self.engine if not lock_first else self._locking
+        assert engine is not None  # set with self.engine
+        async with engine.begin() as conn:
+            return await conn.run_sync(lambda sync: body(ConnectionTxn(sync, statements)))
 
     def _turn(self) -> contextlib.AbstractAsyncContextManager[object]:
         """The writer turn where the backend has one writer at a time (SQLite): this
@@ -320,7 +369,11 @@ class Database:
             self._in_use.release()
 
     async def _in_thread(
-        self, driver: aiosqlite.Connection, body: Callable[[Txn], T], lock_first: bool
+        self,
+        driver: aiosqlite.Connection,
+        body: Callable[[Txn], T],
+        lock_first: bool,
+        slices: _Slices | None = None,
     ) -> T:
         # aiosqlite has no public "run this in your thread"; its own methods are built on
         # _execute (a test pins that this path is the one taken).
@@ -328,7 +381,7 @@ class Database:
         sqlite, statements = driver._conn, self.statements
         if self._inline_rows:  # the connection's busy timeout is 0, for run_now
             busy_ms = int(self._config.busy_timeout * 1000)
-            return await in_thread(
+            trip = in_thread(
                 run_waiting,
                 sqlite,
                 statements,
@@ -337,7 +390,11 @@ class Database:
                 busy_ms=busy_ms,
                 in_use=self._in_use,
             )
-        return await in_thread(run_in_driver, sqlite, statements, body, lock_first)
+        else:
+            trip = in_thread(run_in_driver, sqlite, statements, body, lock_first)
+        if slices is None:
+            return await trip
+        return await _alongside(trip, slices, turn_each=False)
 
     # -- the write-ahead log taken away (worker.storage.sqlite.walguard) ----------------------
 

@@ -36,6 +36,7 @@ from worker.storage.rows import (
     ROW_QUEUE,
     UNREADABLE,
     InsertRow,
+    UniformRows,
     task_from_claim,
     task_from_values,
     unreadable,
@@ -92,7 +93,12 @@ class TaskStore:
     # -- enqueue -------------------------------------------------------------------------
 
     async def insert(
-        self, rows: list[InsertRow], now: float, *, max_pending: int = 0
+        self,
+        rows: list[InsertRow],
+        now: float,
+        *,
+        max_pending: int = 0,
+        meanwhile: Callable[[], bool] | None = None,
     ) -> tuple[list[str], int]:
         """Insert rows (:data:`INSERT_COLUMNS` values) atomically, by the backend's bulk load
         (multi-row inserts on SQLite, a binary COPY on PostgreSQL) or an ``executemany``.
@@ -102,7 +108,8 @@ class TaskStore:
         and its id is the existing task's. Dependencies are recorded in the same transaction.
         With ``max_pending``, a batch that would take a queue past that many pending tasks
         raises :class:`QueueFullError` and writes nothing (the queues are locked first where
-        producers would otherwise count side by side).
+        producers would otherwise count side by side). ``meanwhile`` as for
+        :meth:`~worker.storage.database.Database.transaction`.
         """
         reads_first = _reads_first(rows) or bool(max_pending)
         # A batch without keys, dependencies or a bound is one bulk load (one statement,
@@ -113,6 +120,7 @@ class TaskStore:
             rows,
             lock_first=reads_first,
             atomic=not standalone,
+            meanwhile=meanwhile,
         )
 
     async def insert_within(
@@ -134,13 +142,23 @@ class TaskStore:
     ) -> Callable[[Txn], tuple[list[str], int]]:
         wake, key_locks = self._sql.wake_tasks, self._sql.key_locks
         # A batch in which no task names a callback goes without those columns.
-        if all(len(row) == PLAIN_WIDTH for row in rows):
+        alike = rows.template if isinstance(rows, UniformRows) else None
+        if alike is not None:  # one row tells: its template's
+            plain = len(alike) == PLAIN_WIDTH
+        else:
+            plain = all(len(row) == PLAIN_WIDTH for row in rows)
+        if plain:
             insert = self._sql.insert_plain
         else:
             insert = self._sql.insert
-            rows = [row if len(row) == FULL_WIDTH else (*row, None, None) for row in rows]
-        keyed = any(row[ROW_KEY] is not None for row in rows)
-        reads_first = keyed or bool(max_pending) or any(row[ROW_DEPENDS_ON] for row in rows)
+            if alike is None:
+                rows = [row if len(row) == FULL_WIDTH else (*row, None, None) for row in rows]
+        if alike is not None:
+            keyed, depends = alike[ROW_KEY] is not None, bool(alike[ROW_DEPENDS_ON])
+        else:
+            keyed = any(row[ROW_KEY] is not None for row in rows)
+            depends = any(row[ROW_DEPENDS_ON] for row in rows)
+        reads_first = keyed or bool(max_pending) or depends
 
         def body(txn: Txn) -> tuple[list[str], int]:
             ids = [row[ROW_ID] for row in rows]
@@ -169,11 +187,22 @@ class TaskStore:
         return body
 
     async def _inserting(
-        self, body: Callable[[Txn], T], rows: list[InsertRow], *, lock_first: bool, atomic: bool
+        self,
+        body: Callable[[Txn], T],
+        rows: list[InsertRow],
+        *,
+        lock_first: bool,
+        atomic: bool,
+        meanwhile: Callable[[], bool] | None = None,
     ) -> T:
         try:
             return await self._db.transaction(
-                "enqueue", body, lock_first=lock_first, rows=len(rows), atomic=atomic
+                "enqueue",
+                body,
+                lock_first=lock_first,
+                rows=len(rows),
+                atomic=atomic,
+                meanwhile=meanwhile,
             )
         except _Collided as collided:
             async with self._db.read("enqueue") as conn:
@@ -353,6 +382,9 @@ def _still_held(whole: Sequence[Any] | None, lease_id: str) -> bool:
 
 def _reads_first(rows: list[InsertRow]) -> bool:
     """Whether an insert reads before it writes (idempotency keys, dependencies)."""
+    if isinstance(rows, UniformRows):
+        row = rows.template
+        return row[ROW_KEY] is not None or bool(row[ROW_DEPENDS_ON])
     return any(row[ROW_KEY] is not None or row[ROW_DEPENDS_ON] for row in rows)
 
 

@@ -88,12 +88,19 @@ class Storage(Protocol):
     # -- producing and claiming -----------------------------------------------------------
 
     async def insert(
-        self, rows: list[InsertRow], now: float, *, max_pending: int = 0
+        self,
+        rows: list[InsertRow],
+        now: float,
+        *,
+        max_pending: int = 0,
+        meanwhile: Callable[[], bool] | None = None,
     ) -> tuple[list[str], int]:
         """Insert encoded tasks atomically: each row's id (a live holder's for a reused
         idempotency key) and how many were inserted. ``max_pending`` (0: none): the most
         pending tasks a queue may hold after it, else ``QueueFullError`` and nothing is
-        written."""
+        written. ``meanwhile`` (the caller's own work, no I/O, in slices: each call does
+        one and says whether more is left) runs while the rows are written, as far as the
+        writing leaves this thread free, and to its end after it; not after a failure."""
         ...
 
     async def claim(

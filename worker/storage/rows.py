@@ -149,7 +149,7 @@ assert ROW_ID == 0 < _ROW_ITEMS  # uniform_rows builds rows in this order
 
 def uniform_rows(
     template: InsertRow, ids: Sequence[str], requests: Sequence[Any], response_url: str | None
-) -> list[InsertRow]:
+) -> UniformRows:
     """Rows of tasks that are all ``template`` (:func:`insert_values` of a task) but for
     their id and their one item: ``requests[i]`` with ``response_url``, as
     :func:`items_json` encodes it. The fast path of ``submit_many``: each request costs its
@@ -162,11 +162,10 @@ def uniform_rows(
     if response_url is not None and not response_url.isascii():
         check_text(response_url, "response_url")
     url = "null" if response_url is None else _dumps(response_url)
-    before, after = template[1:_ROW_ITEMS], template[_ROW_ITEMS + 1 :]
     encoders: dict[type[Any], tuple[str, Any]] = {}
-    rows: list[InsertRow] = []
-    append = rows.append
-    for index, (task_id, request) in enumerate(zip(ids, requests, strict=True)):
+    texts: list[str] = []
+    append = texts.append
+    for index, request in enumerate(requests):
         model = type(request)
         known = encoders.get(model)
         if known is None:
@@ -183,9 +182,29 @@ def uniform_rows(
             raise ValueError(f"requests[{index}] cannot be stored: {exc}") from exc
         if len(body) > _DEEP_ENOUGH:
             check_json_text(body, f"requests[{index}]")
-        items = f'[{{"kind":"{kind}","request":{body},"response_url":{url}}}]'
-        append((task_id, *before, items, *after))
-    return rows
+        append(f'[{{"kind":"{kind}","request":{body},"response_url":{url}}}]')
+    if len(texts) != len(ids):
+        raise ValueError(f"{len(ids)} ids for {len(texts)} requests")
+    return UniformRows(template, ids, texts)
+
+
+class UniformRows(list[InsertRow]):
+    """The rows of :func:`uniform_rows`: ``template``'s values but for each row's id
+    (``ids``) and items column (``items``), which the insert's checks and the bulk loads
+    read instead of every row (:meth:`varying`); the rows themselves are there for every
+    other reader."""
+
+    def __init__(self, template: InsertRow, ids: Sequence[str], items: list[str]) -> None:
+        before, after = template[1:_ROW_ITEMS], template[_ROW_ITEMS + 1 :]
+        pairs = zip(ids, items, strict=True)
+        super().__init__([(task_id, *before, text, *after) for task_id, text in pairs])
+        self.template = template
+        self.ids = ids
+        self.items = items
+
+    def varying(self) -> dict[int, Sequence[Any]]:
+        """The columns that differ from row to row, by position: the ids and the items."""
+        return {ROW_ID: self.ids, _ROW_ITEMS: self.items}
 
 
 #: The unpacking order of :func:`task_from_values`; a test pins it to :data:`ROW_COLUMNS`.

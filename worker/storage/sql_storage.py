@@ -120,9 +120,14 @@ class SqlStorage:
     # -- producing and claiming -----------------------------------------------------------
 
     async def insert(
-        self, rows: list[InsertRow], now: float, *, max_pending: int = 0
+        self,
+        rows: list[InsertRow],
+        now: float,
+        *,
+        max_pending: int = 0,
+        meanwhile: Callable[[], bool] | None = None,
     ) -> tuple[list[str], int]:
-        return await self._tasks.insert(rows, now, max_pending=max_pending)
+        return await self._tasks.insert(rows, now, max_pending=max_pending, meanwhile=meanwhile)
 
     async def claim(
         self,

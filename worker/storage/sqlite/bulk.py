@@ -15,7 +15,7 @@ where SQLite stores all three alike; text columns hold strings or NULL only.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import chain
 from typing import Any
 
@@ -35,27 +35,45 @@ class MultiRowInsert:
         #: How a failed insert is named in its error (the statements run are long).
         self.statement = f"INSERT INTO {table} ({', '.join(self.columns)}) VALUES (...), ..."
 
-    def __call__(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    def __call__(
+        self,
+        conn: sqlite3.Connection,
+        rows: Sequence[tuple[Any, ...]],
+        varying: Mapping[int, Sequence[Any]] | None = None,
+    ) -> None:
+        """Insert ``rows``. With ``varying`` (the values of the columns that differ from row
+        to row, by position, of rows whose other columns all hold the first row's values),
+        the rows are not read but for the first one."""
         if not rows:
             return
         width = len(self.columns)
-        by_column = list(zip(*rows, strict=True))  # every row as long as the first
-        if len(by_column) != width:
-            raise ValueError(f"rows of {width} values expected, got {len(by_column)}")
         count = len(rows)
-        shared = tuple(
-            index
-            for index, values in enumerate(by_column)
-            if index != self._varies and values.count(values[0]) == count
-        )
-        varying = [by_column[i] for i in range(width) if i not in shared]
-        head = [by_column[i][0] for i in shared]
-        per_statement = max(1, (MAX_PARAMETERS - len(shared)) // len(varying))
-        flat = list(chain.from_iterable(zip(*varying, strict=True)))
-        step = per_statement * len(varying)
+        if varying is not None:
+            first = rows[0]
+            if len(first) != width:
+                raise ValueError(f"rows of {width} values expected, got {len(first)}")
+            shared = tuple(index for index in range(width) if index not in varying)
+            columns = [varying[i] for i in range(width) if i in varying]
+            if any(len(values) != count for values in columns):
+                raise ValueError(f"{count} rows, but a varying column of another length")
+            head = [first[i] for i in shared]
+        else:
+            by_column = list(zip(*rows, strict=True))  # every row as long as the first
+            if len(by_column) != width:
+                raise ValueError(f"rows of {width} values expected, got {len(by_column)}")
+            shared = tuple(
+                index
+                for index, values in enumerate(by_column)
+                if index != self._varies and values.count(values[0]) == count
+            )
+            columns = [by_column[i] for i in range(width) if i not in shared]
+            head = [by_column[i][0] for i in shared]
+        per_statement = max(1, (MAX_PARAMETERS - len(shared)) // len(columns))
+        flat = list(chain.from_iterable(zip(*columns, strict=True)))
+        step = per_statement * len(columns)
         for start in range(0, len(flat), step):
             chunk = flat[start : start + step]
-            conn.execute(self._sql(shared, len(chunk) // len(varying)), [*head, *chunk])
+            conn.execute(self._sql(shared, len(chunk) // len(columns)), [*head, *chunk])
 
     def _sql(self, shared: tuple[int, ...], rows: int) -> str:
         """The statement for ``rows`` rows whose ``shared`` columns come first (``?1`` ...)."""

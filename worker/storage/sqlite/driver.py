@@ -24,6 +24,7 @@ from sqlalchemy import exc
 if TYPE_CHECKING:
     import aiosqlite
 
+from worker.storage.rows import UniformRows
 from worker.storage.sqlite.bulk import MultiRowInsert
 from worker.storage.statements import INSERT_COLUMNS, PLAIN_INSERT_COLUMNS, Statements
 from worker.storage.txn import Compiling, Statement, Txn
@@ -62,7 +63,7 @@ class DriverTxn(Compiling):
     def load(self, rows: Sequence[tuple[Any, ...]]) -> bool:
         insert = _INSERT_TASKS[len(rows[0])]
         try:
-            insert(self._conn, rows)
+            insert(self._conn, rows, rows.varying() if isinstance(rows, UniformRows) else None)
         except sqlite3.Error as error:
             raise _wrap(insert.statement, (), error) from error
         return True
