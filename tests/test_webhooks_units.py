@@ -416,6 +416,27 @@ async def test_purge_deletes_the_deliveries_of_the_tasks_it_deletes(
     assert await raw_sql(database_url, "SELECT count(*) FROM webhook_deliveries") == [(1,)]
 
 
+async def test_a_second_purge_deletes_its_own_tasks_deliveries_not_the_firsts(
+    hook_queue: WorkerQueue, clock: FakeClock, database_url: str
+) -> None:
+    """The purge's delete of deliveries once bound its ids inside the statement, which
+    SQLAlchemy cached with the first purge's ids: every later purge in the process left its
+    tasks' rows behind."""
+    dispatcher = WebhookDispatcher(hook_queue, HttpxTransport(), clock=clock)
+    first = await finish(hook_queue, "http://127.0.0.1:9/a")
+    clock.advance(3600)
+    assert await dispatcher.collect() == 1
+    assert await hook_queue.purge(older_than_s=600) == 1
+    assert await hook_queue.webhook_deliveries(first.id) == []
+
+    second = await finish(hook_queue, "http://127.0.0.1:9/b")
+    clock.advance(3600)
+    assert await dispatcher.collect() == 1
+    assert await hook_queue.purge(older_than_s=600) == 1
+    assert await hook_queue.webhook_deliveries(second.id) == []
+    assert await raw_sql(database_url, "SELECT count(*) FROM webhook_deliveries") == [(0,)]
+
+
 async def test_the_scan_walks_the_finished_index(db_path: Path) -> None:
     async with WorkerQueue(QueueConfig(database_url=sqlite_url(db_path))):
         pass

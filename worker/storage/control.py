@@ -277,19 +277,21 @@ async def _lease_report(conn: AsyncConnection, leases: Sequence[tuple[str, str]]
     return LeaseReport(lost, asked_to_stop)
 
 
-def _ids(ids: list[str]) -> JsonValues:
-    """The ids as one JSON parameter (``:gone``), for ``IN``."""
-    return json_values("gone", json.dumps(ids))
+def _gone() -> JsonValues:
+    """The purged ids, as the JSON list in parameter ``:gone`` given when the statement
+    runs (a value bound in the statement would be cached with its compiled form)."""
+    return json_values("gone")
 
 
 async def _forget_dependencies(conn: AsyncConnection, ids: list[str]) -> None:
     if not ids:
         return
-    gone = _ids(ids)
+    gone = _gone()
     await conn.execute(
         sa.delete(task_dependencies).where(
             sa.or_(task_dependencies.c.task_id.in_(gone), task_dependencies.c.depends_on.in_(gone))
-        )
+        ),
+        {"gone": json.dumps(ids)},
     )
 
 
@@ -299,10 +301,10 @@ async def _forget_deliveries(conn: AsyncConnection, ids: list[str]) -> None:
     and the others would only grow the table (it is looked up by its leading ``task_id``)."""
     if not ids:
         return
-    await conn.execute(
-        sa.delete(webhook_deliveries).where(webhook_deliveries.c.task_id.in_(_ids(ids)))
-    )
-    await conn.execute(sa.delete(task_callbacks).where(task_callbacks.c.task_id.in_(_ids(ids))))
+    gone = {"gone": json.dumps(ids)}
+    deliveries = webhook_deliveries.c.task_id.in_(_gone())
+    await conn.execute(sa.delete(webhook_deliveries).where(deliveries), gone)
+    await conn.execute(sa.delete(task_callbacks).where(task_callbacks.c.task_id.in_(_gone())), gone)
 
 
 def _percentile(values: list[float], fraction: float) -> float | None:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from worker.core.states import TaskState
 from worker.storage.schema import tasks
@@ -34,10 +35,12 @@ class JsonValues(TextClause):
 
     __visit_name__ = "json_values"
     inherit_cache = True
+    # What tells two of these apart in a statement's cache key: the parameter (its name).
+    _traverse_internals = [("param", InternalTraversal.dp_clauseelement)]
 
-    def __init__(self, name: str, value: Any = None) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__("")
-        self.param: sa.BindParameter[str] = sa.bindparam(name, value, type_=sa.String)
+        self.param: sa.BindParameter[str] = sa.bindparam(name, type_=sa.String)
 
 
 class JsonRows(TextClause):
@@ -46,6 +49,10 @@ class JsonRows(TextClause):
 
     __visit_name__ = "json_rows"
     inherit_cache = True
+    _traverse_internals = [
+        ("param", InternalTraversal.dp_clauseelement),
+        ("fields", InternalTraversal.dp_plain_obj),
+    ]
 
     def __init__(self, name: str, fields: tuple[tuple[str, FieldType], ...]) -> None:
         super().__init__("")
@@ -58,6 +65,7 @@ class JsonPairs(TextClause):
 
     __visit_name__ = "json_pairs"
     inherit_cache = True
+    _traverse_internals = [("param", InternalTraversal.dp_clauseelement)]
 
     def __init__(self, name: str) -> None:
         super().__init__("")
@@ -131,10 +139,13 @@ class HasKind(ColumnElement[bool]):
         self.kind = kind
 
 
-def json_values(name: str, value: str | None = None) -> JsonValues:
-    """The elements of the JSON list in parameter ``:name`` (bound to ``value`` when given:
-    JSON text), for ``column.in_(...)``."""
-    return JsonValues(name, value)
+def json_values(name: str) -> JsonValues:
+    """The elements of the JSON list in parameter ``:name``, for ``column.in_(...)``.
+
+    The list (JSON text) is given when the statement runs, never bound here: the construct
+    is not part of the statement's cache key, so a value bound in it would be compiled
+    once and reused by every later statement of the same shape."""
+    return JsonValues(name)
 
 
 def json_rows(name: str, alias: str = "a", **fields: FieldType) -> sa.Subquery:
