@@ -35,7 +35,8 @@ async def test_acknowledgements_are_counted_per_queue_and_outcome(
     only_a = (await queue.history("hour", queue="a"))[-1]
     assert only_a.outcomes == {"completed": 4, "discarded": 1}
     # Every task of "a" took 2 s: the estimate falls in the bucket holding 2 s.
-    assert only_a.p50_s is not None and 1.024 < only_a.p50_s <= 2.048
+    assert only_a.p50_s is not None
+    assert 1.024 < only_a.p50_s <= 2.048
     assert only_a.mean_s == pytest.approx(2.0)
     totals = await queue.history_totals()
     assert totals.counts == {
@@ -86,6 +87,8 @@ def test_quantiles_from_buckets() -> None:
     counts[bucket_of(0.3)] = 90
     counts[bucket_of(30.0)] = 10
     p50, p95 = quantile(counts, 0.5), quantile(counts, 0.95)
-    assert p50 is not None and 0.256 < p50 <= 0.512
-    assert p95 is not None and 16.384 < p95 <= 32.768
+    assert p50 is not None
+    assert 0.256 < p50 <= 0.512
+    assert p95 is not None
+    assert 16.384 < p95 <= 32.768
     assert bucket_of(HISTORY_BOUNDS[-1] * 10) == len(HISTORY_BUCKETS) - 1

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from worker.queue.worker_queue import WorkerQueue
-from worker.web import metrics, pages, problems, queues_api, tasks_api
+from worker.web import history_api, metrics, pages, problems, queues_api, tasks_api
 from worker.web.counters import Counters
 from worker.web.guard import MAX_BODY_BYTES, Guard
 
@@ -43,6 +43,7 @@ def create_app(
     problems.install(api)
     api.include_router(tasks_api.router)
     api.include_router(queues_api.router)
+    api.include_router(history_api.router)
     api.include_router(metrics.router)
     api.include_router(pages.router)
     return Guard(api, token=token, read_only=read_only, max_body_bytes=max_body_bytes)

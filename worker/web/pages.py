@@ -10,7 +10,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse
 
 from worker.core.states import TaskState
-from worker.web import queues_api
+from worker.web import charts, queues_api
 from worker.web.tasks_api import Queue
 
 router = APIRouter(include_in_schema=False)
@@ -32,5 +32,8 @@ async def overview(request: Request, queue: Queue) -> HTMLResponse:
         total=sum(sum(q.counts.values()) for q in summaries),
         read_only=request.app.state.read_only,
         root=request.scope.get("root_path", ""),
+        charts=await charts.overview_charts(queue, [q.queue for q in summaries]),
+        width=charts.WIDTH,
+        height=charts.HEIGHT,
     )
     return HTMLResponse(page)
