@@ -26,6 +26,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         "bench_liveness.py",
         "bench_producers.py",
         "bench_pool.py",
+        "bench_web.py",
     ],
 )
 def test_benchmark_runs_at_quick_sizes(script: str, tmp_path: Path) -> None:
