@@ -27,6 +27,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         "bench_producers.py",
         "bench_pool.py",
         "bench_task_list.py",
+        "bench_web.py",
     ],
 )
 def test_benchmark_runs_at_quick_sizes(script: str, tmp_path: Path) -> None:

@@ -42,6 +42,6 @@ async def test_upgrade_from_0001_keeps_tasks(db_path: Path) -> None:
         (sql,) = raw.execute(
             "SELECT sql FROM sqlite_master WHERE name = 'ix_tasks_claim'"
         ).fetchone()
-    assert version == head_revision() == "0005"
+    assert version == head_revision() == "0006"
     assert "WHERE state = 'pending'" in sql
     assert "held" in sql

@@ -23,6 +23,7 @@ from worker.cli.session import ExitCode, Options, fail, load_config, run, usage_
 if TYPE_CHECKING:
     from worker.core.config import QueueConfig
     from worker.queue.worker_queue import WorkerQueue
+    from worker.runtime.process_metrics import ProcessMetrics
     from worker.runtime.workers import Worker
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -91,6 +92,17 @@ def run_worker(
             "[QUEUE_WORKER_MAX_MEMORY_MB].",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            metavar="PORT",
+            help="Serve this process's Prometheus metrics on 127.0.0.1:PORT; 0: none "
+            "[QUEUE_WORKER_METRICS_PORT].",
+        ),
+    ] = None,
     control_fd: Annotated[
         int | None,
         typer.Option("--control-fd", hidden=True, help="A pool's child: its control pipe."),
@@ -125,7 +137,13 @@ def run_worker(
     tasks_limit = config.worker_max_tasks if max_tasks is None else max_tasks
     memory_limit = config.worker_max_memory_mb if max_memory_mb is None else max_memory_mb
     pool_size = config.worker_processes if processes is None else processes
+    port = config.worker_metrics_port if metrics_port is None else metrics_port
     if control_fd is None and (pool_size > 1 or tasks_limit or memory_limit):
+        if port:  # each process would need a port of its own
+            usage_error(
+                "--metrics-port (QUEUE_WORKER_METRICS_PORT) serves one worker process: "
+                "not with --processes, --max-tasks or --max-memory-mb"
+            )
         # The children import the processors modules: a bad one is their usage error (exit 2).
         child = ["--log-level", log_level, "--log-format", log_format, "--max-tasks",
                  str(tasks_limit), "--max-memory-mb", str(memory_limit)]  # fmt: skip
@@ -139,12 +157,16 @@ def run_worker(
     import_processors(processors or [])
     from worker.runtime.workers import Worker  # the runtime loads only for this command
 
+    metrics = _process_metrics(port) if port else None
+
     runner: Worker | None = None
 
     async def serve(queue: WorkerQueue) -> dict[str, int]:
         nonlocal runner
         runner = Worker(queue, concurrency=concurrency, queues=queues or None, burst=burst,
                         max_tasks=tasks_limit, max_memory_mb=memory_limit)  # fmt: skip
+        if metrics is not None:
+            metrics.attach(runner)
         if control_fd is None:
             return await runner.run()
         return await _supervised(runner, control_fd)
@@ -160,6 +182,23 @@ def run_worker(
         typer.echo(f"worker {ended}: {summary or 'no tasks'}", err=True)
     if retired is not None:
         raise typer.Exit(int(ExitCode.RETIRED))
+
+
+def _process_metrics(port: int) -> ProcessMetrics:
+    """This process's metrics, served on 127.0.0.1:``port`` (a usage error, naming the
+    extra, without prometheus-client; one error line if the port is taken)."""
+    from worker.runtime.process_metrics import MetricsMissingError, ProcessMetrics
+
+    try:
+        metrics = ProcessMetrics()
+    except MetricsMissingError as exc:
+        usage_error(str(exc))
+    try:
+        metrics.serve(port)
+    except OSError as exc:
+        fail(ExitCode.USAGE, f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror or exc}")
+    logging.getLogger(__name__).info("serving metrics on http://127.0.0.1:%d/metrics", port)
+    return metrics
 
 
 async def _supervised(runner: Worker, control_fd: int) -> dict[str, int]:

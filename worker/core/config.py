@@ -255,6 +255,14 @@ class QueueConfig(BaseModel):
         ge=0,
         le=1 << 24,
     )
+    worker_metrics_port: int = _setting(
+        0,
+        "QUEUE_WORKER_METRICS_PORT",
+        "`wq worker` serves its own Prometheus metrics on 127.0.0.1 at this port (0: none; "
+        "needs the `web` extra; not with a pool of worker processes).",
+        ge=0,
+        le=65535,
+    )
     postgres_notify: bool = _setting(
         True,
         "QUEUE_POSTGRES_NOTIFY",

@@ -24,8 +24,14 @@ from worker.queue.explain import explain, explain_pending
 from worker.queue.notifier import Notifier
 from worker.queue.purge_hooks import run_purge_hooks
 from worker.storage.control import LeaseReport
+from worker.storage.history import HistoryPoint, HistoryTotals
 from worker.storage.interface import Storage
 from worker.storage.reads import QueueFigures
+
+#: The windows of :meth:`QueueAdmin.history`: span (seconds) and step (minutes).
+HISTORY_WINDOWS: Mapping[str, tuple[float, int]] = {"hour": (3600.0, 1), "day": (86400.0, 15)}
+#: How often a process's sweep drops history rows past what is kept.
+HISTORY_PRUNE_EVERY_S = 3600.0
 
 if TYPE_CHECKING:
     from worker.core.callbacks import TaskCallback
@@ -42,6 +48,7 @@ class QueueAdmin:
     _clock: Callable[[], float]
     _storage: Storage
     _sweeping: asyncio.Lock
+    _history_pruned_at: float = float("-inf")
     notifier: Notifier
     cancels: Notifier
 
@@ -197,6 +204,9 @@ class QueueAdmin:
                     max_delay_s=config.max_retry_delay,
                 )
 
+            if now - self._history_pruned_at >= HISTORY_PRUNE_EVERY_S:
+                self._history_pruned_at = now
+                await self._storage.prune_history(now)
             return await self._storage.sweep(
                 size,
                 now,
@@ -300,6 +310,25 @@ class QueueAdmin:
         """Per queue: tasks per state and the oldest pending task's ``created_at`` (what a
         dashboard or a metrics scrape reads; every state is counted through its index)."""
         return await self._storage.queue_figures()
+
+    async def history(self, window: str = "hour", queue: str | None = None) -> list[HistoryPoint]:
+        """Acknowledgements from the persisted history over the last ``hour`` (a point per
+        minute) or ``day`` (a point per 15 minutes), of one queue or all: tasks finished per
+        outcome and processing-time p50/p95 (estimated, see :mod:`worker.storage.history`)."""
+        if window not in HISTORY_WINDOWS:
+            raise InvalidInputError(
+                f"window must be one of {', '.join(HISTORY_WINDOWS)}, got {window!r}"
+            )
+        if queue is not None:
+            arguments.queue_name("queue", queue)
+        span_s, step_minutes = HISTORY_WINDOWS[window]
+        now = self._clock()
+        since = (now - span_s) // (step_minutes * 60) * step_minutes * 60 + step_minutes * 60
+        return await self._storage.history_series(queue, since, now, step_minutes)
+
+    async def history_totals(self) -> HistoryTotals:
+        """Acknowledgements per queue and outcome over the kept history (two days)."""
+        return await self._storage.history_totals()
 
     async def purge(
         self, older_than_s: float, states: Iterable[TaskState | str] = TERMINAL_STATES

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import JsonValue, ValidationError
 
-from worker.core import arguments
+from worker.core import arguments, observers
 from worker.core.clock import Clock, DatabaseClock
 from worker.core.config import QueueConfig
 from worker.core.errors import (
@@ -202,6 +202,8 @@ class WorkerQueue(QueueAdmin, QueueProducer, QueueSchedules):
             task.__dict__["id"] = task_id
         if inserted:
             self.notifier.notify()
+        if observers.active():
+            observers.enqueued(checked, inserted)
         return inserted
 
     # -- consuming -----------------------------------------------------------------------

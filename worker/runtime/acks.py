@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.core import observers
 from worker.core.errors import DatabaseLostError, InvalidStateTransitionError, QueueError
 from worker.core.kinds import task_kinds
 from worker.core.models import Completion, Failure, Task
@@ -277,6 +278,7 @@ class AckBuffer:
 
     def _refused(self, task: Task, exc: Exception | None) -> None:
         self.counts["refused"] += 1
+        observers.refused(task)
         log.warning(
             "outcome of task %s dropped: its lease %s was lost%s",
             task.id, task.lease_id, f" ({exc})" if exc else "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from worker.core import observers
 from worker.core.errors import DatabaseLostError, QueueClosedError, QueueError
 from worker.core.kinds import task_kinds
 from worker.core.models import Task
@@ -49,6 +50,9 @@ def report_move(task: Task) -> None:
     worker logged the failure)."""
     last = task.errors[-1] if task.errors else None
     lost = last is not None and last.expired and last.at == task.updated_at
+    # This sweep's expiry: its error is stamped a moment apart from updated_at (see above).
+    if last is not None and last.expired and abs(last.at - task.updated_at) < 1.0:
+        observers.lease_expired(task)
     kind = task_kinds(task)
     extra = {
         "task_id": task.id,

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from worker.storage.backend import Capabilities, Listening, Wake
     from worker.storage.callbacks import CallbackStore
     from worker.storage.control import Heartbeat, LeaseReport
+    from worker.storage.history import HistoryPoint, HistoryTotals
     from worker.storage.reads import QueueFigures
     from worker.storage.rows import InsertRow
     from worker.storage.schedules import ScheduleStore
@@ -219,6 +220,16 @@ class Storage(Protocol):
     async def queue_figures(self) -> QueueFigures:
         """Per queue: tasks per state and the oldest pending task's ``created_at``."""
         ...
+
+    async def history_series(
+        self, queue: str | None, since: float, until: float, step_minutes: int
+    ) -> list[HistoryPoint]:
+        """Acknowledgements per time step from the persisted history (``task_history``)."""
+        ...
+
+    async def history_totals(self) -> HistoryTotals: ...
+
+    async def prune_history(self, now: float) -> int: ...
 
     async def webhook_deliveries(self, task_id: str) -> list[WebhookDelivery]: ...
 

@@ -93,27 +93,47 @@ class ReadStore:
         """
         totals = sa.select(tasks.c.queue, sa.func.count()).group_by(tasks.c.queue)
         per_state = [self._db.backend.queue_counts(state) for state in STATE_INDEXES]
+        # One lookup per queue: the first entry of its range in ix_tasks_pending_created
+        # (a GROUP BY over the index would still visit every pending task's entry).
         oldest = (
-            sa.select(tasks.c.queue, sa.func.min(tasks.c.created_at))
+            sa.select(sa.func.min(tasks.c.created_at))
             .where(sa.text(f"state = '{TaskState.PENDING.value}'"))
-            .group_by(tasks.c.queue)
+            .where(tasks.c.queue == sa.bindparam("queue"))
         )
         counts: dict[str, dict[str, int]] = {}
         async with self._db.read("queue figures") as conn:
             # A queue name that is not UTF-8 (written by another program) comes back with
             # U+FFFD in it rather than failing the read.
-            for queue, number in (await undecodable.rows(conn, totals))[0]:
+            queue_rows, garbled = await undecodable.rows(conn, totals)
+            for queue, number in queue_rows:
                 counts[str(queue)] = {TaskState.COMPLETED.value: int(number)}
             for state, query in zip(STATE_INDEXES, per_state, strict=True):
                 for queue, number in (await undecodable.rows(conn, query))[0]:
                     queue_counts = counts.setdefault(str(queue), {TaskState.COMPLETED.value: 0})
                     queue_counts[state.value] = int(number)
                     queue_counts[TaskState.COMPLETED.value] -= int(number)
-            oldest_rows = (await undecodable.rows(conn, oldest))[0]
+            oldest_at: dict[str, float] = {}
+            if garbled:  # a name read with replacements cannot be looked up: group instead
+                for queue, at in (await undecodable.rows(conn, _oldest_by_grouping()))[0]:
+                    if at is not None:
+                        oldest_at[str(queue)] = float(at)
+            else:
+                for queue, _ in queue_rows:
+                    at = (await conn.execute(oldest, {"queue": queue})).scalar()
+                    if at is not None:
+                        oldest_at[str(queue)] = float(at)
         for queue_counts in counts.values():
             if queue_counts[TaskState.COMPLETED.value] <= 0:
                 del queue_counts[TaskState.COMPLETED.value]
         return QueueFigures(
             counts=counts,
-            oldest_pending_at={str(q): float(at) for q, at in oldest_rows if at is not None},
+            oldest_pending_at=oldest_at,
         )
+
+
+def _oldest_by_grouping() -> sa.Select[tuple[str, float]]:
+    return (
+        sa.select(tasks.c.queue, sa.func.min(tasks.c.created_at))
+        .where(sa.text(f"state = '{TaskState.PENDING.value}'"))
+        .group_by(tasks.c.queue)
+    )

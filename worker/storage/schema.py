@@ -257,3 +257,33 @@ callback_scan = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("scanned_to_at", sa.Float, nullable=False),
 )
+
+# Revision 0006: persisted history for the dashboard's charts. One row per queue, minute and
+# outcome (the state an acknowledgement moved a task to: completed, retryable, discarded),
+# upserted by the acknowledgement's own transaction (one statement per batch, grouped in
+# Python); ``purge`` never touches it, the sweep drops rows older than two days. Processing
+# times are counted into fixed log-scale buckets (:data:`HISTORY_BOUNDS`, ``b0`` ... the
+# last one open-ended), from which p50/p95 are estimated.
+#: The upper bounds (seconds) of the processing-time buckets: 1 ms doubling up to ~8.7 min.
+HISTORY_BOUNDS: tuple[float, ...] = tuple(0.001 * 2**k for k in range(20))
+HISTORY_BUCKETS = tuple(f"b{i}" for i in range(len(HISTORY_BOUNDS) + 1))
+task_history = sa.Table(
+    "task_history",
+    metadata,
+    sa.Column("queue", sa.String(64), primary_key=True),
+    sa.Column("minute", sa.Integer, primary_key=True),
+    sa.Column("outcome", sa.String(16), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    *(sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in HISTORY_BUCKETS),
+)
+sa.Index("ix_task_history_minute", task_history.c.minute)
+# Revision 0006: each queue's oldest pending task is the first entry of its range here, so
+# queue_figures reads one index entry per queue, not a row per pending task.
+sa.Index(
+    "ix_tasks_pending_created",
+    tasks.c.queue,
+    tasks.c.created_at,
+    sqlite_where=sa.text("state = 'pending'"),
+    postgresql_where=sa.text("state = 'pending'"),
+)

@@ -36,7 +36,7 @@ class JsonValues(TextClause):
     __visit_name__ = "json_values"
     inherit_cache = True
     # What tells two of these apart in a statement's cache key: the parameter (its name).
-    _traverse_internals = [("param", InternalTraversal.dp_clauseelement)]
+    _traverse_internals = [("param", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
 
     def __init__(self, name: str) -> None:
         super().__init__("")
@@ -49,7 +49,7 @@ class JsonRows(TextClause):
 
     __visit_name__ = "json_rows"
     inherit_cache = True
-    _traverse_internals = [
+    _traverse_internals = [  # noqa: RUF012
         ("param", InternalTraversal.dp_clauseelement),
         ("fields", InternalTraversal.dp_plain_obj),
     ]
@@ -65,7 +65,7 @@ class JsonPairs(TextClause):
 
     __visit_name__ = "json_pairs"
     inherit_cache = True
-    _traverse_internals = [("param", InternalTraversal.dp_clauseelement)]
+    _traverse_internals = [("param", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
 
     def __init__(self, name: str) -> None:
         super().__init__("")

@@ -26,6 +26,7 @@ from worker.storage.callbacks import CallbackStore
 from worker.storage.control import ControlStore, Heartbeat, LeaseReport
 from worker.storage.database import Database
 from worker.storage.enqueue_claim import TaskStore
+from worker.storage.history import HistoryPoint, HistoryStore, HistoryTotals
 from worker.storage.reads import QueueFigures, ReadStore
 from worker.storage.revision import check_schema
 from worker.storage.rows import InsertRow
@@ -48,6 +49,7 @@ class SqlStorage:
         self._tasks = TaskStore(db, vt, self._moves)
         self._reads = ReadStore(db)
         self._bulk = BulkMoveStore(db)
+        self._history = HistoryStore(db)
         self._sweep = SweepStore(db)
         self._control = ControlStore(db, vt)
         self._webhooks = WebhookStore(db)
@@ -269,6 +271,17 @@ class SqlStorage:
 
     async def queue_figures(self) -> QueueFigures:
         return await self._reads.queue_figures()
+
+    async def history_series(
+        self, queue: str | None, since: float, until: float, step_minutes: int
+    ) -> list[HistoryPoint]:
+        return await self._history.series(queue, since, until, step_minutes)
+
+    async def history_totals(self) -> HistoryTotals:
+        return await self._history.totals()
+
+    async def prune_history(self, now: float) -> int:
+        return await self._history.prune(now)
 
     async def webhook_deliveries(self, task_id: str) -> list[WebhookDelivery]:
         return await self._webhooks.for_task(task_id)

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
 from worker.core.states import TaskState, sources, target
+from worker.storage import history
 from worker.storage.backend import Backend, BulkLoad, backend_for
 from worker.storage.schema import tasks
 from worker.storage.sql import (
@@ -149,7 +150,15 @@ def _acknowledge(operation: str, acks: sa.Subquery, values: dict[str, Any]) -> s
             sa.or_(acks.c.lease.is_(None), tasks.c.lease_id == acks.c.lease),
         )
         .values(updated_at=sa.bindparam("now"), **values)
-        .returning(tasks.c.id, tasks.c.dependents, tasks.c.state, tasks.c.lease_id)
+        # queue and started_at feed the history rows (worker.storage.history).
+        .returning(
+            tasks.c.id,
+            tasks.c.dependents,
+            tasks.c.state,
+            tasks.c.lease_id,
+            tasks.c.queue,
+            tasks.c.started_at,
+        )
     )
 
 
@@ -206,6 +215,8 @@ class Statements:
         )
         self.retry = prepare(_fail("retry"), dialect)
         self.discard = prepare(_fail("discard"), dialect)
+        #: The history upsert an acknowledgement batch runs (worker.storage.history).
+        self.history = prepare(history.upsert(self.backend), dialect)
 
     def loader(self, width: int) -> BulkLoad | None:
         """The bulk load of rows ``width`` values wide (:data:`INSERT_COLUMNS` or

@@ -27,7 +27,7 @@ from worker.core.errors import (
 from worker.core.models import Completion, Failure
 from worker.core.states import TaskState, sources, target
 from worker.core.storable import safe_text
-from worker.storage import dependencies
+from worker.storage import dependencies, history
 from worker.storage.database import Database
 from worker.storage.rows import outcomes_json
 from worker.storage.schema import tasks
@@ -151,6 +151,8 @@ class TransitionStore:
                     raise _refusal(operation, first.task_id, first.lease_id, found)
                 refused += [a.task_id for a in missed]
                 dependencies.settle_rows(txn, target(operation), rows, now)
+                if rows:
+                    txn.many(self._sql.history, history.rows_of(rows, now))
             return refused
 
         return await self._db.transaction(operation, body, rows=len(acks))

@@ -17,6 +17,7 @@ from worker.queue.worker_queue import WorkerQueue
 from worker.web import (
     bulk,
     events,
+    history_api,
     metrics,
     pages,
     problems,
@@ -90,6 +91,7 @@ def create_app(
     api.include_router(tasks_api.router)
     api.include_router(submit_form.api)
     api.include_router(queues_api.router)
+    api.include_router(history_api.router)
     api.include_router(metrics.router)
     api.include_router(pages.router)
     api.include_router(task_pages.router)  # /tasks, /tasks/actions

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 
+from worker.core import observers
 from worker.core.backoff import retry_delay_s
 from worker.core.clock import Clock
 from worker.core.deliveries import Claimed, WebhookDelivery
@@ -144,6 +145,7 @@ class WebhookDispatcher:
             await self._failed(claimed, f"no response within {timeout_s} s", None)
             return
         if 200 <= status < 300:
+            observers.webhook("delivered")
             if not await self._store.delivered(claimed, status, self._clock()):
                 log.warning("webhook %s:%d delivered after its lease was lost",
                             claimed.task_id, claimed.item_index)  # fmt: skip
@@ -169,6 +171,7 @@ class WebhookDispatcher:
             "webhook %s:%d attempt %d failed: %s%s", claimed.task_id, claimed.item_index,
             claimed.attempts, error, "" if retry_at is None else " (will retry)",
         )  # fmt: skip
+        observers.webhook("failed" if retry_at is not None else "given_up")
         await self._store.failed(claimed, error, status, now, retry_at)
 
 
