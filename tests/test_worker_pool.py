@@ -233,7 +233,10 @@ async def test_the_supervisor_s_orders_stop_a_worker_once_and_force_it_on_the_se
     """``stop`` to a worker that is stopping already (its own SIGTERM, from a process manager
     that signals the whole group) does not force it: its running task finishes. ``force``
     does: the task is released."""
-    async with WorkerQueue(runtime_config(database_url, shutdown_grace=30.0)) as queue:
+    # A long lease: what is tested is the orders, not lease expiry, which on a busy machine
+    # (the runtime settings' 5 s) once took the 0.5 s task from its worker.
+    config = runtime_config(database_url, shutdown_grace=30.0, default_visibility_timeout=120.0)
+    async with WorkerQueue(config) as queue:
         for order, seconds, outcome in ((STOP, 0.5, "completed"), (FORCE, 60.0, "released")):
             task = job_task(seconds=[seconds])
             await queue.enqueue([task])

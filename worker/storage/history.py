@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from worker.storage.backend import Backend, Insert
 from worker.storage.schema import HISTORY_BOUNDS, HISTORY_BUCKETS, task_history
+from worker.storage.sql import stored_text
 
 if TYPE_CHECKING:  # the database imports the statements, which import this module
     from worker.storage.database import Database
@@ -52,7 +53,7 @@ def rows_of(acked: Sequence[Sequence[Any]], now: float) -> list[dict[str, Any]]:
     minute = int(now // 60)
     grouped: dict[tuple[str, str], dict[str, Any]] = {}
     for row in acked:
-        key = (str(row[4]), str(row[2]))
+        key = (stored_text(row[4]), str(row[2]))
         values = grouped.get(key)
         if values is None:
             values = grouped[key] = {

@@ -90,6 +90,19 @@ class AllNull(ColumnElement[bool]):
         self.columns = columns
 
 
+class TextAsStored(ColumnElement[Any]):
+    """A text column read back as it is stored: bytes on SQLite (which may hold text that
+    is not UTF-8, and whose driver would fail the whole fetch on it), the text elsewhere."""
+
+    __visit_name__ = "text_as_stored"
+    inherit_cache = True
+    type = sa.types.NullType()
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        self.column = column
+
+
 class JsonEquals(ColumnElement[bool]):
     """Whether a JSON column holds the JSON ``text`` (a constant, inlined)."""
 
@@ -170,6 +183,15 @@ def greatest(*values: Any) -> ColumnElement[Any]:
 
 def all_null(*columns: ColumnElement[Any]) -> ColumnElement[bool]:
     return AllNull(*columns)
+
+
+def text_as_stored(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    return TextAsStored(column)
+
+
+def stored_text(value: str | bytes) -> str:
+    """A value read by :func:`text_as_stored` as text (U+FFFD for bytes that are not UTF-8)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def json_equals(column: ColumnElement[Any], text: str) -> ColumnElement[bool]:

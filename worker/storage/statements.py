@@ -31,6 +31,7 @@ from worker.storage.sql import (
     json_pairs,
     json_rows,
     state_in,
+    text_as_stored,
 )
 
 #: What a claim returns: the columns it does not set itself, less those in
@@ -150,13 +151,14 @@ def _acknowledge(operation: str, acks: sa.Subquery, values: dict[str, Any]) -> s
             sa.or_(acks.c.lease.is_(None), tasks.c.lease_id == acks.c.lease),
         )
         .values(updated_at=sa.bindparam("now"), **values)
-        # queue and started_at feed the history rows (worker.storage.history).
+        # queue and started_at feed the history rows (worker.storage.history); the queue
+        # as stored, so that a name that is not UTF-8 does not fail the acknowledgement.
         .returning(
             tasks.c.id,
             tasks.c.dependents,
             tasks.c.state,
             tasks.c.lease_id,
-            tasks.c.queue,
+            text_as_stored(tasks.c.queue),
             tasks.c.started_at,
         )
     )

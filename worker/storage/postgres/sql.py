@@ -51,6 +51,11 @@ def _all_null(element: sql.AllNull, compiler: SQLCompiler, **kw: Any) -> str:
     return " AND ".join(f"{compiler.process(c, **kw)} IS NULL" for c in element.columns)
 
 
+@compiles(sql.TextAsStored, _DIALECT)
+def _text_as_stored(element: sql.TextAsStored, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column, **kw)  # the server stores only valid text
+
+
 @compiles(sql.JsonEquals, _DIALECT)
 def _json_equals(element: sql.JsonEquals, compiler: SQLCompiler, **kw: Any) -> str:
     # json has no equality; its text is what was written (jsonb's is its own rendering,

@@ -52,6 +52,11 @@ def _all_null(element: sql.AllNull, compiler: SQLCompiler, **kw: Any) -> str:
     return f"coalesce({', '.join(columns)}) IS NULL"
 
 
+@compiles(sql.TextAsStored, _DIALECT)
+def _text_as_stored(element: sql.TextAsStored, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.column, **kw)} AS BLOB)"
+
+
 @compiles(sql.JsonEquals, _DIALECT)
 def _json_equals(element: sql.JsonEquals, compiler: SQLCompiler, **kw: Any) -> str:
     # JSON columns hold text here: compare the text (as the row codec writes it).
