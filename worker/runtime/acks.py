@@ -144,11 +144,22 @@ class AckBuffer:
             if not batch:
                 return
             self._drop_superseded(batch)
+            write = asyncio.ensure_future(self._write(batch))
             try:
-                await self._write(batch)
+                await asyncio.shield(write)
             except BaseException:
-                self._batch.merge(batch)
-                self._waiting.set()
+                try:
+                    if not write.done():
+                        # Cancelled (the worker stopping) while the write runs: its
+                        # transaction may have committed already. Let it end, so that
+                        # what it wrote (each part is emptied once written) is not
+                        # merged back and written a second time, then refused.
+                        await asyncio.wait([write])
+                        if not write.cancelled() and (error := write.exception()) is not None:
+                            log.error("writing acknowledgements failed while stopping: %s", error)
+                finally:
+                    self._batch.merge(batch)
+                    self._waiting.set()
                 raise
 
     def _drop_superseded(self, batch: _Batch) -> None:
