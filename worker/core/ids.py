@@ -83,3 +83,8 @@ def new_ids(count: int) -> list[str]:
 
 def is_ulid(value: str) -> bool:
     return ULID_PATTERN.match(value) is not None
+
+
+def id_floor(at: float) -> str:
+    """The smallest ULID of time ``at`` (seconds): every id made at or after it is larger."""
+    return _encode_whole(int(at * 1000) << _RANDOM_BITS, 26)

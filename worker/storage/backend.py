@@ -101,6 +101,15 @@ class Backend(ABC):
         """Rows of ``(queue, count)``: the tasks in ``state`` (one of :data:`STATE_INDEXES`)
         per queue, counted through that state's partial index."""
 
+    def queue_counts_above(self) -> sa.TextClause:
+        """Rows of ``(queue, count, at_or_below)``: per queue, the tasks whose id is above
+        ``:since``, and how many of those are at or below ``:mark``, read through the
+        primary key (see :mod:`worker.storage.queue_totals`)."""
+        return sa.text(
+            "SELECT queue, count(*), sum(CASE WHEN id <= :mark THEN 1 ELSE 0 END) FROM tasks "
+            "WHERE id > :since GROUP BY queue"
+        )
+
     @abstractmethod
     def position(self) -> sa.TextClause:
         """How many claimable tasks of ``:queue`` come before (``:priority``, ``:id``)."""

@@ -18,6 +18,7 @@ from worker.storage import selection, undecodable
 from worker.storage.backend import STATE_INDEXES
 from worker.storage.database import Database
 from worker.storage.payload import PayloadError
+from worker.storage.queue_totals import QueueTotals
 from worker.storage.rows import RAW_COLUMNS
 from worker.storage.salvage import readable
 from worker.storage.schema import tasks
@@ -36,6 +37,7 @@ class QueueFigures:
 class ReadStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._totals = QueueTotals()
 
     async def get(self, task_id: str) -> Task:
         """The task (a row that cannot be read whole is shown as far as it can be, see
@@ -89,9 +91,8 @@ class ReadStore:
 
         Each state other than completed is counted on its own through its partial index (the
         backend's statement makes sure of it); completed tasks are each queue's total (its
-        index on ``queue``) less the rest.
+        index on ``queue``, kept between reads by :class:`QueueTotals`) less the rest.
         """
-        totals = sa.select(tasks.c.queue, sa.func.count()).group_by(tasks.c.queue)
         per_state = [self._db.backend.queue_counts(state) for state in STATE_INDEXES]
         # One lookup per queue: the first entry of its range in ix_tasks_pending_created
         # (a GROUP BY over the index would still visit every pending task's entry).
@@ -104,9 +105,9 @@ class ReadStore:
         async with self._db.read("queue figures") as conn:
             # A queue name that is not UTF-8 (written by another program) comes back with
             # U+FFFD in it rather than failing the read.
-            queue_rows, garbled = await undecodable.rows(conn, totals)
-            for queue, number in queue_rows:
-                counts[str(queue)] = {TaskState.COMPLETED.value: int(number)}
+            totals, garbled = await self._totals.read(conn, self._db.backend)
+            for queue, number in totals.items():
+                counts[queue] = {TaskState.COMPLETED.value: number}
             for state, query in zip(STATE_INDEXES, per_state, strict=True):
                 for queue, number in (await undecodable.rows(conn, query))[0]:
                     queue_counts = counts.setdefault(str(queue), {TaskState.COMPLETED.value: 0})
@@ -118,7 +119,7 @@ class ReadStore:
                     if at is not None:
                         oldest_at[str(queue)] = float(at)
             else:
-                for queue, _ in queue_rows:
+                for queue in totals:
                     at = (await conn.execute(oldest, {"queue": queue})).scalar()
                     if at is not None:
                         oldest_at[str(queue)] = float(at)
