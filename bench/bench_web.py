@@ -8,8 +8,9 @@ them (5% pending, a few running, failed and cancelled, the rest completed over t
 in three queues) and fills a day of ``task_history`` as the acknowledgements would have.
 Then times, through httpx's ASGI transport (no network), ``GET /`` (the overview with its
 charts), ``GET /api/tasks?state=pending&limit=50`` and ``/tasks`` if the app has it; the
-median of ``--runs`` requests each, after one warm-up. Aims: overview < 100 ms, a list page
-< 50 ms.
+median of ``--runs`` requests each, after one warm-up (the first overview is shown on its
+own: it counts every queue's tasks, which later reads keep up to date). Aims: overview
+< 100 ms, a list page < 50 ms.
 """
 
 from __future__ import annotations
@@ -82,10 +83,13 @@ async def measure(path: Path, runs: int) -> dict[str, list[float]]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             for url in ("/", "/api/tasks?state=pending&limit=50", "/tasks"):
+                started = time.perf_counter()
                 first = await client.get(url)  # warm-up (and: does the page exist?)
                 if first.status_code == 404:
                     continue
                 first.raise_for_status()
+                if url == "/":  # the first overview counts every queue's tasks; later ones not
+                    figures["GET / (first, after start)"] = [(time.perf_counter() - started) * 1000]
                 times = []
                 for _ in range(runs):
                     started = time.perf_counter()
