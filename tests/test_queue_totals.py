@@ -22,7 +22,7 @@ async def _truth(queue: WorkerQueue, names: list[str]) -> dict[str, dict[str, in
 
 
 @pytest.mark.parametrize(
-    ("lag_s", "keep_above", "max_walk"),
+    "bounds",
     [
         (queue_totals.MARK_LAG_S, queue_totals.KEEP_ABOVE, queue_totals.MAX_WALK),
         (0.0, queue_totals.KEEP_ABOVE, queue_totals.MAX_WALK),
@@ -35,14 +35,13 @@ async def test_figures_match_a_full_count_as_tasks_come_and_go(
     queue: WorkerQueue,
     clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
-    lag_s: float,
-    keep_above: int,
-    max_walk: int,
+    bounds: tuple[float, int, int],
 ) -> None:
     # With the default lag the tasks are read above the mark each time; with none, every
     # task made before a read is below the mark, so the kept counts carry them; with a
     # lag of years, the mark is the id two tasks from the newest; with a walk of one, most
     # reads count everything again.
+    lag_s, keep_above, max_walk = bounds
     monkeypatch.setattr(queue_totals, "MARK_LAG_S", lag_s)
     monkeypatch.setattr(queue_totals, "KEEP_ABOVE", keep_above)
     monkeypatch.setattr(queue_totals, "MAX_WALK", max_walk)
