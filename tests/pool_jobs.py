@@ -54,7 +54,8 @@ async def pool_job(item: TaskItem, ctx: TaskContext) -> JsonValue:
         _LEAKED.append(b"\x01" * (request.leak_mb * MIB))  # touched: resident
     await asyncio.sleep(request.seconds[min(attempt, len(request.seconds)) - 1])
     note(request.log, f"done {ctx.task.id} {attempt} {pid}")
-    return {"pid": pid, "attempt": attempt}
+    # The share of the cores wq worker gave this process's tasks (worker.runtime.cores).
+    return {"pid": pid, "attempt": attempt, "task_threads": os.environ.get("QUEUE_TASK_THREADS")}
 
 
 @processor("spin")

@@ -84,6 +84,21 @@ def test_piper_on_one_thread_speaks_the_same(registry: EngineRegistry) -> None:
     assert np.allclose(ours.samples, theirs.samples, atol=1e-3)
 
 
+@pytest.mark.parametrize(("piper_threads", "expected"), [(None, 1), (2, 2)])
+def test_piper_takes_the_worker_s_share_of_the_cores_unless_told(
+    monkeypatch: pytest.MonkeyPatch, piper_threads: int | None, expected: int
+) -> None:
+    """Under `wq worker` (QUEUE_TASK_THREADS), a voice computes on the task's share of the
+    cores; TTS_PIPER_THREADS overrides it."""
+    from tts.engines.piper import PiperEngine
+
+    monkeypatch.setenv("QUEUE_TASK_THREADS", "1")
+    engine = EngineRegistry(EngineSettings(piper_threads=piper_threads)).engine("piper")
+    assert isinstance(engine, PiperEngine)
+    session = engine._voice("en_US-joe-medium").session
+    assert session.get_session_options().intra_op_num_threads == expected
+
+
 _ESPEAK_ONCE = """
 import sys
 from pathlib import Path

@@ -26,6 +26,7 @@ from tests.pool_jobs import PoolJob
 from tests.runtime_worker import job_registry, job_task, runtime_config, wait_until
 from tests.test_cli import ROOT, cli_env, wq_command
 from worker import Task, TaskItem, TaskState, Worker, WorkerQueue
+from worker.runtime.cores import usable_cores
 from worker.runtime.pool import FORCE, STOP, describe_exit, restart_delay
 from worker.runtime.retirement import MIB, RETIRED_EXIT_CODE, Retirement
 from worker.runtime.supervised import follow_supervisor
@@ -306,6 +307,32 @@ async def test_a_burst_pool_ends_when_its_children_ran_dry(
     assert len(re.findall(r"ran dry and exited", pool.log())) == 2
     assert "restarting it in" not in pool.log()
     await all_gone(set(pool.children()))
+
+
+@pytest.mark.sqlite_only("the hint is the same on either backend")
+@pytest.mark.parametrize(
+    "case",
+    [
+        (["--processes", "2", "-c", "1"], {}, max(1, usable_cores() // 2)),
+        (["-c", "1"], {}, usable_cores()),  # one process: no supervisor
+        (["--processes", "2", "-c", "2"], {"QUEUE_TASK_THREADS": "3"}, 3),
+    ],
+    ids=["pool", "one-process", "set-by-the-user"],
+)
+async def test_each_worker_process_tells_its_tasks_their_share_of_the_cores(
+    pools: Pools,
+    queue: WorkerQueue,
+    database_url: str,
+    tmp_path: Path,
+    case: tuple[list[str], dict[str, str], int],
+) -> None:
+    args, env, expected = case
+    tasks = [pool_task(tmp_path / "jobs.log") for _ in range(4)]
+    await queue.enqueue(tasks)
+    pool = pools.start(database_url, *args, "--burst", env=env)
+    assert await pool.exit_code() == 0, pool.output()
+    results = [(await queue.get_task(task.id)).items[0].result for task in tasks]
+    assert {result["task_threads"] for result in results} == {str(expected)}  # type: ignore[index,call-overload]
 
 
 @pytest.mark.sqlite_only("the supervisor's death is the same on either backend")

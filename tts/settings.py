@@ -8,7 +8,7 @@ variable                     field                     default
 ``TTS_PIPER_VOICES_DIR``     ``piper_voices_dir``      none: only the bundled voice
 ``TTS_PIPER_NOISE_SCALE``    ``piper_noise_scale``     none: the voice's own
 ``TTS_PIPER_NOISE_W_SCALE``  ``piper_noise_w_scale``   none: the voice's own
-``TTS_PIPER_THREADS``        ``piper_threads``         none: ONNX Runtime's, one per core
+``TTS_PIPER_THREADS``        ``piper_threads``         none: ``QUEUE_TASK_THREADS``
 ``TTS_KOKORO_MODEL``         ``kokoro_model``          none: kokoro unavailable
 ``TTS_KOKORO_VOICES``        ``kokoro_voices``         none: kokoro unavailable
 ``TTS_KOKORO_LANGUAGE``      ``kokoro_language``       none: by the voice's first letter

@@ -8,8 +8,9 @@ Piper adds random noise by default, so two runs differ. ``noise_scale=0`` and
 ``noise_w_scale=0`` make it deterministic: the same text gives the same samples every time.
 
 ONNX Runtime runs a voice on a thread per core by default. ``threads`` sets how many it may
-use (``TTS_PIPER_THREADS``): 1 for each process of a worker pool (``wq worker --processes
-N``), where the processes, not the threads, share the cores.
+use: ``TTS_PIPER_THREADS``, else the share of the cores ``wq worker`` gives each task
+(``QUEUE_TASK_THREADS``: the usable cores over its processes and their concurrency), so
+that the processes of a pool, not one process's threads, share the cores.
 """
 
 from __future__ import annotations

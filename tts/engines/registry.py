@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tts.errors import EngineUnavailable, UnknownVoice
+from worker.runtime.cores import task_threads_hint
 
 if TYPE_CHECKING:
     from tts.engines.base import SpeechEngine
@@ -26,7 +27,7 @@ class EngineSettings:
     piper_voices_dir: Path | None = None
     piper_noise_scale: float | None = None  # None: the voice's own; 0 with the next: deterministic
     piper_noise_w_scale: float | None = None
-    piper_threads: int | None = None  # None: ONNX Runtime's default, a thread per core
+    piper_threads: int | None = None  # None: QUEUE_TASK_THREADS, else ONNX Runtime's default
     kokoro_model_path: Path | None = None
     kokoro_voices_path: Path | None = None
     kokoro_language: str | None = None  # None: the language of the voice's first letter
@@ -35,11 +36,10 @@ class EngineSettings:
 def _piper(settings: EngineSettings) -> SpeechEngine:
     from tts.engines.piper import PiperEngine
 
+    # Under `wq worker`, its share of the cores per task unless TTS_PIPER_THREADS says.
+    threads = settings.piper_threads or task_threads_hint()
     return PiperEngine(
-        settings.piper_voices_dir,
-        settings.piper_noise_scale,
-        settings.piper_noise_w_scale,
-        settings.piper_threads,
+        settings.piper_voices_dir, settings.piper_noise_scale, settings.piper_noise_w_scale, threads
     )
 
 

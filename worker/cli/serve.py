@@ -138,6 +138,12 @@ def run_worker(
     memory_limit = config.worker_max_memory_mb if max_memory_mb is None else max_memory_mb
     pool_size = config.worker_processes if processes is None else processes
     port = config.worker_metrics_port if metrics_port is None else metrics_port
+    # Before any processor loads (here or in the children, which inherit it): CPU-bound
+    # handlers size their thread pools by it (see worker.runtime.cores).
+    from worker.runtime.cores import export_task_threads, task_threads
+
+    per_process = concurrency or config.concurrency
+    export_task_threads(config.task_threads or task_threads(pool_size, per_process))
     if control_fd is None and (pool_size > 1 or tasks_limit or memory_limit):
         if port:  # each process would need a port of its own
             usage_error(

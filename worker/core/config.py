@@ -238,6 +238,15 @@ class QueueConfig(BaseModel):
         ge=1,
         le=1024,
     )
+    task_threads: int | None = _setting(
+        None,
+        "QUEUE_TASK_THREADS",
+        "Threads one task may use for CPU work, a hint `wq worker` exports to its handlers "
+        "(the speech engines size their thread pools by it; 1 to 1,024); none: the usable "
+        "cores shared out over the worker processes and their concurrency, at least 1.",
+        ge=1,
+        le=1024,
+    )
     worker_max_tasks: int = _setting(
         0,
         "QUEUE_WORKER_MAX_TASKS",
