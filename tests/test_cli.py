@@ -228,7 +228,7 @@ def test_resume_pause_stats_and_purge(database_url: str) -> None:
     async def setup(queue: WorkerQueue) -> tuple[str, str]:
         failed, done = make_task(queue="audio"), make_task(queue="audio")
         await queue.enqueue([failed, done])
-        await queue.dequeue(2)
+        await queue.dequeue(2, worker_id="box:7")
         await queue.mark_as_discarded(failed.id, "voice not installed")
         await queue.mark_as_complete(done.id, results=["out.wav"])
         return failed.id, done.id
@@ -238,6 +238,9 @@ def test_resume_pause_stats_and_purge(database_url: str) -> None:
     assert '"out.wav"' in done_panel.out
     assert "completed" in done_panel.out
     assert "voice not installed" in failed_panel.out
+    assert "failed attempts" in failed_panel.out
+    assert "box:7" in failed_panel.out  # the worker that ran the attempt
+    assert "failed attempts" not in done_panel.out
 
     assert wq(database_url, "resume", failed_id).out.strip() == f"{failed_id} pending"
     assert wq(database_url, "pause", "audio").out.strip() == "queue audio paused"

@@ -49,6 +49,7 @@ async def test_a_silent_workers_tasks_come_back_at_once(
     assert back.attempt_count == 1  # the attempt that died is counted
     assert back.last_error == "worker w1 stopped sending heartbeats (presumed dead)"
     assert back.errors[-1].expired
+    assert back.errors[-1].worker == "w1"  # the attempt names the worker that died
     with pytest.raises(LeaseLostError):
         await live.mark_as_complete(claimed.id, lease_id=claimed.lease_id)
     (again,) = await live.dequeue(worker_id="w2")
@@ -141,3 +142,31 @@ async def test_a_pruned_worker_is_told_to_register_again(
     assert await live.worker_alive("idle", []) is None  # silent a day, holding nothing: gone
     assert await live.worker_alive("busy", []) is not None
     assert [w["id"] for w in await live.live_workers()] == ["busy"]
+
+
+async def test_each_attempt_names_its_worker_and_workers_count_their_running_tasks(
+    live: WorkerQueue, clock: FakeClock
+) -> None:
+    for worker_id in ("w1", "w2", "idle"):
+        await live.register_worker(worker_row(worker_id))
+    await live.enqueue([make_task() for _ in range(3)])
+    (a,) = await live.dequeue(1, worker_id="w1")
+    (b, _) = await live.dequeue(2, worker_id="w2")
+    running = {w["id"]: w["running"] for w in await live.live_workers()}
+    assert running == {"w1": 1, "w2": 2, "idle": 0}
+
+    await live.mark_as_retry(a.id, "boom", lease_id=a.lease_id, delay_s=0)
+    await live.mark_as_complete(b.id, lease_id=b.lease_id)
+    running = {w["id"]: w["running"] for w in await live.live_workers()}
+    assert running == {"w1": 0, "w2": 1, "idle": 0}
+
+    await live.retry()
+    (again,) = await live.dequeue(1, worker_id="w2")
+    assert again.id == a.id
+    await live.mark_as_discarded(again.id, "boom again", lease_id=again.lease_id)
+    got = await live.get_task(a.id)
+    assert got is not None
+    assert [(e.attempt, e.error, e.worker) for e in got.errors] == [
+        (1, "boom", "w1"),
+        (2, "boom again", "w2"),
+    ]

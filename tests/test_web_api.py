@@ -11,7 +11,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from tests.support import FakeClock
+from tests.support import FakeClock, make_task
 from tests.web_support import api_client, call
 from worker import TaskState, WorkerQueue
 from worker.web import create_app
@@ -202,6 +202,14 @@ async def test_status_queues_pause_stats_and_workers(
     assert worker["id"] == "w1"
     assert worker["concurrency"] == 3
     assert worker["heartbeat_age_s"] == pytest.approx(2)
+    assert worker["running"] == 0
+    await queue.enqueue([make_task(), make_task()])
+    assert len(await queue.dequeue(2, worker_id="w1")) == 2
+    [worker] = (await client.get("/api/workers")).json()
+    assert worker["running"] == 2
+    overview = (await client.get("/")).text
+    assert "<th>running</th>" in overview
+    assert "<td>3</td><td>2</td>" in overview  # concurrency 3, running 2
 
 
 async def test_the_openapi_document_describes_the_api(client: httpx.AsyncClient) -> None:

@@ -82,3 +82,55 @@ def test_wq_web_on_a_missing_database_or_a_busy_port_is_one_error_line(tmp_path:
         assert f"cannot listen on 127.0.0.1:{port}" in one_error_line(busy)
 
     asyncio.run(hold_a_port())
+
+
+def _serve(database_url: str, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log.open("wb") as err:
+        return subprocess.Popen(
+            wq_command(database_url, "web", "--port", "0"),
+            stdout=subprocess.DEVNULL, stderr=err, env=cli_env(env), cwd=ROOT,
+        )  # fmt: skip
+
+
+def test_web_processes_sharing_a_csrf_secret_accept_each_other_s_tokens(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Behind one address a page may be served by one process and posted to another."""
+    with_queue(database_url, lambda queue: queue.get_queue_stats())
+    shared = {"QUEUE_WEB_CSRF_SECRET": "one key for every web process"}
+    procs = [
+        _serve(database_url, tmp_path / "a.log", shared),
+        _serve(database_url, tmp_path / "b.log", shared),
+        _serve(database_url, tmp_path / "c.log", {}),  # a random key of its own
+    ]
+    try:
+        a, b, c = (_started(tmp_path / f"{n}.log", p) for n, p in zip("abc", procs, strict=True))
+        with httpx.Client(base_url=a, timeout=30) as first:
+            submitted = first.post("/api/tasks", json=call())
+            assert submitted.status_code == 201, submitted.text
+            task_id = submitted.json()["task_id"]
+            page = first.get("/tasks")
+            found = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
+            assert found, page.text
+        token = found.group(1)
+        form = {"action": "hold", "scope": "ids", "ids": [task_id], "confirm": "yes"}
+        for base, accepted in ((c, False), (b, True)):
+            with httpx.Client(base_url=base, timeout=30, cookies={"wq_csrf": token}) as other:
+                posted = other.post("/tasks/actions", data={**form, "csrf_token": token})
+            assert posted.status_code == (303 if accepted else 403), (base, posted.text)
+        held = with_queue(database_url, lambda queue: queue.get_task(task_id))
+        assert held.held
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(timeout=60) for proc in procs]
+    assert codes == [0, 0, 0]
+
+
+def test_a_short_csrf_secret_is_refused_without_echoing_it(database_url: str) -> None:
+    with_queue(database_url, lambda queue: queue.get_queue_stats())
+    refused = wq(database_url, "web", "--port", "0", env={"QUEUE_WEB_CSRF_SECRET": "hunter2"})
+    assert refused.code == 2, refused
+    line = one_error_line(refused)
+    assert "QUEUE_WEB_CSRF_SECRET: must be at least 16 bytes long" in line
+    assert "hunter2" not in refused.out + refused.err

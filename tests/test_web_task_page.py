@@ -100,7 +100,7 @@ async def test_a_running_task_shows_progress_attempts_and_lease(
     client: httpx.AsyncClient, data_queue: WorkerQueue
 ) -> None:
     await data_queue.enqueue([call_task(max_attempts=3)])
-    [first] = await data_queue.dequeue(1)
+    [first] = await data_queue.dequeue(1, worker_id="box-1:17")
     await data_queue.mark_as_retry(first.id, f"boom {HOSTILE}", lease_id=first.lease_id)
     await data_queue.retry(10)
     await data_queue.run_now(first.id)
@@ -113,6 +113,7 @@ async def test_a_running_task_shows_progress_attempts_and_lease(
     assert "three &lt;b&gt;of&lt;/b&gt; four" in text
     assert "2 of 3 used" in text
     assert "boom &lt;script&gt;" in text
+    assert "<td>box-1:17</td>" in text  # the worker that ran the failed attempt
     assert "lease expires" in text
 
 

@@ -197,8 +197,26 @@ def task_panel(
         elif item.result is not None:
             outcome = json.dumps(item.result, ensure_ascii=False)
         items.add_row(str(index), request_summary(item.request), outcome)
+    parts: list[RenderableType] = [grid, Text(""), items]
+    if task.errors:
+        parts += [Text(""), _attempts_table(task, now)]
     title = f"task {task.id}" + (f" · {task.name}" if task.name else "")
-    return Panel(Group(grid, Text(""), items), title=title, title_align="left", expand=False)
+    return Panel(Group(*parts), title=title, title_align="left", expand=False)
+
+
+def _attempts_table(task: Task, now: float) -> Table:
+    """Each failed attempt: when it ended, the worker that ran it, and its error."""
+    table = Table(title="failed attempts", title_justify="left", show_edge=False)
+    table.add_column("#", justify="right")
+    table.add_column("ended")
+    table.add_column("worker")
+    table.add_column("error")
+    for entry in task.errors:
+        ended = instant(entry.at, now) + (" (lease expired)" if entry.expired else "")
+        table.add_row(
+            str(entry.attempt), ended, entry.worker or "-", Text(entry.error, style="red")
+        )
+    return table
 
 
 def _callback_rows(

@@ -3,8 +3,9 @@
 Binds 127.0.0.1 by default. Beyond loopback it needs a token (``--token`` or
 ``QUEUE_WEB_TOKEN``) or basic-auth credentials (``--user`` or ``QUEUE_WEB_USER``, with
 ``QUEUE_WEB_PASSWORD``), and then every request must carry one of them; without either it
-refuses to start. ``--read-only`` opens the database read-only, refuses every action and
-shows none in the pages.
+refuses to start. ``QUEUE_WEB_CSRF_SECRET`` signs the pages' CSRF tokens, so that several
+``wq web`` processes behind one address accept each other's. ``--read-only`` opens the
+database read-only, refuses every action and shows none in the pages.
 """
 
 from __future__ import annotations
@@ -111,7 +112,15 @@ def serve_web(
                 "--user with QUEUE_WEB_PASSWORD (or listen on 127.0.0.1)"
             )
         sock = _listen(host, port)
-        app = create_app(queue, read_only=read_only, token=secret, user=name, password=phrase)
+        signing = queue.config.web_csrf_secret
+        app = create_app(
+            queue,
+            read_only=read_only,
+            token=secret,
+            user=name,
+            password=phrase,
+            csrf_secret=None if signing is None else signing.get_secret_value().encode(),
+        )
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
         shown = f"[{host}]" if ":" in host else host
         typer.echo(

@@ -46,6 +46,8 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/queue.db"
 PREFIX = "QUEUE_"
 #: SQLite keeps its busy timeout as a C int of milliseconds: 2**31 - 1 ms, about 24.8 days.
 MAX_BUSY_TIMEOUT_S = 2_147_483.0
+#: The shortest key that may sign CSRF tokens (the HMAC stays a guess of 2**128 at least).
+MIN_CSRF_SECRET = 16
 
 
 def _upper(value: Any) -> Any:
@@ -367,6 +369,13 @@ class QueueConfig(BaseModel):
         "Password of `wq web`'s basic authentication, for the user `QUEUE_WEB_USER` or "
         "`--user` names.",
     )
+    web_csrf_secret: SecretStr | None = _setting(
+        None,
+        "QUEUE_WEB_CSRF_SECRET",
+        "Key (at least 16 characters) that signs `wq web`'s CSRF tokens; give every web "
+        "process behind one address the same. None: random per process, so a restart asks "
+        "open pages to reload before their next action.",
+    )
     webhook_allow_private: bool = _setting(
         False,
         "QUEUE_WEBHOOK_ALLOW_PRIVATE",
@@ -418,6 +427,13 @@ class QueueConfig(BaseModel):
     @classmethod
     def _database_url(cls, value: str) -> str:
         return async_database_url(value)
+
+    @field_validator("web_csrf_secret", mode="after")
+    @classmethod
+    def _csrf_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_CSRF_SECRET:
+            raise ValueError(f"must be at least {MIN_CSRF_SECRET} bytes long")
+        return value
 
     @field_validator("call_allowed_modules", "callback_allowed_modules", mode="before")
     @classmethod
@@ -482,6 +498,12 @@ def _refused(exc: ValidationError) -> ConfigurationError:
     return ConfigurationError(_problems(exc))
 
 
+def _secret_fields() -> set[str]:
+    """The settings whose values are never echoed: the secrets, and the database URL."""
+    fields = QueueConfig.model_fields.items()
+    return {"database_url"} | {n for n, f in fields if "SecretStr" in str(f.annotation)}
+
+
 def _problems(exc: ValidationError) -> dict[str, str]:
     """One line per setting: the name as given (variable or field) and what is wrong."""
     problems: dict[str, str] = {}
@@ -491,7 +513,7 @@ def _problems(exc: ValidationError) -> dict[str, str]:
         name = str(loc[0]) if loc else str(context.get("field", "configuration"))
         message = error["msg"].removeprefix("Value error, ")
         # A secret is not echoed; a database URL's message shows it without its password.
-        quiet = FIELDS.get(name, name) in {"webhook_secret", "database_url"}
+        quiet = FIELDS.get(name, name) in _secret_fields()
         if loc and not quiet and error["type"] != "missing":
             message = f"{message} (got {error['input']!r})"
         problems[name] = f"{problems[name]}; {message}" if name in problems else message

@@ -101,6 +101,9 @@ class AttemptError(BaseModel):
     error: str
     at: float
     expired: bool = False
+    #: The id of the worker that ran the attempt (``None`` in records written before it was
+    #: kept, or when the run held no worker id).
+    worker: str | None = None
 
 
 class Progress(BaseModel):

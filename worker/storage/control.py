@@ -186,8 +186,20 @@ class ControlStore:
             .where(workers.c.heartbeat_at >= since, workers.c.stopped_at.is_(None))
             .order_by(workers.c.started_at)
         )
+        # Running tasks per worker: the few processing rows, found through the lease index.
+        running = (
+            sa.select(tasks.c.worker_id, sa.func.count())
+            .where(state_in(TaskState.PROCESSING), tasks.c.worker_id.is_not(None))
+            .group_by(tasks.c.worker_id)
+        )
         async with self._db.read("workers") as conn:
-            return [dict(row._mapping) for row in (await conn.execute(query)).all()]
+            found = [dict(row._mapping) for row in (await conn.execute(query)).all()]
+            if not found:
+                return found
+            counts = {w: int(n) for w, n in (await conn.execute(running)).all()}
+        for worker in found:
+            worker["running"] = counts.get(worker["id"], 0)
+        return found
 
     # -- statistics and retention --------------------------------------------------------
 

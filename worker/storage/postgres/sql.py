@@ -70,7 +70,7 @@ def _append_error(element: sql.AppendError, compiler: SQLCompiler, **kw: Any) ->
     expired = "true" if element.expired else "false"
     entry = (
         f"jsonb_build_object('attempt', tasks.attempt_count, 'error', {error}::text, "
-        f"'at', {at}::float8, 'expired', {expired})"
+        f"'at', {at}::float8, 'expired', {expired}, 'worker', tasks.worker_id)"
     )
     return f"tasks.errors || jsonb_build_array({entry})"
 

@@ -70,7 +70,7 @@ def _append_error(element: sql.AppendError, compiler: SQLCompiler, **kw: Any) ->
     expired = "true" if element.expired else "false"
     entry = (
         f"json_object('attempt', tasks.attempt_count, 'error', {error}, 'at', {at}, "
-        f"'expired', json('{expired}'))"
+        f"'expired', json('{expired}'), 'worker', tasks.worker_id)"
     )
     return f"json_insert(tasks.errors, '$[#]', {entry})"
 
