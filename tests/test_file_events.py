@@ -53,13 +53,24 @@ async def test_another_process_commit_wakes_an_idle_waker_without_a_stat(
         await _write(path)
         assert await asyncio.wait_for(waiting, 30) == "changed"
         assert time.monotonic() - started < 30
-        # Writes made before a wait began are not taken for new ones.
-        await _write(path)
-        await asyncio.sleep(0.2)  # the event is delivered, unread
-        again = asyncio.create_task(waker.wait())
-        await asyncio.sleep(0.5)
-        assert not again.done(), "a write from before the wait woke it"
-        again.cancel()
+        # A commit between two waits (made just after the caller looked for work, so the
+        # look missed it) ends the next wait at once: it is not taken for one it saw. The
+        # commits below are a connection of this process, done before the loop reads any
+        # event, so that no write of theirs trails a wait's end.
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("INSERT INTO t VALUES (2)")
+            assert await asyncio.wait_for(waker.wait(), 30) == "changed"
+            # What a wait reported is not reported again.
+            again = asyncio.create_task(waker.wait())
+            await asyncio.sleep(0.5)
+            assert not again.done(), "the write the last wait reported woke it again"
+            again.cancel()
+            await asyncio.wait([again])
+            other.execute("INSERT INTO t VALUES (3)")
+            assert await asyncio.wait_for(waker.wait(), 30) == "changed"
+        finally:
+            other.close()
     finally:
         waker.close()
 
@@ -74,4 +85,6 @@ async def test_without_inotify_the_stats_still_wake_it(
     await asyncio.sleep(0.2)
     await _write(path)
     assert await asyncio.wait_for(waiting, 30) == "changed"
+    await _write(path)  # between two waits: the next one ends at its first stat
+    assert await asyncio.wait_for(waker.wait(), 30) == "changed"
     waker.close()

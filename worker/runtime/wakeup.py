@@ -95,11 +95,11 @@ class Waker:
         started = time.monotonic()
         if self._idle_since is None:
             self._idle_since = started
+        # What was written since the last wait ended (this process's claim, or another's
+        # commit just after that claim looked) ends this one at once: the caller looks again.
+        # Forgetting it here instead lost a commit made between a claim and the next wait,
+        # whose task then waited for the commit after it (the pickup's p99).
         events = self._file_events() if watch else None
-        if events is not None:
-            events.drain()  # writes before this wait were this process's or are seen below
-        if self._watcher is not None:
-            self._watcher.changed()  # start from the files as they are now (watched already)
         poked = asyncio.create_task(self.poke.wait())
         written = asyncio.create_task(events.written.wait()) if events is not None else None
         try:
@@ -130,3 +130,9 @@ class Waker:
             if written is not None:
                 written.cancel()
             self.poke.clear()
+            # The caller looks for work next, and sees every commit made before it looks; a
+            # write from here on ends the next wait.
+            if events is not None:
+                events.drain()
+            if self._watcher is not None and watch:
+                self._watcher.changed()
