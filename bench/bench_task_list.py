@@ -115,8 +115,7 @@ async def fill(queue: WorkerQueue, n: int) -> None:
 
 async def plan(queue: WorkerQueue, chosen: TaskFilter) -> str:
     engine = queue.storage.database.engine  # type: ignore[attr-defined]
-    query = sa.select(*RAW_COLUMNS).where(*selection.conditions(chosen))
-    query = query.order_by(selection.order(chosen)).limit(50)
+    query = selection.list_page(chosen, after_id=None, limit=50, columns=RAW_COLUMNS)
     text = str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
     sqlite = engine.dialect.name == "sqlite"
     async with engine.connect() as conn:

@@ -135,3 +135,25 @@ async def test_cancelling_a_dependency_in_bulk_cancels_its_dependents(queue: Wor
     outcome = await queue.act_on_tasks("cancel", selection=TaskFilter(queue="a"))
     assert outcome.changed == 1
     assert (await queue.get_task(second.id)).state is TaskState.CANCELLED
+
+
+async def test_pending_tasks_are_listed_in_the_order_workers_claim_them(
+    queue: WorkerQueue,
+) -> None:
+    """Higher priority first, then older; pages follow that order across priorities, and
+    a task's place in the list is its position in line."""
+    tasks = [make_task(str(n), priority=p) for n, p in enumerate([0, 5, 0, 9, 5, 0, -1])]
+    await queue.enqueue(tasks)
+    done = make_task("done", priority=20)
+    await queue.enqueue([done])
+    [claimed] = await queue.dequeue(1)
+    assert claimed.id == done.id
+    by_claim = [t.id for t in sorted(tasks, key=lambda t: (-t.priority, t.id))]
+    assert await _ids(queue, state="pending") == by_claim  # pages of two
+    assert [t.id for t in await queue.list_tasks(state="pending")] == by_claim
+    for ahead, task_id in enumerate(by_claim):
+        assert await queue.queue_position(task_id) == ahead
+    # Every other selection is in id order.
+    assert await _ids(queue) == [t.id for t in [*tasks, done]]
+    claims = [t.id for t in await queue.dequeue(len(tasks))]
+    assert claims == by_claim

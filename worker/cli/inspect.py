@@ -57,7 +57,7 @@ def list_tasks(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List tasks in enqueue order; page on with --after (the last id shown)."""
+    """List tasks in enqueue order (pending: in claim order); page on with --after."""
 
     async def read(queue: WorkerQueue) -> list[Task]:
         return await queue.list_tasks(state=state, queue=queue_name, limit=limit, after_id=after)

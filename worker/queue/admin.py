@@ -234,7 +234,9 @@ class QueueAdmin:
         created_after: float | None = None,
         created_before: float | None = None,
     ) -> list[Task]:
-        """Tasks in id (enqueue) order; pass the last id as ``after_id`` for the next page.
+        """Tasks in id (enqueue) order, pending ones (``state="pending"``) in the order
+        workers claim them (higher priority first, then id); pass the last id as
+        ``after_id`` for the next page.
 
         Every filter given must match (:class:`~worker.core.selection.TaskFilter`): ``kind``
         an item's request kind, ``name`` the task's name, ``error`` a piece of its last

@@ -56,10 +56,7 @@ class ReadStore:
     async def list(self, chosen: TaskFilter, *, limit: int, after_id: str | None) -> list[Task]:
         """A page of the tasks ``chosen`` matches, in id order after ``after_id`` (which
         index each filter uses: :mod:`worker.storage.selection`)."""
-        query = sa.select(*RAW_COLUMNS).where(*selection.conditions(chosen))
-        query = query.order_by(selection.order(chosen)).limit(limit)
-        if after_id is not None:
-            query = query.where(tasks.c.id > after_id)
+        query = selection.list_page(chosen, after_id=after_id, limit=limit, columns=RAW_COLUMNS)
         async with self._db.read("list_tasks") as conn:
             rows, tolerant = await undecodable.rows(conn, query)
         # A row that cannot be shown at all is logged and left out, not the page.

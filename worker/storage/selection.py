@@ -3,10 +3,12 @@ and a bulk action share, in the portable vocabulary (:mod:`worker.storage.sql`).
 
 Which index serves each filter (a page walks ``ORDER BY id`` and stops when full):
 
-- ``state`` other than completed: that state's partial index (``ix_tasks_claim``,
-  ``ix_tasks_lease_expiry``, ``ix_tasks_retryable``, ``ix_tasks_discarded``,
-  ``ix_tasks_cancelled``), the state inlined as a constant so the planner can use it, and
-  the rows it holds sorted by id (:func:`order`); completed: the primary key, filtered.
+- ``state`` pending: the claim's index, in its own order (:func:`claim_order`), a page
+  its first entries.
+- another ``state`` but completed: that state's partial index (``ix_tasks_lease_expiry``,
+  ``ix_tasks_retryable``, ``ix_tasks_discarded``, ``ix_tasks_cancelled``), the state
+  inlined as a constant so the planner can use it, and the rows it holds sorted by id
+  (:func:`order`); completed: the primary key, filtered.
 - ``queue``: ``ix_tasks_queue`` (or, with ``state`` discarded or cancelled, that state's
   partial index on ``queue``).
 - ``kind``, ``name``, ``error``, ``created_after``/``created_before``: no index of their
@@ -16,6 +18,7 @@ Which index serves each filter (a page walks ``ORDER BY id`` and stops when full
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,20 +54,64 @@ def conditions(chosen: TaskFilter) -> list[ColumnElement[bool]]:
 
 
 def order(chosen: TaskFilter) -> ColumnElement[Any]:
-    """What a page sorts by: the id; with a ``state`` other than completed, the id as an
-    expression (``id || ''``, the same order) that no index provides.
+    """What a page sorts by when not in :func:`claim_order`: the id; with a ``state`` other
+    than completed, the id as an expression (``id || ''``, the same order) that no index
+    provides.
 
     The tasks of such a state are few beside the completed ones, and often the newest: a
     planner that assumes them spread evenly walks the primary key in id order to find a
     page of them, reading the whole table before it reaches them (PostgreSQL does, and
     with a generic plan always). Sorting by an expression leaves it one good plan: read the
-    state's partial index, sort what it holds, keep a page. A backlog of a million pending
-    tasks makes each page sort them all (about a second); the primary key walk would be
-    quick then, but nothing portable tells the planner which case it is in.
+    state's partial index, sort what it holds, keep a page. A million discarded tasks would
+    make each page sort them all (about a second); the primary key walk would be quick
+    then, but nothing portable tells the planner which case it is in.
     """
     if chosen.state is None or chosen.state is TaskState.COMPLETED:
         return tasks.c.id
     return tasks.c.id.op("||")(sa.literal_column("''"))
+
+
+def list_page(
+    chosen: TaskFilter, *, after_id: str | None, limit: int, columns: Sequence[Any]
+) -> sa.Select[Any]:
+    """``columns`` of the next ``limit`` tasks ``chosen`` matches after ``after_id`` (a list
+    page): pending tasks in the order workers claim them (:func:`claim_order`), every other
+    selection in id order.
+
+    The page's ids are found first and only their rows are read, so a sort never carries
+    whole rows.
+    """
+    if chosen.state is TaskState.PENDING:
+        ranks = claim_order()
+        ids = sa.select(tasks.c.id).where(*conditions(chosen)).order_by(*ranks).limit(limit)
+        if after_id is not None:
+            ids = ids.where(_after_in_claim_order(after_id))
+    else:
+        ranks = [tasks.c.id]
+        ids = sa.select(tasks.c.id).where(*conditions(chosen)).order_by(order(chosen))
+        ids = ids.limit(limit)
+        if after_id is not None:
+            ids = ids.where(tasks.c.id > after_id)
+    return sa.select(*columns).where(tasks.c.id.in_(ids.scalar_subquery())).order_by(*ranks)
+
+
+def claim_order() -> list[ColumnElement[Any]]:
+    """The order claims take pending tasks in: higher priority first, then older (id).
+
+    It is the order of the claim's own index (``ix_tasks_claim``), so a page of pending
+    tasks is its first entries, read from the index alone, however long the backlog: no
+    sort of the state's tasks, and no walk of the table past finished tasks to find them.
+    """
+    return [tasks.c.priority.desc(), tasks.c.id]
+
+
+def _after_in_claim_order(after_id: str) -> ColumnElement[bool]:
+    """Behind ``after_id`` in :func:`claim_order` (its priority as it is now: a task whose
+    priority changed between two pages moves the place the next one starts from)."""
+    priority = sa.select(tasks.c.priority).where(tasks.c.id == after_id).scalar_subquery()
+    return sa.or_(
+        tasks.c.priority < priority, sa.and_(tasks.c.priority == priority, tasks.c.id > after_id)
+    )
 
 
 def page_of_ids(chosen: TaskFilter, *, after_id: str | None, limit: int) -> sa.Select[Any]:

@@ -71,7 +71,7 @@ async def submit_many(body: SubmitMany, queue: Queue, counters: Counted) -> Subm
     )
 
 
-@router.get("", summary="List tasks in enqueue order (keyset pages), filtered in SQL")
+@router.get("", summary="List tasks in enqueue order, pending ones in claim order; keyset pages")
 async def list_tasks(
     queue: Queue,
     given: Annotated[dict[str, str], Depends(query_filter)],
