@@ -85,16 +85,24 @@ async def run_queue(
         await worker.run()
 
 
+#: Piper as the worker process runs it: no noise, one thread.
+DETERMINISTIC = EngineSettings(piper_noise_scale=0.0, piper_noise_w_scale=0.0, piper_threads=1)
+
+
 def output_of(task: Task) -> Path:
     result: Any = task.items[0].result
     return Path(result["path"])
 
 
 def start_worker(db: Path, data: Path) -> subprocess.Popen[bytes]:
-    """``wq worker`` serving the ``speech`` queue: deterministic piper, two-second leases."""
+    """``wq worker`` serving the ``speech`` queue: deterministic piper, two-second leases.
+
+    One ONNX Runtime thread, as in :data:`DETERMINISTIC`: its sums depend on how many
+    threads share them (``wq worker`` would give each task its share of the cores), and the
+    outputs are compared byte for byte."""
     env = cli_env(
         {"QUEUE_DATA_DIR": str(data), "QUEUE_VISIBILITY_TIMEOUT": "2",
-         "TTS_PIPER_NOISE_SCALE": "0", "TTS_PIPER_NOISE_W_SCALE": "0"}
+         "TTS_PIPER_NOISE_SCALE": "0", "TTS_PIPER_NOISE_W_SCALE": "0", "TTS_PIPER_THREADS": "1"}
     )  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "worker", "--db", str(db), "worker", "-q", "speech",
@@ -140,7 +148,7 @@ async def test_a_killed_long_text_resumes_at_its_checkpointed_sentence(tmp_path:
         assert {f"{i}.npy" for i in range(kept)} <= {p.name for p in parts.iterdir()}
 
         # While the dead worker's lease runs out, an uninterrupted run of the same text.
-        engines = EngineRegistry(EngineSettings(piper_noise_scale=0.0, piper_noise_w_scale=0.0))
+        engines = EngineRegistry(DETERMINISTIC)
         reference = speech_task("reference")
         await queue.enqueue([reference])
         await run_queue(queue, engines, "reference", [])
