@@ -3,6 +3,8 @@ exact as tasks are added, finished, purged and written with old ids, on both bac
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.support import FakeClock, make_task
@@ -80,3 +82,17 @@ async def test_figures_match_a_full_count_as_tasks_come_and_go(
         TaskState.PENDING.value: 1,
         TaskState.COMPLETED.value: 1,
     }
+
+
+async def test_overlapping_reads_each_count_every_task_once(queue: WorkerQueue) -> None:
+    # A page and a scrape read at the same time, each on its own connection: a read that
+    # kept its counts while another was between its statements once made that one add its
+    # new tasks to counts that held them already (3,000 and 6,000 completed of none).
+    for _ in range(6):
+        await queue.enqueue([make_task("x", queue="a") for _ in range(1000)])
+    assert (await queue.queue_figures()).counts == {"a": {TaskState.PENDING.value: 6000}}
+    for _ in range(3):
+        await queue.enqueue([make_task("x", queue="a") for _ in range(1000)])
+    figures = await asyncio.gather(*(queue.queue_figures() for _ in range(3)))
+    assert [f.counts for f in figures] == [{"a": {TaskState.PENDING.value: 9000}}] * 3
+    assert (await queue.queue_figures()).counts == {"a": {TaskState.PENDING.value: 9000}}

@@ -59,21 +59,25 @@ class QueueTotals:
         """Each queue's count of tasks, and whether some queue name was read with
         replacements (text that is not UTF-8; then nothing is kept for the next read)."""
         above = backend.queue_counts_above()
-        if self._mark is not None:
-            since = self._mark
+        # Reads may overlap (a page and a scrape, each on its own connection): each works
+        # from the mark and counts as they were when it began, never from another read's
+        # half-made ones, and keeps its own only if no other read kept some meanwhile.
+        since, kept = self._mark, self._below
+        if since is not None:
             total = int((await conn.execute(_everything)).scalar_one())
-            new = total - sum(self._below.values())  # unless tasks were deleted
+            new = total - sum(kept.values())  # unless tasks were deleted
             if 0 <= new <= MAX_WALK:
                 mark = max(await _next_mark(conn), since)
                 rows, garbled = await undecodable.rows(
                     conn, above.bindparams(since=since, mark=mark)
                 )
                 if not garbled and sum(int(n) for _, n, _ in rows) == new:
-                    counts, below = dict(self._below), dict(self._below)
+                    counts, below = dict(kept), dict(kept)
                     for queue, number, at_or_below in rows:
                         counts[queue] = counts.get(queue, 0) + int(number)
                         below[queue] = below.get(queue, 0) + int(at_or_below or 0)
-                    self._below, self._mark = below, mark
+                    if self._below is kept:
+                        self._below, self._mark = below, mark
                     return {q: n for q, n in counts.items() if n}, False
             log.debug("tasks deleted, written below the mark or many new: counting every queue")
         return await self._count_all(conn, above)
@@ -81,10 +85,10 @@ class QueueTotals:
     async def _count_all(
         self, conn: AsyncConnection, above: sa.TextClause
     ) -> tuple[dict[str, int], bool]:
-        self._mark, self._below = None, {}
         rows, garbled = await undecodable.rows(conn, _by_queue)
         counts = {str(queue): int(number) for queue, number in rows}
         if garbled:
+            self._mark, self._below = None, {}
             return counts, True
         # What lies above the mark is counted again on the next read: keep what is below.
         mark = await _next_mark(conn)
