@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -281,3 +282,19 @@ def test_stats_watch_refreshes_until_interrupted(database_url: str) -> None:
             pytest.fail(f"wq stats --watch did not stop on SIGINT within 60 s:\n{err[-5000:]}")
     assert proc.returncode == 130
     assert err.strip() == "wq: error: interrupted"
+
+
+def test_list_prints_the_command_for_the_next_page(database_url: str) -> None:
+    tasks = [make_task(str(n), queue="speech", priority=p) for n, p in enumerate([0, 5, 0, 5, 0])]
+    with_queue(database_url, lambda queue: queue.enqueue([*tasks, make_task("x", queue="b")]))
+    first = wq(database_url, "list", "-s", "pending", "-q", "speech", "-n", "2")
+    assert first.code == 0, first.err
+    assert [tasks[1].id in first.out, tasks[3].id in first.out] == [True, True]
+    more = first.err.strip().splitlines()[-1]
+    after = f"--after {tasks[3].id} --after-priority 5"
+    assert more == f"more: wq list -s pending -q speech -n 2 {after}"
+    second = wq(database_url, *shlex.split(more.removeprefix("more: wq ")), "--json").json()
+    assert [t["id"] for t in second["tasks"]] == [tasks[0].id, tasks[2].id]
+    assert (second["next_after"], second["next_after_priority"]) == (tasks[2].id, 0)
+    by_id = wq(database_url, "list", "-n", "2", "--json").json()
+    assert (by_id["next_after"], by_id["next_after_priority"]) == (tasks[1].id, None)

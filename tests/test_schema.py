@@ -13,9 +13,12 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from tests.support import sqlite_url
-from worker import QueueConfig, WorkerQueue
+from worker import QueueConfig, TaskState, WorkerQueue
+from worker.core.selection import TaskFilter
+from worker.storage import selection
 from worker.storage.database import Database
 from worker.storage.migrate import head_revision
+from worker.storage.rows import RAW_COLUMNS
 from worker.storage.schema import metadata
 from worker.storage.statements import Statements
 
@@ -65,6 +68,38 @@ async def test_claim_uses_the_partial_index(db_path: Path, by_queue: bool) -> No
     assert "USING INDEX ix_tasks_claim" in plan
     assert "TEMP B-TREE" not in plan, "the index order serves the ORDER BY"
     assert "SCAN tasks " not in plan.replace("SCAN tasks USING INDEX ix_tasks_claim", "")
+
+
+@pytest.mark.parametrize("queue", [None, "a"])
+@pytest.mark.parametrize("after", [None, ("01J0000000000000000000000A", 3)])
+async def test_a_page_of_pending_tasks_walks_the_claim_index_from_its_place(
+    db_path: Path, queue: str | None, after: tuple[str, int] | None
+) -> None:
+    # A queue filter once led the planner to the index of pending tasks by queue, whose
+    # entries it then sorted, all of them, for every page.
+    async with WorkerQueue(QueueConfig(database_url=sqlite_url(db_path))):
+        pass
+    page = selection.list_page(
+        TaskFilter(state=TaskState.PENDING, queue=queue),
+        after_id=None if after is None else after[0],
+        after_priority=None if after is None else after[1],
+        limit=50,
+        columns=RAW_COLUMNS,
+    )
+    sql = page.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+    with sqlite3.connect(db_path) as raw:
+        plan = [
+            (node, parent, detail)
+            for node, parent, _, detail in raw.execute(f"EXPLAIN QUERY PLAN {sql}")
+        ]
+    [ids] = [node for node, _, detail in plan if detail.startswith("LIST SUBQUERY")]
+    inner = [detail for _, parent, detail in plan if parent == ids]
+    walk = (
+        "SEARCH tasks USING INDEX ix_tasks_claim (priority<?)"
+        if after
+        else ("SCAN tasks USING INDEX ix_tasks_claim")
+    )
+    assert inner == [walk], "the index order serves the page: no sort of the pending tasks"
 
 
 async def test_acknowledgements_look_rows_up_by_id(db_path: Path) -> None:

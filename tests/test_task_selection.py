@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support import FakeClock, make_task
-from worker import InvalidInputError, Task, TaskItem, TaskState, WorkerQueue
+from worker import InvalidInputError, RetryPolicy, Task, TaskItem, TaskState, WorkerQueue
 from worker.builtins.requests import CallRequest
 from worker.core.selection import TaskFilter
 
@@ -16,11 +16,18 @@ def call_task(**fields: object) -> Task:
 
 
 async def _ids(wq: WorkerQueue, **filters: object) -> list[str]:
+    """Every page of two, each after the last task of the page before (and for pending
+    tasks after its place: its priority as that page saw it)."""
     found: list[str] = []
-    after: str | None = None
-    while page := await wq.list_tasks(limit=2, after_id=after, **filters):  # type: ignore[arg-type]
+    after: Task | None = None
+    while page := await wq.list_tasks(
+        limit=2,
+        after_id=None if after is None else after.id,
+        after_priority=None if after is None else after.priority,
+        **filters,  # type: ignore[arg-type]
+    ):
         found += [t.id for t in page]
-        after = page[-1].id
+        after = page[-1]
     return found
 
 
@@ -157,3 +164,46 @@ async def test_pending_tasks_are_listed_in_the_order_workers_claim_them(
     assert await _ids(queue) == [t.id for t in [*tasks, done]]
     claims = [t.id for t in await queue.dequeue(len(tasks))]
     assert claims == by_claim
+
+
+async def test_a_pending_page_goes_on_from_where_the_last_one_ended(
+    queue: WorkerQueue, clock: FakeClock
+) -> None:
+    """The next page starts at the last task's place as the page before saw it: a retry
+    that lowers that task's priority meanwhile (``priority_step``) moves nothing, and a
+    task purged since still marks the place."""
+    step = RetryPolicy(kind="fixed", delay_s=0, priority_step=-1)
+    mine = [make_task(str(n), queue="a", retry_policy=step) for n in range(6)]
+    others = [make_task(f"b{n}", queue="b") for n in range(3)]
+    await queue.enqueue([task for pair in zip(mine, others, strict=False) for task in pair])
+    await queue.enqueue(mine[3:])
+    first = await queue.list_tasks(state="pending", queue="a", limit=2)
+    assert [t.id for t in first] == [mine[0].id, mine[1].id]
+    done, failed = await queue.dequeue(2, queues=["a"])  # the page's own two
+    await queue.mark_as_complete(done.id, lease_id=done.lease_id)
+    await queue.mark_as_retry(failed.id, "boom", lease_id=failed.lease_id)
+    clock.advance(1)
+    await queue.retry()
+    assert (await queue.get_task(failed.id)).priority == -1
+
+    async def after_first(priority: int | None) -> list[str]:
+        page = await queue.list_tasks(
+            state="pending", queue="a", limit=2, after_id=first[-1].id, after_priority=priority
+        )
+        return [t.id for t in page]
+
+    assert await after_first(0) == [mine[2].id, mine[3].id]
+    # Without the priority the task's own now is taken: it sits at -1, behind them all.
+    assert await after_first(None) == []
+    # Walked to the end, the failed task comes last, where it now waits in line.
+    assert await _ids(queue, state="pending", queue="a") == [t.id for t in mine[2:]] + [failed.id]
+
+    clock.advance(3600)
+    assert await queue.purge(older_than_s=60) == 1  # the completed one
+    gone = {"state": "pending", "queue": "a", "limit": 2, "after_id": done.id}
+    with pytest.raises(InvalidInputError, match="after_priority"):
+        await queue.list_tasks(**gone)  # type: ignore[arg-type]
+    page = await queue.list_tasks(**gone, after_priority=0)  # type: ignore[arg-type]
+    assert [t.id for t in page] == [mine[2].id, mine[3].id]
+    with pytest.raises(InvalidInputError, match="after_priority"):
+        await queue.list_tasks(state="pending", after_id=done.id, after_priority=10**9)

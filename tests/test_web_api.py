@@ -96,6 +96,25 @@ async def test_a_batch_is_enqueued_whole(client: httpx.AsyncClient, queue: Worke
     assert (await queue.get_queue_stats())["pending"] == 2
 
 
+async def test_pending_pages_carry_the_place_of_their_last_task(
+    client: httpx.AsyncClient,
+) -> None:
+    bodies = [call(name=f"t{i}", priority=p) for i, p in enumerate([0, 5, 0, 5, 0])]
+    submitted = await client.post("/api/tasks/batch", json={"tasks": bodies})
+    ids = [t["task_id"] for t in submitted.json()["tasks"]]
+    pending: dict[str, str | int] = {"state": "pending", "limit": 2}
+    first = (await client.get("/api/tasks", params=pending)).json()
+    assert [t["id"] for t in first["tasks"]] == [ids[1], ids[3]]
+    assert (first["next_after"], first["next_after_priority"]) == (ids[3], 5)
+    cursor = {"after": first["next_after"], "after_priority": first["next_after_priority"]}
+    second = (await client.get("/api/tasks", params={**pending, **cursor})).json()
+    assert [t["id"] for t in second["tasks"]] == [ids[0], ids[2]]
+    page = await client.get("/tasks", params=pending)
+    assert f"after={ids[3]}&amp;after_priority=5" in page.text  # the next page's link
+    by_id = (await client.get("/api/tasks", params={"limit": 2})).json()
+    assert (by_id["next_after"], by_id["next_after_priority"]) == (ids[1], None)
+
+
 async def test_list_filters_and_pages_by_id(client: httpx.AsyncClient, queue: WorkerQueue) -> None:
     bodies = [call(name=f"t{i}", queue="a" if i % 2 else "b") for i in range(7)]
     submitted = await client.post("/api/tasks/batch", json={"tasks": bodies})
@@ -121,7 +140,7 @@ async def test_list_filters_and_pages_by_id(client: httpx.AsyncClient, queue: Wo
     of_kind = (await client.get("/api/tasks", params={"kind": "call", "limit": 2})).json()
     assert [t["id"] for t in of_kind["tasks"]] == ids[:2]
     no_kind = (await client.get("/api/tasks", params={"kind": "tts"})).json()
-    assert no_kind == {"tasks": [], "next_after": None}
+    assert no_kind == {"tasks": [], "next_after": None, "next_after_priority": None}
     bad_state = await client.get("/api/tasks", params={"state": "asleep"})
     assert "state" in problem_of(bad_state, 422)["detail"]
 

@@ -6,6 +6,7 @@ migrate it, and never take its write lock. Rendering (rich) loads when a command
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -55,26 +56,59 @@ def list_tasks(
     after: Annotated[
         str | None, typer.Option("--after", metavar="ID", help="Start after this task id.")
     ] = None,
+    after_priority: Annotated[
+        int | None,
+        typer.Option(
+            "--after-priority",
+            metavar="N",
+            help="-s pending: the --after task's priority on the page before.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List tasks in enqueue order (pending: in claim order); page on with --after."""
 
     async def read(queue: WorkerQueue) -> list[Task]:
-        return await queue.list_tasks(state=state, queue=queue_name, limit=limit, after_id=after)
+        return await queue.list_tasks(
+            state=state,
+            queue=queue_name,
+            limit=limit,
+            after_id=after,
+            after_priority=after_priority,
+        )
 
     tasks = run(ctx, read, "read")
     from worker.cli import render
 
-    next_after = tasks[-1].id if len(tasks) == limit else None
+    last = tasks[-1] if len(tasks) == limit else None
+    # Pending tasks are listed in claim order: the next page starts at the last task's
+    # place as this page saw it, its priority included (a retry may change it).
+    last_priority = last.priority if last and state is TaskState.PENDING else None
     if as_json:
-        print_json({"tasks": [render.task_document(t) for t in tasks], "next_after": next_after})
+        document = {
+            "tasks": [render.task_document(t) for t in tasks],
+            "next_after": None if last is None else last.id,
+            "next_after_priority": last_priority,
+        }
+        print_json(document)
         return
     if not tasks:
         render.stderr.print("no tasks")
         return
     render.stdout.print(render.tasks_table(tasks))
-    if next_after is not None:
-        render.stderr.print(f"more: wq list --after {next_after}", highlight=False)
+    if last is not None:
+        words = ["wq list", *_filter_options(state, queue_name, limit), "--after", last.id]
+        if last_priority is not None:
+            words += ["--after-priority", str(last_priority)]
+        render.stderr.print("more: " + " ".join(words), highlight=False, markup=False)
+
+
+def _filter_options(state: TaskState | None, queue_name: str | None, limit: int) -> list[str]:
+    """The options that chose this page, to repeat for the next one."""
+    words = [] if state is None else ["-s", state.value]
+    if queue_name is not None:
+        words += ["-q", shlex.quote(queue_name)]
+    return words if limit == 50 else [*words, "-n", str(limit)]
 
 
 def why(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:

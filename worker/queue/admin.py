@@ -16,7 +16,7 @@ from worker.core import arguments
 from worker.core.backoff import next_attempt_at
 from worker.core.config import QueueConfig
 from worker.core.errors import InvalidInputError
-from worker.core.limits import MAX_INSTANT
+from worker.core.limits import MAX_INSTANT, MAX_PRIORITY, MIN_PRIORITY
 from worker.core.models import RetryPolicy, Task
 from worker.core.selection import BULK_ACTIONS, BulkAction, BulkOutcome, TaskFilter
 from worker.core.states import TERMINAL_STATES, TaskState
@@ -233,16 +233,22 @@ class QueueAdmin:
         error: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
+        after_priority: int | None = None,
     ) -> list[Task]:
         """Tasks in id (enqueue) order, pending ones (``state="pending"``) in the order
-        workers claim them (higher priority first, then id); pass the last id as
-        ``after_id`` for the next page.
+        workers claim them (higher priority first, then id); pass the last task's id as
+        ``after_id`` for the next page, and for pending tasks its ``priority`` as
+        ``after_priority`` too: then a task whose priority changed since (a retry with
+        ``RetryPolicy(priority_step=...)``) does not move where the next page starts.
+        Without it, the ``after_id`` task's priority now is taken (it must still exist).
 
         Every filter given must match (:class:`~worker.core.selection.TaskFilter`): ``kind``
         an item's request kind, ``name`` the task's name, ``error`` a piece of its last
         error (any case), ``created_after <= created_at < created_before``."""
         arguments.count("limit", limit, high=arguments.MAX_PAGE)
         arguments.optional_text("after_id", after_id)
+        if after_priority is not None:
+            arguments.count("after_priority", after_priority, low=MIN_PRIORITY, high=MAX_PRIORITY)
         chosen = task_filter(
             state=state,
             queue=queue,
@@ -252,7 +258,9 @@ class QueueAdmin:
             created_after=created_after,
             created_before=created_before,
         )
-        return await self._storage.list_tasks(chosen, limit=limit, after_id=after_id)
+        return await self._storage.list_tasks(
+            chosen, limit=limit, after_id=after_id, after_priority=after_priority
+        )
 
     async def count_tasks(self, chosen: TaskFilter | None = None) -> int:
         """How many tasks ``chosen`` matches (what a bulk action on it would look at)."""

@@ -184,9 +184,13 @@ class SyncQueue:
         queue: str | None = None,
         limit: int = 100,
         after_id: str | None = None,
+        *,
+        after_priority: int | None = None,
     ) -> list[Task]:
         """:meth:`WorkerQueue.list_tasks`."""
-        return self.call(lambda q: q.list_tasks(state, queue, limit, after_id))
+        return self.call(
+            lambda q: q.list_tasks(state, queue, limit, after_id, after_priority=after_priority)
+        )
 
     def cancel(self, task_id: str, *, reason: str | None = None) -> TaskState:
         """:meth:`WorkerQueue.mark_as_cancelled`: the task's state afterwards."""

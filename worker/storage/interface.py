@@ -198,9 +198,15 @@ class Storage(Protocol):
     async def get(self, task_id: str) -> Task: ...
 
     async def list_tasks(
-        self, chosen: TaskFilter, *, limit: int, after_id: str | None
+        self,
+        chosen: TaskFilter,
+        *,
+        limit: int,
+        after_id: str | None,
+        after_priority: int | None = None,
     ) -> list[Task]:
-        """A page of the tasks ``chosen`` matches, in id order after ``after_id``."""
+        """A page of the tasks ``chosen`` matches after ``after_id``: in id order, pending
+        tasks in claim order after ``(after_priority, after_id)``."""
         ...
 
     async def count_tasks(self, chosen: TaskFilter) -> int: ...

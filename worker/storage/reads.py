@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.core.errors import StorageError, TaskNotFoundError
+from worker.core.errors import InvalidInputError, StorageError, TaskNotFoundError
 from worker.core.models import Task
 from worker.core.selection import TaskFilter
 from worker.core.states import TaskState
@@ -53,11 +54,29 @@ class ReadStore:
             raise StorageError(self._db.url, "get_task", cause)
         return task
 
-    async def list(self, chosen: TaskFilter, *, limit: int, after_id: str | None) -> list[Task]:
-        """A page of the tasks ``chosen`` matches, in id order after ``after_id`` (which
-        index each filter uses: :mod:`worker.storage.selection`)."""
-        query = selection.list_page(chosen, after_id=after_id, limit=limit, columns=RAW_COLUMNS)
+    async def list(
+        self,
+        chosen: TaskFilter,
+        *,
+        limit: int,
+        after_id: str | None,
+        after_priority: int | None = None,
+    ) -> list[Task]:
+        """A page of the tasks ``chosen`` matches after ``after_id``: in id order, pending
+        tasks in claim order after ``(after_priority, after_id)``, where a missing
+        ``after_priority`` is the task's own now (which index each filter uses:
+        :mod:`worker.storage.selection`)."""
         async with self._db.read("list_tasks") as conn:
+            pending = chosen.state is TaskState.PENDING
+            if pending and after_id is not None and after_priority is None:
+                after_priority = await _priority(conn, after_id)
+            query = selection.list_page(
+                chosen,
+                after_id=after_id,
+                after_priority=after_priority,
+                limit=limit,
+                columns=RAW_COLUMNS,
+            )
             rows, tolerant = await undecodable.rows(conn, query)
         # A row that cannot be shown at all is logged and left out, not the page.
         return [task for row in rows if (task := readable(row, tolerant=tolerant)) is not None]
@@ -135,3 +154,15 @@ def _oldest_by_grouping() -> sa.Select[tuple[str, float]]:
         .where(sa.text(f"state = '{TaskState.PENDING.value}'"))
         .group_by(tasks.c.queue)
     )
+
+
+async def _priority(conn: AsyncConnection, task_id: str) -> int:
+    """The priority of the task a page of pending tasks follows."""
+    query = sa.select(tasks.c.priority).where(tasks.c.id == task_id)
+    priority = (await conn.execute(query)).scalar()
+    if priority is None:
+        raise InvalidInputError(
+            f"after_id: task {task_id!r} is gone, so its place among the pending tasks is "
+            "unknown; pass after_priority (its priority on the last page) with it"
+        )
+    return int(priority)

@@ -4,7 +4,8 @@ and a bulk action share, in the portable vocabulary (:mod:`worker.storage.sql`).
 Which index serves each filter (a page walks ``ORDER BY id`` and stops when full):
 
 - ``state`` pending: the claim's index, in its own order (:func:`claim_order`), a page
-  its first entries.
+  its first entries from the cursor's place (the queue compared as an expression, so
+  that the planner cannot take the index of pending tasks by queue and sort them).
 - another ``state`` but completed: that state's partial index (``ix_tasks_lease_expiry``,
   ``ix_tasks_retryable``, ``ix_tasks_discarded``, ``ix_tasks_cancelled``), the state
   inlined as a constant so the planner can use it, and the rows it holds sorted by id
@@ -30,13 +31,16 @@ from worker.storage.schema import tasks
 from worker.storage.sql import has_kind, state_in
 
 
-def conditions(chosen: TaskFilter) -> list[ColumnElement[bool]]:
-    """The ``WHERE`` conditions of ``chosen`` (none: every task)."""
+def conditions(chosen: TaskFilter, *, by_index: bool = True) -> list[ColumnElement[bool]]:
+    """The ``WHERE`` conditions of ``chosen`` (none: every task). ``by_index=False``: the
+    queue is compared as an expression (``queue || ''``, the same test) that no index
+    holds, so a planner cannot take another index than the one the order needs."""
     where: list[ColumnElement[bool]] = []
     if chosen.state is not None:
         where.append(state_in(chosen.state))
     if chosen.queue is not None:
-        where.append(tasks.c.queue == chosen.queue)
+        queue = tasks.c.queue if by_index else tasks.c.queue.op("||")(sa.literal_column("''"))
+        where.append(queue == chosen.queue)
     if chosen.kind is not None:
         where.append(has_kind(tasks.c.task_items, chosen.kind))
     if chosen.name is not None:
@@ -72,20 +76,31 @@ def order(chosen: TaskFilter) -> ColumnElement[Any]:
 
 
 def list_page(
-    chosen: TaskFilter, *, after_id: str | None, limit: int, columns: Sequence[Any]
+    chosen: TaskFilter,
+    *,
+    after_id: str | None,
+    limit: int,
+    columns: Sequence[Any],
+    after_priority: int | None = None,
 ) -> sa.Select[Any]:
     """``columns`` of the next ``limit`` tasks ``chosen`` matches after ``after_id`` (a list
-    page): pending tasks in the order workers claim them (:func:`claim_order`), every other
-    selection in id order.
+    page): pending tasks in the order workers claim them (:func:`claim_order`), after the
+    place ``after_id`` had with ``after_priority`` (required with ``after_id`` then), every
+    other selection in id order.
 
     The page's ids are found first and only their rows are read, so a sort never carries
     whole rows.
     """
     if chosen.state is TaskState.PENDING:
         ranks = claim_order()
-        ids = sa.select(tasks.c.id).where(*conditions(chosen)).order_by(*ranks).limit(limit)
+        # The claim index, walked in its order from the cursor: the queue must not tempt
+        # the planner onto the index of pending tasks by queue (it would sort them all).
+        where = conditions(chosen, by_index=False)
+        ids = sa.select(tasks.c.id).where(*where).order_by(*ranks).limit(limit)
         if after_id is not None:
-            ids = ids.where(_after_in_claim_order(after_id))
+            if after_priority is None:
+                raise ValueError("a page of pending tasks after a task needs its priority")
+            ids = ids.where(*_after_in_claim_order(after_id, after_priority))
     else:
         ranks = [tasks.c.id]
         ids = sa.select(tasks.c.id).where(*conditions(chosen)).order_by(order(chosen))
@@ -105,13 +120,14 @@ def claim_order() -> list[ColumnElement[Any]]:
     return [tasks.c.priority.desc(), tasks.c.id]
 
 
-def _after_in_claim_order(after_id: str) -> ColumnElement[bool]:
-    """Behind ``after_id`` in :func:`claim_order` (its priority as it is now: a task whose
-    priority changed between two pages moves the place the next one starts from)."""
-    priority = sa.select(tasks.c.priority).where(tasks.c.id == after_id).scalar_subquery()
-    return sa.or_(
-        tasks.c.priority < priority, sa.and_(tasks.c.priority == priority, tasks.c.id > after_id)
-    )
+def _after_in_claim_order(after_id: str, priority: int) -> list[ColumnElement[bool]]:
+    """Behind ``(priority, after_id)`` in :func:`claim_order`: the first condition bounds
+    the walk of the claim index (it starts at ``priority``, not at its first entry), the
+    second takes what follows the id there."""
+    return [
+        tasks.c.priority <= priority,
+        sa.or_(tasks.c.priority < priority, tasks.c.id > after_id),
+    ]
 
 
 def page_of_ids(chosen: TaskFilter, *, after_id: str | None, limit: int) -> sa.Select[Any]:

@@ -247,9 +247,16 @@ class SqlStorage:
         return await self._reads.get(task_id)
 
     async def list_tasks(
-        self, chosen: TaskFilter, *, limit: int, after_id: str | None
+        self,
+        chosen: TaskFilter,
+        *,
+        limit: int,
+        after_id: str | None,
+        after_priority: int | None = None,
     ) -> list[Task]:
-        return await self._reads.list(chosen, limit=limit, after_id=after_id)
+        return await self._reads.list(
+            chosen, limit=limit, after_id=after_id, after_priority=after_priority
+        )
 
     async def count_tasks(self, chosen: TaskFilter) -> int:
         return await self._reads.count(chosen)

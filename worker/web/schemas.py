@@ -65,6 +65,9 @@ class SubmittedMany(BaseModel):
 class TaskPage(BaseModel):
     tasks: list[dict[str, Any]]
     next_after: str | None = Field(description="Pass as ``after`` for the next page.")
+    next_after_priority: int | None = Field(
+        None, description="Pending tasks' pages: pass as ``after_priority`` with ``after``."
+    )
 
 
 class QueueStatus(BaseModel):

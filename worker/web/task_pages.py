@@ -70,6 +70,7 @@ async def tasks_page(
     *,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     after: str | None = None,
+    after_priority: int | None = None,
     done: str | None = None,
     changed: int = 0,
     skipped: int = 0,
@@ -77,7 +78,7 @@ async def tasks_page(
 ) -> Response:
     problem = None
     rows: list[dict[str, Any]] = []
-    next_after = None
+    next_after: dict[str, str] | None = None
     try:
         chosen = selection_of(given)
         page = await queue.list_tasks(
@@ -90,9 +91,13 @@ async def tasks_page(
             error=chosen.error,
             created_after=chosen.created_after,
             created_before=chosen.created_before,
+            after_priority=after_priority,
         )
         rows = [row(task) for task in page]
-        next_after = page[-1].id if len(page) == limit else None
+        if len(page) == limit:
+            next_after = {"after": page[-1].id}
+            if chosen.state is TaskState.PENDING:
+                next_after["after_priority"] = str(page[-1].priority)
     except InvalidInputError as exc:
         problem = str(exc)
     query = dict(given)
@@ -115,7 +120,7 @@ async def tasks_page(
         problem=problem,
         message=message,
         actions=LABELS,
-        next_href=None if next_after is None else "?" + urlencode({**query, "after": next_after}),
+        next_href=None if next_after is None else "?" + urlencode({**query, **next_after}),
         first_href="?" + urlencode(query) if after else None,
         query=query,
     )

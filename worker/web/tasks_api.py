@@ -78,6 +78,13 @@ async def list_tasks(
     *,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     after: Annotated[str | None, Query(description="The last id of the page before.")] = None,
+    after_priority: Annotated[
+        int | None,
+        Query(
+            description="With state=pending: that task's priority on the page before "
+            "(its next_after_priority), so a priority changed since moves nothing."
+        ),
+    ] = None,
 ) -> TaskPage:
     chosen = selection_of(given)
     page = await queue.list_tasks(
@@ -90,9 +97,14 @@ async def list_tasks(
         error=chosen.error,
         created_after=chosen.created_after,
         created_before=chosen.created_before,
+        after_priority=after_priority,
     )
-    next_after = page[-1].id if len(page) == limit else None
-    return TaskPage(tasks=[task_document(t) for t in page], next_after=next_after)
+    last = page[-1] if len(page) == limit else None
+    return TaskPage(
+        tasks=[task_document(t) for t in page],
+        next_after=None if last is None else last.id,
+        next_after_priority=last.priority if last and chosen.state is TaskState.PENDING else None,
+    )
 
 
 @router.get("/{task_id}", summary="One task, why it is not running, its queue position")
