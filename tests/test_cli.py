@@ -298,3 +298,22 @@ def test_list_prints_the_command_for_the_next_page(database_url: str) -> None:
     assert (second["next_after"], second["next_after_priority"]) == (tasks[2].id, 0)
     by_id = wq(database_url, "list", "-n", "2", "--json").json()
     assert (by_id["next_after"], by_id["next_after_priority"]) == (tasks[1].id, None)
+
+
+def test_a_task_s_own_text_is_printed_as_it_is(db_path: Path) -> None:
+    # Names, errors and worker ids are the tasks' own text: rich's markup in them ("[/]"
+    # closes nothing) once failed the command as an internal error.
+    task = make_task("x", name="[/] [bold]loud")
+
+    async def fail_it(queue: WorkerQueue) -> None:
+        await queue.enqueue([task])
+        [claimed] = await queue.dequeue(1, worker_id="host[/]:1")
+        await queue.mark_as_discarded(claimed.id, "[/tmp/out] is full", lease_id=claimed.lease_id)
+
+    with_queue(db_path, fail_it)
+    status, listed = wq_all(db_path, ("status", task.id), ("list",))
+    for result in (status, listed):
+        assert result.code == 0, result.err
+        assert "[/] [bold]loud" in result.out
+    assert "[/tmp/out] is full" in status.out
+    assert "host[/]:1" in status.out

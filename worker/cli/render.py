@@ -26,8 +26,10 @@ from worker.core.states import TaskState
 
 # Piped output is not cut to 80 columns (COLUMNS still wins when set).
 _PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
-stdout = Console(highlight=False, width=_PIPE_WIDTH)
-stderr = Console(stderr=True, highlight=False)
+# No markup: what is printed holds the tasks' own text (names, errors, worker ids,
+# progress messages), in which "[/]" or "[bold]" would be read as rich's tags.
+stdout = Console(highlight=False, markup=False, width=_PIPE_WIDTH)
+stderr = Console(stderr=True, highlight=False, markup=False)
 
 STATE_STYLES = {
     TaskState.PENDING: "cyan",
@@ -201,7 +203,7 @@ def task_panel(
     if task.errors:
         parts += [Text(""), _attempts_table(task, now)]
     title = f"task {task.id}" + (f" · {task.name}" if task.name else "")
-    return Panel(Group(*parts), title=title, title_align="left", expand=False)
+    return Panel(Group(*parts), title=Text(title), title_align="left", expand=False)
 
 
 def _attempts_table(task: Task, now: float) -> Table:
