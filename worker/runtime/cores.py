@@ -11,7 +11,9 @@ over its processes and their concurrency and exports the share as ``QUEUE_TASK_T
 from __future__ import annotations
 
 import logging
+import math
 import os
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +22,50 @@ TASK_THREADS_VARIABLE = "QUEUE_TASK_THREADS"
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, where the system tells)."""
+    """The cores this process may use: those it may run on (its CPU affinity, where the
+    system tells), fewer under a CPU quota (a container's CPU limit, from its cgroup)."""
     if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_limit()
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def cgroup_cpu_limit(
+    root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
+) -> float | None:
+    """The CPUs this process's cgroup may use in each period (``cpu.max`` in cgroup v2,
+    ``cpu.cfs_quota_us`` over ``cpu.cfs_period_us`` in v1); None without a limit, or off
+    Linux. Docker's ``--cpus`` and Kubernetes' CPU limits set it."""
+    try:
+        groups = membership.read_text().splitlines()
+    except OSError:
+        return None
+    paths = {}
+    for line in groups:  # "0::/path" (v2), "4:cpu,cpuacct:/path" (v1)
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(","):
+            paths[controller] = path.lstrip("/")
+    try:
+        if "cpu" in paths:
+            folder = next(
+                (root / name / paths["cpu"] for name in ("cpu", "cpu,cpuacct", "cpuacct,cpu")
+                 if (root / name).is_dir()),
+                None,
+            )  # fmt: skip
+            if folder is not None:
+                quota = int((folder / "cpu.cfs_quota_us").read_text())
+                period = int((folder / "cpu.cfs_period_us").read_text())
+                return quota / period if quota > 0 and period > 0 else None
+        if "" in paths:
+            quota_text, period_text = (root / paths[""] / "cpu.max").read_text().split()
+            if quota_text == "max" or int(period_text) <= 0:
+                return None
+            return int(quota_text) / int(period_text)
+    except (OSError, ValueError) as exc:
+        log.debug("no CPU quota read from the cgroup: %s", exc)
+    return None
 
 
 def task_threads(processes: int, concurrency: int) -> int:
