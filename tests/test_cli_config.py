@@ -77,7 +77,7 @@ def test_bad_values_exit_2_with_a_line_per_variable(tmp_path: Path) -> None:
     several, visibility, not_url, unsupported = wq_each(
         (db, ("list",), {"QUEUE_MAX_ATTEMPTS": "0", "QUEUE_BUSY_TIMEOUT": "inf"}),
         (db, ("db", "upgrade"), {"QUEUE_VISIBILITY_TIMEOUT": "inf"}),
-        (None, ("status", "x"), {"QUEUE_DATABASE_URL": "not a url"}),
+        (None, ("status", "x"), {"QUEUE_DATABASE_URL": "sqlite:"}),
         (None, ("--db", "mysql+aiomysql://me:secret@db/q", "list"), {}),
     )
     for result in (several, visibility, not_url, unsupported):
@@ -90,7 +90,7 @@ def test_bad_values_exit_2_with_a_line_per_variable(tmp_path: Path) -> None:
         "number (got 'inf')",
     ]
     assert "QUEUE_VISIBILITY_TIMEOUT: Input should be a finite number" in one_error_line(visibility)
-    assert "QUEUE_DATABASE_URL: not a database URL: 'not a url'" in one_error_line(not_url)
+    assert "QUEUE_DATABASE_URL: not a database URL: 'sqlite:'" in one_error_line(not_url)
     line = one_error_line(unsupported)
     assert "--db: 'mysql' is not supported" in line
     assert "secret" not in line
@@ -138,7 +138,7 @@ def test_a_missing_driver_says_what_to_install(tmp_path: Path) -> None:
 def test_make_demo_prints_one_line_per_bad_variable() -> None:
     result = python(
         "import sys, tts.demo; sys.exit(tts.demo.main())",
-        env={"QUEUE_BUSY_TIMEOUT": "inf", "QUEUE_DATABASE_URL": "not a url"},
+        env={"QUEUE_BUSY_TIMEOUT": "inf", "QUEUE_DATABASE_URL": "sqlite:"},
     )
     assert result.code == 2, result
     lines = result.err.strip().splitlines()

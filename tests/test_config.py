@@ -200,9 +200,13 @@ def test_an_unknown_variable_warns_naming_the_closest(
 
 def test_database_urls() -> None:
     with pytest.raises(ConfigurationError, match=r"^QUEUE_DATABASE_URL: not a database URL"):
-        QueueConfig.from_env({"QUEUE_DATABASE_URL": "not a url"})
+        QueueConfig.from_env({"QUEUE_DATABASE_URL": "postgresql:/u@db/q"})  # a slash short
     with pytest.raises(ConfigurationError, match=r"^database_url: not a database URL"):
-        QueueConfig(database_url="not a url")
+        QueueConfig(database_url="sqlite:")
+    # A plain file path is a SQLite database, in the variable as with wq --db.
+    assert QueueConfig(database_url="jobs.db").database_url == "sqlite+aiosqlite:///jobs.db"
+    home = QueueConfig.from_env({"QUEUE_DATABASE_URL": "~/q/jobs.db"}).database_url
+    assert home == f"sqlite+aiosqlite:///{Path.home() / 'q' / 'jobs.db'}"
     # The sync driver, named or implied, gets the async one.
     for given in ("sqlite:////x/q.db", "sqlite+pysqlite:////x/q.db"):
         assert QueueConfig(database_url=given).database_url == "sqlite+aiosqlite:////x/q.db"
@@ -216,6 +220,8 @@ def test_database_urls() -> None:
         QueueConfig.from_env({"QUEUE_DATABASE_URL": "mysql+aiomysql://u:hunter2@db/q"})
     message = str(caught.value)
     assert message.startswith("QUEUE_DATABASE_URL: 'mysql' is not supported")
+    assert "use SQLite" in message
+    assert "or PostgreSQL (e.g. postgresql://" in message
     assert "hunter2" not in message
     with pytest.raises(ConfigurationError, match="driver 'pypostgresql' is not supported"):
         QueueConfig(database_url="postgresql+pypostgresql://db/q")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 from worker.core.states import Priority
@@ -48,13 +47,6 @@ def parse_priority(text: str | int) -> int:
     except KeyError:
         names = ", ".join(p.name.lower() for p in Priority)
         raise ValueError(f"invalid priority {text!r}: use an integer or one of {names}") from None
-
-
-def database_url(value: str) -> str:
-    """A SQLAlchemy URL as given, or a plain file path as ``sqlite+aiosqlite:///PATH``."""
-    if "://" in value:
-        return value
-    return f"sqlite+aiosqlite:///{Path(value).expanduser()}"
 
 
 def parse_env_pair(text: str) -> tuple[str, str]:

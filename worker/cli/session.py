@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import typer
 
-from worker.cli.parse import database_url
+from worker.core.database_url import file_url
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -127,7 +127,7 @@ def load_config(ctx: typer.Context, *, warnings_to_log: bool = False) -> QueueCo
     environ = {k: v for k, v in os.environ.items() if k.upper().startswith("QUEUE_")}
     if options.database is not None:
         environ = {k: v for k, v in environ.items() if k.upper() != "QUEUE_DATABASE_URL"}
-        environ["QUEUE_DATABASE_URL"] = database_url(options.database)
+        environ["QUEUE_DATABASE_URL"] = file_url(options.database)
     with _config_warnings(not warnings_to_log) as warnings:
         try:
             config = QueueConfig.from_env(environ)

@@ -372,9 +372,9 @@ class QueueConfig(BaseModel):
     web_csrf_secret: SecretStr | None = _setting(
         None,
         "QUEUE_WEB_CSRF_SECRET",
-        "Key (at least 16 characters) that signs `wq web`'s CSRF tokens; give every web "
-        "process behind one address the same. None: random per process, so a restart asks "
-        "open pages to reload before their next action.",
+        "Random key (at least 16 bytes; `openssl rand -hex 32` makes one) that signs "
+        "`wq web`'s CSRF tokens; give every web process behind one address the same. None: "
+        "random per process, so a restart asks open pages to reload before their next action.",
     )
     webhook_allow_private: bool = _setting(
         False,

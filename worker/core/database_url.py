@@ -2,6 +2,7 @@
 
 The queue runs on asyncio, so each backend has one async driver; a URL that names the
 backend alone (``sqlite:///PATH``) or its synchronous driver (``sqlite+pysqlite://``) gets it.
+A plain file path (no ``://``) is a SQLite database there.
 Each check raises ``ValueError`` with one line fit to show the user (the configuration turns
 it into a :class:`~worker.core.errors.ConfigurationError` naming the setting).
 """
@@ -9,9 +10,12 @@ it into a :class:`~worker.core.errors.ConfigurationError` naming the setting).
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 EXAMPLE = "sqlite+aiosqlite:///data/queue.db"
+POSTGRES_EXAMPLE = "postgresql://user@host/db"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +42,26 @@ BACKENDS = {
         install="pip install 'worker-queue[postgres]'",
     ),
 }
-#: Backends planned but not supported yet, by SQLAlchemy name.
-PLANNED: dict[str, str] = {}
+
+
+#: What starts a URL (``scheme:``); a path that would start so is taken for a mistyped URL.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def file_url(value: str) -> str:
+    """A SQLAlchemy URL as given, or a plain file path as ``sqlite+aiosqlite:///PATH``."""
+    if "://" in value or not value.strip() or _SCHEME.match(value):
+        return value
+    return f"sqlite+aiosqlite:///{Path(value).expanduser()}"
 
 
 def async_database_url(value: str) -> str:
-    """``value`` with the backend's async driver, or ``ValueError`` saying what is wrong."""
+    """``value`` (a URL, or a SQLite file path) with the backend's async driver, or
+    ``ValueError`` saying what is wrong."""
     from sqlalchemy.engine import make_url  # SQLAlchemy is heavy: only when a URL is checked
     from sqlalchemy.exc import ArgumentError
 
+    value = file_url(value)
     try:
         url = make_url(value)
     except (ArgumentError, ValueError):
@@ -57,9 +72,10 @@ def async_database_url(value: str) -> str:
     backend_name, _, driver = url.drivername.partition("+")
     backend = BACKENDS.get(backend_name)
     if backend is None:
-        label = PLANNED.get(backend_name)
-        what = f"{label} is not supported yet" if label else f"{backend_name!r} is not supported"
-        raise ValueError(f"{what} ({shown}): use a SQLite database, e.g. {EXAMPLE}")
+        raise ValueError(
+            f"{backend_name!r} is not supported ({shown}): use SQLite (e.g. {EXAMPLE}, or a "
+            f"file path) or PostgreSQL (e.g. {POSTGRES_EXAMPLE})"
+        )
     if driver != backend.driver and driver not in backend.sync_drivers:
         raise ValueError(
             f"driver {driver!r} is not supported ({shown}): use {backend_name}+{backend.driver}"
