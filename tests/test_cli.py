@@ -317,3 +317,45 @@ def test_a_task_s_own_text_is_printed_as_it_is(db_path: Path) -> None:
         assert "[/] [bold]loud" in result.out
     assert "[/tmp/out] is full" in status.out
     assert "host[/]:1" in status.out
+
+
+JOBS_MODULE = """
+from pydantic import BaseModel
+
+from worker import TaskContext, TaskItem, processor, register_request_kind
+
+
+@register_request_kind("cwd-echo")
+class Echo(BaseModel):
+    text: str
+
+
+@processor("cwd-echo")
+async def echo(item: TaskItem, ctx: TaskContext) -> str:
+    return item.request.text
+"""
+
+
+def test_wq_worker_imports_a_module_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The wq script (not python -m worker, which puts the working directory on the path
+    # itself) once failed with "No module named 'yourpackage'" beside yourpackage/.
+    (tmp_path / "yourpackage").mkdir()
+    (tmp_path / "yourpackage" / "__init__.py").write_text("")
+    (tmp_path / "yourpackage" / "jobs.py").write_text(JOBS_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from yourpackage.jobs import Echo  # type: ignore[import-not-found]
+
+    from worker import Task, TaskItem
+
+    task = Task(items=[TaskItem(request=Echo(text="hi"))])
+    with_queue(tmp_path / "q.db", lambda queue: queue.enqueue([task]))
+    script = Path(sys.executable).with_name("wq")
+    proc = subprocess.run(
+        [str(script), "--db", "q.db", "worker", "-m", "yourpackage.jobs", "--burst"],
+        capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    done = with_queue(tmp_path / "q.db", lambda queue: queue.get_task(task.id))
+    assert (done.state, done.items[0].result) == (TaskState.COMPLETED, "hi")

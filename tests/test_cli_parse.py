@@ -8,7 +8,6 @@ from tests.support import make_task
 from worker import Priority, TaskState
 from worker.cli import EXIT_CODES
 from worker.cli.parse import (
-    database_url,
     parse_duration,
     parse_env_pair,
     parse_json_list,
@@ -17,6 +16,7 @@ from worker.cli.parse import (
 )
 from worker.cli.render import ProgressView, duration, progress_view, request_summary
 from worker.cli.session import ExitCode
+from worker.core.database_url import file_url
 from worker.core.models import Progress
 
 
@@ -75,10 +75,12 @@ def test_bad_priorities_list_the_names(text: str) -> None:
 
 def test_database_urls_and_paths() -> None:
     url = "postgresql+asyncpg://u:p@db/queue"
-    assert database_url(url) == url
-    assert database_url("sqlite+aiosqlite:///x.db") == "sqlite+aiosqlite:///x.db"
-    assert database_url("data/q.db") == "sqlite+aiosqlite:///data/q.db"
-    assert database_url("/tmp/q.db") == "sqlite+aiosqlite:////tmp/q.db"
+    assert file_url(url) == url
+    assert file_url("sqlite+aiosqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+    assert file_url("data/q.db") == "sqlite+aiosqlite:///data/q.db"
+    assert file_url("/tmp/q.db") == "sqlite+aiosqlite:////tmp/q.db"
+    for url_like in ("sqlite:", "postgresql:/u@db/q", ""):  # refused later, as URLs
+        assert file_url(url_like) == url_like
 
 
 def test_env_pairs() -> None:

@@ -229,6 +229,7 @@ async def test_unknown_kind_is_discarded_without_breaking_the_batch(queue: Worke
     assert stored.state is TaskState.DISCARDED
     assert stored.last_error is not None
     assert "unknown request kind 'echo'" in stored.last_error
+    assert "start it with the module that registers it" in stored.last_error
     request = stored.items[0].request
     assert isinstance(request, UnloadedRequest), "reads still show what is stored"
     assert (request.kind, request.data) == ("echo", {"text": "x"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -30,7 +31,14 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def import_processors(modules: list[str]) -> None:
-    """Import each module so the handlers it decorates register themselves."""
+    """Import each module so the handlers it decorates register themselves.
+
+    Modules (and the functions ``call`` tasks name) are found in the working directory
+    too, as ``python -m worker`` finds them: the ``wq`` script's own folder is on the path
+    in its place, so ``wq worker -m yourpackage.jobs`` beside ``yourpackage/`` failed."""
+    here = os.getcwd()
+    if "" not in sys.path and here not in sys.path:
+        sys.path.insert(0, here)
     for name in modules:
         try:
             importlib.import_module(name)
@@ -56,7 +64,8 @@ def run_worker(
             "--module",
             "-m",
             metavar="MODULE",
-            help="Import to register handlers and task functions (repeat).",
+            help="Import to register handlers and task functions (repeat); found in the "
+            "working directory too.",
         ),
     ] = None,
     burst: Annotated[

@@ -19,7 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.core.errors import DuplicateTaskError, QueueFullError, StorageError
+from worker.core.errors import (
+    DuplicateTaskError,
+    QueueFullError,
+    StorageError,
+    UnknownRequestKindError,
+)
 from worker.core.models import Failure, Resources, Task
 from worker.core.states import TaskState
 from worker.storage import dependencies, undecodable
@@ -295,6 +300,11 @@ class TaskStore:
                 )
             except UNREADABLE as error:
                 message = f"system: cannot load task: {unreadable(error)}"
+                if isinstance(error.__cause__, UnknownRequestKindError):
+                    message += (
+                        "; this worker does not know the kind: start it with the module that"
+                        " registers it (wq worker -m MODULE), then resume the task"
+                    )
                 log.error("discarding task %s: %s", row[0], message)
                 unloadable.append(Failure(row[0], message, lease_id=prefix + row[0]))
         if unloadable:
