@@ -112,7 +112,7 @@ def test_a_ctrl_c_swallowed_while_loading_still_interrupts(
     with pytest.raises(KeyboardInterrupt):
         _Interrupts.handler(signal.SIGINT, None)  # as if during an import: raised, then lost
     try:
-        result = CliRunner().invoke(app, ["--db", str(db_path), "stats", "--watch"])
+        result = CliRunner().invoke(app, ["--db", str(db_path), "stats"])
     finally:
         _Interrupts.seen = False
     assert result.exit_code == 130, result.output

@@ -6,7 +6,7 @@ import pytest
 
 from tests.support import make_task
 from worker import Priority, TaskState
-from worker.cli import EXIT_CODES
+from worker.cli import EXIT_CODES, global_options_first
 from worker.cli.parse import (
     parse_duration,
     parse_env_pair,
@@ -14,7 +14,13 @@ from worker.cli.parse import (
     parse_json_object,
     parse_priority,
 )
-from worker.cli.render import ProgressView, duration, progress_view, request_summary
+from worker.cli.render import (
+    ProgressView,
+    duration,
+    progress_text,
+    progress_view,
+    request_summary,
+)
 from worker.cli.session import ExitCode
 from worker.core.database_url import file_url
 from worker.core.models import Progress
@@ -119,10 +125,16 @@ def test_progress_views() -> None:
     task.state = TaskState.PROCESSING
     task.progress = Progress(current=3, total=10, message="chunk 3", at=1.0)
     assert progress_view(task) == ProgressView("processing: chunk 3", 3, 10)
-    task.state = TaskState.COMPLETED
-    assert progress_view(task) == ProgressView("completed: chunk 3", 10, 10)
+    assert progress_text(task) == "3/10 (30%) chunk 3"
+    task.state = TaskState.COMPLETED  # the last report came before the end: it is whole now
+    assert progress_view(task) == ProgressView("completed", 10, 10)
+    assert progress_text(task) == "10/10 (100%)"
+    task.progress = Progress(current=130, total=None, message="rows", at=1.0)
+    assert progress_text(task) == "130"
+    assert progress_view(task) == ProgressView("completed", 1.0, 1.0)
     task.progress = None
     assert progress_view(task) == ProgressView("completed", 1.0, 1.0)
+    assert progress_text(task) == "-"
 
 
 def test_request_summaries_name_the_kind_and_fit() -> None:
@@ -139,3 +151,19 @@ def test_every_exit_code_is_in_the_help_and_the_docstring() -> None:
     for code in ExitCode:
         assert f"{int(code)} " in EXIT_CODES
         assert f"\n{int(code)} " in worker.cli.__doc__
+
+
+def test_global_options_move_before_the_command() -> None:
+    assert global_options_first(["list", "--db", "j.db", "-n", "2"]) == [
+        "--db", "j.db", "list", "-n", "2"
+    ]  # fmt: skip
+    assert global_options_first(["status", "ID", "--db=j.db", "--debug"]) == [
+        "--db=j.db", "--debug", "status", "ID"
+    ]  # fmt: skip
+    # After "--", a program's own arguments stay as they are.
+    command = ["submit", "command", "--db", "a.db", "--", "prog", "--db", "x", "--debug"]
+    assert global_options_first(command) == [
+        "--db", "a.db", "submit", "command", "--", "prog", "--db", "x", "--debug"
+    ]  # fmt: skip
+    assert global_options_first(["--db", "j.db", "list"]) == ["--db", "j.db", "list"]
+    assert global_options_first(["list", "--db"]) == ["list", "--db"]  # click says what is missing

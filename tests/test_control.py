@@ -197,3 +197,16 @@ async def test_retry_delay_must_be_finite_and_not_negative(queue: WorkerQueue) -
         with pytest.raises(InvalidInputError, match="delay_s"):
             await queue.mark_as_retry(claimed.id, "x", delay_s=bad)
     assert (await queue.get_task(claimed.id)).state is TaskState.PROCESSING
+
+
+async def test_a_refused_cancel_names_every_state_a_cancel_takes(queue: WorkerQueue) -> None:
+    task = make_task("x")
+    await queue.enqueue([task])
+    await queue.mark_as_cancelled(task.id)
+    with pytest.raises(InvalidStateTransitionError) as refused:
+        await queue.mark_as_cancelled(task.id)
+    # A running task can be cancelled too (its worker is asked to stop it): say so.
+    assert str(refused.value) == (
+        f"cannot cancel task {task.id!r}: it is cancelled, cancel needs pending, retryable "
+        "or processing"
+    )

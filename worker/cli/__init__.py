@@ -130,13 +130,35 @@ def load_plugins(target: typer.Typer = app) -> None:
             warn(f"plugin {ep.name!r} ({ep.value}) could not be loaded: {exc}")
 
 
+def global_options_first(args: list[str]) -> list[str]:
+    """``args`` with ``--db VALUE`` and ``--debug`` moved before the command, where they
+    belong (``wq list --db jobs.db`` is how many write it). Nothing after ``--`` moves:
+    it is a program's own command line (``wq submit command -- prog --db x``)."""
+    end = args.index("--") if "--" in args else len(args)
+    moved: list[str] = []
+    kept: list[str] = []
+    index = 0
+    while index < end:
+        arg = args[index]
+        if arg == "--db" and index + 1 < end:
+            moved += args[index : index + 2]
+            index += 2
+            continue
+        if arg.startswith("--db=") or arg == "--debug":
+            moved.append(arg)
+        else:
+            kept.append(arg)
+        index += 1
+    return [*moved, *kept, *args[end:]]
+
+
 def main() -> None:
     """The console script: run ``app`` as ``wq``; an exception no command handled becomes
     one line on stderr and the exit code of its class (see the table above)."""
     install_interrupts()
     try:
         load_plugins()
-        app(prog_name="wq")
+        app(args=global_options_first(sys.argv[1:]), prog_name="wq")
     except Exception as exc:
         code, line = unexpected(exc)
         if _seen.debug:
@@ -145,4 +167,4 @@ def main() -> None:
         sys.exit(int(code))
 
 
-__all__ = ["EXIT_CODES", "PLUGIN_GROUP", "app", "load_plugins", "main"]
+__all__ = ["EXIT_CODES", "PLUGIN_GROUP", "app", "global_options_first", "load_plugins", "main"]

@@ -177,7 +177,7 @@ def stats(
                 live.update(render.stats_view(figures, figures["paused"]))
 
     if watch and not as_json:
-        run(ctx, follow, "read")
+        run(ctx, follow, "read", ends_on_interrupt=True)  # Ctrl-C is how a watch ends
         return
     figures = run(ctx, snapshot, "read")
     if as_json:

@@ -96,17 +96,17 @@ def instant(at: float | None, now: float) -> str:
 
 
 def progress_text(task: Task) -> str:
+    """The handler's last report; a completed task's is its whole amount (the handler's
+    last report came before the end, and its message is what it was doing then)."""
     progress = task.progress
     if progress is None:
         return "-"
-    amount = (
-        f"{progress.current:g}"
-        if progress.total is None
-        else f"{progress.current:g}/{progress.total:g}"
-    )
+    done = task.state is TaskState.COMPLETED
+    current = progress.total if done and progress.total is not None else progress.current
+    amount = f"{current:g}" if progress.total is None else f"{current:g}/{progress.total:g}"
     if progress.total:
-        amount += f" ({100 * progress.current / progress.total:.0f}%)"
-    return f"{amount} {progress.message}" if progress.message else amount
+        amount += f" ({100 * current / progress.total:.0f}%)"
+    return f"{amount} {progress.message}" if progress.message and not done else amount
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +124,15 @@ def progress_view(task: Task) -> ProgressView:
     if progress is None:
         done = task.state is TaskState.COMPLETED
         return ProgressView(label, 1.0 if done else 0.0, 1.0 if done else None)
+    total = progress.total
+    if task.state is TaskState.COMPLETED:  # what it was doing last is over: see progress_text
+        return (
+            ProgressView(label, total, total)
+            if total is not None
+            else ProgressView(label, 1.0, 1.0)
+        )
     if progress.message:
         label = f"{label}: {progress.message}"
-    total = progress.total
-    if task.state is TaskState.COMPLETED and total is not None:
-        return ProgressView(label, total, total)
     return ProgressView(label, progress.current, total)
 
 

@@ -169,11 +169,13 @@ def run(
     *,
     warnings_to_log: bool = False,
     config: QueueConfig | None = None,
+    ends_on_interrupt: bool = False,
 ) -> T:
     """Open the queue as ``access`` says, run ``operation`` on it, close it; queue errors
     become exit codes. ``warnings_to_log``: the configuration's warnings go to the log
     handlers (JSON lines) instead of ``wq: warning:`` lines. ``config``: the one the
-    command loaded already (with :func:`load_config`)."""
+    command loaded already (with :func:`load_config`). ``ends_on_interrupt``: Ctrl-C is
+    how the command ends (a display that runs until then): exit 0, quietly."""
     import asyncio  # not at wq's start: --help needs no event loop
 
     from worker.core.errors import (
@@ -225,6 +227,8 @@ def run(
     except QueueError as exc:
         fail(ExitCode.QUEUE_ERROR, str(exc))
     except KeyboardInterrupt:
+        if ends_on_interrupt:
+            raise typer.Exit(int(ExitCode.OK)) from None
         fail(ExitCode.INTERRUPTED, "interrupted")
 
 

@@ -60,7 +60,9 @@ class InvalidStateTransitionError(QueueError):
     """The task's state does not allow the requested operation."""
 
     def __init__(self, task_id: str, operation: str, state: str, expected: tuple[str, ...]) -> None:
-        allowed = " or ".join(expected)
+        allowed = " or ".join(
+            [", ".join(expected[:-1]), expected[-1]] if expected[1:] else expected
+        )
         super().__init__(
             f"cannot {operation} task {task_id!r}: it is {state}, {operation} needs {allowed}"
         )

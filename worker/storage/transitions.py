@@ -305,4 +305,6 @@ def _refusal(
     if lease_id is not None and current_lease != lease_id:
         return LeaseLostError(task_id, operation, state, lease_id)
     expected = tuple(s.value for s in sources(operation))
+    if operation == "cancel":  # a running task is asked to stop (Transitions.cancel)
+        expected += (TaskState.PROCESSING.value,)
     return InvalidStateTransitionError(task_id, operation, state, expected)
