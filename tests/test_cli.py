@@ -188,7 +188,7 @@ def test_usage_errors_exit_2(database_url: str) -> None:
         ("list", "--state", "sleeping"),
     )
     assert bad_delay.code == 2
-    assert "invalid duration '5x'" in bad_delay.err
+    assert "'--delay': invalid duration '5x'" in bad_delay.err  # without pydantic's prefix
     assert bad_age.code == 2
     assert "--older-than" in bad_age.err
     assert bad_voice.code == 2

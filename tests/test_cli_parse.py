@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.support import make_task
@@ -17,6 +19,7 @@ from worker.cli.parse import (
 from worker.cli.render import (
     ProgressView,
     duration,
+    instant,
     progress_text,
     progress_view,
     request_summary,
@@ -167,3 +170,16 @@ def test_global_options_move_before_the_command() -> None:
     ]  # fmt: skip
     assert global_options_first(["--db", "j.db", "list"]) == ["--db", "j.db", "list"]
     assert global_options_first(["list", "--db"]) == ["list", "--db"]  # click says what is missing
+
+
+def test_instants_name_their_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A panel once showed "created 02:14:48" (local, unnamed) beside the "why" line's UTC.
+    assert instant(0, 60, "Europe/Paris") == "1970-01-01 01:00:00 CET (1m00s ago)"
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert instant(0, 60) == "1969-12-31 19:00:00 EST (1m00s ago)"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert instant(None, 60) == "-"

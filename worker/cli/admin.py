@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from worker.cli.inspect import JsonFlag, TaskId
-from worker.cli.parse import parse_duration
+from worker.cli.parse import duration_option
 from worker.cli.session import print_json, run
 from worker.core.errors import InvalidStateTransitionError
 from worker.core.states import TERMINAL_STATES, TaskState
@@ -44,7 +44,7 @@ def cancel(
         float,
         typer.Option(
             "--wait",
-            parser=parse_duration,
+            parser=duration_option,
             metavar="DURATION",
             help="How long to wait for a running task to stop.",
         ),
@@ -153,7 +153,7 @@ def purge(
         float,
         typer.Option(
             "--older-than",
-            parser=parse_duration,
+            parser=duration_option,
             metavar="DURATION",
             help="Finished longer ago than this: 30s, 15m, 12h, 7d.",
         ),

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from worker.cli.parse import parse_duration
+from worker.cli.parse import duration_option
 from worker.cli.session import print_json, run
 from worker.core.states import TaskState
 
@@ -135,13 +135,13 @@ def stats(
     interval: Annotated[
         float,
         typer.Option(
-            "--interval", parser=parse_duration, metavar="DURATION", help="Refresh period."
+            "--interval", parser=duration_option, metavar="DURATION", help="Refresh period."
         ),
     ] = 2.0,
     window: Annotated[
         float,
         typer.Option(
-            "--window", parser=parse_duration, metavar="DURATION", help="Figures over this."
+            "--window", parser=duration_option, metavar="DURATION", help="Figures over this."
         ),
     ] = 300.0,
     as_json: JsonFlag = False,

@@ -1,16 +1,22 @@
 """Pure parsers for command-line values: durations, priorities, database URLs, ``K=V`` pairs.
 
 Each raises ``ValueError`` with a message fit to show the user; the commands turn it into a
-usage error (exit code 2).
+usage error (exit code 2), an option's parser through :func:`for_option`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
 
 from worker.core.states import Priority
+
+T = TypeVar("T")
 
 _UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*$", re.IGNORECASE)
@@ -47,6 +53,25 @@ def parse_priority(text: str | int) -> int:
     except KeyError:
         names = ", ".join(p.name.lower() for p in Priority)
         raise ValueError(f"invalid priority {text!r}: use an integer or one of {names}") from None
+
+
+def for_option(parse: Callable[[Any], T]) -> Callable[[Any], T]:
+    """``parse`` as an option's ``parser``: its ``ValueError`` becomes click's
+    ``BadParameter`` with the message alone (typer would show pydantic's "Value error, "
+    before it)."""
+
+    @functools.wraps(parse)
+    def parser(value: Any) -> T:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return parser
+
+
+duration_option = for_option(parse_duration)
+priority_option = for_option(parse_priority)
 
 
 def parse_env_pair(text: str) -> tuple[str, str]:

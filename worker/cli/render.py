@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 from rich.console import Console, Group, RenderableType
@@ -85,11 +86,13 @@ def duration(seconds: float | None) -> str:
     return f"-{text}" if seconds < 0 else text
 
 
-def instant(at: float | None, now: float) -> str:
-    """Local time and how far from now: ``"2026-01-02 10:00:00 (3m05s ago)"``."""
+def instant(at: float | None, now: float, zone: str | None = None) -> str:
+    """The time in ``zone`` (an IANA name; None: the machine's), named, and how far from
+    now: ``"2026-01-02 10:00:00 CET (3m05s ago)"``."""
     if at is None:
         return "-"
-    stamp = datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S")
+    moment = datetime.fromtimestamp(at, ZoneInfo(zone) if zone else None)
+    stamp = moment.astimezone(moment.tzinfo).strftime("%Y-%m-%d %H:%M:%S %Z")
     delta = now - at
     relation = f"{duration(delta)} ago" if delta >= 0 else f"in {duration(-delta)}"
     return f"{stamp} ({relation})"
@@ -290,7 +293,7 @@ def schedules_table(schedules: list[Schedule], now: float) -> Table:
             enqueues,
             schedule.options.queue,
             catch_up,
-            instant(schedule.next_run_at, now),
+            instant(schedule.next_run_at, now, schedule.timing.timezone),
             last,
         )
     return table

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from worker.cli.inspect import JsonFlag
-from worker.cli.parse import parse_duration, parse_json_object, parse_priority
+from worker.cli.parse import duration_option, parse_json_object, priority_option
 from worker.cli.session import print_json, run
 from worker.cli.submit import MaxAttemptsOpt, QueueOpt, TimeoutOpt, build_request
 
@@ -57,7 +57,7 @@ def add(
         float | None,
         typer.Option(
             "--every",
-            parser=parse_duration,
+            parser=duration_option,
             metavar="DURATION",
             help="An interval instead of --cron: 30s, 15m, 1h (ticks on its multiples since "
             "the epoch).",
@@ -82,7 +82,7 @@ def add(
         typer.Option(
             "--priority",
             "-p",
-            parser=parse_priority,
+            parser=priority_option,
             metavar="PRIORITY",
             help="An integer (higher runs first) or low, normal, high, critical.",
         ),
@@ -135,7 +135,7 @@ def add(
 
     typer.echo(
         f"schedule {saved.name}: {saved.timing.describe()}, next run "
-        f"{render.instant(saved.next_run_at, now)}"
+        f"{render.instant(saved.next_run_at, now, saved.timing.timezone)}"
     )
 
 

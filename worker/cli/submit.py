@@ -19,11 +19,11 @@ import typer
 
 from worker.cli.inspect import JsonFlag
 from worker.cli.parse import (
-    parse_duration,
+    duration_option,
     parse_env_pair,
     parse_json_list,
     parse_json_object,
-    parse_priority,
+    priority_option,
 )
 from worker.cli.session import ExitCode, fail, print_json, run, usage_error, validation_message
 from worker.core.errors import UnknownRequestKindError
@@ -47,7 +47,7 @@ PriorityOpt = Annotated[
     typer.Option(
         "--priority",
         "-p",
-        parser=parse_priority,
+        parser=priority_option,
         metavar="PRIORITY",
         help="An integer (higher runs first) or low, normal, high, critical.",
     ),
@@ -55,14 +55,14 @@ PriorityOpt = Annotated[
 DelayOpt = Annotated[
     float | None,
     typer.Option(
-        "--delay", parser=parse_duration, metavar="DURATION", help="Run no sooner: 10s, 5m, 2h."
+        "--delay", parser=duration_option, metavar="DURATION", help="Run no sooner: 10s, 5m, 2h."
     ),
 ]
 MaxAttemptsOpt = Annotated[int | None, typer.Option("--max-attempts", min=1)]
 TimeoutOpt = Annotated[
     float | None,
     typer.Option(
-        "--timeout", parser=parse_duration, metavar="DURATION", help="Stop an attempt after."
+        "--timeout", parser=duration_option, metavar="DURATION", help="Stop an attempt after."
     ),
 ]
 NameOpt = Annotated[str | None, typer.Option("--name", help="A label for people.")]
