@@ -244,7 +244,11 @@ def test_resume_pause_stats_and_purge(database_url: str) -> None:
     assert "failed attempts" not in done_panel.out
 
     assert wq(database_url, "resume", failed_id).out.strip() == f"{failed_id} pending"
-    assert wq(database_url, "pause", "audio").out.strip() == "queue audio paused"
+    paused, misspelt = wq_all(database_url, ("pause", "audio"), ("pause", "audoi"))
+    assert (paused.out.strip(), paused.err) == ("queue audio paused", "")
+    assert misspelt.out.strip() == "queue audoi paused"  # paused ahead, but a name to check
+    assert misspelt.err.strip() == "wq: warning: no task is in queue 'audoi' yet: is that its name?"
+    assert wq(database_url, "unpause", "audoi").out.strip() == "queue audoi unpaused"
     why, figures, table = wq_all(
         database_url, ("why", failed_id), ("stats", "--json"), ("stats", "--queue", "audio")
     )

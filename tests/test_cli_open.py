@@ -103,3 +103,14 @@ def test_an_older_schema_asks_for_db_upgrade(db_path: Path) -> None:
         assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0003",)
     assert wq(db_path, "db", "upgrade").out.strip() == head_revision()
     assert wq(db_path, "pause", "q").out.strip() == "queue q paused"
+
+
+def test_a_directory_given_as_the_database_is_named_as_one(tmp_path: Path) -> None:
+    # It was "no database at DIR (`wq db upgrade` creates one ...)", and db upgrade then
+    # failed with SQLite's "unable to open database file".
+    for result in wq_all(tmp_path, ("list",), ("db", "upgrade")):
+        assert result.code == 3, result
+        line = one_error_line(result)
+        assert f"{tmp_path} is a directory: give the database file's path" in line
+        assert "wq db upgrade" not in line
+    assert listing(tmp_path) == []

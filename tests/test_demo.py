@@ -37,4 +37,5 @@ def test_the_demo_completes_every_task_and_leaves_the_files(tmp_path: Path) -> N
     # Not a terminal: plain lines, no cursor movement, and the statistics at the end.
     assert "\x1b[" not in done.stdout
     assert "completed 5" in done.stdout
+    assert "completed        5 in the last 300 s (" in done.stdout  # not a rate alone
     assert "success rate     100%" in done.stdout

@@ -148,7 +148,8 @@ async def test_pending_tasks_are_listed_in_the_order_workers_claim_them(
     queue: WorkerQueue,
 ) -> None:
     """Higher priority first, then older; pages follow that order across priorities, and
-    a task's place in the list is its position in line."""
+    a task's place in the list is its position in line (here, where every task is due, in
+    one queue, neither held nor waiting: ``queue_position`` counts only those ahead)."""
     tasks = [make_task(str(n), priority=p) for n, p in enumerate([0, 5, 0, 9, 5, 0, -1])]
     await queue.enqueue(tasks)
     done = make_task("done", priority=20)

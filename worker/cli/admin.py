@@ -14,7 +14,7 @@ import typer
 
 from worker.cli.inspect import JsonFlag, TaskId
 from worker.cli.parse import duration_option
-from worker.cli.session import print_json, run
+from worker.cli.session import print_json, run, warn
 from worker.core.errors import InvalidStateTransitionError
 from worker.core.states import TERMINAL_STATES, TaskState
 
@@ -122,14 +122,17 @@ def hold(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None
 def pause(ctx: typer.Context, queue_name: QueueName, as_json: JsonFlag = False) -> None:
     """Claim nothing from QUEUE until `wq unpause` (kept in the database)."""
 
-    async def act(queue: WorkerQueue) -> None:
+    async def act(queue: WorkerQueue) -> int:
         await queue.pause_queue(queue_name)
+        return int((await queue.get_queue_stats(queue_name))["total"])
 
-    run(ctx, act, "write")
+    tasks = run(ctx, act, "write")
     if as_json:
-        print_json({"queue": queue_name, "paused": True})
+        print_json({"queue": queue_name, "paused": True, "tasks": tasks})
     else:
         typer.echo(f"queue {queue_name} paused")
+        if tasks == 0:  # ahead of its first task, or a misspelt name
+            warn(f"no task is in queue {queue_name!r} yet: is that its name?")
 
 
 def unpause(ctx: typer.Context, queue_name: QueueName, as_json: JsonFlag = False) -> None:

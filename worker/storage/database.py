@@ -29,6 +29,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import exc
@@ -98,6 +99,17 @@ async def _alongside(work: Awaitable[T], slices: _Slices, *, turn_each: bool) ->
         running.cancel()
         raise
     return await running
+
+
+def _check_file(url: str, path: Path, *, create: bool) -> None:
+    """Refuse a SQLite path that is a directory, or (unless ``create``) names no file."""
+    if path.is_dir():
+        cause = IsADirectoryError(
+            f"{path} is a directory: give the database file's path (e.g. {path / 'queue.db'})"
+        )
+        raise StorageError(url, "opening the queue", cause)
+    if not create and not path.is_file():
+        raise DatabaseNotFoundError(url, str(path))
 
 
 class Database:
@@ -178,8 +190,8 @@ class Database:
         if self._engine is not None:
             return
         path = sqlite_path(self.url)
-        if path is not None and not create and not path.is_file():
-            raise DatabaseNotFoundError(self.url, str(path))
+        if path is not None:
+            _check_file(self.url, path, create=create)
         if path is not None and create:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
