@@ -6,6 +6,14 @@ pokes (and, on PostgreSQL, other processes' NOTIFY through it), and a
 file and its ``-wal`` (size and mtime; no database round trip), and on Linux the moment
 they are written (:mod:`worker.runtime.file_events`, inotify). A :class:`Waker` combines
 them with a bounded fallback poll, for what neither can see (a scheduled task falling due).
+
+Nothing here opens the database's files, and nothing must: closing any descriptor of a
+file drops every POSIX lock the process holds on it, SQLite's own included, and another
+process may then reset the log under this one's readers ("database disk image is
+malformed"; https://sqlite.org/howtocorrupt.html, section 2.2). ``stat`` and inotify
+watches hold no descriptor. (Reading the ``-shm`` wal-index header, to see a commit
+become visible after its frames were written, did exactly that in a trial, and corrupted
+the benchmark's database within seconds.)
 """
 
 from __future__ import annotations
