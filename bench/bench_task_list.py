@@ -47,6 +47,7 @@ def filters(n: int) -> dict[str, dict[str, Any]]:
     return {
         "none": {},
         "state=pending": {"state": "pending"},
+        "state=pending&queue=q3": {"state": "pending", "queue": "q3"},
         "state=discarded": {"state": "discarded"},
         "state=completed": {"state": "completed"},
         "queue=q3": {"queue": "q3"},
@@ -153,12 +154,37 @@ async def measure(url: str, n: int, runs: int, show_plans: bool) -> dict[str, An
                 figures[label] = {"api_ms": round(api, 1), "page_ms": round(page, 1), "rows": found}
                 if show_plans:
                     figures[label]["plan"] = await plan(queue, task_filter(**params))
+            # A page halfway down the pending backlog (1 % of the tasks, a fifth per queue),
+            # in claim order: the keyset's walk starts at the cursor, not at the top.
+            for label, depth in (
+                ("state=pending", n // 200),
+                ("state=pending&queue=q3", n // 1000),
+            ):
+                params = filters(n)[label]
+                cursor = await _cursor(client, params, depth)
+                if cursor is not None:
+                    timing = await timed(client, "/api/tasks", {**params, **cursor}, runs)
+                    figures[f"{label}, after {depth:,}"] = {"api_ms": round(timing, 1)}
             for label in ("none", "state=pending", "kind=call", "error=disk full"):
                 params = filters(n)[label]
                 figures[f"count {label}"] = {
                     "api_ms": round(await timed(client, "/api/tasks/count", params, runs), 1)
                 }
     return figures
+
+
+async def _cursor(
+    client: httpx.AsyncClient, params: dict[str, Any], depth: int
+) -> dict[str, Any] | None:
+    """The ``after``/``after_priority`` of the ``depth``-th task ``params`` lists."""
+    cursor: dict[str, Any] = {}
+    step = min(500, max(1, depth))
+    for _ in range(max(1, depth // step)):
+        body = (await client.get("/api/tasks", params={**params, **cursor, "limit": step})).json()
+        if body["next_after"] is None:
+            return None
+        cursor = {"after": body["next_after"], "after_priority": body["next_after_priority"]}
+    return cursor
 
 
 def main() -> None:
