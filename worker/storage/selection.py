@@ -4,8 +4,9 @@ and a bulk action share, in the portable vocabulary (:mod:`worker.storage.sql`).
 Which index serves each filter (a page walks ``ORDER BY id`` and stops when full):
 
 - ``state`` pending: the claim's index, in its own order (:func:`claim_order`), a page
-  its first entries from the cursor's place (the queue compared as an expression, so
-  that the planner cannot take the index of pending tasks by queue and sort them).
+  its first entries from the cursor's place (on SQLite the queue compared as ``+queue``,
+  so that its planner cannot take the index of pending tasks by queue and sort them all;
+  PostgreSQL's filters the claim index by queue as it walks it).
 - another ``state`` but completed: that state's partial index (``ix_tasks_lease_expiry``,
   ``ix_tasks_retryable``, ``ix_tasks_discarded``, ``ix_tasks_cancelled``), the state
   inlined as a constant so the planner can use it, and the rows it holds sorted by id
@@ -28,18 +29,18 @@ from sqlalchemy.sql.elements import ColumnElement
 from worker.core.selection import TaskFilter
 from worker.core.states import TaskState
 from worker.storage.schema import tasks
-from worker.storage.sql import has_kind, state_in
+from worker.storage.sql import has_kind, not_indexed, state_in
 
 
 def conditions(chosen: TaskFilter, *, by_index: bool = True) -> list[ColumnElement[bool]]:
     """The ``WHERE`` conditions of ``chosen`` (none: every task). ``by_index=False``: the
-    queue is compared as an expression (``queue || ''``, the same test) that no index
-    holds, so a planner cannot take another index than the one the order needs."""
+    queue is compared so that SQLite cannot look it up in an index (:func:`not_indexed`),
+    and takes the one the order needs."""
     where: list[ColumnElement[bool]] = []
     if chosen.state is not None:
         where.append(state_in(chosen.state))
     if chosen.queue is not None:
-        queue = tasks.c.queue if by_index else tasks.c.queue.op("||")(sa.literal_column("''"))
+        queue = tasks.c.queue if by_index else not_indexed(tasks.c.queue)
         where.append(queue == chosen.queue)
     if chosen.kind is not None:
         where.append(has_kind(tasks.c.task_items, chosen.kind))

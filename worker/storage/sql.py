@@ -103,6 +103,19 @@ class TextAsStored(ColumnElement[Any]):
         self.column = column
 
 
+class NotIndexed(ColumnElement[Any]):
+    """A column that the planner may not look up through an index: ``+column`` on SQLite
+    (its idiom for it), the column itself on PostgreSQL, whose costs choose well."""
+
+    __visit_name__ = "not_indexed"
+    inherit_cache = True
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        self.column = column
+        self.type = column.type
+
+
 class JsonEquals(ColumnElement[bool]):
     """Whether a JSON column holds the JSON ``text`` (a constant, inlined)."""
 
@@ -187,6 +200,10 @@ def all_null(*columns: ColumnElement[Any]) -> ColumnElement[bool]:
 
 def text_as_stored(column: ColumnElement[Any]) -> ColumnElement[Any]:
     return TextAsStored(column)
+
+
+def not_indexed(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    return NotIndexed(column)
 
 
 def stored_text(value: str | bytes) -> str:

@@ -56,6 +56,11 @@ def _text_as_stored(element: sql.TextAsStored, compiler: SQLCompiler, **kw: Any)
     return compiler.process(element.column, **kw)  # the server stores only valid text
 
 
+@compiles(sql.NotIndexed, _DIALECT)
+def _not_indexed(element: sql.NotIndexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column, **kw)
+
+
 @compiles(sql.JsonEquals, _DIALECT)
 def _json_equals(element: sql.JsonEquals, compiler: SQLCompiler, **kw: Any) -> str:
     # json has no equality; its text is what was written (jsonb's is its own rendering,

@@ -57,6 +57,11 @@ def _text_as_stored(element: sql.TextAsStored, compiler: SQLCompiler, **kw: Any)
     return f"CAST({compiler.process(element.column, **kw)} AS BLOB)"
 
 
+@compiles(sql.NotIndexed, _DIALECT)
+def _not_indexed(element: sql.NotIndexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"+{compiler.process(element.column, **kw)}"
+
+
 @compiles(sql.JsonEquals, _DIALECT)
 def _json_equals(element: sql.JsonEquals, compiler: SQLCompiler, **kw: Any) -> str:
     # JSON columns hold text here: compare the text (as the row codec writes it).
