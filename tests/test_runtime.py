@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 
 from tests.runtime_worker import JobRequest, job_task, runtime_config, task_state_is, wait_until
 from worker import (
@@ -28,7 +28,9 @@ from worker import (
     TaskState,
     Worker,
     WorkerQueue,
+    register_request_kind,
 )
+from worker.core.kinds import remove_request_kind
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -192,6 +194,34 @@ async def test_an_unknown_kind_is_discarded_with_a_clear_error(database_url: str
         done = await queue.get_task(task.id)
         assert done.state is TaskState.DISCARDED
         assert "no processor for request kind 'job'" in (done.last_error or "")
+
+
+class _Plugin(BaseModel):
+    text: str
+
+
+async def test_a_kind_this_worker_cannot_load_counts_among_its_discards(
+    database_url: str,
+) -> None:
+    # A worker started without the module that registers a kind discards its tasks at the
+    # claim; its summary ("worker stopped: ... discarded 0") once left them out.
+    register_request_kind("runtime-plugin")(_Plugin)
+    try:
+        unknown = Task(items=[TaskItem(request=_Plugin(text="x"))])
+        async with open_queue(database_url) as queue:
+            await queue.enqueue([unknown])
+            known = await enqueue_one(queue)
+            remove_request_kind("runtime-plugin")  # this process now lacks the plugin
+            other = Worker(queue, burst=True, handle_signals=False)  # idle: it runs nothing
+            worker = Worker(queue, ProcessorRegistry(), burst=True, handle_signals=False)
+            async with asyncio.timeout(30):
+                counts = await worker.run()
+                assert (await other.run())["discarded"] == 0  # the discard was the first's
+            assert (await queue.get_task(unknown.id)).state is TaskState.DISCARDED
+            assert (await queue.get_task(known.id)).state is TaskState.DISCARDED  # no handler
+            assert counts["discarded"] == 2
+    finally:
+        remove_request_kind("runtime-plugin")
 
 
 @pytest.mark.parametrize("result", [{1, 2}, float("nan"), [1.0, float("inf")]])

@@ -29,6 +29,10 @@ class Observer(Protocol):
         """A webhook delivery attempt ended: ``delivered``, ``failed`` (to be retried) or
         ``given_up``."""
 
+    def unloadable(self, task_id: str, worker_id: str | None) -> None:
+        """A claim by ``worker_id`` discarded ``task_id`` at once: its row could not be
+        loaded (a request kind this process does not know, a row that no longer reads)."""
+
 
 _observers: list[Observer] = []
 
@@ -75,3 +79,11 @@ def webhook(outcome: str) -> None:
             observer.webhook(outcome)
         except Exception:
             log.exception("observer %r failed on webhook", observer)
+
+
+def unloadable(task_id: str, worker_id: str | None) -> None:
+    for observer in _observers:
+        try:
+            observer.unloadable(task_id, worker_id)
+        except Exception:
+            log.exception("observer %r failed on unloadable", observer)

@@ -171,6 +171,11 @@ class ProcessMetrics:
     def webhook(self, outcome: str) -> None:
         self.webhooks.labels(outcome).inc()
 
+    def unloadable(self, task_id: str, worker_id: str | None) -> None:
+        # No attempt ran, and the row's queue and kind are what could not be read: the
+        # claim's log line and the task's error say it (not a finished attempt).
+        return
+
     def serve(self, port: int) -> Any:
         """Serve the registry on 127.0.0.1:``port`` (a thread); returns the server."""
         server, _thread = self.client.start_http_server(port, "127.0.0.1", registry=self.registry)

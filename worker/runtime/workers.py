@@ -38,9 +38,10 @@ import signal
 import socket
 from collections.abc import Iterable, Sequence
 
+from worker.core import observers
 from worker.core.config import QueueConfig
 from worker.core.errors import QueueError
-from worker.core.models import Resources
+from worker.core.models import Resources, Task
 from worker.queue.worker_queue import WorkerQueue
 from worker.runtime.acks import AckBuffer
 from worker.runtime.callbacks import callback_loop, drain_callbacks
@@ -107,9 +108,12 @@ async def worker_loop(
         retirement=retirement,
     )
     flusher = asyncio.create_task(acks.run())
+    discards = _ClaimDiscards(acks.counts, loop.worker_id or queue.worker_id)
+    observers.add(discards)
     try:
         await loop.run()
     finally:
+        observers.remove(discards)
         flusher.cancel()
         # wait() never raises the flusher's own CancelledError, so a cancellation of this
         # coroutine still propagates (suppressing CancelledError here could swallow it).
@@ -117,6 +121,31 @@ async def worker_loop(
         await asyncio.shield(acks.close())
         await events.aclose()
     return acks.counts
+
+
+class _ClaimDiscards:
+    """Counts this loop's claims' discards of tasks that could not be loaded (a request
+    kind it does not know) among its ``discarded``: none of its attempts ran them."""
+
+    def __init__(self, counts: dict[str, int], worker_id: str | None) -> None:
+        self._counts = counts
+        self._worker_id = worker_id
+
+    def unloadable(self, task_id: str, worker_id: str | None) -> None:
+        if worker_id == self._worker_id:
+            self._counts["discarded"] += 1
+
+    def enqueued(self, tasks: Sequence[Task], inserted: int) -> None:
+        return
+
+    def refused(self, task: Task) -> None:
+        return
+
+    def lease_expired(self, task: Task) -> None:
+        return
+
+    def webhook(self, outcome: str) -> None:
+        return
 
 
 class Worker:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from worker.core import observers
 from worker.core.errors import (
     DuplicateTaskError,
     QueueFullError,
@@ -299,16 +300,13 @@ class TaskStore:
                     else task_from_values(whole[row[0]])
                 )
             except UNREADABLE as error:
-                message = f"system: cannot load task: {unreadable(error)}"
-                if isinstance(error.__cause__, UnknownRequestKindError):
-                    message += (
-                        "; this worker does not know the kind: start it with the module that"
-                        " registers it (wq worker -m MODULE), then resume the task"
-                    )
+                message = _unloadable_message(error)
                 log.error("discarding task %s: %s", row[0], message)
                 unloadable.append(Failure(row[0], message, lease_id=prefix + row[0]))
         if unloadable:
             await self._transitions.fail("discard", unloadable, now, strict=False)
+            for failure in unloadable:  # a worker counts them among its discards
+                observers.unloadable(failure.task_id, worker_id)
         claimed.sort(key=lambda t: (-t.priority, t.id))
         if budget is not None:
             claimed, extra = _within(claimed, budget)
@@ -484,3 +482,14 @@ def _claimed_rows() -> sa.Select[Any]:
 
 def _ids_taken() -> sa.Select[Any]:
     return sa.select(tasks.c.id).where(tasks.c.id.in_(json_values("ids")))
+
+
+def _unloadable_message(error: BaseException) -> str:
+    """The error a task that a claim cannot load is discarded with."""
+    message = f"system: cannot load task: {unreadable(error)}"
+    if isinstance(error.__cause__, UnknownRequestKindError):
+        message += (
+            "; this worker does not know the kind: start it with the module that registers it"
+            " (wq worker -m MODULE), then resume the task"
+        )
+    return message
