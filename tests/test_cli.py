@@ -178,6 +178,22 @@ def test_unknown_ids_exit_1_naming_the_id(database_url: str) -> None:
         assert result.out == ""
 
 
+def test_a_global_option_after_the_command_says_where_it_goes(tmp_path: Path) -> None:
+    late = wq(None, "list", "--db", str(tmp_path / "q.db"))
+    assert late.code == 2
+    assert "No such option: --db (--db goes before the command: wq --db PATH list ...)" in (
+        late.err
+    )
+    # A program's own arguments are its own: nothing of them is taken for wq's.
+    command = ["submit", "command", "--json", "prog", "--db", "other.db", "--debug"]
+    submitted = wq(tmp_path / "q.db", *command, env={"QUEUE_ALLOW_COMMANDS": "1"})
+    assert submitted.code == 0, submitted.err
+    assert submitted.json()["items"][0]["request"]["argv"] == [
+        "prog", "--db", "other.db", "--debug"
+    ]  # fmt: skip
+    assert not (tmp_path / "other.db").exists()
+
+
 def test_usage_errors_exit_2(database_url: str) -> None:
     with_queue(database_url, lambda queue: queue.get_queue_stats())
     bad_delay, bad_age, bad_voice, bad_state = wq_all(
@@ -297,11 +313,15 @@ def test_list_prints_the_command_for_the_next_page(database_url: str) -> None:
     more = first.err.strip().splitlines()[-1]
     after = f"--after {tasks[3].id} --after-priority 5"
     assert more == f"more: wq list -s pending -q speech -n 2 {after}"
+    # On a narrow terminal too, the command for the next page is one line to copy.
+    narrow = wq(
+        database_url, "list", "-s", "pending", "-q", "speech", "-n", "2", env={"COLUMNS": "40"}
+    )
+    assert narrow.err.strip().splitlines()[-1] == more
     second = wq(database_url, *shlex.split(more.removeprefix("more: wq ")), "--json").json()
     assert [t["id"] for t in second["tasks"]] == [tasks[0].id, tasks[2].id]
     assert (second["next_after"], second["next_after_priority"]) == (tasks[2].id, 0)
-    # --db after the command works as well as before it.
-    by_id = wq(None, "list", "-n", "2", "--db", database_url, "--json").json()
+    by_id = wq(database_url, "list", "-n", "2", "--json").json()
     assert (by_id["next_after"], by_id["next_after_priority"]) == (tasks[1].id, None)
 
 
@@ -349,6 +369,8 @@ def test_wq_worker_imports_a_module_from_the_working_directory(
     (tmp_path / "yourpackage").mkdir()
     (tmp_path / "yourpackage" / "__init__.py").write_text("")
     (tmp_path / "yourpackage" / "jobs.py").write_text(JOBS_MODULE)
+    # A file there named as a module the worker imports does not stand in for it.
+    (tmp_path / "statistics.py").write_text("raise ImportError('the wrong statistics')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     from yourpackage.jobs import Echo  # type: ignore[import-not-found]
 

@@ -42,8 +42,32 @@ def _files(root: Path, files: dict[str, str]) -> None:
         ),
         ("0::/\n", {}, None),  # no cpu.max there (the controller is not enabled)
         ("0::/\n", {"cpu.max": "lots\n"}, None),  # unreadable: no limit rather than a crash
+        # A limit on a parent cgroup binds its children: the lowest on the way up counts.
+        ("0::/pod/c1\n", {"pod/cpu.max": "50000 100000\n", "pod/c1/cpu.max": "max 100000\n"}, 0.5),
+        # v1 without a cgroup namespace: the host's path is not under the container's mount,
+        # whose top holds the container's limit.
+        (
+            "4:cpu,cpuacct:/docker/abc\n",
+            {
+                "cpu,cpuacct/cpu.cfs_quota_us": "150000\n",
+                "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
+            },
+            1.5,
+        ),
+        ("garbage\n0::/\n", {"cpu.max": "100000 100000\n"}, 1.0),  # an odd line is skipped
     ],
-    ids=["v2", "v2-unlimited", "v2-nested", "v1", "v1-unlimited", "v2-absent", "garbled"],
+    ids=[
+        "v2",
+        "v2-unlimited",
+        "v2-nested",
+        "v1",
+        "v1-unlimited",
+        "v2-absent",
+        "garbled",
+        "v2-parent",
+        "v1-no-namespace",
+        "odd-line",
+    ],
 )
 def test_the_cpu_quota_is_read_from_the_process_s_cgroup(
     tmp_path: Path, membership: str, files: dict[str, str], limit: float | None

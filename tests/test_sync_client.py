@@ -78,6 +78,9 @@ def test_every_call_from_a_thread_without_a_loop(config: QueueConfig) -> None:
             assert plain.id
             listed = sync.list_tasks(queue="speech")
             assert [t.id for t in listed] == [task.id, *(t.id for t in many)]
+            first = sync.list_tasks("pending", "speech", 1)  # in claim order: priority 3 first
+            rest = sync.list_tasks("pending", "speech", 5, first[-1].id, after_priority=3)
+            assert [t.id for t in [*first, *rest]] == [task.id, *(t.id for t in many)]
             assert sync.cancel(many[0].id, reason="not needed") is TaskState.CANCELLED
             stats = sync.stats()
             assert (stats["pending"], stats["cancelled"], stats["total"]) == (3, 1, 4)

@@ -20,10 +20,11 @@ async def _ids(wq: WorkerQueue, **filters: object) -> list[str]:
     tasks after its place: its priority as that page saw it)."""
     found: list[str] = []
     after: Task | None = None
+    pending = filters.get("state") == "pending"
     while page := await wq.list_tasks(
         limit=2,
         after_id=None if after is None else after.id,
-        after_priority=None if after is None else after.priority,
+        after_priority=after.priority if after is not None and pending else None,
         **filters,  # type: ignore[arg-type]
     ):
         found += [t.id for t in page]
@@ -208,3 +209,7 @@ async def test_a_pending_page_goes_on_from_where_the_last_one_ended(
     assert [t.id for t in page] == [mine[2].id, mine[3].id]
     with pytest.raises(InvalidInputError, match="after_priority"):
         await queue.list_tasks(state="pending", after_id=done.id, after_priority=10**9)
+    # It means a place among pending tasks only: elsewhere it would be silently ignored.
+    for misplaced in ({"state": "discarded", "after_id": done.id}, {"state": "pending"}):
+        with pytest.raises(InvalidInputError, match="only with state='pending' and after_id"):
+            await queue.list_tasks(**misplaced, after_priority=0)  # type: ignore[arg-type]

@@ -97,20 +97,33 @@ async def test_a_batch_is_enqueued_whole(client: httpx.AsyncClient, queue: Worke
 
 
 async def test_pending_pages_carry_the_place_of_their_last_task(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, queue: WorkerQueue, clock: FakeClock
 ) -> None:
-    bodies = [call(name=f"t{i}", priority=p) for i, p in enumerate([0, 5, 0, 5, 0])]
+    step = {"kind": "fixed", "delay_s": 0, "priority_step": -1}
+    bodies = [
+        call(name=f"t{i}", priority=p, retry_policy=step) for i, p in enumerate([0, 5, 0, 5, 0])
+    ]
     submitted = await client.post("/api/tasks/batch", json={"tasks": bodies})
     ids = [t["task_id"] for t in submitted.json()["tasks"]]
     pending: dict[str, str | int] = {"state": "pending", "limit": 2}
     first = (await client.get("/api/tasks", params=pending)).json()
     assert [t["id"] for t in first["tasks"]] == [ids[1], ids[3]]
     assert (first["next_after"], first["next_after_priority"]) == (ids[3], 5)
-    cursor = {"after": first["next_after"], "after_priority": first["next_after_priority"]}
-    second = (await client.get("/api/tasks", params={**pending, **cursor})).json()
-    assert [t["id"] for t in second["tasks"]] == [ids[0], ids[2]]
     page = await client.get("/tasks", params=pending)
     assert f"after={ids[3]}&amp;after_priority=5" in page.text  # the next page's link
+    # The page's last task fails once and comes back a step lower (5 -> 4), ahead of the
+    # priority-0 tasks the next page starts with.
+    for claimed in await queue.dequeue(2):
+        await queue.mark_as_retry(claimed.id, "boom", lease_id=claimed.lease_id)
+    clock.advance(1)
+    await queue.retry()
+    cursor = {"after": first["next_after"], "after_priority": first["next_after_priority"]}
+    second = (await client.get("/api/tasks", params={**pending, **cursor})).json()
+    assert [t["id"] for t in second["tasks"]] == [ids[1], ids[3]]  # now at 4, after 5
+    # Without the priority the page would start after the task's new place (4), and skip
+    # the moved tasks:
+    moved = (await client.get("/api/tasks", params={**pending, "after": ids[3]})).json()
+    assert [t["id"] for t in moved["tasks"]] == [ids[0], ids[2]]
     by_id = (await client.get("/api/tasks", params={"limit": 2})).json()
     assert (by_id["next_after"], by_id["next_after_priority"]) == (ids[1], None)
 

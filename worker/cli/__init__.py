@@ -37,9 +37,10 @@ import logging
 import sys
 import traceback
 from importlib.metadata import entry_points
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from worker.cli import admin, inspect, schedule, serve, web
 from worker.cli.session import Options, install_interrupts, unexpected, warn
@@ -61,8 +62,31 @@ class _Seen:
 _seen = _Seen()
 
 
+#: The options of ``wq`` itself, which go before the command.
+GLOBAL_OPTIONS = ("--db", "--debug")
+
+
+class _Commands(TyperGroup):
+    """``wq``'s commands: a global option given after the command (``wq list --db x.db``,
+    as many write it) is refused with where it goes, not only "No such option"."""
+
+    def invoke(self, ctx: Any) -> Any:  # click.Context (typer ships its own click)
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            # click's NoSuchOption (typer ships its own click, and exports neither)
+            option, message = getattr(exc, "option_name", None), getattr(exc, "message", None)
+            if option in GLOBAL_OPTIONS and isinstance(message, str):
+                value = " PATH" if option == "--db" else ""
+                command = ctx.invoked_subcommand or "COMMAND"
+                hint = f" ({option} goes before the command: wq {option}{value} {command} ...)"
+                setattr(exc, "message", message + hint)  # noqa: B010 (not typed)
+            raise
+
+
 app = typer.Typer(
     name="wq",
+    cls=_Commands,
     help="Operate a durable task queue: submit tasks, run workers, inspect and manage tasks.",
     epilog=EXIT_CODES,
     no_args_is_help=True,
@@ -130,35 +154,13 @@ def load_plugins(target: typer.Typer = app) -> None:
             warn(f"plugin {ep.name!r} ({ep.value}) could not be loaded: {exc}")
 
 
-def global_options_first(args: list[str]) -> list[str]:
-    """``args`` with ``--db VALUE`` and ``--debug`` moved before the command, where they
-    belong (``wq list --db jobs.db`` is how many write it). Nothing after ``--`` moves:
-    it is a program's own command line (``wq submit command -- prog --db x``)."""
-    end = args.index("--") if "--" in args else len(args)
-    moved: list[str] = []
-    kept: list[str] = []
-    index = 0
-    while index < end:
-        arg = args[index]
-        if arg == "--db" and index + 1 < end:
-            moved += args[index : index + 2]
-            index += 2
-            continue
-        if arg.startswith("--db=") or arg == "--debug":
-            moved.append(arg)
-        else:
-            kept.append(arg)
-        index += 1
-    return [*moved, *kept, *args[end:]]
-
-
 def main() -> None:
     """The console script: run ``app`` as ``wq``; an exception no command handled becomes
     one line on stderr and the exit code of its class (see the table above)."""
     install_interrupts()
     try:
         load_plugins()
-        app(args=global_options_first(sys.argv[1:]), prog_name="wq")
+        app(prog_name="wq")
     except Exception as exc:
         code, line = unexpected(exc)
         if _seen.debug:
@@ -167,4 +169,4 @@ def main() -> None:
         sys.exit(int(code))
 
 
-__all__ = ["EXIT_CODES", "PLUGIN_GROUP", "app", "global_options_first", "load_plugins", "main"]
+__all__ = ["EXIT_CODES", "PLUGIN_GROUP", "app", "load_plugins", "main"]

@@ -100,7 +100,7 @@ def list_tasks(
         words = ["wq list", *_filter_options(state, queue_name, limit), "--after", last.id]
         if last_priority is not None:
             words += ["--after-priority", str(last_priority)]
-        render.stderr.print("more: " + " ".join(words))
+        render.stderr.print("more: " + " ".join(words), soft_wrap=True)  # one line to copy
 
 
 def _filter_options(state: TaskState | None, queue_name: str | None, limit: int) -> list[str]:

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 from rich.console import Console, Group, RenderableType
@@ -18,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from worker.core import schedules
 from worker.core.callbacks import CallbackEvent, CallbackState, TaskCallback
 from worker.core.errors import UnknownRequestKindError
 from worker.core.kinds import kind_of
@@ -91,7 +91,7 @@ def instant(at: float | None, now: float, zone: str | None = None) -> str:
     now: ``"2026-01-02 10:00:00 CET (3m05s ago)"``."""
     if at is None:
         return "-"
-    moment = datetime.fromtimestamp(at, ZoneInfo(zone) if zone else None)
+    moment = datetime.fromtimestamp(at, schedules.zone(zone) if zone else None)
     stamp = moment.astimezone(moment.tzinfo).strftime("%Y-%m-%d %H:%M:%S %Z")
     delta = now - at
     relation = f"{duration(delta)} ago" if delta >= 0 else f"in {duration(-delta)}"
@@ -271,6 +271,12 @@ def tasks_table(tasks: list[Task], now: float | None = None) -> Table:
     return table
 
 
+def cron_zone(schedule: Schedule) -> str | None:
+    """The zone a schedule's times are shown in: a cron schedule's own (its ticks fall at
+    times of day there); None, the machine's, for an interval."""
+    return schedule.timing.timezone if schedule.timing.cron is not None else None
+
+
 def schedules_table(schedules: list[Schedule], now: float) -> Table:
     """One row per schedule: name, timing, what it enqueues, catch-up, next run, last tick."""
     table = Table(show_edge=False)
@@ -284,7 +290,7 @@ def schedules_table(schedules: list[Schedule], now: float) -> Table:
         catch_up: str = schedule.catch_up
         if schedule.catch_up == "all":
             catch_up += f" (≤{schedule.max_catch_up})"
-        last = instant(schedule.last_tick_at, now)
+        last = instant(schedule.last_tick_at, now, cron_zone(schedule))
         if schedule.last_task_id:
             last += f" {schedule.last_task_id}"
         table.add_row(
@@ -293,7 +299,7 @@ def schedules_table(schedules: list[Schedule], now: float) -> Table:
             enqueues,
             schedule.options.queue,
             catch_up,
-            instant(schedule.next_run_at, now, schedule.timing.timezone),
+            instant(schedule.next_run_at, now, cron_zone(schedule)),
             last,
         )
     return table

@@ -135,7 +135,7 @@ def add(
 
     typer.echo(
         f"schedule {saved.name}: {saved.timing.describe()}, next run "
-        f"{render.instant(saved.next_run_at, now, saved.timing.timezone)}"
+        f"{render.instant(saved.next_run_at, now, render.cron_zone(saved))}"
     )
 
 

@@ -35,10 +35,12 @@ def import_processors(modules: list[str]) -> None:
 
     Modules (and the functions ``call`` tasks name) are found in the working directory
     too, as ``python -m worker`` finds them: the ``wq`` script's own folder is on the path
-    in its place, so ``wq worker -m yourpackage.jobs`` beside ``yourpackage/`` failed."""
+    in its place, so ``wq worker -m yourpackage.jobs`` beside ``yourpackage/`` failed. It
+    comes last, so that a file there (``greenlet.py``, ``statistics.py``) cannot stand in
+    for a module the worker imports; ``python -P`` (safe_path) leaves it out."""
     here = os.getcwd()
-    if "" not in sys.path and here not in sys.path:
-        sys.path.insert(0, here)
+    if not sys.flags.safe_path and "" not in sys.path and here not in sys.path:
+        sys.path.append(here)
     for name in modules:
         try:
             importlib.import_module(name)

@@ -49,10 +49,14 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 def file_url(value: str) -> str:
-    """A SQLAlchemy URL as given, or a plain file path as ``sqlite+aiosqlite:///PATH``."""
+    """A SQLAlchemy URL as given, or a plain file path as ``sqlite+aiosqlite:///PATH``
+    (``%``, ``?`` and ``#`` in it escaped: a URL would read them as its own)."""
     if "://" in value or not value.strip() or _SCHEME.match(value):
         return value
-    return f"sqlite+aiosqlite:///{Path(value).expanduser()}"
+    path = str(Path(value).expanduser())
+    for char, escaped in (("%", "%25"), ("?", "%3F"), ("#", "%23")):
+        path = path.replace(char, escaped)
+    return f"sqlite+aiosqlite:///{path}"
 
 
 def async_database_url(value: str) -> str:

@@ -258,6 +258,12 @@ class QueueAdmin:
             created_after=created_after,
             created_before=created_before,
         )
+        pending = chosen.state is TaskState.PENDING
+        if after_priority is not None and (after_id is None or not pending):
+            raise InvalidInputError(
+                "after_priority: only with state='pending' and after_id (a page of pending "
+                "tasks goes on from that task's place)"
+            )
         return await self._storage.list_tasks(
             chosen, limit=limit, after_id=after_id, after_priority=after_priority
         )

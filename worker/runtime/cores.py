@@ -35,37 +35,63 @@ def usable_cores() -> int:
 def cgroup_cpu_limit(
     root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
 ) -> float | None:
-    """The CPUs this process's cgroup may use in each period (``cpu.max`` in cgroup v2,
-    ``cpu.cfs_quota_us`` over ``cpu.cfs_period_us`` in v1); None without a limit, or off
-    Linux. Docker's ``--cpus`` and Kubernetes' CPU limits set it."""
+    """The CPUs this process's cgroup may use in each period: the lowest limit on the way
+    from its cgroup up to the root (``cpu.max`` in cgroup v2; ``cpu.cfs_quota_us`` over
+    ``cpu.cfs_period_us`` in v1); None without a limit, or off Linux. Docker's ``--cpus``
+    and Kubernetes' CPU limits set it. Inside a container whose cgroup is not its own
+    namespace, the path named in ``membership`` is not under the mount, whose top then holds
+    the container's limit: it is read too."""
     try:
-        groups = membership.read_text().splitlines()
-    except OSError:
-        return None
-    paths = {}
-    for line in groups:  # "0::/path" (v2), "4:cpu,cpuacct:/path" (v1)
-        _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(","):
-            paths[controller] = path.lstrip("/")
-    try:
-        if "cpu" in paths:
-            folder = next(
-                (root / name / paths["cpu"] for name in ("cpu", "cpu,cpuacct", "cpuacct,cpu")
-                 if (root / name).is_dir()),
-                None,
-            )  # fmt: skip
-            if folder is not None:
-                quota = int((folder / "cpu.cfs_quota_us").read_text())
-                period = int((folder / "cpu.cfs_period_us").read_text())
-                return quota / period if quota > 0 and period > 0 else None
-        if "" in paths:
-            quota_text, period_text = (root / paths[""] / "cpu.max").read_text().split()
-            if quota_text == "max" or int(period_text) <= 0:
-                return None
-            return int(quota_text) / int(period_text)
+        paths = _cgroup_paths(membership.read_text())
+        limits = []
+        if "cpu" in paths:  # v1: the cpu controller, mounted alone or with cpuacct
+            mounts = [root / name for name in ("cpu", "cpu,cpuacct", "cpuacct,cpu")]
+            for mount in (m for m in mounts if m.is_dir()):
+                limits += [_v1_limit(folder) for folder in _up_from(mount, paths["cpu"])]
+                break
+        elif "" in paths:  # v2: one hierarchy
+            limits += [_v2_limit(folder) for folder in _up_from(root, paths[""])]
     except (OSError, ValueError) as exc:
         log.debug("no CPU quota read from the cgroup: %s", exc)
-    return None
+        return None
+    found = [limit for limit in limits if limit is not None]
+    return min(found) if found else None
+
+
+def _cgroup_paths(text: str) -> dict[str, str]:
+    """Each controller's cgroup path, from ``/proc/self/cgroup`` (``""``: cgroup v2)."""
+    paths = {}
+    for line in text.splitlines():  # "0::/path" (v2), "4:cpu,cpuacct:/path" (v1)
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            for controller in parts[1].split(","):
+                paths[controller] = parts[2].strip().lstrip("/")
+    return paths
+
+
+def _up_from(mount: Path, path: str) -> list[Path]:
+    """The cgroup's folder and each one above it, up to the mount's top."""
+    folders = [mount]
+    for part in Path(path).parts:
+        folders.append(folders[-1] / part)
+    return folders[::-1]
+
+
+def _v1_limit(folder: Path) -> float | None:
+    try:
+        quota = int((folder / "cpu.cfs_quota_us").read_text())
+        period = int((folder / "cpu.cfs_period_us").read_text())
+    except FileNotFoundError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def _v2_limit(folder: Path) -> float | None:
+    try:
+        quota, period = (folder / "cpu.max").read_text().split()
+    except FileNotFoundError:
+        return None
+    return None if quota == "max" or int(period) <= 0 else int(quota) / int(period)
 
 
 def task_threads(processes: int, concurrency: int) -> int:
