@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from postgres_databases import Databases, add_arguments, server_url
+from postgres_databases import Databases, add_arguments, analyze, server_url
 
 from tts import TextToSpeechRequest
 from worker import QueueConfig, Task, TaskItem, WorkerQueue
@@ -105,13 +105,7 @@ async def fill(queue: WorkerQueue, n: int) -> None:
             .where(tasks.c.created_at >= bad, tasks.c.created_at < gone)
             .values(state="cancelled", finished_at=tasks.c.created_at + 5)
         )
-    if engine.dialect.name == "postgresql":
-        async with engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.exec_driver_sql("VACUUM ANALYZE tasks")
-    else:
-        async with engine.begin() as conn:
-            await conn.exec_driver_sql("ANALYZE")
+    await analyze(engine)
 
 
 async def plan(queue: WorkerQueue, chosen: TaskFilter) -> str:

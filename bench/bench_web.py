@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
-from postgres_databases import Databases, add_arguments, server_url
+from postgres_databases import Databases, add_arguments, analyze, server_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -83,13 +83,7 @@ async def build(url: str, n: int) -> float:
                 for q in range(3) for m in range(24 * 60)
             ]  # fmt: skip
             await conn.execute(sa.insert(task_history), rows)
-        if engine.dialect.name == "postgresql":
-            async with engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.exec_driver_sql("VACUUM ANALYZE")
-        else:
-            async with engine.begin() as conn:
-                await conn.exec_driver_sql("ANALYZE")
+        await analyze(engine)
     return time.perf_counter() - started
 
 

@@ -113,3 +113,15 @@ async def run_sql(url: str, sql: str, **params: Any) -> Any:
             return result.scalar() if result.returns_rows else None
     finally:
         await engine.dispose()
+
+
+async def analyze(engine: Any) -> None:
+    """Refresh the planner's statistics after a bulk fill, as a long-lived database has them
+    (PostgreSQL: ``VACUUM ANALYZE``, outside a transaction; SQLite: ``ANALYZE``)."""
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql("ANALYZE")

@@ -13,6 +13,7 @@ import typer
 
 from worker.cli.parse import duration_option
 from worker.cli.session import print_json, run
+from worker.core.selection import Cursor
 from worker.core.states import TaskState
 
 if TYPE_CHECKING:
@@ -80,15 +81,14 @@ def list_tasks(
     tasks = run(ctx, read, "read")
     from worker.cli import render
 
-    last = tasks[-1] if len(tasks) == limit else None
     # Pending tasks are listed in claim order: the next page starts at the last task's
     # place as this page saw it, its priority included (a retry may change it).
-    last_priority = last.priority if last and state is TaskState.PENDING else None
+    cursor = Cursor.after(tasks, limit, state)
     if as_json:
         document = {
             "tasks": [render.task_document(t) for t in tasks],
-            "next_after": None if last is None else last.id,
-            "next_after_priority": last_priority,
+            "next_after": None if cursor is None else cursor.after_id,
+            "next_after_priority": None if cursor is None else cursor.after_priority,
         }
         print_json(document)
         return
@@ -96,10 +96,10 @@ def list_tasks(
         render.stderr.print("no tasks")
         return
     render.stdout.print(render.tasks_table(tasks))
-    if last is not None:
-        words = ["wq list", *_filter_options(state, queue_name, limit), "--after", last.id]
-        if last_priority is not None:
-            words += ["--after-priority", str(last_priority)]
+    if cursor is not None:
+        words = ["wq list", *_filter_options(state, queue_name, limit), "--after", cursor.after_id]
+        if cursor.after_priority is not None:
+            words += ["--after-priority", str(cursor.after_priority)]
         render.stderr.print("more: " + " ".join(words), soft_wrap=True)  # one line to copy
 
 

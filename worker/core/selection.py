@@ -8,10 +8,14 @@ bulk action select the same tasks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from worker.core.states import TaskState
+
+if TYPE_CHECKING:
+    from worker.core.models import Task
 
 #: The actions an operator takes on many tasks at once.
 BulkAction = Literal["cancel", "resume", "run_now", "hold", "release"]
@@ -31,6 +35,23 @@ class TaskFilter:
     error: str | None = None
     created_after: float | None = None
     created_before: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where the page after a full one starts: its last task's id and, for pending tasks
+    (listed in claim order), that task's priority as the page saw it."""
+
+    after_id: str
+    after_priority: int | None
+
+    @classmethod
+    def after(cls, page: Sequence[Task], limit: int, state: TaskState | None) -> Cursor | None:
+        """The cursor after ``page`` (a list of ``state``), or None when it was not full."""
+        if len(page) < limit or not page:
+            return None
+        last = page[-1]
+        return cls(last.id, last.priority if state is TaskState.PENDING else None)
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from worker.core.errors import InvalidInputError
 from worker.core.kinds import registered_kinds
 from worker.core.models import Task
-from worker.core.selection import BULK_ACTIONS, BulkAction
+from worker.core.selection import BULK_ACTIONS, BulkAction, Cursor
 from worker.core.states import TaskState
 from worker.web.bulk import BulkRequest, act
 from worker.web.csrf import form_fields
@@ -94,10 +94,10 @@ async def tasks_page(
             after_priority=after_priority,
         )
         rows = [row(task) for task in page]
-        if len(page) == limit:
-            next_after = {"after": page[-1].id}
-            if chosen.state is TaskState.PENDING:
-                next_after["after_priority"] = str(page[-1].priority)
+        if cursor := Cursor.after(page, limit, chosen.state):
+            next_after = {"after": cursor.after_id}
+            if cursor.after_priority is not None:
+                next_after["after_priority"] = str(cursor.after_priority)
     except InvalidInputError as exc:
         problem = str(exc)
     query = dict(given)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from worker.core.errors import InvalidStateTransitionError
+from worker.core.selection import Cursor
 from worker.core.states import TaskState
 from worker.queue.worker_queue import WorkerQueue
 from worker.web.counters import Counters
@@ -82,7 +83,7 @@ async def list_tasks(
         int | None,
         Query(
             description="With state=pending: that task's priority on the page before "
-            "(its next_after_priority), so a priority changed since moves nothing."
+            "(its next_after_priority), so the page starts where that one ended."
         ),
     ] = None,
 ) -> TaskPage:
@@ -99,11 +100,11 @@ async def list_tasks(
         created_before=chosen.created_before,
         after_priority=after_priority,
     )
-    last = page[-1] if len(page) == limit else None
+    cursor = Cursor.after(page, limit, chosen.state)
     return TaskPage(
         tasks=[task_document(t) for t in page],
-        next_after=None if last is None else last.id,
-        next_after_priority=last.priority if last and chosen.state is TaskState.PENDING else None,
+        next_after=None if cursor is None else cursor.after_id,
+        next_after_priority=None if cursor is None else cursor.after_priority,
     )
 
 
