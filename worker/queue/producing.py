@@ -21,8 +21,10 @@ from worker.queue.submission import SubmitOptions, tasks_of, template
 from worker.storage.interface import Storage
 from worker.storage.rows import insert_values, uniform_rows
 
-#: How many tasks :meth:`QueueProducer._submit` builds per slice while its rows are written.
-_SLICE = 2048
+#: How many tasks :meth:`QueueProducer._submit` builds per slice while its rows are written:
+#: about a millisecond's work, after which the driver's thread takes the interpreter lock
+#: (see :func:`worker.storage.database._alongside`).
+_SLICE = 512
 
 
 class QueueProducer:
@@ -81,32 +83,33 @@ class QueueProducer:
         if not requests:
             return [], 0
         ids = new_ids(len(requests))
-        try:
-            with paused_collection():
+        # The collector stays off from the rows to the tasks, the insert's wait included: it
+        # would otherwise walk the batch between slices (worker.core.garbage).
+        with paused_collection():
+            try:
                 rows = uniform_rows(insert_values(task, ""), ids, requests, url)
-        except UnknownRequestKindError as exc:
-            raise InvalidTaskError(f"{_which(requests, exc)}: {exc}") from exc
-        except (TypeError, ValueError) as exc:
-            raise InvalidTaskError(str(exc)) from exc
-        made: list[Task] = []
+            except UnknownRequestKindError as exc:
+                raise InvalidTaskError(f"{_which(requests, exc)}: {exc}") from exc
+            except (TypeError, ValueError) as exc:
+                raise InvalidTaskError(str(exc)) from exc
+            made: list[Task] = []
 
-        def build() -> bool:  # a slice at a time, while the rows are written
-            start = len(made)
-            with paused_collection():
+            def build() -> bool:  # a slice at a time, while the rows are written
+                start = len(made)
                 made.extend(
                     tasks_of(task, ids[start : start + _SLICE], requests[start : start + _SLICE])
                 )
-            return len(made) < len(ids)
+                return len(made) < len(ids)
 
-        stored, inserted = await self._storage.insert(
-            rows, now, max_pending=self.config.max_pending, meanwhile=build
-        )
-        if inserted:
-            self.notifier.notify()
-        tasks = made if len(made) == len(ids) else tasks_of(task, ids, requests)
-        if stored != ids:  # a key held by a live task: that task's id
-            for each, task_id in zip(tasks, stored, strict=True):
-                each.__dict__["id"] = task_id
+            stored, inserted = await self._storage.insert(
+                rows, now, max_pending=self.config.max_pending, meanwhile=build
+            )
+            if inserted:
+                self.notifier.notify()
+            tasks = made if len(made) == len(ids) else tasks_of(task, ids, requests)
+            if stored != ids:  # a key held by a live task: that task's id
+                for each, task_id in zip(tasks, stored, strict=True):
+                    each.__dict__["id"] = task_id
         if inserted and task.depends_on:  # how many are unfinished: the same for every task
             waiting = (await self.get_task(stored[0])).waiting_on
             for each in tasks:

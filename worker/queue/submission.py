@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 from worker.core import arguments
 from worker.core.errors import InvalidInputError
 from worker.core.models import Resources, RetryPolicy, Task, TaskItem
+from worker.storage.payload import set_extra, set_fields_set, set_private
 
 
 class TaskOptions(TypedDict, total=False):
@@ -137,13 +138,14 @@ def tasks_of(template: Task, ids: Sequence[str], requests: Sequence[BaseModel]) 
     metadata, depends_on = base["metadata"], base["depends_on"]
     made: list[Task] = []
     append, copy, new = made.append, base.copy, object.__new__
+    fields_set, extra, private = set_fields_set, set_extra, set_private
     for task_id, request in zip(ids, requests, strict=True):
         item = new(TaskItem)
         _set(item, "__dict__", {"request": request, "response_url": url, "result": None,
                                 "error": None})  # fmt: skip
-        _set(item, "__pydantic_fields_set__", _ITEM_FIELDS)
-        _set(item, "__pydantic_extra__", None)
-        _set(item, "__pydantic_private__", None)
+        fields_set(item, _ITEM_FIELDS)
+        extra(item, None)
+        private(item, None)
         fields = copy()
         fields["id"] = task_id
         fields["items"] = [item]
@@ -152,8 +154,8 @@ def tasks_of(template: Task, ids: Sequence[str], requests: Sequence[BaseModel]) 
         fields["depends_on"] = list(depends_on) if depends_on else []
         task = new(Task)
         _set(task, "__dict__", fields)
-        _set(task, "__pydantic_fields_set__", _ALL_FIELDS)
-        _set(task, "__pydantic_extra__", None)
-        _set(task, "__pydantic_private__", None)
+        fields_set(task, _ALL_FIELDS)
+        extra(task, None)
+        private(task, None)
         append(task)
     return made
