@@ -1,5 +1,5 @@
 """The collector paused for bulk work (worker.core.garbage): blocks that overlap across
-coroutines and threads, and a batch written without passes between its slices."""
+threads, a batch written without passes between its slices, and no pause across an await."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import gc
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from worker import QueueConfig, WorkerQueue, register_request_kind
+from worker import QueueConfig, Task, WorkerQueue, register_request_kind
 from worker.core.garbage import paused_collection
+from worker.queue import producing
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +23,9 @@ def collector_on() -> Iterator[None]:
     was = gc.isenabled()
     gc.enable()
     yield
-    if not was:
+    if was:  # as it was before the test, whatever the test did
+        gc.enable()
+    else:
         gc.disable()
 
 
@@ -49,22 +53,6 @@ def test_a_block_that_raises_turns_the_collector_on_again() -> None:
     assert gc.isenabled()
 
 
-def test_coroutines_that_pause_across_awaits_leave_it_on() -> None:
-    seen: list[bool] = []
-
-    async def bulk(delay: float) -> None:
-        with paused_collection():
-            await asyncio.sleep(delay)
-            seen.append(gc.isenabled())
-
-    async def main() -> None:
-        await asyncio.gather(bulk(0.02), bulk(0.01), bulk(0.03))
-
-    asyncio.run(main())
-    assert seen == [False, False, False]  # each one's block stayed paused to its end
-    assert gc.isenabled()
-
-
 def test_threads_that_pause_side_by_side_leave_it_on() -> None:
     start = threading.Barrier(8)
 
@@ -87,31 +75,30 @@ class Echo(BaseModel):
     text: str
 
 
-def test_a_bulk_submission_runs_no_collection_while_it_writes(tmp_path: Path) -> None:
-    """Passes between the slices of a 20,000-task submit_many walked the whole batch each
-    time; now the one pass left starts after the rows are written."""
+def test_a_bulk_submission_runs_no_collection_between_its_slices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tasks of a 20,000-task submit_many are built in slices while its rows are written;
+    passes between the slices (started by the insert's thread) walked all they had built."""
+    built: list[int] = []
     passes: list[int] = []
-    writing = threading.Event()
+    from worker.queue.submission import tasks_of
+
+    def counted(*args: Any) -> list[Task]:
+        made = tasks_of(*args)
+        built.append(len(made))
+        return made
 
     def on_pass(phase: str, info: dict[str, int]) -> None:
-        if phase == "start" and writing.is_set():
+        if phase == "start" and 0 < sum(built) < 20_000:
             passes.append(info["generation"])
+
+    monkeypatch.setattr(producing, "tasks_of", counted)
 
     async def main() -> None:
         config = QueueConfig(database_url=str(tmp_path / "queue.db"))
         async with WorkerQueue(config) as queue:
             requests = [Echo(text=f"text {i}") for i in range(20_000)]
-            storage = queue._storage
-            insert = storage.insert
-
-            async def watched(*args: object, **kwargs: object) -> object:
-                writing.set()
-                try:
-                    return await insert(*args, **kwargs)  # type: ignore[arg-type]
-                finally:
-                    writing.clear()
-
-            storage.insert = watched  # type: ignore[method-assign,assignment]
             gc.callbacks.append(on_pass)
             try:
                 tasks = await queue.submit_many(requests)
@@ -121,5 +108,26 @@ def test_a_bulk_submission_runs_no_collection_while_it_writes(tmp_path: Path) ->
             assert (await queue.get_queue_stats())["pending"] == 20_000
 
     asyncio.run(main())
+    assert len(built) > 1  # in slices, or this test shows nothing
     assert passes == []
     assert gc.isenabled()
+
+
+def test_a_bulk_submission_leaves_the_collector_on_whenever_it_waits(tmp_path: Path) -> None:
+    """No pause spans an await: a submission whose loop closed under it would otherwise
+    leave the collector off for the process."""
+    seen: list[bool] = []
+
+    async def main() -> None:
+        config = QueueConfig(database_url=str(tmp_path / "queue.db"))
+        async with WorkerQueue(config) as queue:
+            requests = [Echo(text=f"text {i}") for i in range(20_000)]
+            submitting = asyncio.ensure_future(queue.submit_many(requests))
+            while not submitting.done():  # runs only while the submission waits
+                seen.append(gc.isenabled())
+                await asyncio.sleep(0)
+            await submitting
+
+    asyncio.run(main())
+    assert seen  # the submission waited at least once
+    assert all(seen)

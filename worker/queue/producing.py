@@ -83,33 +83,36 @@ class QueueProducer:
         if not requests:
             return [], 0
         ids = new_ids(len(requests))
-        # The collector stays off from the rows to the tasks, the insert's wait included: it
-        # would otherwise walk the batch between slices (worker.core.garbage).
-        with paused_collection():
-            try:
+        try:
+            with paused_collection():
                 rows = uniform_rows(insert_values(task, ""), ids, requests, url)
-            except UnknownRequestKindError as exc:
-                raise InvalidTaskError(f"{_which(requests, exc)}: {exc}") from exc
-            except (TypeError, ValueError) as exc:
-                raise InvalidTaskError(str(exc)) from exc
-            made: list[Task] = []
+        except UnknownRequestKindError as exc:
+            raise InvalidTaskError(f"{_which(requests, exc)}: {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            raise InvalidTaskError(str(exc)) from exc
+        made: list[Task] = []
 
-            def build() -> bool:  # a slice at a time, while the rows are written
-                start = len(made)
+        def build() -> bool:  # a slice at a time, while the rows are written
+            start = len(made)
+            with paused_collection():
                 made.extend(
                     tasks_of(task, ids[start : start + _SLICE], requests[start : start + _SLICE])
                 )
-                return len(made) < len(ids)
+            return len(made) < len(ids)
 
-            stored, inserted = await self._storage.insert(
-                rows, now, max_pending=self.config.max_pending, meanwhile=build
-            )
-            if inserted:
-                self.notifier.notify()
-            tasks = made if len(made) == len(ids) else tasks_of(task, ids, requests)
-            if stored != ids:  # a key held by a live task: that task's id
-                for each, task_id in zip(tasks, stored, strict=True):
-                    each.__dict__["id"] = task_id
+        stored, inserted = await self._storage.insert(
+            rows, now, max_pending=self.config.max_pending, meanwhile=build
+        )
+        if inserted:
+            self.notifier.notify()
+        if len(made) == len(ids):
+            tasks = made
+        else:
+            with paused_collection():
+                tasks = tasks_of(task, ids, requests)
+        if stored != ids:  # a key held by a live task: that task's id
+            for each, task_id in zip(tasks, stored, strict=True):
+                each.__dict__["id"] = task_id
         if inserted and task.depends_on:  # how many are unfinished: the same for every task
             waiting = (await self.get_task(stored[0])).waiting_on
             for each in tasks:

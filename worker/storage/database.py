@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from worker.core.config import QueueConfig
 from worker.core.errors import DatabaseNotFoundError, QueueClosedError, QueueError, StorageError
+from worker.core.garbage import paused_collection
 from worker.storage.backend import Backend, backend_for
 from worker.storage.sqlite.checkpoints import Checkpointer
 from worker.storage.sqlite.connection import (
@@ -106,10 +107,18 @@ async def _alongside(work: Awaitable[T], slices: _Slices, *, turn_each: bool) ->
     running = asyncio.ensure_future(work)
     try:
         await asyncio.sleep(0)  # tasks run in the order they were scheduled: the work's first
-        step = slices.step if turn_each else slices.step_and_offer
-        while not running.done() and step():
-            if turn_each:
+        if turn_each:
+            while not running.done():
+                if not slices.step():
+                    break
                 await asyncio.sleep(0)
+        else:
+            # No await in here: the collector stays off for the slices and for the driver's
+            # thread beside them, whose allocations would otherwise start passes over all the
+            # slices have built (worker.core.garbage).
+            with paused_collection():
+                while not running.done() and slices.step_and_offer():
+                    pass
     except BaseException:
         running.cancel()
         raise
@@ -354,8 +363,9 @@ class Database:
         except (exc.DBAPIError, OSError) as error:
             raise self._storage_error(action, error) from error
         self._wrote()
-        while slices.step():
-            pass
+        with paused_collection():
+            while slices.step():
+                pass
         if inline:
             # The transaction never awaited: let the loop's other tasks run before the
             # caller's next one (a tight dequeue loop would otherwise starve them).
