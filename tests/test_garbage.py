@@ -4,7 +4,9 @@ threads, a batch written without passes between its slices, and no pause across 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 from pydantic import BaseModel
 
 from worker import QueueConfig, Task, WorkerQueue, register_request_kind
-from worker.core.garbage import paused_collection
+from worker.core.garbage import _PAUSES, paused_collection
 from worker.queue import producing
 
 
@@ -23,6 +25,7 @@ def collector_on() -> Iterator[None]:
     was = gc.isenabled()
     gc.enable()
     yield
+    assert _PAUSES._open == 0, "a block was left open"
     if was:  # as it was before the test, whatever the test did
         gc.enable()
     else:
@@ -30,13 +33,13 @@ def collector_on() -> Iterator[None]:
 
 
 def test_the_collector_is_on_again_only_once_every_block_has_ended() -> None:
-    first, second = paused_collection(), paused_collection()
-    first.__enter__()
-    second.__enter__()
-    assert not gc.isenabled()
-    first.__exit__(None, None, None)  # the first one ends while the second is still open
-    assert not gc.isenabled()
-    second.__exit__(None, None, None)
+    with contextlib.ExitStack() as blocks:
+        first = blocks.enter_context(contextlib.ExitStack())
+        first.enter_context(paused_collection())
+        blocks.enter_context(paused_collection())
+        assert not gc.isenabled()
+        first.close()  # the first one ends while the second is still open
+        assert not gc.isenabled()
     assert gc.isenabled()
 
 
@@ -53,21 +56,38 @@ def test_a_block_that_raises_turns_the_collector_on_again() -> None:
     assert gc.isenabled()
 
 
-def test_threads_that_pause_side_by_side_leave_it_on() -> None:
-    start = threading.Barrier(8)
+def test_a_block_in_another_thread_keeps_it_off_after_this_one_ends() -> None:
+    opened, release = threading.Event(), threading.Event()
 
-    def bulk() -> None:
-        start.wait()
-        for _ in range(200):
-            with paused_collection():
-                assert not gc.isenabled()
+    def other() -> None:
+        with paused_collection():
+            opened.set()
+            release.wait(30)
 
-    threads = [threading.Thread(target=bulk) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    thread = threading.Thread(target=other)
+    try:
+        with paused_collection():
+            thread.start()
+            assert opened.wait(30)
+        assert not gc.isenabled()  # the other thread's block is still open
+    finally:
+        release.set()
+        thread.join(30)
     assert gc.isenabled()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX: fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_forked_inside_a_block_has_the_collector_on() -> None:
+    with paused_collection():
+        pid = os.fork()
+        if pid == 0:  # the child: no block of its own is open
+            ok = gc.isenabled()
+            with paused_collection():
+                ok = ok and not gc.isenabled()
+            os._exit(0 if ok and gc.isenabled() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 @register_request_kind("test-garbage-echo")

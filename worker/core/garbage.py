@@ -24,6 +24,7 @@ closed under it) would be freed only by the collector it keeps off, which would 
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,11 +40,10 @@ class _Pauses:
 
     def begin(self) -> None:
         with self._lock:
-            if self._open == 0:
+            self._open += 1  # counted first: an interrupt after it leaves a block end() closes
+            if self._open == 1:
                 self._turned_off = gc.isenabled()
-                if self._turned_off:
-                    gc.disable()
-            self._open += 1
+                gc.disable()
 
     def end(self) -> None:
         with self._lock:
@@ -52,8 +52,19 @@ class _Pauses:
                 self._turned_off = False
                 gc.enable()
 
+    def after_fork(self) -> None:
+        """In a child forked while a block was open (or the lock held): no block is open
+        there, so the collector is as it was before the first one."""
+        self._lock = threading.Lock()
+        if self._open and self._turned_off:
+            gc.enable()
+        self._open = 0
+        self._turned_off = False
+
 
 _PAUSES = _Pauses()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_PAUSES.after_fork)
 
 
 @contextmanager

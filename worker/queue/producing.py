@@ -22,7 +22,7 @@ from worker.storage.interface import Storage
 from worker.storage.rows import insert_values, uniform_rows
 
 #: How many tasks :meth:`QueueProducer._submit` builds per slice while its rows are written:
-#: about a millisecond's work, after which the driver's thread takes the interpreter lock
+#: about a millisecond's work, after which the interpreter lock is offered to the driver's thread
 #: (see :func:`worker.storage.database._alongside`).
 _SLICE = 512
 

@@ -86,7 +86,7 @@ class _Slices:
     def step_and_offer(self) -> bool:
         """:meth:`step`, then the interpreter lock offered to a thread waiting for it."""
         left = self.step()
-        time.sleep(0)  # releases the lock: a waiting thread takes it, we wait our turn
+        time.sleep(0)  # releases the lock: a thread waiting for it may take it
         return left
 
 
