@@ -216,8 +216,8 @@ async def test_revision_0005_goes_down_to_0004_and_up_again_keeping_tasks(
         await queue.schedule("s", interval_s=60, request=JobRequest())
     sqlite = database_url.startswith("sqlite")
     indexes = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks'"
+    await migrate(config, "0005", down=True)  # the later revisions' indexes go
     before = sorted(await raw_sql(database_url, indexes)) if sqlite else []
-    before = [row for row in before if row[0] != "ix_tasks_pending_created"]  # revision 0006
     await migrate(config, "0004", down=True)
     tables = await raw_sql(database_url, "SELECT id, state FROM tasks")
     assert tables == [(ended.id, "completed")]

@@ -102,6 +102,41 @@ async def test_a_page_of_pending_tasks_walks_the_claim_index_from_its_place(
     assert inner == [walk], "the index order serves the page: no sort of the pending tasks"
 
 
+@pytest.mark.parametrize("state", [TaskState.DISCARDED, TaskState.CANCELLED])
+@pytest.mark.parametrize("queue", [None, "a"])
+@pytest.mark.parametrize("after", [None, "01J0000000000000000000000A"])
+async def test_a_page_of_kept_tasks_walks_their_index_in_id_order(
+    db_path: Path, state: TaskState, queue: str | None, after: str | None
+) -> None:
+    # These pages once read every task of the state (of the queue) and sorted them: a
+    # second a page at a million discarded tasks. With a queue, the walk is of that queue's
+    # range alone (a walk of every queue's would read them all to find a rare queue's).
+    async with WorkerQueue(QueueConfig(database_url=sqlite_url(db_path))):
+        pass
+    page = selection.list_page(
+        TaskFilter(state=state, queue=queue), after_id=after, limit=50, columns=RAW_COLUMNS
+    )
+    sql = page.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+    with sqlite3.connect(db_path) as raw:
+        plan = [
+            (node, parent, detail)
+            for node, parent, _, detail in raw.execute(f"EXPLAIN QUERY PLAN {sql}")
+        ]
+    [ids] = [node for node, _, detail in plan if detail.startswith("LIST SUBQUERY")]
+    inner = [detail for _, parent, detail in plan if parent == ids]
+    if queue is None:
+        index, bound = f"ix_tasks_{state.value}_id", "id>?"
+    else:
+        index, bound = f"ix_tasks_{state.value}", "queue=? AND id>?"
+    if after is not None:
+        walk = f"SEARCH tasks USING INDEX {index} ({bound})"
+    elif queue is not None:
+        walk = f"SEARCH tasks USING INDEX {index} (queue=?)"
+    else:
+        walk = f"SCAN tasks USING INDEX {index}"
+    assert inner == [walk], "the index order serves the page: no sort of the state's tasks"
+
+
 async def test_acknowledgements_look_rows_up_by_id(db_path: Path) -> None:
     async with WorkerQueue(QueueConfig(database_url=sqlite_url(db_path))):
         pass

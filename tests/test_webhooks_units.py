@@ -499,7 +499,7 @@ async def test_upgrade_from_0002_delivers_only_tasks_that_finish_afterwards(
         assert delivery.url == "http://127.0.0.1:9/old"
     with sqlite3.connect(db_path) as raw:
         (version,) = raw.execute("SELECT version_num FROM alembic_version").fetchone()
-    assert version == head_revision() == "0006"
+    assert version == head_revision() == "0007"
 
 
 async def test_downgrade_to_0002_drops_the_webhook_tables(db_path: Path) -> None:

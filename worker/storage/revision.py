@@ -14,7 +14,7 @@ from worker.storage.schema import metadata
 
 #: Every revision under ``migrations/versions`` (``worker/migrations/versions`` once installed),
 #: oldest first (a test holds it to Alembic's).
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
 HEAD_REVISION = REVISIONS[-1]
 VERSION_TABLE = "alembic_version"
 

@@ -149,10 +149,21 @@ sa.Index(
 # in it, and it doubles the cost of a claim. Statistics count the states that stay small
 # through the partial indexes above and below, and completed tasks by subtraction.
 sa.Index("ix_tasks_queue", tasks.c.queue)
+# The two states that keep what they hold (until a purge) have two each: by queue (for
+# counts) and, since revision 0007, then by id, and by id alone, so that a page of them,
+# of one queue or of all, is the next entries after its cursor however many the state
+# keeps (worker.storage.selection).
 for _state in ("discarded", "cancelled"):
     sa.Index(
         f"ix_tasks_{_state}",
         tasks.c.queue,
+        tasks.c.id,
+        sqlite_where=sa.text(f"state = '{_state}'"),
+        postgresql_where=sa.text(f"state = '{_state}'"),
+    )
+    sa.Index(
+        f"ix_tasks_{_state}_id",
+        tasks.c.id,
         sqlite_where=sa.text(f"state = '{_state}'"),
         postgresql_where=sa.text(f"state = '{_state}'"),
     )

@@ -7,12 +7,15 @@ Which index serves each filter (a page walks ``ORDER BY id`` and stops when full
   its first entries from the cursor's place (on SQLite the queue compared as ``+queue``,
   so that its planner cannot take the index of pending tasks by queue and sort them all;
   PostgreSQL's filters the claim index by queue as it walks it).
-- another ``state`` but completed: that state's partial index (``ix_tasks_lease_expiry``,
-  ``ix_tasks_retryable``, ``ix_tasks_discarded``, ``ix_tasks_cancelled``), the state
-  inlined as a constant so the planner can use it, and the rows it holds sorted by id
-  (:func:`order`); completed: the primary key, filtered.
-- ``queue``: ``ix_tasks_queue`` (or, with ``state`` discarded or cancelled, that state's
-  partial index on ``queue``).
+- ``state`` discarded or cancelled: that state's partial index on ``id``
+  (``ix_tasks_discarded_id``, ``ix_tasks_cancelled_id``), or with ``queue`` the one on
+  ``(queue, id)`` (``ix_tasks_discarded``, ``ix_tasks_cancelled``), in its order from the
+  cursor, the state inlined as a constant so the planner can use it: a page is its next
+  entries, however many tasks the state keeps.
+- processing or retryable: that state's partial index (``ix_tasks_lease_expiry``,
+  ``ix_tasks_retryable``; both states stay as small as the work in flight) and the rows it
+  holds sorted by id (:func:`order`); completed: the primary key, filtered.
+- ``queue``: ``ix_tasks_queue`` (or, with ``state`` discarded or cancelled, as above).
 - ``kind``, ``name``, ``error``, ``created_after``/``created_before``: no index of their
   own; they filter the rows the walk above reads, so a page costs about as many rows as it
   takes to find a page's worth of matches.
@@ -58,20 +61,25 @@ def conditions(chosen: TaskFilter, *, by_index: bool = True) -> list[ColumnEleme
     return where
 
 
-def order(chosen: TaskFilter) -> ColumnElement[Any]:
-    """What a page sorts by when not in :func:`claim_order`: the id; with a ``state`` other
-    than completed, the id as an expression (``id || ''``, the same order) that no index
-    provides.
+#: The states with a partial index on ``id``: their pages walk it in order.
+_BY_ID = frozenset({TaskState.DISCARDED, TaskState.CANCELLED})
 
-    The tasks of such a state are few beside the completed ones, and often the newest: a
-    planner that assumes them spread evenly walks the primary key in id order to find a
-    page of them, reading the whole table before it reaches them (PostgreSQL does, and
-    with a generic plan always). Sorting by an expression leaves it one good plan: read the
-    state's partial index, sort what it holds, keep a page. A million discarded tasks would
-    make each page sort them all (about a second); the primary key walk would be quick
-    then, but nothing portable tells the planner which case it is in.
+
+def order(chosen: TaskFilter) -> ColumnElement[Any]:
+    """What a page sorts by when not in :func:`claim_order`: the id; with ``state``
+    processing or retryable, the id as an expression (``id || ''``, the same order) that no
+    index provides.
+
+    The tasks of those two states are few beside the completed ones, and often the newest:
+    a planner that assumes them spread evenly walks the primary key in id order to find a
+    page of them, reading the whole table before it reaches them (PostgreSQL does, and with
+    a generic plan always). Sorting by an expression leaves it one good plan: read the
+    state's partial index, sort what it holds, keep a page. Discarded and cancelled tasks,
+    which stay until a purge and may number millions, have a partial index on the id itself
+    (``ix_tasks_discarded_id``): its order is the page's, and no plan beats reading its
+    next entries.
     """
-    if chosen.state is None or chosen.state is TaskState.COMPLETED:
+    if chosen.state is None or chosen.state is TaskState.COMPLETED or chosen.state in _BY_ID:
         return tasks.c.id
     return tasks.c.id.op("||")(sa.literal_column("''"))
 
