@@ -158,11 +158,13 @@ async def enqueue(args: argparse.Namespace) -> int:
     async with WorkerQueue(make_config(args), worker_id="enqueuer") as queue:
         tasks = [make_task(f"task {index}") for index in range(int(args.count))]
         inserted = await queue.enqueue(tasks)
+        # The line first: the test kills this process as soon as the ready file is there,
+        # and reads the line after.
+        announce("ENQUEUED")
         write_ready(
             Path(args.ready_file),
             {"pid": os.getpid(), "inserted": inserted, "ids": [task.id for task in tasks]},
         )
-        announce("ENQUEUED")
         await hang(float(args.hang_seconds))
     return 0
 
@@ -170,6 +172,7 @@ async def enqueue(args: argparse.Namespace) -> int:
 async def claim_and_hang(args: argparse.Namespace) -> int:
     async with WorkerQueue(make_config(args), worker_id="doomed") as queue:
         claimed = await queue.dequeue(size=int(args.count))
+        announce("CLAIMED " + " ".join(task.id for task in claimed))  # first, as in enqueue
         write_ready(
             Path(args.ready_file),
             {
@@ -180,7 +183,6 @@ async def claim_and_hang(args: argparse.Namespace) -> int:
                 "attempt_count": {task.id: task.attempt_count for task in claimed},
             },
         )
-        announce("CLAIMED " + " ".join(task.id for task in claimed))
         await hang(float(args.hang_seconds))
     return 0
 
