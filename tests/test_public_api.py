@@ -60,6 +60,8 @@ def test_worker_exports() -> None:
         "retry_sweeper",
         "run_workers",
         "worker_loop",
+        "in_thread",
+        "Interrupted",
         # Producers: one call per request, task functions, the synchronous client.
         "ConfiguredTask",
         "Jobs",

@@ -10,8 +10,9 @@ processor registry; they build their :class:`~tts.settings.TTSSettings` from the
 first use, once per process. :func:`register` instead puts handlers with explicit settings on
 any registry.
 
-Both run the slow work off the event loop (:func:`asyncio.to_thread`), so the worker keeps
-renewing leases and claiming while a job runs. A ``tts`` item is spoken sentence by sentence,
+Both run the slow work off the event loop (:func:`worker.in_thread`), so the worker keeps
+renewing leases and claiming while a job runs, and a stopped job's synthesis ends before
+its task is retried or released. A ``tts`` item is spoken sentence by sentence,
 with progress reported after each, and a long one checkpoints the sentences spoken so far
 (:mod:`tts.resume`): a retried attempt goes on from there. Engines and models load once per
 :class:`SpeechProcessors` and are reused by every task. Outputs are written to a temporary
@@ -27,7 +28,6 @@ runtime also discards at once.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import time
@@ -51,7 +51,7 @@ from tts.resume import CHECKPOINT_INTERVAL_S, SpokenParts, speech_key
 from tts.settings import VARIABLES, TTSSettings
 from tts.text import split_text
 from tts.waveform import Audio, concatenate
-from worker import PermanentError, ProcessorRegistry, TaskContext, TaskItem, processor
+from worker import PermanentError, ProcessorRegistry, TaskContext, TaskItem, in_thread, processor
 
 R = TypeVar("R")
 
@@ -94,25 +94,25 @@ class SpeechProcessors:
             speech_key(request.voice_id, request.speed, pieces),
         )
         with _permanent(request.voice_id):
-            engine, voice = await asyncio.to_thread(self.engines.resolve, request.voice_id)
-            parts = await asyncio.to_thread(kept.load, ctx.checkpoint_data)
+            engine, voice = await in_thread(self.engines.resolve, request.voice_id)
+            parts = await in_thread(kept.load, ctx.checkpoint_data)
             resumed = f", resumed at sentence {len(parts) + 1}" if parts else ""
             await ctx.progress(len(parts), total, f"{len(parts)}/{total} sentences{resumed}")
             last_saved = time.monotonic()
             for done, piece in enumerate(pieces[len(parts) :], start=len(parts) + 1):
                 await ctx.check_cancelled()
-                audio = await asyncio.to_thread(engine.synthesize, piece, voice, request.speed)
+                audio = await in_thread(engine.synthesize, piece, voice, request.speed)
                 parts.append(audio)
                 await ctx.progress(done, total, f"{done}/{total} sentences")
                 if done < total and time.monotonic() - last_saved >= CHECKPOINT_INTERVAL_S:
-                    await asyncio.to_thread(kept.save, parts)
+                    await in_thread(kept.save, parts)
                     await ctx.checkpoint(kept.checkpoint(audio.sample_rate))
                     last_saved = time.monotonic()
             target = self.output_path(ctx, request.output_format)
-            record = await asyncio.to_thread(
+            record = await in_thread(
                 _write_speech, parts, target, request.output_format, request.sample_rate
             )
-            await asyncio.to_thread(kept.remove)
+            await in_thread(kept.remove)
         return {
             **record,
             "voice_id": request.voice_id,
@@ -126,7 +126,7 @@ class SpeechProcessors:
         target = self.output_path(ctx, _output_format(request.operations))
         await ctx.progress(0, 1, f"processing {request.path}")
         try:
-            result = await asyncio.to_thread(_process_audio, request, target)
+            result = await in_thread(_process_audio, request, target)
         except TTSError as exc:
             raise PermanentError(str(exc)) from exc
         await ctx.progress(1, 1, "done")

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         default_jobs,
         task,
     )
+    from worker.runtime.threads import Interrupted, in_thread
     from worker.runtime.workers import Worker, run_workers, worker_loop
     from worker.storage.control import Heartbeat
 
@@ -117,6 +118,8 @@ _MODULES = {
     "TaskFunction": "worker.runtime.task_functions",
     "default_jobs": "worker.runtime.task_functions",
     "task": "worker.runtime.task_functions",
+    "Interrupted": "worker.runtime.threads",
+    "in_thread": "worker.runtime.threads",
     "Worker": "worker.runtime.workers",
     "run_workers": "worker.runtime.workers",
     "worker_loop": "worker.runtime.workers",
@@ -151,6 +154,7 @@ __all__ = [
     "DuplicateTaskError",
     "Failure",
     "Heartbeat",
+    "Interrupted",
     "InvalidInputError",
     "InvalidStateTransitionError",
     "InvalidTaskError",
@@ -190,6 +194,7 @@ __all__ = [
     "Worker",
     "WorkerQueue",
     "default_jobs",
+    "in_thread",
     "processor",
     "register_request_kind",
     "retry_delay_s",

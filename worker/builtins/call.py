@@ -5,7 +5,6 @@ What the allow-list permits is :mod:`worker.builtins.allowlist`'s to say.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ from worker.builtins.allowlist import allowed_callable
 from worker.builtins.requests import CallRequest
 from worker.core.models import TaskItem
 from worker.runtime.outcomes import PermanentError
+from worker.runtime.threads import in_thread
 
 if TYPE_CHECKING:
     from worker.runtime.context import TaskContext
@@ -29,7 +29,7 @@ async def run_call(item: TaskItem, ctx: TaskContext) -> JsonValue:
     if inspect.iscoroutinefunction(function):
         result = await function(*request.args, **request.kwargs)
     else:
-        result = await asyncio.to_thread(function, *request.args, **request.kwargs)
+        result = await in_thread(function, *request.args, **request.kwargs)
         if inspect.isawaitable(result):
             result = await result
     try:

@@ -23,6 +23,7 @@ from worker.core.arguments import problems
 from worker.core.errors import InvalidInputError, QueueError
 from worker.core.models import Progress, Task, TaskItem
 from worker.core.storable import json_text
+from worker.runtime.threads import ThreadGroup
 
 if TYPE_CHECKING:
     from worker.core.config import QueueConfig
@@ -60,6 +61,8 @@ class TaskContext:
         self.task = task
         self.index = 0
         self.cancelled = False
+        #: The threads its plain ``def`` handlers run in (:mod:`worker.runtime.threads`).
+        self.threads = ThreadGroup(f"task {task.id}")
         self.done: dict[int, JsonValue] = done_items(task.checkpoint)
         self._lease_id = task.lease_id
         self._on_progress = on_progress

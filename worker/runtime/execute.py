@@ -16,6 +16,7 @@ from worker.core.storable import json_problem
 from worker.runtime.context import TaskContext
 from worker.runtime.outcomes import PermanentError, judge
 from worker.runtime.processors import ProcessorRegistry
+from worker.runtime.threads import attempt_threads, in_thread, release_attempt_threads
 
 #: Results of these types need no check that the database can store them (a string may
 #: hold a lone surrogate, and JSON has no NaN or Infinity: see :mod:`worker.core.storable`).
@@ -48,7 +49,7 @@ async def run_items(ctx: TaskContext, registry: ProcessorRegistry) -> list[JsonV
         if inspect.iscoroutinefunction(handler):
             result = await handler(item, ctx)
         else:
-            result = await asyncio.to_thread(handler, item, ctx)
+            result = await in_thread(handler, item, ctx)
             if inspect.isawaitable(result):
                 result = await result
         if type(result) not in _JSON_SCALARS and (problem := json_problem(result)):
@@ -62,8 +63,11 @@ async def run_items(ctx: TaskContext, registry: ProcessorRegistry) -> list[JsonV
 
 
 async def attempt(ctx: TaskContext, registry: ProcessorRegistry, timeout_s: float) -> Outcome:
-    """Run the task once; failures become outcomes, cancellation propagates."""
+    """Run the task once; failures become outcomes, cancellation propagates. A handler that
+    raises ``SystemExit`` or ``KeyboardInterrupt`` fails its task, not the worker: the
+    worker's own stop comes by its signal handlers, never as an exception in a handler."""
     deadline = asyncio.timeout(timeout_s)
+    threads = attempt_threads(ctx.threads)  # plain def handlers' threads wait out a stop
     try:
         async with deadline:
             results = await run_items(ctx, registry)
@@ -71,9 +75,10 @@ async def attempt(ctx: TaskContext, registry: ProcessorRegistry, timeout_s: floa
         if not deadline.expired():
             return _failed(exc)
         return Outcome("retry", error=timeout_message(ctx.task.timeout_s, timeout_s))
-    except Exception as exc:
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
         return _failed(exc)
     finally:
+        release_attempt_threads(threads)
         ctx.stop_timer()
     return Outcome("complete", results=results, progress=ctx.take_progress())
 
@@ -88,6 +93,6 @@ def timeout_message(task_timeout_s: float | None, timeout_s: float) -> str:
     return f"timed out after {timeout_s:g} s ({where})"
 
 
-def _failed(exc: Exception) -> Outcome:
+def _failed(exc: Exception | SystemExit | KeyboardInterrupt) -> Outcome:
     judgement = judge(exc)
     return Outcome(judgement.verdict, error=judgement.error, delay_s=judgement.delay_s)

@@ -263,7 +263,13 @@ class Loop:
                 log.error("task %s: handler raised %s", task.id, describe(error))
                 outcome = Outcome("retry", error=describe(error))
         reason = record.stop_reason
-        if outcome is not None and outcome.verdict == "complete" and reason != "lost":
+        if record.ctx.threads.alive():  # abandoned: the handler's thread runs on
+            log.error(
+                "task %s: its handler's thread still runs; the task is left to its lease "
+                "(it runs again once the lease expires), not released beside it",
+                task.id,
+            )
+        elif outcome is not None and outcome.verdict == "complete" and reason != "lost":
             self.acks.outcome(task, outcome)  # finished before the stop reached it
         elif reason == "lost":
             log.warning("task %s: lease lost; its handler was stopped, outcome dropped", task.id)
@@ -352,11 +358,21 @@ class Loop:
         for record in records:
             record.stop("shutdown")
         _, late = await asyncio.wait({r.job for r in records}, timeout=UNWIND_S)
-        for job in late:
+        for record in records:
+            if record.job not in late:
+                continue
+            if record.ctx.threads.alive():
+                # A plain def handler Python could not interrupt: stop waiting for it (its
+                # attempt then ends, and _finished leaves the task to its lease).
+                record.ctx.threads.abandon()
+                continue
             log.error(
-                "%s ignored cancellation for %s s; releasing it anyway", job.get_name(), UNWIND_S
+                "%s ignored cancellation for %s s; releasing it anyway",
+                record.job.get_name(),
+                UNWIND_S,
             )
-            for record in records:
-                if record.job is job:
-                    self.running.pop(record.task.id, None)
-                    self.acks.released(record.task)
+            self.running.pop(record.task.id, None)
+            self.acks.released(record.task)
+        abandoned = [r.job for r in records if r.job in late and r.ctx.threads.abandoned]
+        if abandoned:
+            await asyncio.wait(abandoned, timeout=UNWIND_S)

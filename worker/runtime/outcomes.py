@@ -49,7 +49,7 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def judge(exc: Exception) -> Judgement:
+def judge(exc: Exception | SystemExit | KeyboardInterrupt) -> Judgement:
     """Classify an exception a handler raised (pure)."""
     if isinstance(exc, Retry):
         return Judgement("retry", describe(exc), exc.delay)

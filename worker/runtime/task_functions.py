@@ -61,6 +61,7 @@ from worker.runtime.signatures import (
     arguments_model,
     qualified_name,
 )
+from worker.runtime.threads import in_thread
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -309,7 +310,7 @@ class TaskFunction(Generic[P, R]):
                 if is_async:
                     result = await function(**values)
                 else:  # the context (and so the running queue) goes along to the thread
-                    result = await asyncio.to_thread(function, **values)
+                    result = await in_thread(function, **values)
             finally:
                 _running.reset(token)
             if type(result) in _JSON_SCALARS:

@@ -44,6 +44,7 @@ from worker.integrations.django.compat import TaskContext as DjangoContext
 from worker.integrations.django.requests import DjangoTaskRequest
 from worker.runtime.context import TaskContext
 from worker.runtime.outcomes import PermanentError
+from worker.runtime.threads import in_thread
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ async def run_django_task(item: TaskItem, ctx: TaskContext) -> JsonValue:
         raise PermanentError(str(exc)) from exc
     if inspect.iscoroutinefunction(run.function):
         return await run.coroutine()
-    return await asyncio.to_thread(run.in_thread)
+    return await in_thread(run.in_thread)
 
 
 class _Run:
