@@ -139,6 +139,55 @@ def test_it_opens_on_first_use_and_closes_once(config: QueueConfig) -> None:
         sync.submit(speech())
 
 
+def test_close_ends_the_calls_other_threads_have_in_flight(config: QueueConfig) -> None:
+    sync = SyncQueue(config).open()
+    running = threading.Event()
+
+    async def long_call(queue: WorkerQueue) -> str:
+        running.set()
+        await asyncio.sleep(60)
+        return "finished"
+
+    async def short_call(queue: WorkerQueue) -> str:
+        running.set()
+        await asyncio.sleep(0.2)
+        return "finished"
+
+    with ThreadPoolExecutor(2) as pool:
+        long = pool.submit(sync.call, long_call)
+        assert running.wait(10)
+        running.clear()
+        short = pool.submit(sync.call, short_call)
+        assert running.wait(10)
+        sync.close(timeout=1.0)
+        assert short.result(timeout=10) == "finished"  # within the grace: let it finish
+        with pytest.raises(QueueClosedError, match="closed while the call ran"):
+            long.result(timeout=10)  # past it: refused, not left hanging
+
+
+def test_calls_racing_a_close_return_or_are_refused(config: QueueConfig) -> None:
+    for _ in range(5):
+        sync = SyncQueue(config).open()
+        go = threading.Barrier(5)
+
+        def submit_some(sync: SyncQueue = sync, go: threading.Barrier = go) -> list[str]:
+            outcomes = []
+            go.wait()
+            for _ in range(20):
+                try:
+                    outcomes.append(sync.submit(speech()).id and "ok")
+                except QueueClosedError:
+                    outcomes.append("closed")
+            return outcomes
+
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(submit_some) for _ in range(4)]
+            go.wait()
+            sync.close()
+            seen = {o for f in futures for o in f.result(timeout=30)}
+        assert seen <= {"ok", "closed"}
+
+
 def test_a_url_is_enough(tmp_path: Any) -> None:
     with SyncQueue(f"sqlite:///{tmp_path / 'q.db'}") as sync:
         assert sync.config.database_url.startswith("sqlite+aiosqlite:///")

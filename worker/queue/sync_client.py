@@ -64,6 +64,11 @@ class SyncQueue:
         self._thread: threading.Thread | None = None
         self._queue: WorkerQueue | None = None
         self._closed = False
+        #: The calls handed to the loop and not yet done (any thread), and on the loop, the
+        #: tasks running them: what close() waits for, then stops.
+        self._futures: set[concurrent.futures.Future[Any]] = set()
+        self._futures_lock = threading.Lock()  # not self._lock: the loop's thread takes it
+        self._calls: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -72,9 +77,12 @@ class SyncQueue:
         self._portal()
         return self
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
         """Close the queue and stop the loop's thread; later calls raise
-        :class:`~worker.core.errors.QueueClosedError`."""
+        :class:`~worker.core.errors.QueueClosedError`. Calls in flight in other threads get
+        ``timeout`` seconds to finish; those still running then raise
+        :class:`~worker.core.errors.QueueClosedError` (a write among them may or may not
+        have been committed: read it back)."""
         with self._lock:
             self._closed = True
             loop, thread, queue = self._loop, self._thread, self._queue
@@ -83,11 +91,28 @@ class SyncQueue:
             return
         try:
             if queue is not None:
-                asyncio.run_coroutine_threadsafe(queue.close(), loop).result()
+                asyncio.run_coroutine_threadsafe(self._shut(queue, timeout), loop).result()
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
             loop.close()
+            with self._futures_lock:
+                stranded, self._futures = self._futures, set()
+            for future in stranded:  # never started: the loop stopped first
+                if not future.done():
+                    future.set_exception(QueueClosedError("the SyncQueue was closed"))
+
+    async def _shut(self, queue: WorkerQueue, grace_s: float) -> None:
+        """On the loop: let the calls in flight finish within ``grace_s``, stop the rest
+        (they raise QueueClosedError, see :meth:`_future`), then close the queue."""
+        calls = set(self._calls)
+        if calls:
+            _, late = await asyncio.wait(calls, timeout=grace_s)
+            for call in late:
+                call.cancel()
+            if late:
+                await asyncio.wait(late)
+        await queue.close()
 
     def __enter__(self) -> Self:
         return self.open()
@@ -120,24 +145,49 @@ class SyncQueue:
     def _future(
         self, operation: Callable[[WorkerQueue], Awaitable[T]]
     ) -> concurrent.futures.Future[T]:
-        loop, queue = self._portal()
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("a SyncQueue method was called on its own loop: await the queue")
+        calls = self._calls
 
         async def run() -> T:
-            return await operation(queue)
+            me = asyncio.current_task()
+            assert me is not None  # run() is a task's coroutine
+            calls.add(me)
+            try:
+                return await operation(queue)
+            except asyncio.CancelledError:
+                if self._closed:  # close() stopped it: say so, not "cancelled"
+                    raise QueueClosedError("the SyncQueue was closed while the call ran") from None
+                raise
+            finally:
+                calls.discard(me)
 
-        return asyncio.run_coroutine_threadsafe(run(), loop)
+        # Under the lock: close() cannot stop the loop between the check and the hand-over.
+        with self._lock:
+            loop, queue = self._opened()
+            if threading.current_thread() is self._thread:
+                raise RuntimeError("a SyncQueue method was called on its own loop: await the queue")
+            future = asyncio.run_coroutine_threadsafe(run(), loop)
+            with self._futures_lock:
+                self._futures.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: concurrent.futures.Future[Any]) -> None:
+        with self._futures_lock:
+            self._futures.discard(future)
 
     def _portal(self) -> tuple[asyncio.AbstractEventLoop, WorkerQueue]:
         with self._lock:
-            if self._closed:
-                raise QueueClosedError("the SyncQueue was closed")
-            if self._loop is None or self._queue is None:
-                self._start()
-            assert self._loop is not None  # set by _start
-            assert self._queue is not None
-            return self._loop, self._queue
+            return self._opened()
+
+    def _opened(self) -> tuple[asyncio.AbstractEventLoop, WorkerQueue]:
+        """The loop and the queue, started on first use (the lock held)."""
+        if self._closed:
+            raise QueueClosedError("the SyncQueue was closed")
+        if self._loop is None or self._queue is None:
+            self._start()
+        assert self._loop is not None  # set by _start
+        assert self._queue is not None
+        return self._loop, self._queue
 
     def _start(self) -> None:
         loop = asyncio.new_event_loop()
