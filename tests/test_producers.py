@@ -415,6 +415,25 @@ async def test_defer_many_enqueues_every_call_atomically(bound: WorkerQueue) -> 
     assert sorted(sums) == [i + 10 for i in range(250)]
 
 
+@jobs.task(name="producers.returns")
+def returns(what: str) -> Any:
+    if what == "bytes":
+        return b"\xff\xfe not UTF-8"
+    cycle: dict[str, Any] = {}
+    cycle["self"] = cycle
+    return cycle
+
+
+async def test_a_result_with_no_json_form_discards_the_task_saying_so(bound: WorkerQueue) -> None:
+    tasks = [await returns.defer(what="bytes"), await returns.defer(what="cycle")]
+    await run_dry(bound)
+    ended = [await bound.get_task(t.id) for t in tasks]
+    assert [t.state for t in ended] == [TaskState.DISCARDED, TaskState.DISCARDED]
+    assert [t.attempt_count for t in ended] == [1, 1]  # not retried: it would fail again
+    assert "returned a value with no JSON form: 'utf-8' codec" in str(ended[0].last_error)
+    assert "no JSON form: Circular reference" in str(ended[1].last_error)
+
+
 async def test_results_with_a_json_form_are_stored_as_it(bound: WorkerQueue) -> None:
     at = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
     task = await stamp.defer(text="hi", at=at.isoformat())
@@ -482,6 +501,14 @@ def test_signatures_the_queue_cannot_store_are_refused_at_decoration() -> None:
     signature_refused(callable_arg, "cannot be stored as JSON")
     signature_refused(bad_default, "its default 'x' cannot be stored")
     signature_refused(private, "cannot start with '_'")
+    for taken in ("model_config", "model_dump", "model_fields", "json", "copy"):
+        namespace: dict[str, Any] = {}
+        exec(f"def uses_it({taken}: int) -> None: ...", namespace)
+        signature_refused(namespace["uses_it"], rf"'{taken}': the name is taken by the request")
+
+    def fine(model_name: str, fields: int = 0) -> None: ...  # model_ names pydantic leaves free
+
+    Jobs(registry=ProcessorRegistry()).task(name="producers.model_names")(fine)
 
 
 def test_a_nested_function_needs_a_name() -> None:

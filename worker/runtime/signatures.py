@@ -9,7 +9,9 @@ as JSON, so a signature the queue cannot store is refused when the function is d
 - ``*args`` and ``**kwargs`` (nothing to name the values by), positional-only parameters;
 - annotations pydantic cannot validate, or cannot write as JSON (a callable, an arbitrary
   class): only types with a JSON form are stored;
-- defaults that are not valid values of their annotation.
+- defaults that are not valid values of their annotation;
+- names the model itself has (``model_config``, ``model_dump``, ``json``, ``copy``, ...: the
+  attributes of pydantic's ``BaseModel``).
 
 A parameter without an annotation takes any JSON value. ``bytes`` travel as base64.
 """
@@ -97,6 +99,11 @@ def arguments_model(
             continue
         if parameter.name.startswith("_"):
             raise SignatureError(f"{label}: a stored argument's name cannot start with '_'")
+        if hasattr(BaseModel, parameter.name):  # model_config, model_dump, json, copy, ...
+            raise SignatureError(
+                f"{label}: the name is taken by the request model itself "
+                f"(pydantic's BaseModel.{parameter.name}); rename the parameter"
+            )
         default = ... if parameter.default is inspect.Parameter.empty else parameter.default
         fields[parameter.name] = (annotation, default)
     model_name = name.replace(".", "_").replace("-", "_") + "_arguments"

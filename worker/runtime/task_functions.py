@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, Self, TypeVar, Unpack, overload
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic_core import PydanticSerializationError, to_jsonable_python
+from pydantic_core import to_jsonable_python
 
 from worker.core import arguments, kinds
 from worker.core.errors import InvalidInputError, QueueClosedError
@@ -317,7 +317,7 @@ class TaskFunction(Generic[P, R]):
                 return result
             try:
                 return to_jsonable_python(result)
-            except PydanticSerializationError as exc:
+            except ValueError as exc:  # no JSON form, bytes not UTF-8, a cycle, too deep
                 raise PermanentError(f"{name} returned a value with no JSON form: {exc}") from exc
 
         handle.__qualname__ = f"{self.name} (task function)"
