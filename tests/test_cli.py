@@ -220,6 +220,31 @@ def test_usage_errors_exit_2(database_url: str) -> None:
     }
 
 
+def test_refused_input_exits_2_whichever_check_refuses_it(database_url: str) -> None:
+    """Typer's checks, the CLI's and the queue's: the user sees one code for bad input."""
+    with_queue(database_url, lambda queue: queue.get_queue_stats())
+    request = '{"target": "os:getcwd"}'
+    results = wq_all(
+        database_url,
+        ("list", "-n", "0"),  # typer's range
+        ("list", "-n", str(10**12)),  # the queue's bound
+        ("list", "--after", "notaulid"),
+        ("stats", "--watch", "--interval", "0"),
+        ("submit", "call", "os:getcwd", "-p", "99999999"),
+        ("schedule", "add", "s", "--every", "0", "-k", "call", "-r", request),
+        ("schedule", "add", "s", "--every", "-5", "-k", "call", "-r", request),
+        ("schedule", "add", "s", "--cron", "bad", "-k", "call", "-r", request),
+        ("schedule", "add", "s", "--every", "5", "-p", "99999999", "-k", "call", "-r", request),
+        ("schedule", "add", "s", "--every", "5", "-k", "nope"),
+    )
+    for result in results:
+        assert result.code == 2, result
+        assert "Traceback" not in result.err
+    assert "after_id: a task id (a ULID" in one_error_line(results[2])
+    assert "--interval: at least 0.1s between refreshes, got 0s" in one_error_line(results[3])
+    assert "no schedules" in wq(database_url, "schedule", "list").err
+
+
 @pytest.mark.sqlite_only("a file that is not a database, and SQLite's write lock held")
 @pytest.mark.usefixtures("backend")
 def test_storage_errors_exit_3(tmp_path: Path) -> None:

@@ -114,3 +114,23 @@ def test_a_directory_given_as_the_database_is_named_as_one(tmp_path: Path) -> No
         assert f"{tmp_path} is a directory: give the database file's path" in line
         assert "wq db upgrade" not in line
     assert listing(tmp_path) == []
+
+
+def test_a_database_in_memory_is_refused_by_every_command(tmp_path: Path) -> None:
+    """Each wq command is a process of its own: a database in memory would be gone when it
+    ends, and a submit "succeed" into nothing."""
+    commands = (
+        ("submit", "call", "os:getcwd"),
+        ("db", "upgrade"),
+        ("list",),
+        ("worker", "--burst"),
+    )
+    for db in (":memory:", "sqlite+aiosqlite://", "sqlite:///:memory:"):
+        for result in wq_all(db, *commands):
+            assert result.code == 2, result
+            line = one_error_line(result)
+            assert "is a database in memory, gone when this wq command ends" in line
+            assert "give a file path" in line
+    memory_url = wq(None, "list", env={"QUEUE_DATABASE_URL": "sqlite:///:memory:"})
+    assert memory_url.code == 2
+    assert one_error_line(memory_url).startswith("wq: error: QUEUE_DATABASE_URL: ")

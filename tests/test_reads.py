@@ -32,6 +32,13 @@ async def test_list_tasks_by_state(queue: WorkerQueue) -> None:
         await queue.list_tasks(state="running")
 
 
+async def test_a_cursor_that_is_not_a_task_id_is_refused(queue: WorkerQueue) -> None:
+    await queue.enqueue([make_task(str(n)) for n in range(3)])
+    for cursor in ("notaulid", "01arz3ndektsv4rrffq69g5fav", " "):  # the last two: not as stored
+        with pytest.raises(InvalidInputError, match=r"after_id: a task id \(a ULID"):
+            await queue.list_tasks(after_id=cursor)
+
+
 async def test_stats_count_every_state(queue: WorkerQueue) -> None:
     await queue.enqueue([make_task(str(n)) for n in range(6)])
     await queue.enqueue([make_task("other", queue="audio")])

@@ -362,7 +362,7 @@ def test_wq_schedule_add_list_and_remove(database_url: str) -> None:
     assert [row.split("│")[0].strip() for row in rows] == ["beat", "nightly"]
     assert "cron 0 3 * * * (Europe/Paris)" in rows[1]
     assert "every 900s" in rows[0]
-    assert (bad_cron.code, bad_json.code, unknown_kind.code) == (1, 2, 1)
+    assert (bad_cron.code, bad_json.code, unknown_kind.code) == (2, 2, 2)  # all input
     assert "'61 * * * *' is not a cron expression" in bad_cron.err
     assert "expected a JSON object" in bad_json.err
     assert "unknown request kind 'nope'" in unknown_kind.err

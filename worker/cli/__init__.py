@@ -7,9 +7,10 @@ stderr, ``wq: error: ...``, and exit with one of these codes:
 
 ====  =====================================================================================
 0     ok
-1     a queue error: unknown task id, invalid state transition, refused input
-2     a usage error: bad option or argument (a duration, a priority, a request field), or a
-      refused setting (a bad ``QUEUE_*`` value; one line per variable)
+1     a queue error: unknown task id or schedule name, invalid state transition
+2     a usage error: bad option, argument or input (a duration, a priority, a request
+      field, a request kind), or a refused setting (a bad ``QUEUE_*`` value; one line per
+      variable)
 3     a storage error: no database at that path, or it is locked, unreadable, not a
       database, or at an older schema revision (``wq db upgrade``)
 4     ``wq submit --wait``: the task ended discarded or cancelled

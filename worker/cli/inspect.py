@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from worker.cli.parse import duration_option
-from worker.cli.session import print_json, run
+from worker.cli.session import print_json, run, usage_error
 from worker.core.selection import Cursor
 from worker.core.states import TaskState
 
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document instead.")]
 TaskId = Annotated[str, typer.Argument(metavar="ID", help="The task id.")]
+
+
+#: The shortest refresh period of ``wq stats --watch``.
+MIN_REFRESH_S = 0.1
 
 
 def status(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
@@ -177,6 +181,10 @@ def stats(
                 live.update(render.stats_view(figures, figures["paused"]))
 
     if watch and not as_json:
+        if interval < MIN_REFRESH_S:  # 0 would redraw as fast as the database answers
+            usage_error(
+                f"--interval: at least {MIN_REFRESH_S:g}s between refreshes, got {interval:g}s"
+            )
         run(ctx, follow, "read", ends_on_interrupt=True)  # Ctrl-C is how a watch ends
         return
     figures = run(ctx, snapshot, "read")

@@ -42,8 +42,8 @@ class ExitCode(IntEnum):
     """What ``wq`` exits with (also listed in ``wq --help``)."""
 
     OK = 0
-    QUEUE_ERROR = 1  # unknown task, invalid state transition, refused input
-    USAGE = 2  # bad arguments or configuration (typer's own code for usage errors)
+    QUEUE_ERROR = 1  # unknown task or schedule, invalid state transition
+    USAGE = 2  # bad arguments, input or configuration (typer's own code for usage errors)
     STORAGE = 3  # no database there, or it is locked, unreadable, unwritable, out of date
     NOT_COMPLETED = 4  # ``submit --wait``: the task ended discarded or cancelled
     QUEUE_FULL = 5  # ``submit``: the queue holds QUEUE_MAX_PENDING pending tasks; try later
@@ -121,6 +121,7 @@ def load_config(ctx: typer.Context, *, warnings_to_log: bool = False) -> QueueCo
     error (exit 2) rather than a failed import.
     """
     from worker.core.config import QueueConfig
+    from worker.core.database_url import in_memory
     from worker.core.errors import ConfigurationError
 
     options = ctx.find_object(Options) or Options()
@@ -137,6 +138,13 @@ def load_config(ctx: typer.Context, *, warnings_to_log: bool = False) -> QueueCo
             usage_error("\n".join(f"invalid configuration: {line}" for line in lines))
     for message in warnings:
         warn(message)
+    if in_memory(config.database_url):
+        setting = "--db" if options.database is not None else "QUEUE_DATABASE_URL"
+        usage_error(
+            f"{setting}: {config.database_url} is a database in memory, gone when this wq "
+            "command ends (a worker or another command would never see it): give a file "
+            "path, e.g. data/queue.db"
+        )
     return config
 
 
@@ -181,10 +189,12 @@ def run(
     from worker.core.errors import (
         ConfigurationError,
         DatabaseNotFoundError,
+        InvalidInputError,
         QueueError,
         QueueFullError,
         SchemaOutdatedError,
         StorageError,
+        UnknownRequestKindError,
     )
 
     if config is None:  # first: see load_config
@@ -220,8 +230,11 @@ def run(
         fail(ExitCode.STORAGE, f"{where}, this wq needs {exc.expected}: run `wq db upgrade`")
     except StorageError as exc:
         fail(ExitCode.STORAGE, str(exc))
-    except ConfigurationError as exc:
-        usage_error(f"invalid configuration: {exc}")
+    except (ConfigurationError, InvalidInputError, UnknownRequestKindError) as exc:
+        # A setting or what was typed is refused: a usage error.
+        usage_error(
+            f"invalid configuration: {exc}" if isinstance(exc, ConfigurationError) else str(exc)
+        )
     except QueueFullError as exc:
         fail(ExitCode.QUEUE_FULL, f"{exc}: try again once workers have caught up")
     except QueueError as exc:
@@ -235,7 +248,14 @@ def run(
 def unexpected(exc: Exception) -> tuple[ExitCode, str]:
     """The exit code and the one line for an exception no command handled: the code of
     its class in the table, and :attr:`ExitCode.INTERNAL` for anything else (a bug)."""
-    from worker.core.errors import ConfigurationError, QueueError, QueueFullError, StorageError
+    from worker.core.errors import (
+        ConfigurationError,
+        InvalidInputError,
+        QueueError,
+        QueueFullError,
+        StorageError,
+        UnknownRequestKindError,
+    )
 
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else ""
@@ -243,6 +263,8 @@ def unexpected(exc: Exception) -> tuple[ExitCode, str]:
         return ExitCode.USAGE, f"invalid configuration: {text}"
     if isinstance(exc, QueueFullError):
         return ExitCode.QUEUE_FULL, text
+    if isinstance(exc, InvalidInputError | UnknownRequestKindError):
+        return ExitCode.USAGE, text
     if isinstance(exc, StorageError | OSError):
         return ExitCode.STORAGE, text or type(exc).__name__
     if isinstance(exc, QueueError):

@@ -124,7 +124,7 @@ def build_request(kind: str, fields: dict[str, Any]) -> BaseModel:
     try:
         model = model_for(kind)
     except UnknownRequestKindError as exc:
-        fail(ExitCode.QUEUE_ERROR, str(exc))
+        usage_error(str(exc))
     try:
         return model.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:

@@ -96,6 +96,20 @@ def async_database_url(value: str) -> str:
     )
 
 
+def in_memory(database_url: str) -> bool:
+    """Whether ``database_url`` is a SQLite database in memory (``:memory:``, no file, or a
+    ``file:`` URI with ``mode=memory``): one that ends with the process that opened it."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(file_url(database_url))
+    if not url.get_backend_name().startswith("sqlite"):
+        return False
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        return True
+    return database.startswith("file:") and "mode=memory" in database
+
+
 def installed(module: str) -> bool:
     """Whether ``module`` can be imported (without importing it)."""
     try:

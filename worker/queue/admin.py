@@ -16,6 +16,7 @@ from worker.core import arguments
 from worker.core.backoff import next_attempt_at
 from worker.core.config import QueueConfig
 from worker.core.errors import InvalidInputError
+from worker.core.ids import is_ulid
 from worker.core.limits import MAX_INSTANT, MAX_PRIORITY, MIN_PRIORITY
 from worker.core.models import RetryPolicy, Task
 from worker.core.selection import BULK_ACTIONS, BulkAction, BulkOutcome, TaskFilter
@@ -247,6 +248,10 @@ class QueueAdmin:
         error (any case), ``created_after <= created_at < created_before``."""
         arguments.count("limit", limit, high=arguments.MAX_PAGE)
         arguments.optional_text("after_id", after_id)
+        if after_id is not None and not is_ulid(after_id):
+            raise InvalidInputError(
+                f"after_id: a task id (a ULID: 26 characters of Crockford base32), got {after_id!r}"
+            )
         if after_priority is not None:
             arguments.count("after_priority", after_priority, low=MIN_PRIORITY, high=MAX_PRIORITY)
         chosen = task_filter(
