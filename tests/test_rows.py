@@ -28,14 +28,12 @@ from worker.core.models import Resources, RetryPolicy, UnloadedRequest
 from worker.storage import enqueue_claim as store
 from worker.storage import payload
 from worker.storage.payload import PayloadError, items_from_json, trusted
+from worker.storage.row_decode import UNPACK_ORDER, task_from_claim, task_from_values
 from worker.storage.rows import (
     RAW_COLUMNS,
     ROW_COLUMNS,
-    UNPACK_ORDER,
     insert_values,
     items_json,
-    task_from_claim,
-    task_from_values,
     uniform_rows,
 )
 from worker.storage.schema import tasks

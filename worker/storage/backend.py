@@ -23,15 +23,6 @@ from worker.core.states import TaskState
 #: take the same arguments).
 Insert = sqlite.Insert | postgresql.Insert
 
-#: The partial index that holds each state other than completed (counts go through it).
-STATE_INDEXES = {
-    TaskState.PENDING: "ix_tasks_claim",
-    TaskState.PROCESSING: "ix_tasks_lease_expiry",
-    TaskState.RETRYABLE: "ix_tasks_retryable",
-    TaskState.DISCARDED: "ix_tasks_discarded",
-    TaskState.CANCELLED: "ix_tasks_cancelled",
-}
-
 
 #: What a wake-up is about (see :meth:`Backend.wake`).
 Wake = Literal["tasks", "cancels"]

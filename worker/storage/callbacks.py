@@ -23,6 +23,7 @@ from worker.core.callbacks import (
     TaskCallback,
 )
 from worker.core.states import TaskState
+from worker.storage import read_results
 from worker.storage.backend import Backend, Insert
 from worker.storage.database import Database
 from worker.storage.endings import EndedScan
@@ -140,22 +141,4 @@ class CallbackStore:
 
     async def for_task(self, task_id: str) -> list[TaskCallback]:
         rows = await self._outbox.for_task(task_id, ("ending",))
-        return [_callback(row._mapping) for row in rows]
-
-
-def _callback(row: Any) -> TaskCallback:
-    pending = row["state"] == _PENDING
-    return TaskCallback(
-        task_id=row["task_id"],
-        event=CallbackEvent(row["event"]),
-        target=row["target"],
-        state=CallbackState(row["state"]),
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"] if pending else None,
-        last_error=row["last_error"],
-        done_at=row["done_at"],
-        finished_at=row["finished_at"],
-        ending=row["ending"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+        return [read_results.callback(row._mapping) for row in rows]

@@ -11,7 +11,6 @@ Every task write is a compare-and-set fenced by the caller's lease where it has 
 from __future__ import annotations
 
 import json
-import statistics as stats
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.core.states import TaskState
-from worker.storage import undecodable
+from worker.storage import read_results, undecodable
 from worker.storage.database import Database
 from worker.storage.schema import (
     paused_queues,
@@ -107,8 +106,7 @@ class ControlStore:
 
     async def paused(self) -> dict[str, float]:
         async with self._db.read("paused queues") as conn:
-            rows = (await conn.execute(sa.select(paused_queues))).all()
-        return {str(queue): float(at) for queue, at in rows}
+            return read_results.paused((await conn.execute(paused_rows())).all())
 
     async def position(self, task_id: str, queue: str, priority: int, now: float) -> int:
         """How many claimable tasks of the same queue a claim would take before this one."""
@@ -120,19 +118,9 @@ class ControlStore:
 
     async def unfinished_dependencies(self, task_id: str) -> list[tuple[str, str]]:
         """The dependencies of a task that have not completed, with their states."""
-        query = (
-            sa.select(tasks.c.id, tasks.c.state)
-            .select_from(
-                task_dependencies.join(tasks, tasks.c.id == task_dependencies.c.depends_on)
-            )
-            .where(
-                task_dependencies.c.task_id == task_id,
-                tasks.c.state != TaskState.COMPLETED.value,
-            )
-            .order_by(tasks.c.id)
-        )
         async with self._db.read("dependencies") as conn:
-            return [(str(i), str(s)) for i, s in (await conn.execute(query)).all()]
+            rows = (await conn.execute(unfinished_dependencies(task_id))).all()
+        return read_results.id_states(rows)
 
     async def dependents(self, task_id: str) -> list[tuple[str, str]]:
         """The tasks that depend on a task, with their states (in id order)."""
@@ -181,66 +169,22 @@ class ControlStore:
             return await _lease_report(conn, leases) if leases else LeaseReport([], [])
 
     async def live_workers(self, since: float) -> list[dict[str, Any]]:
-        query = (
-            sa.select(workers)
-            .where(workers.c.heartbeat_at >= since, workers.c.stopped_at.is_(None))
-            .order_by(workers.c.started_at)
-        )
-        # Running tasks per worker: the few processing rows, found through the lease index.
-        running = (
-            sa.select(tasks.c.worker_id, sa.func.count())
-            .where(state_in(TaskState.PROCESSING), tasks.c.worker_id.is_not(None))
-            .group_by(tasks.c.worker_id)
-        )
         async with self._db.read("workers") as conn:
-            found = [dict(row._mapping) for row in (await conn.execute(query)).all()]
-            if not found:
-                return found
-            counts = {w: int(n) for w, n in (await conn.execute(running)).all()}
-        for worker in found:
-            worker["running"] = counts.get(worker["id"], 0)
-        return found
+            found = [row._mapping for row in (await conn.execute(live_workers(since))).all()]
+            running = (await conn.execute(running_per_worker())).all() if found else []
+        return read_results.live_workers(found, running)
 
     # -- statistics and retention --------------------------------------------------------
 
     async def window(self, since: float) -> dict[str, Any]:
         """Figures over tasks that finished since ``since`` (through the finished index)."""
-        query = (
-            sa.select(
-                tasks.c.state,
-                tasks.c.finished_at - tasks.c.started_at,
-                tasks.c.attempt_count,
-            )
-            .where(tasks.c.finished_at >= since)
-            .order_by(tasks.c.finished_at.desc())
-            .limit(100_000)
-        )
-        oldest = self._db.backend.oldest_pending()
-        per_queue = sa.text("SELECT queue, state, count(*) FROM tasks GROUP BY queue, state")
         async with self._db.read("statistics") as conn:
-            rows = (await conn.execute(query)).all()
-            oldest_pending = (await conn.execute(oldest)).scalar()
-            queues: dict[str, dict[str, int]] = {}
+            finished = (await conn.execute(finished_since(since))).all()
+            oldest_pending = (await conn.execute(self._db.backend.oldest_pending())).scalar()
             # A queue name that is not UTF-8 (written by another program) comes back with
             # U+FFFD in it rather than failing the statistics.
-            for queue, state, count in (await undecodable.rows(conn, per_queue))[0]:
-                queues.setdefault(str(queue), {})[str(state)] = int(count)
-        durations = sorted(
-            float(d) for s, d, _ in rows if s == TaskState.COMPLETED.value and d is not None
-        )
-        completed = sum(1 for s, _, _ in rows if s == TaskState.COMPLETED.value)
-        discarded = sum(1 for s, _, _ in rows if s == TaskState.DISCARDED.value)
-        return {
-            "completed": completed,
-            "discarded": discarded,
-            "cancelled": sum(1 for s, _, _ in rows if s == TaskState.CANCELLED.value),
-            "retries": sum(max(int(n) - 1, 0) for _, _, n in rows),
-            "avg_processing_s": stats.fmean(durations) if durations else None,
-            "p95_processing_s": _percentile(durations, 0.95),
-            "success_rate": completed / (completed + discarded) if completed + discarded else None,
-            "oldest_pending_at": None if oldest_pending is None else float(oldest_pending),
-            "queues": queues,
-        }
+            per_queue = (await undecodable.rows(conn, PER_QUEUE_AND_STATE))[0]
+        return read_results.window(finished, oldest_pending, per_queue)
 
     async def purge(self, cutoff: float, states: Iterable[TaskState]) -> list[str]:
         """Delete finished tasks in batches (each its own short transaction), and in the same
@@ -319,8 +263,63 @@ async def _forget_deliveries(conn: AsyncConnection, ids: list[str]) -> None:
     await conn.execute(sa.delete(task_callbacks).where(task_callbacks.c.task_id.in_(_gone())), gone)
 
 
-def _percentile(values: list[float], fraction: float) -> float | None:
-    if not values:
-        return None
-    index = min(len(values) - 1, max(0, round(fraction * (len(values) - 1))))
-    return values[index]
+# -- the reads' statements (also compiled ahead for wq's read commands: quick_statements) --
+
+
+def paused_rows() -> sa.Select[Any]:
+    """Rows of ``(queue, paused_at)``."""
+    return sa.select(paused_queues.c.queue, paused_queues.c.paused_at)
+
+
+def unfinished_dependencies(task_id: str) -> sa.Select[Any]:
+    """Rows of ``(id, state)``: the dependencies of a task that have not completed."""
+    return (
+        sa.select(tasks.c.id, tasks.c.state)
+        .select_from(task_dependencies.join(tasks, tasks.c.id == task_dependencies.c.depends_on))
+        .where(
+            task_dependencies.c.task_id == task_id,
+            tasks.c.state != TaskState.COMPLETED.value,
+        )
+        .order_by(tasks.c.id)
+    )
+
+
+def live_workers(since: float) -> sa.Select[Any]:
+    """The workers that beat since ``since`` and did not stop, every column (``queues`` as
+    its JSON text), oldest first."""
+    columns = [sa.type_coerce(c, sa.Text).label(c.name) if c.name == "queues" else c
+               for c in workers.c]  # fmt: skip
+    return (
+        sa.select(*columns)
+        .where(workers.c.heartbeat_at >= since, workers.c.stopped_at.is_(None))
+        .order_by(workers.c.started_at)
+    )
+
+
+def running_per_worker() -> sa.Select[Any]:
+    """Rows of ``(worker_id, count)``: running tasks per worker, the few processing rows
+    found through the lease index."""
+    return (
+        sa.select(tasks.c.worker_id, sa.func.count())
+        .where(state_in(TaskState.PROCESSING), tasks.c.worker_id.is_not(None))
+        .group_by(tasks.c.worker_id)
+    )
+
+
+def finished_since(since: float) -> sa.Select[Any]:
+    """Rows of ``(state, duration, attempts)`` of the newest tasks that finished since
+    ``since`` (at most :data:`~worker.storage.read_results.WINDOW_ROWS`)."""
+    return (
+        sa.select(
+            tasks.c.state,
+            tasks.c.finished_at - tasks.c.started_at,
+            tasks.c.attempt_count,
+        )
+        .where(tasks.c.finished_at >= since)
+        .order_by(tasks.c.finished_at.desc())
+        .limit(read_results.WINDOW_ROWS)
+    )
+
+
+#: Rows of ``(queue, state, count)``.
+PER_QUEUE_AND_STATE = sa.text("SELECT queue, state, count(*) FROM tasks GROUP BY queue, state")

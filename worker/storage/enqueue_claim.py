@@ -31,6 +31,7 @@ from worker.core.states import TaskState
 from worker.storage import dependencies, undecodable
 from worker.storage.database import Database
 from worker.storage.payload import PayloadError
+from worker.storage.row_decode import UNREADABLE, task_from_claim, task_from_values, unreadable
 from worker.storage.rows import (
     FULL_WIDTH,
     PLAIN_WIDTH,
@@ -40,12 +41,8 @@ from worker.storage.rows import (
     ROW_ID,
     ROW_KEY,
     ROW_QUEUE,
-    UNREADABLE,
     InsertRow,
     UniformRows,
-    task_from_claim,
-    task_from_values,
-    unreadable,
 )
 from worker.storage.schema import tasks
 from worker.storage.sql import greatest, json_values, state_in, under_leases

@@ -140,11 +140,11 @@ class LeasedOutbox:
 
     async def for_task(self, task_id: str, order: Sequence[str]) -> list[sa.Row[Any]]:
         """A task's rows, ordered by the columns ``order``."""
-        c = self._table.c
-        query = (
-            sa.select(self._table)
-            .where(c.task_id == task_id)
-            .order_by(*(c[name] for name in order))
-        )
         async with self._db.read(f"{self._label} rows") as conn:
-            return list((await conn.execute(query)).all())
+            return list((await conn.execute(rows_of_task(self._table, task_id, order))).all())
+
+
+def rows_of_task(table: sa.Table, task_id: str, order: Sequence[str]) -> sa.Select[Any]:
+    """The rows of ``table`` for a task, ordered by the columns ``order``."""
+    c = table.c
+    return sa.select(table).where(c.task_id == task_id).order_by(*(c[name] for name in order))

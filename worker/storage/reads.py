@@ -7,6 +7,7 @@ A row that cannot be read whole never fails a read: it is shown as far as it can
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -15,11 +16,11 @@ from worker.core.errors import InvalidInputError, StorageError, TaskNotFoundErro
 from worker.core.models import Task
 from worker.core.selection import TaskFilter
 from worker.core.states import TaskState
-from worker.storage import selection, undecodable
-from worker.storage.backend import STATE_INDEXES
+from worker.storage import read_results, selection, undecodable
 from worker.storage.database import Database
 from worker.storage.payload import PayloadError
 from worker.storage.queue_totals import QueueTotals
+from worker.storage.read_results import STATE_INDEXES
 from worker.storage.rows import RAW_COLUMNS
 from worker.storage.salvage import readable
 from worker.storage.schema import tasks
@@ -44,8 +45,7 @@ class ReadStore:
         """The task (a row that cannot be read whole is shown as far as it can be, see
         :mod:`worker.storage.salvage`)."""
         async with self._db.read("get_task") as conn:
-            query = sa.select(*RAW_COLUMNS).where(tasks.c.id == task_id)
-            rows, tolerant = await undecodable.rows(conn, query)
+            rows, tolerant = await undecodable.rows(conn, task_row(task_id))
         if not rows:
             raise TaskNotFoundError(task_id)
         task = readable(rows[0], tolerant=tolerant)
@@ -97,10 +97,7 @@ class ReadStore:
         if queue is not None:
             query = query.bindparams(queue=queue)
         async with self._db.read("get_queue_stats") as conn:
-            everything, *numbers = (await conn.execute(query)).one()
-        stats = {s.value: int(n) for s, n in zip(STATE_INDEXES, numbers, strict=True)}
-        stats[TaskState.COMPLETED.value] = int(everything) - sum(stats.values())
-        return stats
+            return read_results.state_counts((await conn.execute(query)).one())
 
     async def queue_figures(self) -> QueueFigures:
         """Tasks per queue and state, and each queue's oldest pending task.
@@ -156,10 +153,24 @@ def _oldest_by_grouping() -> sa.Select[tuple[str, float]]:
     )
 
 
+def task_row(task_id: str) -> sa.Select[Any]:
+    """The task's row (:data:`~worker.storage.rows.RAW_COLUMNS`)."""
+    return sa.select(*RAW_COLUMNS).where(tasks.c.id == task_id)
+
+
+def priority_of(task_id: str) -> sa.Select[Any]:
+    """The task's priority (no row: no such task)."""
+    return sa.select(tasks.c.priority).where(tasks.c.id == task_id)
+
+
 async def _priority(conn: AsyncConnection, task_id: str) -> int:
     """The priority of the task a page of pending tasks follows."""
-    query = sa.select(tasks.c.priority).where(tasks.c.id == task_id)
-    priority = (await conn.execute(query)).scalar()
+    return after_priority(task_id, (await conn.execute(priority_of(task_id))).scalar())
+
+
+def after_priority(task_id: str, priority: Any) -> int:
+    """The priority :func:`priority_of` found for the task a page of pending tasks
+    follows, or ``InvalidInputError`` when it is gone."""
     if priority is None:
         raise InvalidInputError(
             f"after_id: task {task_id!r} is gone, so its place among the pending tasks is "

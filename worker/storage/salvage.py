@@ -1,7 +1,7 @@
 """Tasks for people from rows that cannot be read whole: one bad row never fails a read.
 
 Reads for people (``get_task``, ``list_tasks``, the sweep's answer) build each row with
-:func:`~worker.storage.rows.task_from_values` (``lenient``: an unloadable request becomes an
+:func:`~worker.storage.row_decode.task_from_values` (``lenient``: an unloadable request becomes an
 :class:`~worker.core.models.UnloadedRequest`). A row it still refuses, one written by an older
 version or by another program, is shown as far as it can be read: each JSON column that
 does not parse takes its empty value, and items that cannot be read become one
@@ -19,16 +19,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from worker.core.models import AttemptError, RetryPolicy, Task, TaskItem, UnloadedRequest
+from worker.storage.garbled import garbled_columns
 from worker.storage.payload import PayloadError, items_from_json, trusted
-from worker.storage.rows import (
-    ROW_COLUMNS,
+from worker.storage.row_decode import (
     UNPACK_ORDER,
     UNREADABLE,
     stored_json,
     task_from_values,
     unreadable,
 )
-from worker.storage.undecodable import garbled_columns
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +52,8 @@ def _object(text: str) -> object:
     return value
 
 
-#: Each JSON column the way :func:`~worker.storage.rows.task_from_values` reads it, and the stored
-#: text it takes when that fails.
+#: Each JSON column the way :func:`~worker.storage.row_decode.task_from_values` reads it,
+#: and the stored text it takes when that fails.
 _COLUMNS: dict[str, tuple[Callable[[str], object], str | None]] = {
     "errors": (_errors, "[]"),
     "outcomes": (_list, None),
@@ -67,12 +66,13 @@ _COLUMNS: dict[str, tuple[Callable[[str], object], str | None]] = {
 
 
 def readable(row: Sequence[Any], *, tolerant: bool = False) -> Task | None:
-    """The task of ``row`` (:data:`~worker.storage.rows.ROW_COLUMNS` order) as far as it can be read
-    (None for a row that cannot be shown at all). ``tolerant``: the row was read with
-    :mod:`worker.storage.undecodable`'s decoder, so text that was not UTF-8 is reported too."""
+    """The task of ``row`` (column order, :data:`~worker.storage.row_decode.UNPACK_ORDER`)
+    as far as it can be read (None for a row that cannot be shown at all). ``tolerant``: the
+    row was read with :mod:`worker.storage.garbled`'s decoder, so text that was not UTF-8 is
+    reported too."""
     task_id = row[0]
     problems: list[str] = []
-    if tolerant and (garbled := garbled_columns(row, ROW_COLUMNS)):
+    if tolerant and (garbled := garbled_columns(row, UNPACK_ORDER)):
         problems.append(f"{', '.join(garbled)}: not UTF-8 text, shown with U+FFFD in its place")
     task: Task | None
     try:
@@ -86,8 +86,8 @@ def readable(row: Sequence[Any], *, tolerant: bool = False) -> Task | None:
 
 
 def _salvaged(row: Sequence[Any]) -> tuple[Task | None, list[str]]:
-    """The task of a row :func:`~worker.storage.rows.task_from_values` refused, with the columns it
-    could not read at their empty values; and those columns' names."""
+    """The task of a row :func:`~worker.storage.row_decode.task_from_values` refused, with
+    the columns it could not read at their empty values; and those columns' names."""
     fixed = list(row)
     replaced: list[str] = []
     for column, (read, empty) in _COLUMNS.items():

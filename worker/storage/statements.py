@@ -37,9 +37,9 @@ from worker.storage.sql import (
 #: What a claim returns: the columns it does not set itself, less those in
 #: :data:`CLAIM_DEFAULTS`, then ``plain``: whether every one of those holds its default. The
 #: rest (state, lease, worker, times) follow from the claim's own parameters, and
-#: :func:`worker.storage.rows.task_from_claim` fills them in. Returning costs by the column: with
-#: all 24 columns a claim's SQL took 13.6 us per task (raw sqlite3, median of seven), with
-#: these 13 it takes 10.5.
+#: :func:`worker.storage.row_decode.task_from_claim` fills them in. Returning costs by the
+#: column: with all 24 columns a claim's SQL took 13.6 us per task (raw sqlite3, median of
+#: seven), with these 13 it takes 10.5.
 CLAIM_COLUMNS = (
     "id", "queue", "priority", "schedule_at", "attempt_count", "max_attempts",
     "visibility_timeout", "items", "name", "metadata", "idempotency_key", "created_at",

@@ -6,16 +6,16 @@ older version of the queue (a lone surrogate that SQLite's JSON functions turned
 or written by another program, and one of them would stop every sweep, claim and listing
 that meets it. So those paths run their statement as usual and, only when it fails that
 way, once more with a tolerant decoder on that connection (:func:`tolerant`): bad text
-comes back as :class:`Garbled`, with U+FFFD for each byte that is not UTF-8, and the
-caller reports the task and skips or discards it. Nothing costs anything until such a row
-exists.
+comes back as :class:`~worker.storage.garbled.Garbled`, with U+FFFD for each byte that is
+not UTF-8, and the caller reports the task and skips or discards it. Nothing costs
+anything until such a row exists.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,21 +23,13 @@ from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
+from worker.storage.garbled import Garbled, decode, garbled_columns
+
+__all__ = ["Garbled", "decode", "garbled_columns", "is_undecodable", "rows", "tolerant"]
+
 log = logging.getLogger(__name__)
 
 _UNDECODABLE = "Could not decode to UTF-8"
-
-
-class Garbled(str):
-    """Stored text that was not UTF-8, with U+FFFD in place of each byte that was not."""
-
-
-def decode(raw: bytes) -> str:
-    """The text factory of a tolerant connection: UTF-8, or :class:`Garbled` text."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return Garbled(raw.decode("utf-8", "replace"))
 
 
 def is_undecodable(error: BaseException) -> bool:
@@ -76,8 +68,3 @@ async def rows(conn: AsyncConnection, statement: Executable) -> tuple[list[Any],
         log.warning("some stored text is not UTF-8; reading it with replacements: %s", error.orig)
     async with tolerant(conn):
         return list((await conn.execute(statement)).all()), True
-
-
-def garbled_columns(row: Sequence[Any], names: Sequence[str]) -> list[str]:
-    """The names of the columns of ``row`` whose text was not UTF-8."""
-    return [name for name, value in zip(names, row, strict=False) if type(value) is Garbled]

@@ -9,9 +9,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from worker.core.states import TaskState
-from worker.storage.backend import STATE_INDEXES, Backend, Capabilities, Insert, Wake
+from worker.storage.backend import Backend, Capabilities, Insert, Wake
 from worker.storage.postgres.copy import Copy
 from worker.storage.postgres.listener import CANCELS_CHANNEL, TASKS_CHANNEL, Listener, notify
+from worker.storage.read_results import STATE_INDEXES
 from worker.storage.schema import paused_queues, tasks
 from worker.storage.sql import json_values, state_in
 

@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from worker.core.states import TaskState
-from worker.storage.backend import STATE_INDEXES, Backend, Capabilities, Insert
+from worker.storage.backend import Backend, Capabilities, Insert
+from worker.storage.read_results import STATE_INDEXES
 from worker.storage.schema import tasks
 
 _PENDING = TaskState.PENDING.value
