@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo check lint typecheck test postgres chromium docs docs-serve bench format clean
+.PHONY: demo check lint typecheck test postgres chromium docs docs-serve bench format clean quick-sql
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_runtime.py
 	$(BIN)/python bench/bench_contention.py
 	$(BIN)/python bench/bench_producers.py
+
+## quick-sql: compile the read commands' statements for SQLite again (after a change to one)
+quick-sql: $(STAMP)
+	$(BIN)/python -m worker.storage.sqlite.quick_statements
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -22,13 +22,14 @@ HEAVY = ("alembic", "worker.runtime.workers", "worker.storage.migrate", "tts.eng
 
 
 def wq_with_bug(db: str | Path, *args: str) -> Result:
-    """``wq ARGS`` in a process whose ``WorkerQueue.list_tasks`` raises RuntimeError."""
+    """``wq ARGS`` in a process whose ``list_tasks`` raises RuntimeError (the queue's and
+    the quick reads' own: both are QueueAdmin's)."""
     code = (
         "import sys\n"
-        "from worker.queue.worker_queue import WorkerQueue\n"
+        "from worker.queue.admin import QueueAdmin\n"
         "async def broken(self, *args, **kwargs):\n"
         "    raise RuntimeError('the list broke\\nand said more')\n"
-        "WorkerQueue.list_tasks = broken\n"
+        "QueueAdmin.list_tasks = broken\n"
         f"sys.argv = ['wq', *{list(args)!r}]\n"
         "from worker.cli import main\n"
         "main()\n"

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from worker.cli.parse import duration_option
-from worker.cli.session import print_json, run, usage_error
+from worker.cli.session import print_json, read, usage_error
 from worker.core.selection import Cursor
 from worker.core.states import TaskState
 
 if TYPE_CHECKING:
     from worker.core.callbacks import TaskCallback
     from worker.core.models import Task
-    from worker.queue.worker_queue import WorkerQueue
+    from worker.queue.admin import QueueAdmin
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document instead.")]
 TaskId = Annotated[str, typer.Argument(metavar="ID", help="The task id.")]
@@ -33,11 +33,11 @@ def status(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> No
     """Show one task: state, attempts, progress, errors, items and results, timing, lease,
     and the runs of its callbacks."""
 
-    async def read(queue: WorkerQueue) -> tuple[Task, str, list[TaskCallback]]:
+    async def fetch(queue: QueueAdmin) -> tuple[Task, str, list[TaskCallback]]:
         task = await queue.get_task(task_id)
         return task, await queue.why(task_id), await queue.task_callbacks(task_id)
 
-    task, why, callbacks = run(ctx, read, "read")
+    task, why, callbacks = read(ctx, fetch)
     from worker.cli import render
 
     if as_json:
@@ -73,7 +73,7 @@ def list_tasks(
 ) -> None:
     """List tasks in enqueue order (pending: in claim order); page on with --after."""
 
-    async def read(queue: WorkerQueue) -> list[Task]:
+    async def fetch(queue: QueueAdmin) -> list[Task]:
         return await queue.list_tasks(
             state=state,
             queue=queue_name,
@@ -82,7 +82,7 @@ def list_tasks(
             after_priority=after_priority,
         )
 
-    tasks = run(ctx, read, "read")
+    tasks = read(ctx, fetch)
     from worker.cli import render
 
     # Pending tasks are listed in claim order: the next page starts at the last task's
@@ -118,10 +118,10 @@ def _filter_options(state: TaskState | None, queue_name: str | None, limit: int)
 def why(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
     """One line on why a task is not running (or what it is doing)."""
 
-    async def read(queue: WorkerQueue) -> str:
+    async def fetch(queue: QueueAdmin) -> str:
         return await queue.why(task_id)
 
-    line = run(ctx, read, "read")
+    line = read(ctx, fetch)
     if as_json:
         print_json({"id": task_id, "why": line})
     else:
@@ -154,7 +154,7 @@ def stats(
 
     from worker.cli import render
 
-    async def snapshot(queue: WorkerQueue) -> dict[str, Any]:
+    async def snapshot(queue: QueueAdmin) -> dict[str, Any]:
         figures = await queue.get_statistics(window_s=window)
         if queue_name is not None:
             figures["states"] = await queue.get_queue_stats(queue_name)
@@ -163,9 +163,9 @@ def stats(
         figures["paused"] = await queue.paused_queues()
         return figures
 
-    import asyncio  # not at wq's start: --help needs no event loop
+    async def follow(queue: QueueAdmin) -> None:
+        import asyncio  # a watch only: a read command needs no event loop
 
-    async def follow(queue: WorkerQueue) -> None:
         figures = await snapshot(queue)
         if not render.stdout.is_terminal:  # piped: one table after another
             while True:
@@ -185,9 +185,9 @@ def stats(
             usage_error(
                 f"--interval: at least {MIN_REFRESH_S:g}s between refreshes, got {interval:g}s"
             )
-        run(ctx, follow, "read", ends_on_interrupt=True)  # Ctrl-C is how a watch ends
+        read(ctx, follow, ends_on_interrupt=True)  # Ctrl-C is how a watch ends
         return
-    figures = run(ctx, snapshot, "read")
+    figures = read(ctx, snapshot)
     if as_json:
         print_json(figures)
     else:

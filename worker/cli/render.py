@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from rich.console import Console, Group, RenderableType
@@ -17,13 +17,14 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from worker.core import schedules
 from worker.core.callbacks import CallbackEvent, CallbackState, TaskCallback
 from worker.core.errors import UnknownRequestKindError
 from worker.core.kinds import kind_of
 from worker.core.models import Task, UnloadedRequest
-from worker.core.schedules import Schedule
 from worker.core.states import TaskState
+
+if TYPE_CHECKING:  # the schedules (cron) load for wq schedule only
+    from worker.core.schedules import Schedule
 
 # Piped output is not cut to 80 columns (COLUMNS still wins when set).
 _PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
@@ -91,7 +92,12 @@ def instant(at: float | None, now: float, zone: str | None = None) -> str:
     now: ``"2026-01-02 10:00:00 CET (3m05s ago)"``."""
     if at is None:
         return "-"
-    moment = datetime.fromtimestamp(at, schedules.zone(zone) if zone else None)
+    if zone:
+        from worker.core.schedules import zone as named_zone
+
+        moment = datetime.fromtimestamp(at, named_zone(zone))
+    else:
+        moment = datetime.fromtimestamp(at)
     stamp = moment.astimezone(moment.tzinfo).strftime("%Y-%m-%d %H:%M:%S %Z")
     delta = now - at
     relation = f"{duration(delta)} ago" if delta >= 0 else f"in {duration(-delta)}"

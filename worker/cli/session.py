@@ -18,19 +18,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, cast
 
 import typer
 
-from worker.core.database_url import file_url
+from worker.core.database_url import file_url, sqlite_file
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
     from worker.core.config import QueueConfig
+    from worker.queue.admin import QueueAdmin
     from worker.queue.worker_queue import WorkerQueue
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 #: ``read``: an existing database, opened read-only; never created or migrated.
 #: ``write``: an existing database at the newest schema revision; never created or migrated.
@@ -186,17 +189,6 @@ def run(
     how the command ends (a display that runs until then): exit 0, quietly."""
     import asyncio  # not at wq's start: --help needs no event loop
 
-    from worker.core.errors import (
-        ConfigurationError,
-        DatabaseNotFoundError,
-        InvalidInputError,
-        QueueError,
-        QueueFullError,
-        SchemaOutdatedError,
-        StorageError,
-        UnknownRequestKindError,
-    )
-
     if config is None:  # first: see load_config
         config = load_config(ctx, warnings_to_log=warnings_to_log)
 
@@ -210,13 +202,89 @@ def run(
         finally:
             await queue.close()
 
-    try:
-        if _Interrupts.seen:  # a Ctrl-C was swallowed while this command was loading
-            raise KeyboardInterrupt
-        if signal.getsignal(signal.SIGINT) is _Interrupts.handler:
-            # asyncio.run cancels its task on Ctrl-C, but only in place of the default one.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+    with _exit_codes(config, ends_on_interrupt=ends_on_interrupt):
+        _check_interrupts()
         return asyncio.run(main())
+
+
+def read(
+    ctx: typer.Context,
+    operation: Callable[[QueueAdmin], Awaitable[T]],
+    *,
+    ends_on_interrupt: bool = False,
+) -> T:
+    """:func:`run` for a read command: ``operation`` gets the queue's read methods.
+
+    On a SQLite file they read through stdlib ``sqlite3``
+    (:class:`~worker.queue.quick_reads.QuickReadQueue`), which loads neither SQLAlchemy
+    nor, unless ``ends_on_interrupt`` (a display that waits between reads), an event loop:
+    a read command then takes about half the time. A file that path does not take (none
+    there, not a database, another schema revision) goes the queue's own way, which says
+    what is wrong with it."""
+    config = load_config(ctx)
+    path = sqlite_file(config.database_url)
+    if path is not None:
+        from worker.queue.quick_reads import QuickReadQueue
+        from worker.storage.sqlite.quick_reads import NotQuick
+
+        queue = QuickReadQueue(config, path)
+        try:
+            queue.open()
+        except NotQuick as why:
+            log.debug("reading through the queue's own path: %s", why)
+        else:
+            try:
+                with _exit_codes(config, ends_on_interrupt=ends_on_interrupt):
+                    _check_interrupts()
+                    if not ends_on_interrupt:
+                        return _to_the_end(operation(queue))
+                    import asyncio
+
+                    return asyncio.run(_awaited(operation(queue)))
+            finally:
+                queue.close()
+    return run(ctx, operation, "read", config=config, ends_on_interrupt=ends_on_interrupt)
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _to_the_end(awaitable: Awaitable[T]) -> T:
+    """The result of a coroutine that never waits (the quick reads), without a loop."""
+    steps = awaitable.__await__()
+    try:
+        steps.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    steps.close()
+    raise RuntimeError("a read without an event loop waited for something")
+
+
+def _check_interrupts() -> None:
+    if _Interrupts.seen:  # a Ctrl-C was swallowed while this command was loading
+        raise KeyboardInterrupt
+    if signal.getsignal(signal.SIGINT) is _Interrupts.handler:
+        # asyncio.run cancels its task on Ctrl-C, but only in place of the default one.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@contextmanager
+def _exit_codes(config: QueueConfig, *, ends_on_interrupt: bool) -> Iterator[None]:
+    """Queue errors raised within as exit codes (:class:`ExitCode`)."""
+    from worker.core.errors import (
+        ConfigurationError,
+        DatabaseNotFoundError,
+        InvalidInputError,
+        QueueError,
+        QueueFullError,
+        SchemaOutdatedError,
+        StorageError,
+        UnknownRequestKindError,
+    )
+
+    try:
+        yield
     except DatabaseNotFoundError as exc:
         fail(
             ExitCode.STORAGE,

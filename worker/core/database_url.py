@@ -13,6 +13,7 @@ import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 EXAMPLE = "sqlite+aiosqlite:///data/queue.db"
 POSTGRES_EXAMPLE = "postgresql://user@host/db"
@@ -59,13 +60,31 @@ def file_url(value: str) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
+#: A SQLite URL that names a file and nothing else: no query, no ``file:`` URI.
+_PLAIN_SQLITE = re.compile(r"sqlite(?P<driver>\+aiosqlite|\+pysqlite)?:///(?P<path>[^?#]+)")
+
+
+def sqlite_file(database_url: str) -> str | None:
+    """The file of a plain SQLite URL (``sqlite[+driver]:///PATH``, no query) or path, read
+    without SQLAlchemy (a test holds it to SQLAlchemy's reading); None for any other URL."""
+    match = _PLAIN_SQLITE.fullmatch(file_url(database_url))
+    if match is None:
+        return None
+    path = unquote(match["path"])
+    return None if path == ":memory:" or path.startswith("file:") else path
+
+
 def async_database_url(value: str) -> str:
     """``value`` (a URL, or a SQLite file path) with the backend's async driver, or
     ``ValueError`` saying what is wrong."""
+    value = file_url(value)
+    plain = _PLAIN_SQLITE.fullmatch(value)
+    if plain is not None and sqlite_file(value) is not None and installed("aiosqlite"):
+        # The usual case, without loading SQLAlchemy (wq's read commands do without it).
+        return "sqlite+aiosqlite:///" + plain["path"]
     from sqlalchemy.engine import make_url  # SQLAlchemy is heavy: only when a URL is checked
     from sqlalchemy.exc import ArgumentError
 
-    value = file_url(value)
     try:
         url = make_url(value)
     except (ArgumentError, ValueError):
@@ -99,6 +118,8 @@ def async_database_url(value: str) -> str:
 def in_memory(database_url: str) -> bool:
     """Whether ``database_url`` is a SQLite database in memory (``:memory:``, no file, or a
     ``file:`` URI with ``mode=memory``): one that ends with the process that opened it."""
+    if sqlite_file(database_url) is not None:
+        return False
     from sqlalchemy.engine import make_url
 
     url = make_url(file_url(database_url))

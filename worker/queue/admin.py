@@ -7,7 +7,6 @@ The queue sets the attributes declared below.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -22,12 +21,6 @@ from worker.core.models import RetryPolicy, Task
 from worker.core.selection import BULK_ACTIONS, BulkAction, BulkOutcome, TaskFilter
 from worker.core.states import TERMINAL_STATES, TaskState
 from worker.queue.explain import explain, explain_pending
-from worker.queue.notifier import Notifier
-from worker.queue.purge_hooks import run_purge_hooks
-from worker.storage.control import LeaseReport
-from worker.storage.history import HistoryPoint, HistoryTotals
-from worker.storage.interface import Storage
-from worker.storage.reads import QueueFigures
 
 #: The windows of :meth:`QueueAdmin.history`: span (seconds) and step (minutes).
 HISTORY_WINDOWS: Mapping[str, tuple[float, int]] = {"hour": (3600.0, 1), "day": (86400.0, 15)}
@@ -35,8 +28,17 @@ HISTORY_WINDOWS: Mapping[str, tuple[float, int]] = {"hour": (3600.0, 1), "day": 
 HISTORY_PRUNE_EVERY_S = 3600.0
 
 if TYPE_CHECKING:
+    # Types only: wq's read commands run these methods on a storage without SQLAlchemy
+    # (worker.queue.quick_reads), which must not load it or the event loop.
+    import asyncio
+
     from worker.core.callbacks import TaskCallback
     from worker.core.deliveries import WebhookDelivery
+    from worker.queue.notifier import Notifier
+    from worker.storage.control import LeaseReport
+    from worker.storage.history import HistoryPoint, HistoryTotals
+    from worker.storage.interface import Storage
+    from worker.storage.reads import QueueFigures
 
 #: The most ids one bulk action by id takes.
 MAX_BULK_IDS = 1000
@@ -371,6 +373,8 @@ class QueueAdmin:
         if not chosen:
             return 0
         ids = await self._storage.purge(self._clock() - older_than_s, chosen)
+        from worker.queue.purge_hooks import run_purge_hooks
+
         await run_purge_hooks(self.config, ids)
         return len(ids)
 

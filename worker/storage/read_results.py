@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from worker.core.callbacks import CallbackEvent, CallbackState, TaskCallback
+from worker.core.errors import InvalidInputError
 from worker.core.states import TaskState
 
 #: The partial index that holds each state other than completed (counts go through it).
@@ -123,3 +124,14 @@ def paused(rows: Iterable[Sequence[Any]]) -> dict[str, float]:
 def id_states(rows: Iterable[Sequence[Any]]) -> list[tuple[str, str]]:
     """Rows of ``(task id, state)`` as pairs of text."""
     return [(str(task_id), str(state)) for task_id, state in rows]
+
+
+def after_priority(task_id: str, priority: Any) -> int:
+    """The priority :func:`worker.storage.reads.priority_of` found for the task a page of
+    pending tasks follows, or ``InvalidInputError`` when it is gone."""
+    if priority is None:
+        raise InvalidInputError(
+            f"after_id: task {task_id!r} is gone, so its place among the pending tasks is "
+            "unknown; pass after_priority (its priority on the last page) with it"
+        )
+    return int(priority)

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.core.errors import InvalidInputError, StorageError, TaskNotFoundError
+from worker.core.errors import StorageError, TaskNotFoundError
 from worker.core.models import Task
 from worker.core.selection import TaskFilter
 from worker.core.states import TaskState
@@ -165,15 +165,4 @@ def priority_of(task_id: str) -> sa.Select[Any]:
 
 async def _priority(conn: AsyncConnection, task_id: str) -> int:
     """The priority of the task a page of pending tasks follows."""
-    return after_priority(task_id, (await conn.execute(priority_of(task_id))).scalar())
-
-
-def after_priority(task_id: str, priority: Any) -> int:
-    """The priority :func:`priority_of` found for the task a page of pending tasks
-    follows, or ``InvalidInputError`` when it is gone."""
-    if priority is None:
-        raise InvalidInputError(
-            f"after_id: task {task_id!r} is gone, so its place among the pending tasks is "
-            "unknown; pass after_priority (its priority on the last page) with it"
-        )
-    return int(priority)
+    return read_results.after_priority(task_id, (await conn.execute(priority_of(task_id))).scalar())
