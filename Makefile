@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_runtime.py
 	$(BIN)/python bench/bench_contention.py
 	$(BIN)/python bench/bench_producers.py
+	$(BIN)/python bench/bench_cli.py
 
 ## quick-sql: compile the read commands' statements for SQLite again (after a change to one)
 quick-sql: $(STAMP)

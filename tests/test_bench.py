@@ -20,6 +20,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 @pytest.mark.parametrize(
     "script",
     [
+        "bench_cli.py",
         "bench_core.py",
         "bench_runtime.py",
         "bench_contention.py",
