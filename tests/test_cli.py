@@ -352,8 +352,9 @@ def test_list_prints_the_command_for_the_next_page(database_url: str) -> None:
 
 def test_a_task_s_own_text_is_printed_as_it_is(db_path: Path) -> None:
     # Names, errors and worker ids are the tasks' own text: rich's markup in them ("[/]"
-    # closes nothing) once failed the command as an internal error.
-    task = make_task("x", name="[/] [bold]loud")
+    # closes nothing) once failed the command as an internal error, and an emoji code in
+    # them (":rocket:") was shown as the emoji.
+    task = make_task("x", name="[/] [bold]loud :rocket:")
 
     async def fail_it(queue: WorkerQueue) -> None:
         await queue.enqueue([task])
@@ -364,7 +365,7 @@ def test_a_task_s_own_text_is_printed_as_it_is(db_path: Path) -> None:
     status, listed = wq_all(db_path, ("status", task.id), ("list",))
     for result in (status, listed):
         assert result.code == 0, result.err
-        assert "[/] [bold]loud" in result.out
+        assert "[/] [bold]loud :rocket:" in result.out
     assert "[/tmp/out] is full" in status.out
     assert "host[/]:1" in status.out
 

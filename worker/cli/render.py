@@ -30,8 +30,8 @@ if TYPE_CHECKING:  # the schedules (cron) load for wq schedule only
 _PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
 # No markup: what is printed holds the tasks' own text (names, errors, worker ids,
 # progress messages), in which "[/]" or "[bold]" would be read as rich's tags.
-stdout = Console(highlight=False, markup=False, width=_PIPE_WIDTH)
-stderr = Console(stderr=True, highlight=False, markup=False)
+stdout = Console(highlight=False, markup=False, emoji=False, width=_PIPE_WIDTH)
+stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 STATE_STYLES = {
     TaskState.PENDING: "cyan",
