@@ -236,11 +236,21 @@ def test_refused_input_exits_2_whichever_check_refuses_it(database_url: str) -> 
         ("schedule", "add", "s", "--cron", "bad", "-k", "call", "-r", request),
         ("schedule", "add", "s", "--every", "5", "-p", "99999999", "-k", "call", "-r", request),
         ("schedule", "add", "s", "--every", "5", "-k", "nope"),
+        ("stats", "--window", "100000w"),
+        ("purge", "--older-than", "100000000w"),
     )
     for result in results:
         assert result.code == 2, result
         assert "Traceback" not in result.err
-    assert "after_id: a task id (a ULID" in one_error_line(results[2])
+    # Each refusal names the option typed, not the argument of the queue's method it became.
+    assert "--limit must be from 1 to 2,147,483,647, got 1,000,000,000,000" in one_error_line(
+        results[1]
+    )
+    assert "--after: a task id (a ULID" in one_error_line(results[2])
+    assert "--window must be a finite number of seconds > 0 and at most 31,536,000, got " in (
+        one_error_line(results[-2])
+    )
+    assert "--older-than must be" in one_error_line(results[-1])
     assert "--interval: at least 0.1s between refreshes, got 0s" in one_error_line(results[3])
     assert "no schedules" in wq(database_url, "schedule", "list").err
 

@@ -116,6 +116,17 @@ def test_json_arguments() -> None:
         parse_json_list("[1,")
 
 
+def test_json_arguments_the_database_cannot_store_are_refused_as_typed() -> None:
+    """A lone surrogate (JSON's \\ud800) or nesting past the limit is refused where it is
+    parsed, naming the option, not later by the queue as ``tasks[0].items[0].request``."""
+    with pytest.raises(ValueError, match=r"the JSON holds a lone surrogate \('\\ud800'\)"):
+        parse_json_list('["\\ud800"]')
+    with pytest.raises(ValueError, match="the JSON is nested deeper than"):
+        parse_json_object('{"k": ' + "[" * 300 + "]" * 300 + "}")
+    with pytest.raises(ValueError, match="JSON nested too deeply"):
+        parse_json_list("[" * 100_000 + "]" * 100_000)
+
+
 def test_durations_read_for_people() -> None:
     assert duration(None) == "-"
     assert duration(0.25) == "250ms"

@@ -174,7 +174,7 @@ def purge(
     async def act(queue: WorkerQueue) -> int:
         return await queue.purge(older_than, chosen)
 
-    deleted = run(ctx, act, "write")
+    deleted = run(ctx, act, "write", options={"older_than_s": "--older-than"})
     if as_json:
         print_json({"deleted": deleted, "older_than_s": older_than, "states": chosen})
     else:

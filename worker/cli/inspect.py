@@ -25,6 +25,15 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document 
 TaskId = Annotated[str, typer.Argument(metavar="ID", help="The task id.")]
 
 
+#: The options of wq list and wq stats, by the argument of the queue's method each becomes.
+_LIST_OPTIONS = {
+    "limit": "--limit",
+    "after_id": "--after",
+    "after_priority": "--after-priority",
+    "queue": "--queue",
+}
+_STATS_OPTIONS = {"window_s": "--window", "queue": "--queue"}
+
 #: The shortest refresh period of ``wq stats --watch``.
 MIN_REFRESH_S = 0.1
 
@@ -82,7 +91,7 @@ def list_tasks(
             after_priority=after_priority,
         )
 
-    tasks = read(ctx, fetch)
+    tasks = read(ctx, fetch, options=_LIST_OPTIONS)
     from worker.cli import render
 
     # Pending tasks are listed in claim order: the next page starts at the last task's
@@ -185,9 +194,10 @@ def stats(
             usage_error(
                 f"--interval: at least {MIN_REFRESH_S:g}s between refreshes, got {interval:g}s"
             )
-        read(ctx, follow, ends_on_interrupt=True)  # Ctrl-C is how a watch ends
+        # Ctrl-C is how a watch ends.
+        read(ctx, follow, ends_on_interrupt=True, options=_STATS_OPTIONS)
         return
-    figures = read(ctx, snapshot)
+    figures = read(ctx, snapshot, options=_STATS_OPTIONS)
     if as_json:
         print_json(figures)
     else:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import typer
 
 from worker.core.states import Priority
+from worker.core.storable import json_problem
 
 T = TypeVar("T")
 
@@ -99,7 +100,15 @@ def parse_json_object(text: str) -> dict[str, Any]:
 
 
 def _json(text: str) -> Any:
+    """``text`` parsed, when the database can store what it holds (``\\ud800`` in it parses
+    to a lone surrogate, which it cannot)."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON {text!r}: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise ValueError(f"JSON nested too deeply: {text:.80}") from None
+    problem = json_problem(value)
+    if problem is not None:
+        raise ValueError(f"the JSON {problem}")
+    return value

@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
@@ -181,12 +181,15 @@ def run(
     warnings_to_log: bool = False,
     config: QueueConfig | None = None,
     ends_on_interrupt: bool = False,
+    options: Mapping[str, str] | None = None,
 ) -> T:
     """Open the queue as ``access`` says, run ``operation`` on it, close it; queue errors
     become exit codes. ``warnings_to_log``: the configuration's warnings go to the log
     handlers (JSON lines) instead of ``wq: warning:`` lines. ``config``: the one the
     command loaded already (with :func:`load_config`). ``ends_on_interrupt``: Ctrl-C is
-    how the command ends (a display that runs until then): exit 0, quietly."""
+    how the command ends (a display that runs until then): exit 0, quietly. ``options``:
+    the command's option for each argument of the queue's methods it passes on
+    (``{"window_s": "--window"}``), named in place of the argument when one is refused."""
     import asyncio  # not at wq's start: --help needs no event loop
 
     if config is None:  # first: see load_config
@@ -202,7 +205,7 @@ def run(
         finally:
             await queue.close()
 
-    with _exit_codes(config, ends_on_interrupt=ends_on_interrupt):
+    with _exit_codes(config, ends_on_interrupt=ends_on_interrupt, options=options):
         _check_interrupts()
         return asyncio.run(main())
 
@@ -212,6 +215,7 @@ def read(
     operation: Callable[[QueueAdmin], Awaitable[T]],
     *,
     ends_on_interrupt: bool = False,
+    options: Mapping[str, str] | None = None,
 ) -> T:
     """:func:`run` for a read command: ``operation`` gets the queue's read methods.
 
@@ -234,7 +238,7 @@ def read(
             log.debug("reading through the queue's own path: %s", why)
         else:
             try:
-                with _exit_codes(config, ends_on_interrupt=ends_on_interrupt):
+                with _exit_codes(config, ends_on_interrupt=ends_on_interrupt, options=options):
                     _check_interrupts()
                     if not ends_on_interrupt:
                         return _to_the_end(operation(queue))
@@ -243,7 +247,14 @@ def read(
                     return asyncio.run(_awaited(operation(queue)))
             finally:
                 queue.close()
-    return run(ctx, operation, "read", config=config, ends_on_interrupt=ends_on_interrupt)
+    return run(
+        ctx,
+        operation,
+        "read",
+        config=config,
+        ends_on_interrupt=ends_on_interrupt,
+        options=options,
+    )
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:
@@ -270,8 +281,11 @@ def _check_interrupts() -> None:
 
 
 @contextmanager
-def _exit_codes(config: QueueConfig, *, ends_on_interrupt: bool) -> Iterator[None]:
-    """Queue errors raised within as exit codes (:class:`ExitCode`)."""
+def _exit_codes(
+    config: QueueConfig, *, ends_on_interrupt: bool, options: Mapping[str, str] | None
+) -> Iterator[None]:
+    """Queue errors raised within as exit codes (:class:`ExitCode`); a refused argument
+    named as its option (``options``, see :func:`run`)."""
     from worker.core.errors import (
         ConfigurationError,
         DatabaseNotFoundError,
@@ -300,9 +314,9 @@ def _exit_codes(config: QueueConfig, *, ends_on_interrupt: bool) -> Iterator[Non
         fail(ExitCode.STORAGE, str(exc))
     except (ConfigurationError, InvalidInputError, UnknownRequestKindError) as exc:
         # A setting or what was typed is refused: a usage error.
-        usage_error(
-            f"invalid configuration: {exc}" if isinstance(exc, ConfigurationError) else str(exc)
-        )
+        if isinstance(exc, ConfigurationError):
+            usage_error(f"invalid configuration: {exc}")
+        usage_error(as_option(str(exc), options or {}))
     except QueueFullError as exc:
         fail(ExitCode.QUEUE_FULL, f"{exc}: try again once workers have caught up")
     except QueueError as exc:
@@ -311,6 +325,16 @@ def _exit_codes(config: QueueConfig, *, ends_on_interrupt: bool) -> Iterator[Non
         if ends_on_interrupt:
             raise typer.Exit(int(ExitCode.OK)) from None
         fail(ExitCode.INTERRUPTED, "interrupted")
+
+
+def as_option(message: str, options: Mapping[str, str]) -> str:
+    """``message`` with the argument it starts with (``window_s must ...``, ``after_id:
+    ...``) named as the command's option for it."""
+    for argument, option in options.items():
+        for after in (" ", ":"):
+            if message.startswith(argument + after):
+                return option + message[len(argument) :]
+    return message
 
 
 def unexpected(exc: Exception) -> tuple[ExitCode, str]:

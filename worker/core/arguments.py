@@ -59,9 +59,17 @@ def seconds(name: str, value: Any, *, zero: bool = False, high: float = MAX_DURA
     if not (math.isfinite(number) and low_ok and number <= high):
         bound = ">= 0" if zero else "> 0"
         raise InvalidInputError(
-            f"{name} must be a finite number of seconds {bound} and at most {high:g}, got {value!r}"
+            f"{name} must be a finite number of seconds {bound} and at most {_amount(high)}, "
+            f"got {_amount(number)}"
         )
     return number
+
+
+def _amount(number: float) -> str:
+    """``31,536,000`` rather than ``3.1536e+07``; ``0.5``, ``nan`` and ``inf`` as they are."""
+    if math.isfinite(number) and number.is_integer():
+        return f"{int(number):,}"
+    return f"{number:,}" if math.isfinite(number) else str(number)
 
 
 def string(name: str, value: Any) -> str:
