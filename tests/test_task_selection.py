@@ -100,8 +100,10 @@ async def test_bulk_by_ids_counts_changed_skipped_and_missing(queue: WorkerQueue
     assert (again.changed, again.skipped) == (0, 3)
     with pytest.raises(InvalidInputError, match="unknown action 'explode'"):
         await queue.act_on_tasks("explode", ids=pending)
-    with pytest.raises(InvalidInputError, match="either ids or a selection"):
+    with pytest.raises(InvalidInputError, match="give the tasks to act on: ids, or a selection"):
         await queue.act_on_tasks("cancel")
+    with pytest.raises(InvalidInputError, match=r"either ids or a selection .*, not both"):
+        await queue.act_on_tasks("cancel", ids=pending, selection=TaskFilter())
 
 
 async def test_bulk_by_filter_walks_every_match_in_batches(

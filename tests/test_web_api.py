@@ -78,7 +78,15 @@ async def test_a_bad_request_is_refused_naming_its_field_and_nothing_is_written(
     not_json = await client.post(
         "/api/tasks", content=b"{", headers={"content-type": "application/json"}
     )
-    problem_of(not_json, 422)
+    # Not "1: JSON decode error": the position is not a field.
+    assert problem_of(not_json, 422)["detail"].startswith("body: not JSON (")
+    assert "at position 1" in problem_of(not_json, 422)["detail"]
+    deep = await client.post(
+        "/api/tasks",
+        content=b"[" * 5000 + b"]" * 5000,
+        headers={"content-type": "application/json"},
+    )
+    assert problem_of(deep, 400)["detail"] == "There was an error parsing the body"  # docs/web.md
     assert (await queue.get_queue_stats())["total"] == 0
 
 

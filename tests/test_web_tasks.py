@@ -135,6 +135,9 @@ async def test_bulk_actions_by_ids_and_by_filter_report_what_they_did(
     )
     assert both.status_code == 422
     assert "give either ids or filter" in both.json()["detail"]
+    neither = await client.post("/api/tasks/actions", json={"action": "cancel"})
+    assert neither.status_code == 422
+    assert "give the tasks to act on: ids, or filter" in neither.json()["detail"]
     unknown = await client.post("/api/tasks/actions", json={"action": "explode", "ids": ids})
     assert unknown.status_code == 422
     metrics = (await client.get("/metrics")).text

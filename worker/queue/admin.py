@@ -298,8 +298,13 @@ class QueueAdmin:
             raise InvalidInputError(
                 f"unknown action {action!r}; actions are {', '.join(BULK_ACTIONS)}"
             )
-        if (ids is None) == (selection is None):
+        if ids is not None and selection is not None:
             raise InvalidInputError("give either ids or a selection (a filter), not both")
+        if ids is None and selection is None:
+            raise InvalidInputError(
+                "give the tasks to act on: ids, or a selection (a filter; TaskFilter() is "
+                "every task)"
+            )
         if ids is not None:
             if isinstance(ids, str):
                 raise InvalidInputError("ids must be a list of task ids, not a string")

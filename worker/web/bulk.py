@@ -34,8 +34,10 @@ class BulkRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_target(self) -> BulkRequest:
-        if (self.ids is None) == (self.filter is None):
+        if self.ids is not None and self.filter is not None:
             raise ValueError("give either ids or filter, not both")
+        if self.ids is None and self.filter is None:
+            raise ValueError("give the tasks to act on: ids, or filter ({} is every task)")
         return self
 
 

@@ -70,6 +70,12 @@ def validation_detail(errors: Any) -> str:
     """Pydantic's errors as one line naming each field (``request.text: Field required``)."""
     parts = []
     for error in errors:
+        if error.get("type") == "json_invalid":  # its location is a position in the text
+            cause = (error.get("ctx") or {}).get("error", "")
+            at = [p for p in error.get("loc", ()) if isinstance(p, int)]
+            where = f" at position {at[0]}" if at else ""
+            parts.append(f"body: not JSON ({cause}{where})" if cause else "body: not JSON")
+            continue
         location = [str(p) for p in error.get("loc", ()) if p != "body"]
         parts.append(f"{'.'.join(location) or 'body'}: {error.get('msg', 'invalid')}")
     return "; ".join(parts)
