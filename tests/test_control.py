@@ -29,6 +29,21 @@ async def test_held_task_is_skipped_until_unheld(queue: WorkerQueue) -> None:
         await queue.hold(held.id)  # running now
 
 
+async def test_a_cancel_ends_the_hold(queue: WorkerQueue) -> None:
+    """A held task that is cancelled is cancelled, not "cancelled and held" (a hold on a task
+    that can never run again), whether cancelled alone or in bulk."""
+    alone, together = make_task("alone", held=True), make_task("together", held=True)
+    await queue.enqueue([alone, together])
+    assert await queue.mark_as_cancelled(alone.id) is TaskState.CANCELLED
+    outcome = await queue.act_on_tasks("cancel", ids=[together.id])
+    assert outcome.changed == 1
+    for task_id in (alone.id, together.id):
+        task = await queue.get_task(task_id)
+        assert (task.state, task.held) == (TaskState.CANCELLED, False)
+    with pytest.raises(InvalidStateTransitionError, match="it is cancelled,"):
+        await queue.mark_as_resume(alone.id)
+
+
 async def test_enqueue_held(queue: WorkerQueue) -> None:
     task = make_task(held=True)
     await queue.enqueue([task])

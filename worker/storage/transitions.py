@@ -258,8 +258,9 @@ def ask_to_stop(condition: ColumnElement[bool], now: float) -> sa.Update:
 
 
 def cancel_values(now: float, reason: str | None) -> dict[str, Any]:
-    """What a cancel sets on a pending or retryable task."""
-    values: dict[str, Any] = {"finished_at": now, "updated_at": now}
+    """What a cancel sets on a pending or retryable task (a hold ends with it: a held
+    cancelled task would read as "cancelled and held", a hold on nothing)."""
+    values: dict[str, Any] = {"finished_at": now, "updated_at": now, "held": False}
     if reason is not None:
         values["last_error"] = reason
     return values
