@@ -100,6 +100,7 @@ def test_due_ticks_skip_or_catch_up_and_give_the_next_run() -> None:
         ({"interval_s": 0.5}, "greater than or equal to 1"),
         ({"interval_s": 60, "timezone": "Europe/Paris"}, "timezone applies to cron"),
         ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, "unknown timezone"),
+        ({"cron": "* * * * *", "timezone": "localtime"}, "each machine's own timezone"),
     ],
 )
 async def test_bad_timings_are_refused_naming_the_problem(
@@ -376,3 +377,20 @@ def test_wq_schedule_add_list_and_remove(database_url: str) -> None:
     assert again.code == 1
     assert "schedule 'gone' not found" in again.err
     assert [s["name"] for s in as_json.json()["schedules"]] == ["nightly"]
+
+
+def test_wq_schedule_list_folds_a_long_name(database_url: str) -> None:
+    """A long name folds onto more lines, whole, instead of squeezing the other columns."""
+    name = "n" * 150
+    added = wq(
+        database_url, "schedule", "add", name, "--every", "1m", "--kind", "call",
+        "--request", '{"target": "a:b"}',
+    )  # fmt: skip
+    assert added.code == 0, added.err
+    listed = wq(database_url, "schedule", "list", env={"COLUMNS": "160"})
+    assert listed.code == 0, listed.err
+    header, _, *rows = listed.out.splitlines()
+    columns = [part.strip() for part in header.split("┃")]
+    assert columns == ["name", "when", "enqueues", "queue", "catch-up", "next run", "last tick"]
+    assert "".join(row.split("│")[0].strip() for row in rows) == name
+    assert "every 60s" in rows[0]

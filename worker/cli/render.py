@@ -257,11 +257,18 @@ def callback_text(run: TaskCallback, now: float) -> Text:
     return text
 
 
+#: The widest a table's name column gets (a longer name folds onto more lines).
+_NAME_WIDTH = 40
+
+
 def tasks_table(tasks: list[Task], now: float | None = None) -> Table:
     now = time.time() if now is None else now
     table = Table(show_edge=False)
     for name in ("id", "state", "queue", "prio", "att", "age", "progress", "name / request"):
-        table.add_column(name, no_wrap=name in {"id", "state"})
+        if name == "name / request":
+            table.add_column(name, max_width=_NAME_WIDTH, overflow="fold")
+        else:
+            table.add_column(name, no_wrap=name in {"id", "state"})
     for task in tasks:
         state = state_text(task.state) + (Text(" held") if task.held else Text(""))
         table.add_row(
@@ -287,7 +294,10 @@ def schedules_table(schedules: list[Schedule], now: float) -> Table:
     """One row per schedule: name, timing, what it enqueues, catch-up, next run, last tick."""
     table = Table(show_edge=False)
     for name in ("name", "when", "enqueues", "queue", "catch-up", "next run", "last tick"):
-        table.add_column(name, no_wrap=name in {"name", "next run"})
+        if name == "name":  # a long name folds onto more lines, whole, leaving the rest room
+            table.add_column(name, max_width=_NAME_WIDTH, overflow="fold")
+        else:
+            table.add_column(name, no_wrap=name == "next run")
     for schedule in schedules:
         request = json.dumps(schedule.request, ensure_ascii=False)
         enqueues = f"{schedule.kind}: {request}"

@@ -153,6 +153,11 @@ def zone(name: str) -> tzinfo:
     """The timezone ``name`` (an IANA name such as ``Europe/Paris``, or ``UTC``)."""
     if name == "UTC":
         return UTC
+    if name.lower() == "localtime":  # a link to each machine's own zone, not one zone
+        raise ValueError(
+            f"{name!r} names each machine's own timezone, which machines sharing a schedule "
+            "may not agree on: use an IANA name such as 'Europe/Paris' or 'UTC'"
+        )
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
