@@ -1,6 +1,6 @@
 """Producer benchmark: getting 50,000 tasks in, everything a user pays inside the clock.
 
-    .venv/bin/python bench/bench_producers.py [--runs 3] [--quick] [--json PATH]
+    .venv/bin/python bench/bench_producers.py [--runs 3] [--quick] [--json PATH] [--freeze]
         [--backend postgres | --database-url postgresql+asyncpg://...]
         [--peers-dir ../shared/peers --peers-python PEERS_VENV/bin/python]
 
@@ -15,7 +15,10 @@ return, on a new database per run:
 * ``enqueue``: ``await queue.enqueue([Task(items=[TaskItem(request=Noop(payload=p))]) ...])``,
   the seed's API, every model built inside the clock;
 
-and ``submit_many (call only)``, the requests built before the clock. Each figure is the
+and ``submit_many (call only)``, the requests built before the clock. ``--freeze`` runs it
+as a program that calls ``gc.freeze()`` once it has started: the collector's full passes then
+skip the objects of its imports, which otherwise they walk again each time while the models
+are built (docs/performance.md, "Getting work in"). Each figure is the
 median of ``--runs`` runs, on SQLite (files in a temporary directory) and, with
 ``--backend postgres`` (a throwaway server, :mod:`postgres`) or ``--database-url``, on
 PostgreSQL. With ``--peers-dir``, litequeue's bulk put (the harness's
@@ -155,11 +158,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK:,} tasks, not {FULL:,}")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--freeze",
+        action="store_true",
+        help="as a program that calls gc.freeze() once started (imports done), before any work",
+    )
     parser.add_argument("--peers-dir", type=Path, default=os.environ.get("PEERS_DIR"))
     parser.add_argument("--peers-python", default=os.environ.get("PEERS_PYTHON", sys.executable))
     args = parser.parse_args()
     n = QUICK if args.quick else FULL
-    print(f"== {n:,} tasks in one call, everything built inside the clock; load "
+    if args.freeze:  # everything imported so far is left out of the collector's passes
+        gc.collect()
+        gc.freeze()
+    frozen = f", gc.freeze() of {gc.get_freeze_count():,} objects first" if args.freeze else ""
+    print(f"== {n:,} tasks in one call, everything built inside the clock{frozen}; load "
           f"{os.getloadavg()[0]:.2f} ==")  # fmt: skip
     root = Path(tempfile.mkdtemp(prefix="bench_producers_"))
     atexit.register(shutil.rmtree, root, True)
@@ -168,7 +180,9 @@ def main() -> None:
     def sqlite_file(label: str) -> str:
         return f"sqlite+aiosqlite:///{root / f'{next(files):03d}.db'}"
 
-    document: dict[str, Any] = {"tasks": n, "runs": args.runs, "figures": {}}
+    document: dict[str, Any] = {
+        "tasks": n, "runs": args.runs, "frozen": args.freeze, "figures": {}
+    }  # fmt: skip
     print("  SQLite (synchronous=NORMAL, WAL)")
     document["figures"]["sqlite"] = measure(sqlite_file, args.runs, n)
     url = server_url(args)
