@@ -80,6 +80,10 @@ def test_help_and_reads_load_only_what_they_use(database_url: str) -> None:
             ), args
     # typer converts a command's parameters with pydantic, but wq alone does not need it.
     assert "pydantic" not in imported_by(database_url, "--help")
+    # A command builds itself alone: the other commands' modules stay unloaded.
+    others = {"worker.cli.admin", "worker.cli.schedule", "worker.cli.serve", "worker.cli.web"}
+    assert not others & imported_by(database_url, "list"), "list loaded another command"
+    assert not {"worker.cli.serve", "worker.cli.web"} & imported_by(database_url, "db", "--help")
 
 
 def test_a_broken_plugin_is_a_warning_and_the_rest_of_wq_works(

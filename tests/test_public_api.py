@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import tts
 import worker
 from worker.core import kinds
@@ -94,3 +97,25 @@ def test_tts_exports_and_kind_is_found_through_the_entry_point() -> None:
     assert set(tts.__all__) == {"OutputFormat", "TextToSpeechRequest"}
     kinds.remove_request_kind("tts")  # as in a process that never imported tts
     assert kinds.model_for("tts") is tts.TextToSpeechRequest
+
+
+def test_a_kind_found_by_name_loads_only_its_own_module() -> None:
+    """A read of speech tasks (``wq list``) imports the speech requests, not the Django or
+    builtin ones; a kind no entry point names still lists every kind in its error."""
+    code = """
+import sys
+from worker.core import kinds
+kinds.model_for("tts")
+print("django" if "worker.integrations.django.requests" in sys.modules else "-")
+try:
+    kinds.model_for("nope")
+except Exception as error:
+    print(error)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    first, error = done.stdout.splitlines()
+    assert first == "-"
+    assert "unknown request kind 'nope'" in error
+    assert "audio, call, command, django_task, tts" in error

@@ -28,24 +28,26 @@ one line with the code of its class (``--debug`` shows the traceback too). A ``Q
 variable that is no setting prints ``wq: warning: ...`` naming the closest one.
 
 Starting is cheap: the command modules import the queue, SQLAlchemy, Alembic (only to
-migrate), the runtime (only ``wq worker``) and rich's live displays where they are used, so
-``wq --help`` loads typer and little else.
+migrate), the runtime (only ``wq worker``) and rich's live displays where they are used, and
+a command's own module is imported and its options built only when it runs
+(:data:`COMMANDS`), so ``wq --help`` loads typer and little else.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import traceback
+from collections.abc import Iterator, MutableMapping
 from importlib.metadata import entry_points
 from typing import Annotated, Any
 
 import typer
+import typer.main
 from typer.core import TyperGroup
 
-from worker.cli import admin, inspect, schedule, serve, web
 from worker.cli.session import Options, install_interrupts, unexpected, warn
-from worker.cli.submit import submit_app
 
 EXIT_CODES = (
     "Exit codes: 0 ok; 1 queue error (unknown task, invalid state transition); "
@@ -67,9 +69,89 @@ _seen = _Seen()
 GLOBAL_OPTIONS = ("--db", "--debug")
 
 
+#: wq's own commands, in the order ``wq --help`` lists them: the module and the name of each
+#: one's function (or, for a group, its ``typer.Typer``). A command is built, its module
+#: imported and its signature read, only when it runs or help lists it: ``wq list`` does not
+#: pay for the other twenty commands (about 20 ms of its start).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "db": ("worker.cli.admin", "db_app"),
+    "submit": ("worker.cli.submit", "submit_app"),
+    "schedule": ("worker.cli.schedule", "schedule_app"),
+    "worker": ("worker.cli.serve", "run_worker"),
+    "status": ("worker.cli.inspect", "status"),
+    "list": ("worker.cli.inspect", "list_tasks"),
+    "why": ("worker.cli.inspect", "why"),
+    "stats": ("worker.cli.inspect", "stats"),
+    "cancel": ("worker.cli.admin", "cancel"),
+    "resume": ("worker.cli.admin", "resume"),
+    "hold": ("worker.cli.admin", "hold"),
+    "pause": ("worker.cli.admin", "pause"),
+    "unpause": ("worker.cli.admin", "unpause"),
+    "purge": ("worker.cli.admin", "purge"),
+    "web": ("worker.cli.web", "serve_web"),
+}
+
+
+def _built(name: str) -> Any:  # a click command (typer ships its own click)
+    """The command ``name`` of :data:`COMMANDS`, built as typer builds a registered one."""
+    module, attribute = COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    holder = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
+    holder.callback()(_no_options)  # a group, so that the command keeps its name
+    if isinstance(target, typer.Typer):
+        holder.add_typer(target, name=name)
+    else:
+        holder.command(name)(target)
+    return typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+
+
+def _no_options() -> None:
+    """(The callback of :func:`_built`'s holder group.)"""
+
+
+class _LazyCommands(MutableMapping[str, Any]):
+    """A group's commands: the ones typer built (plugins'), then :data:`COMMANDS`, each
+    built on first use. A plugin's command of the same name wins, as it did when both
+    were registered."""
+
+    def __init__(self, built: MutableMapping[str, Any]) -> None:
+        self._built = built
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self._built[name] = _built(name)
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("wq's commands cannot be removed")
+
+    def __iter__(self) -> Iterator[str]:
+        yield from COMMANDS
+        yield from (name for name in list(self._built) if name not in COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS) + sum(name not in COMMANDS for name in self._built)
+
+    def __contains__(self, name: object) -> bool:
+        return name in COMMANDS or name in self._built
+
+
 class _Commands(TyperGroup):
-    """``wq``'s commands: a global option given after the command (``wq list --db x.db``,
-    as many write it) is refused with where it goes, not only "No such option"."""
+    """``wq``'s commands: built when used (:data:`COMMANDS`); and a global option given
+    after the command (``wq list --db x.db``, as many write it) is refused with where it
+    goes, not only "No such option"."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _LazyCommands(self.commands)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)  # the names alone: no command is built for them
 
     def invoke(self, ctx: Any) -> Any:  # click.Context (typer ships its own click)
         try:
@@ -118,23 +200,6 @@ def _options(
     ctx.obj = Options(database=db, debug=debug)
 
 
-app.add_typer(admin.db_app, name="db")
-app.add_typer(submit_app, name="submit")
-app.add_typer(schedule.schedule_app, name="schedule")
-app.command("worker")(serve.run_worker)
-app.command("status")(inspect.status)
-app.command("list")(inspect.list_tasks)
-app.command("why")(inspect.why)
-app.command("stats")(inspect.stats)
-app.command("cancel")(admin.cancel)
-app.command("resume")(admin.resume)
-app.command("hold")(admin.hold)
-app.command("pause")(admin.pause)
-app.command("unpause")(admin.unpause)
-app.command("purge")(admin.purge)
-app.command("web")(web.serve_web)
-
-
 #: Packages add commands to ``wq`` through this entry-point group: each names a function
 #: ``register(app: typer.Typer) -> None`` (``worker.cli.submit.submit_app`` is the ``submit``
 #: group). A plugin module is imported at every ``wq`` start, so it must be light: it
@@ -170,4 +235,4 @@ def main() -> None:
         sys.exit(int(code))
 
 
-__all__ = ["EXIT_CODES", "PLUGIN_GROUP", "app", "load_plugins", "main"]
+__all__ = ["COMMANDS", "EXIT_CODES", "PLUGIN_GROUP", "app", "load_plugins", "main"]

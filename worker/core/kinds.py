@@ -91,7 +91,10 @@ class KindRegistry:
 
     def model_for(self, name: str) -> type[BaseModel]:
         model = self._by_name.get(name)
-        if model is None:
+        if model is None:  # the entry point of that name first: the other kinds stay unloaded
+            self._load_entry_points(name)
+            model = self._by_name.get(name)
+        if model is None:  # all of them, for the error's list
             self._load_entry_points()
             model = self._by_name.get(name)
         if model is None:
@@ -107,10 +110,12 @@ class KindRegistry:
         self._load_entry_points()
         return dict(sorted(self.snapshot()[1].items()))
 
-    def _load_entry_points(self) -> None:
+    def _load_entry_points(self, name: str | None = None) -> None:
+        """Load the group's entry points, or only those named ``name``."""
         if self._entry_points_loaded:
             return
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        group = entry_points(group=ENTRY_POINT_GROUP)
+        for ep in group if name is None else group.select(name=name):
             if ep.name in self._by_name:
                 continue
             try:
@@ -120,7 +125,7 @@ class KindRegistry:
                 log.error("request kind %r from %s could not be loaded: %s", ep.name, ep.value, exc)
                 continue
             self.add(ep.name, model)
-        self._entry_points_loaded = True
+        self._entry_points_loaded = name is None
 
 
 registry = KindRegistry()
