@@ -360,6 +360,35 @@ def test_list_prints_the_command_for_the_next_page(database_url: str) -> None:
     assert (by_id["next_after"], by_id["next_after_priority"]) == (tasks[1].id, None)
 
 
+def test_list_gives_a_line_per_task_on_an_80_column_terminal(db_path: Path) -> None:
+    """At 80 columns the id, state, queue, priority, age and request each had a column of
+    six characters or less: headers cut ("que…") and every task folded onto eight lines.
+    Now the attempt and progress columns give way, headers are whole, and a request's
+    summary is cut to one line; a name is still shown whole."""
+    long_name = "a name of forty-six characters, every one kept"
+    tasks = [make_task(f"text {n}", queue="speech") for n in range(3)]
+    named = make_task(name=long_name)
+    with_queue(db_path, lambda queue: queue.enqueue([*tasks, named]))
+    narrow = wq(db_path, "list", env={"COLUMNS": "80"})
+    wide = wq(db_path, "list", env={"COLUMNS": "140"})
+    expected = {
+        narrow: ["id", "state", "queue", "prio", "age", "name", "/", "request"],
+        wide: ["id", "state", "queue", "prio", "att", "age", "progress", "name", "/", "request"],
+    }
+    for result, columns in expected.items():
+        assert result.code == 0, result.err
+        header, _, *lines = result.out.splitlines()
+        assert header.split() == columns
+        assert max(len(line) for line in lines) <= (80 if result is narrow else 140)
+        for task, line in zip(tasks, lines, strict=False):  # one line each
+            assert line.startswith(task.id), line
+            assert " speech " in line, line
+            assert "tts: {" in line, line
+        assert lines[3].startswith(named.id)
+        at = header.index("name")
+        assert " ".join(line[at:].strip() for line in lines[3:]) == long_name  # whole
+
+
 def test_a_task_s_own_text_is_printed_as_it_is(db_path: Path) -> None:
     # Names, errors and worker ids are the tasks' own text: rich's markup in them ("[/]"
     # closes nothing) once failed the command as an internal error, and an emoji code in

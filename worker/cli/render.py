@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+from rich import box
+from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -259,28 +261,49 @@ def callback_text(run: TaskCallback, now: float) -> Text:
 
 #: The widest a table's name column gets (a longer name folds onto more lines).
 _NAME_WIDTH = 40
+#: The narrowest ``wq list``'s name column is left before columns give way to it.
+_NAME_ROOM = 20
+#: ``wq list``'s columns that give way, in this order, on a terminal too narrow for all of
+#: them and the name (``wq status ID`` shows each of them).
+_GIVE_WAY = ("progress", "att", "prio")
+#: What a column of ``wq list`` costs beside its text: one space of padding, one of rule.
+_GAP = 2
 
 
-def tasks_table(tasks: list[Task], now: float | None = None) -> Table:
+def tasks_table(tasks: list[Task], now: float | None = None, width: int | None = None) -> Table:
+    """``wq list``: a line per task (a long name folds) in plain columns, ``width`` wide (by
+    default, standard output's): on a narrow terminal the columns of :data:`_GIVE_WAY`
+    go before the name and request column is squeezed below :data:`_NAME_ROOM`
+    characters."""
     now = time.time() if now is None else now
-    table = Table(show_edge=False)
-    for name in ("id", "state", "queue", "prio", "att", "age", "progress", "name / request"):
-        if name == "name / request":
-            table.add_column(name, max_width=_NAME_WIDTH, overflow="fold")
-        else:
-            table.add_column(name, no_wrap=name in {"id", "state"})
-    for task in tasks:
-        state = state_text(task.state) + (Text(" held") if task.held else Text(""))
-        table.add_row(
-            task.id,
-            state,
-            task.queue,
-            str(task.priority),
-            str(task.attempt_count),
-            duration(now - task.created_at),
-            progress_text(task),
-            task.name or request_summary(task.items[0].request, 40),
-        )
+    width = stdout.width if width is None else width
+    cells: dict[str, list[str | Text]] = {
+        "id": [t.id for t in tasks],
+        "state": [state_text(t.state) + (Text(" held") if t.held else Text("")) for t in tasks],
+        "queue": [t.queue for t in tasks],
+        "prio": [str(t.priority) for t in tasks],
+        "att": [str(t.attempt_count) for t in tasks],
+        "age": [duration(now - t.created_at) for t in tasks],
+        "progress": [progress_text(t) for t in tasks],
+    }
+    # Measured here, once (rich would measure every cell for every layout it tries).
+    widths = {
+        name: max([cell_len(name), *(cell_len(str(cell)) for cell in column)])
+        for name, column in cells.items()
+    }
+    for name in _GIVE_WAY:
+        if sum(widths.values()) + _GAP * len(widths) + _NAME_ROOM <= width:
+            break
+        del cells[name], widths[name]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for name in cells:
+        table.add_column(name, width=widths[name], no_wrap=True)
+    table.add_column("name / request", max_width=_NAME_WIDTH, overflow="fold")
+    # A request's summary is cut to one line of the room left; a name is shown whole.
+    room = min(_NAME_WIDTH, max(width - sum(widths.values()) - _GAP * len(widths), 10))
+    names = [t.name or request_summary(t.items[0].request, room) for t in tasks]
+    for row in zip(*cells.values(), names, strict=True):
+        table.add_row(*row)
     return table
 
 
