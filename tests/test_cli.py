@@ -389,6 +389,19 @@ def test_list_gives_a_line_per_task_on_an_80_column_terminal(db_path: Path) -> N
         assert " ".join(line[at:].strip() for line in lines[3:]) == long_name  # whole
 
 
+def test_stats_fits_an_80_column_terminal(db_path: Path) -> None:
+    """The counts per state had their headers cut at 80 columns ("process…", "comple…")."""
+    with_queue(db_path, lambda queue: queue.enqueue([make_task()]))
+    result = wq(db_path, "stats", env={"COLUMNS": "80"})
+    assert result.code == 0, result.err
+    title, header, _, default, every = result.out.splitlines()[:5]
+    assert title.strip() == "queues"
+    states = [state.value for state in TaskState]
+    assert header.split() == ["queue", *states, "total"]
+    assert default.split() == ["default", "1", *["0"] * (len(states) - 1), "1"]
+    assert every.split()[0] == "all"
+
+
 def test_a_task_s_own_text_is_printed_as_it_is(db_path: Path) -> None:
     # Names, errors and worker ids are the tasks' own text: rich's markup in them ("[/]"
     # closes nothing) once failed the command as an internal error, and an emoji code in

@@ -270,6 +270,14 @@ _GIVE_WAY = ("progress", "att", "prio")
 _GAP = 2
 
 
+def plain_table(**options: Any) -> Table:
+    """A table of plain columns (a rule under the header, one space between columns, no
+    other lines): the most columns an 80-column terminal holds (see :data:`_GAP`)."""
+    return Table(
+        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), **options
+    )
+
+
 def tasks_table(tasks: list[Task], now: float | None = None, width: int | None = None) -> Table:
     """``wq list``: a line per task (a long name folds) in plain columns, ``width`` wide (by
     default, standard output's): on a narrow terminal the columns of :data:`_GIVE_WAY`
@@ -295,7 +303,7 @@ def tasks_table(tasks: list[Task], now: float | None = None, width: int | None =
         if sum(widths.values()) + _GAP * len(widths) + _NAME_ROOM <= width:
             break
         del cells[name], widths[name]
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    table = plain_table()
     for name in cells:
         table.add_column(name, width=widths[name], no_wrap=True)
     table.add_column("name / request", max_width=_NAME_WIDTH, overflow="fold")
@@ -346,7 +354,7 @@ def schedules_table(schedules: list[Schedule], now: float) -> Table:
 
 def stats_view(stats: dict[str, Any], paused: dict[str, float]) -> Group:
     states = [s.value for s in TaskState]
-    queues = Table(title="queues", title_justify="left", show_edge=False)
+    queues = plain_table(title="queues", title_justify="left")
     queues.add_column("queue")
     for state in states:
         queues.add_column(state, justify="right", style=STATE_STYLES[TaskState(state)])
