@@ -264,7 +264,7 @@ def test_files_it_does_not_take(tmp_path: Path) -> None:
 # -- wq's read commands --------------------------------------------------------------
 
 
-def _wq(*args: str, cwd: Path) -> dict[str, Any]:
+def _wq(*args: str, cwd: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``wq ARGS`` in a child and report its exit code, output, and whether it loaded
     SQLAlchemy, aiosqlite or an event loop."""
     probe = (
@@ -279,7 +279,7 @@ def _wq(*args: str, cwd: Path) -> dict[str, Any]:
         "loaded = [m for m in ('sqlalchemy', 'aiosqlite', 'asyncio') if m in sys.modules]\n"
         "sys.stderr.write('\\nPROBE ' + json.dumps({'code': code, 'loaded': loaded}))\n"
     )
-    env = {**os.environ, "COLUMNS": "200"}
+    env = {**os.environ, "COLUMNS": "200", **(env or {})}
     env.pop("QUEUE_DATABASE_URL", None)
     done = subprocess.run(
         [sys.executable, "-c", probe, *args],
@@ -326,3 +326,58 @@ def test_files_it_does_not_take_get_the_queues_errors(tmp_path: Path) -> None:
     assert missing["code"] == 3, missing
     assert "no database at missing.db" in missing["stderr"], missing
     assert not (tmp_path / "missing.db").exists()
+
+
+def _copy(tmp_path: Path, name: str) -> sqlite3.Connection:
+    """A copy of the filled queue's file (its log included), open, in autocommit."""
+    copy = sqlite3.connect(tmp_path / name, isolation_level=None)
+    source = sqlite3.connect(tmp_path / "q.db")
+    try:
+        source.backup(copy)
+    finally:
+        source.close()
+    return copy
+
+
+async def test_a_file_lacking_a_column_gets_the_queues_error(
+    filled: WorkerQueue, tmp_path: Path
+) -> None:
+    """At the right revision but without a column (a hand-edited file): the quick path
+    failed on its first query ("no such column"), or answered ``wq stats`` as if nothing
+    were wrong; now both say what the queue's own path says."""
+    db = _copy(tmp_path, "lacking.db")
+    db.execute("ALTER TABLE tasks DROP COLUMN checkpoint")
+    db.close()
+    for command in ("list", "stats"):
+        found = _wq("--db", "lacking.db", command, cwd=tmp_path)
+        assert found["code"] == 3, found
+        assert "the tables lack columns" in found["stderr"], found
+        assert "(tasks: checkpoint)" in found["stderr"], found
+
+
+async def test_a_file_name_that_is_not_utf8(filled: WorkerQueue, tmp_path: Path) -> None:
+    """A name the file system gave as bytes (surrogate escapes): an internal error, exit
+    70, before; now the file itself is read, quickly."""
+    name = os.fsdecode(b"\xff.db")
+    _copy(tmp_path, name).close()
+    found = _wq("--db", name, "list", "--json", cwd=tmp_path)
+    assert found["code"] == 0, found
+    assert found["loaded"] == [], found
+    assert len(json.loads(found["stdout"])["tasks"]) == 33
+
+
+async def test_a_locked_file_is_one_wait_and_exit_3(filled: WorkerQueue, tmp_path: Path) -> None:
+    """A database another connection holds locked past the busy timeout: the quick path
+    gave up and the queue's own path waited as long again; now it is one wait, then the
+    storage error."""
+    holder = _copy(tmp_path, "locked.db")
+    try:
+        holder.execute("PRAGMA journal_mode = DELETE")  # in WAL, readers go past a writer
+        holder.execute("BEGIN EXCLUSIVE")
+        env = {"QUEUE_BUSY_TIMEOUT": "0.5"}
+        found = _wq("--db", "locked.db", "list", cwd=tmp_path, env=env)
+    finally:
+        holder.close()
+    assert found["code"] == 3, found
+    assert "database is locked" in found["stderr"], found
+    assert found["loaded"] == [], found  # refused where it waited: no second open

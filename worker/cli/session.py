@@ -232,11 +232,14 @@ def read(
         from worker.storage.sqlite.quick_reads import NotQuick
 
         queue = QuickReadQueue(config, path)
-        try:
-            queue.open()
-        except NotQuick as why:
-            log.debug("reading through the queue's own path: %s", why)
-        else:
+        with _exit_codes(config, ends_on_interrupt=ends_on_interrupt, options=options):
+            try:
+                queue.open()  # a locked database: a StorageError, exit 3
+                quick = True
+            except NotQuick as why:
+                log.debug("reading through the queue's own path: %s", why)
+                quick = False
+        if quick:
             try:
                 with _exit_codes(config, ends_on_interrupt=ends_on_interrupt, options=options):
                     _check_interrupts()

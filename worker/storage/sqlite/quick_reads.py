@@ -11,8 +11,9 @@ The methods are coroutines that never wait (``sqlite3`` blocks), so a command ca
 to the end without an event loop. They are the reads of
 :class:`~worker.storage.interface.Storage` that :class:`~worker.queue.admin.QueueAdmin`'s
 read methods use; nothing here writes. Whatever is out of the ordinary (no file, not a
-database, another schema revision) raises :class:`NotQuick` from :meth:`QuickReads.open`,
-and the command takes the queue's own path, which says what is wrong.
+database, another schema revision, a missing column) raises :class:`NotQuick` from
+:meth:`QuickReads.open`, and the command takes the queue's own path, which says what is
+wrong; a database locked past the busy timeout is a :class:`StorageError` there and then.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ from worker.storage import read_results
 from worker.storage.garbled import decode
 from worker.storage.payload import PayloadError
 from worker.storage.salvage import readable
-from worker.storage.sqlite.quick_sql import REVISION, STATEMENTS
+from worker.storage.sqlite.quick_sql import COLUMNS, REVISION, STATEMENTS
+
+#: SQLite's result codes of a database another connection holds locked (SQLITE_BUSY, and
+#: SQLITE_BUSY_SNAPSHOT / _RECOVERY / _TIMEOUT).
+_BUSY = {5, 261, 517, 773}
 
 #: The filters of :class:`TaskFilter` a quick list page takes (the read commands' own).
 LIST_FILTERS = ("state", "queue")
@@ -59,13 +64,20 @@ class QuickReads:
 
     def open(self) -> None:
         """Connect, read-only (``query_only``; ``mode=ro`` for a file this process cannot
-        write, as the queue's own read-only opening does), or raise :class:`NotQuick`."""
+        write, as the queue's own read-only opening does), or raise :class:`NotQuick`; a
+        database locked past the busy timeout is a :class:`StorageError` at once (the
+        queue's own path would only wait as long again)."""
         path = self._path
-        if not path.is_file():
-            raise NotQuick(f"no file at {path}")
-        uri = "file:" + quote(str(path.absolute()))
-        if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
-            uri += "?mode=ro"
+        try:
+            if not path.is_file():
+                raise NotQuick(f"no file at {path}")
+            writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+            # Bytes, so that a name that is not UTF-8 (surrogate escapes) is the file's own.
+            uri = "file:" + quote(os.fsencode(path.absolute()))
+        except (OSError, ValueError) as error:
+            raise NotQuick(f"cannot look at {path}: {error}") from error
+        # mode=rw: a file removed since the look above is not created anew.
+        uri += "?mode=rw" if writable else "?mode=ro"
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=self._busy_timeout, isolation_level=None)
         except sqlite3.Error as error:
@@ -74,13 +86,26 @@ class QuickReads:
             conn.text_factory = decode
             conn.execute("PRAGMA query_only = ON")
             revision = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+            lacking = self._lacking(conn) if revision == [(REVISION,)] else []
         except sqlite3.Error as error:
             conn.close()
+            if getattr(error, "sqlite_errorcode", None) in _BUSY:
+                raise StorageError(self._url, "opening the queue", error) from error
             raise NotQuick(f"cannot read {path}'s schema revision: {error}") from error
-        if revision != [(REVISION,)]:
+        if revision != [(REVISION,)] or lacking:
             conn.close()
-            raise NotQuick(f"{path} is at schema revision {revision}, not {REVISION}")
+            raise NotQuick(f"{path} is at schema revision {revision}, lacking {lacking}")
         self._conn = conn
+
+    @staticmethod
+    def _lacking(conn: sqlite3.Connection) -> list[str]:
+        """The declared columns the file's tables lack, as ``table.column``."""
+        lacking = []
+        for table, columns in COLUMNS.items():
+            rows = conn.execute("SELECT name FROM pragma_table_info(?)", (table,)).fetchall()
+            present = {name for (name,) in rows}
+            lacking += [f"{table}.{c}" for c in columns if c not in present]
+        return lacking
 
     def close(self) -> None:
         if self._conn is not None:

@@ -27,7 +27,7 @@ from worker.storage import control, reads, selection
 from worker.storage.outbox import rows_of_task
 from worker.storage.revision import HEAD_REVISION, REVISIONS
 from worker.storage.rows import RAW_COLUMNS
-from worker.storage.schema import task_callbacks
+from worker.storage.schema import metadata, task_callbacks
 from worker.storage.sqlite.backend import SqliteBackend
 from worker.storage.sqlite.quick_reads import list_key
 
@@ -110,6 +110,10 @@ def compiled(statement: Any) -> Compiled:
     return str(result), tuple(names), constants
 
 
+def _columns() -> dict[str, tuple[str, ...]]:
+    return {table.name: tuple(c.name for c in table.columns) for table in metadata.sorted_tables}
+
+
 def source() -> str:
     """The text of :mod:`worker.storage.sqlite.quick_sql`."""
     lines = [
@@ -125,6 +129,9 @@ def source() -> str:
         f"REVISION = {HEAD_REVISION!r}",
         "#: Every revision this version of the queue knows, oldest first.",
         f"REVISIONS = {REVISIONS!r}",
+        "#: Every column of each table the schema declares (a file lacking one goes the",
+        "#: queue's own way, which names what is missing).",
+        f"COLUMNS: dict[str, tuple[str, ...]] = {_columns()!r}",
         "#: By name: the SQL, each bound parameter's value name, and bound constants.",
         "STATEMENTS: dict[str, tuple[str, tuple[tuple[str, str], ...], dict[str, Any]]] = {",
     ]
