@@ -402,6 +402,36 @@ def test_stats_fits_an_80_column_terminal(db_path: Path) -> None:
     assert every.split()[0] == "all"
 
 
+def test_list_and_stats_keep_ids_and_headers_whole_beside_long_queue_names(
+    db_path: Path,
+) -> None:
+    """A 64-character queue name took the list's width (ids cut, name and state columns
+    gone) and cut the stats' headers; text in wide characters (two columns each) wrapped
+    its summary. Now a queue's name folds within 20 columns, and a summary is cut by the
+    columns it takes."""
+    long_queue = "transcode." + "q" * 54
+    wide = make_task("日本語のテキストです。" * 4)
+    tasks = [make_task("plain", queue=long_queue), wide]
+    with_queue(db_path, lambda queue: queue.enqueue(tasks))
+    with_queue(db_path, lambda queue: queue.pause_queue(long_queue))
+    listed = wq(db_path, "list", env={"COLUMNS": "80"})
+    stats = wq(db_path, "stats", env={"COLUMNS": "80"})
+    assert listed.code == 0, listed.err
+    assert stats.code == 0, stats.err
+    header, _, *lines = listed.out.splitlines()
+    assert header.split() == ["id", "state", "queue", "age", "name", "/", "request"]
+    starts = [n for n, line in enumerate(lines) if line[:26] in {t.id for t in tasks}]
+    assert [lines[n][:26] for n in starts] == [t.id for t in tasks]  # whole, in order
+    at, to = header.index("queue"), header.index("age")
+    folded = "".join(line[at:to].strip() for line in lines[: starts[1]])
+    assert folded == long_queue  # whole, over several lines of at most 20
+    assert len(lines) == starts[1] + 1  # the wide text: one line
+    assert "tts: {" in lines[-1]
+    assert max(len(line) for line in lines) <= 80
+    _title, counts, *_ = stats.out.splitlines()
+    assert counts.split() == ["queue", *[s.value for s in TaskState], "total"]
+
+
 def test_a_task_s_own_text_is_printed_as_it_is(db_path: Path) -> None:
     # Names, errors and worker ids are the tasks' own text: rich's markup in them ("[/]"
     # closes nothing) once failed the command as an internal error, and an emoji code in

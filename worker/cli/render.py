@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from rich import box
-from rich.cells import cell_len
+from rich.cells import cell_len, set_cell_size
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -65,10 +65,11 @@ def request_kind(request: BaseModel) -> str:
 
 
 def request_summary(request: BaseModel, width: int = 60) -> str:
-    """``kind: {fields as JSON}``, cut to ``width`` characters."""
+    """``kind: {fields as JSON}``, cut to ``width`` columns of a terminal (a wide character,
+    CJK or emoji, takes two)."""
     data = request.data if isinstance(request, UnloadedRequest) else request.model_dump(mode="json")
     text = f"{request_kind(request)}: {json.dumps(data, ensure_ascii=False)}"
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return text if cell_len(text) <= width else set_cell_size(text, width - 1).rstrip() + "…"
 
 
 def duration(seconds: float | None) -> str:
@@ -268,6 +269,8 @@ _NAME_ROOM = 20
 _GIVE_WAY = ("progress", "att", "prio")
 #: What a column of ``wq list`` costs beside its text: one space of padding, one of rule.
 _GAP = 2
+#: The widest a queue's column gets (a longer queue name folds onto more lines).
+_QUEUE_WIDTH = 20
 
 
 def plain_table(**options: Any) -> Table:
@@ -299,16 +302,21 @@ def tasks_table(tasks: list[Task], now: float | None = None, width: int | None =
         name: max([cell_len(name), *(cell_len(str(cell)) for cell in column)])
         for name, column in cells.items()
     }
+    widths["queue"] = min(widths["queue"], _QUEUE_WIDTH)
     for name in _GIVE_WAY:
         if sum(widths.values()) + _GAP * len(widths) + _NAME_ROOM <= width:
             break
         del cells[name], widths[name]
+    # Narrower still: the queue's name folds into less, so that the ids stay whole.
+    excess = sum(widths.values()) + _GAP * len(widths) + _NAME_ROOM - width
+    if excess > 0:
+        widths["queue"] = max(widths["queue"] - excess, len("queue"))
     table = plain_table()
     for name in cells:
-        table.add_column(name, width=widths[name], no_wrap=True)
+        table.add_column(name, width=widths[name], no_wrap=name != "queue", overflow="fold")
     table.add_column("name / request", max_width=_NAME_WIDTH, overflow="fold")
     # A request's summary is cut to one line of the room left; a name is shown whole.
-    room = min(_NAME_WIDTH, max(width - sum(widths.values()) - _GAP * len(widths), 10))
+    room = min(_NAME_WIDTH, max(width - sum(widths.values()) - _GAP * len(widths), 4))
     names = [t.name or request_summary(t.items[0].request, room) for t in tasks]
     for row in zip(*cells.values(), names, strict=True):
         table.add_row(*row)
@@ -355,10 +363,17 @@ def schedules_table(schedules: list[Schedule], now: float) -> Table:
 def stats_view(stats: dict[str, Any], paused: dict[str, float]) -> Group:
     states = [s.value for s in TaskState]
     queues = plain_table(title="queues", title_justify="left")
-    queues.add_column("queue")
+    # The counts keep their headers whole; a long (or paused) queue's name folds.
+    queues.add_column("queue", max_width=_QUEUE_WIDTH, overflow="fold")
     for state in states:
-        queues.add_column(state, justify="right", style=STATE_STYLES[TaskState(state)])
-    queues.add_column("total", justify="right")
+        queues.add_column(
+            state,
+            justify="right",
+            style=STATE_STYLES[TaskState(state)],
+            no_wrap=True,
+            min_width=len(state),
+        )
+    queues.add_column("total", justify="right", no_wrap=True, min_width=len("total"))
     for name, counts in sorted(stats["queues"].items()):
         label = f"{name} (paused)" if name in paused else name
         row = [str(counts.get(state, 0)) for state in states]
