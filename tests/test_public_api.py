@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.metadata import EntryPoint, EntryPoints
+
+import pytest
 
 import tts
 import worker
@@ -119,3 +122,19 @@ except Exception as error:
     assert first == "-"
     assert "unknown request kind 'nope'" in error
     assert "audio, call, command, django_task, tts" in error
+
+
+def test_a_broken_kind_is_logged_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A miss by name loads that entry point, then all of them for the error's list: the
+    broken one was imported, and logged, twice."""
+    broken = EntryPoints(
+        [EntryPoint("broken", "tests.no_such_module:Model", kinds.ENTRY_POINT_GROUP)]
+    )
+    monkeypatch.setattr(kinds, "entry_points", lambda group: broken)
+    registry = kinds.KindRegistry()
+    with pytest.raises(worker.UnknownRequestKindError, match="unknown request kind 'broken'"):
+        registry.model_for("broken")
+    logged = [r for r in caplog.records if "could not be loaded" in r.getMessage()]
+    assert len(logged) == 1, logged

@@ -37,6 +37,7 @@ class KindRegistry:
         self._by_name: dict[str, type[BaseModel]] = {}
         self._by_model: dict[type[BaseModel], str] = {}
         self._entry_points_loaded = False
+        self._broken: set[str] = set()  # entry points that failed to import, by kind name
         self._lock = threading.Lock()
         self._version = 0  # bumped on every change, for caches built from the registry
 
@@ -74,6 +75,7 @@ class KindRegistry:
             if model is not None:
                 self._by_model.pop(model, None)
             self._entry_points_loaded = False
+            self._broken.discard(name)
             self._version += 1
 
     def kind_of(self, model: type[BaseModel]) -> str:
@@ -116,13 +118,15 @@ class KindRegistry:
             return
         group = entry_points(group=ENTRY_POINT_GROUP)
         for ep in group if name is None else group.select(name=name):
-            if ep.name in self._by_name:
+            if ep.name in self._by_name or ep.name in self._broken:
                 continue
             try:
                 model = ep.load()
             except ImportError as exc:
-                # A broken plugin must not hide the others; its kind stays unknown and says so.
+                # A broken plugin must not hide the others; its kind stays unknown and says so
+                # (once: the full pass after a miss by name does not import it again).
                 log.error("request kind %r from %s could not be loaded: %s", ep.name, ep.value, exc)
+                self._broken.add(ep.name)
                 continue
             self.add(ep.name, model)
         self._entry_points_loaded = name is None
