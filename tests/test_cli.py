@@ -238,6 +238,7 @@ def test_refused_input_exits_2_whichever_check_refuses_it(database_url: str) -> 
         ("schedule", "add", "s", "--every", "5", "-k", "nope"),
         ("stats", "--window", "100000w"),
         ("purge", "--older-than", "100000000w"),
+        ("list", "-s", "pending", "--after", "01ARZ3NDEKTSV4RRFFQ69G5FAV"),  # no such task
     )
     for result in results:
         assert result.code == 2, result
@@ -247,10 +248,13 @@ def test_refused_input_exits_2_whichever_check_refuses_it(database_url: str) -> 
         results[1]
     )
     assert "--after: a task id (a ULID" in one_error_line(results[2])
+    gone = one_error_line(results[-1])
+    assert "is gone" in gone
+    assert "pass --after-priority (its priority on the last page)" in gone
     assert "--window must be a finite number of seconds > 0 and at most 31,536,000, got " in (
-        one_error_line(results[-2])
+        one_error_line(results[-3])
     )
-    assert "--older-than must be" in one_error_line(results[-1])
+    assert "--older-than must be" in one_error_line(results[-2])
     assert "--interval: at least 0.1s between refreshes, got 0s" in one_error_line(results[3])
     assert "no schedules" in wq(database_url, "schedule", "list").err
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -332,11 +333,17 @@ def _exit_codes(
 
 def as_option(message: str, options: Mapping[str, str]) -> str:
     """``message`` with the argument it starts with (``window_s must ...``, ``after_id:
-    ...``) named as the command's option for it."""
+    ...``) named as the command's option for it, and so every argument name with an
+    underscore in it wherever it stands ("pass after_priority with it"); a plain word
+    (``queue``) only at the start, where it names the argument."""
     for argument, option in options.items():
         for after in (" ", ":"):
             if message.startswith(argument + after):
-                return option + message[len(argument) :]
+                message = option + message[len(argument) :]
+                break
+    for argument, option in options.items():
+        if "_" in argument:
+            message = re.sub(rf"(?<![\w-]){re.escape(argument)}\b", option, message)
     return message
 
 
