@@ -19,7 +19,7 @@ from worker.core.states import TaskState
 if TYPE_CHECKING:
     from worker.core.callbacks import TaskCallback
     from worker.core.models import Task
-    from worker.queue.admin import QueueAdmin
+    from worker.queue.quick_reads import QueueReads
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document instead.")]
 TaskId = Annotated[str, typer.Argument(metavar="ID", help="The task id.")]
@@ -42,7 +42,7 @@ def status(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> No
     """Show one task: state, attempts, progress, errors, items and results, timing, lease,
     and the runs of its callbacks."""
 
-    async def fetch(queue: QueueAdmin) -> tuple[Task, str, list[TaskCallback]]:
+    async def fetch(queue: QueueReads) -> tuple[Task, str, list[TaskCallback]]:
         task = await queue.get_task(task_id)
         return task, await queue.why(task_id), await queue.task_callbacks(task_id)
 
@@ -82,7 +82,7 @@ def list_tasks(
 ) -> None:
     """List tasks in enqueue order (pending: in claim order); page on with --after."""
 
-    async def fetch(queue: QueueAdmin) -> list[Task]:
+    async def fetch(queue: QueueReads) -> list[Task]:
         return await queue.list_tasks(
             state=state,
             queue=queue_name,
@@ -127,7 +127,7 @@ def _filter_options(state: TaskState | None, queue_name: str | None, limit: int)
 def why(ctx: typer.Context, task_id: TaskId, as_json: JsonFlag = False) -> None:
     """One line on why a task is not running (or what it is doing)."""
 
-    async def fetch(queue: QueueAdmin) -> str:
+    async def fetch(queue: QueueReads) -> str:
         return await queue.why(task_id)
 
     line = read(ctx, fetch)
@@ -163,7 +163,7 @@ def stats(
 
     from worker.cli import render
 
-    async def snapshot(queue: QueueAdmin) -> dict[str, Any]:
+    async def snapshot(queue: QueueReads) -> dict[str, Any]:
         figures = await queue.get_statistics(window_s=window)
         if queue_name is not None:
             figures["states"] = await queue.get_queue_stats(queue_name)
@@ -172,7 +172,7 @@ def stats(
         figures["paused"] = await queue.paused_queues()
         return figures
 
-    async def follow(queue: QueueAdmin) -> None:
+    async def follow(queue: QueueReads) -> None:
         import asyncio  # a watch only: a read command needs no event loop
 
         figures = await snapshot(queue)

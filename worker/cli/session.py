@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
     from worker.core.config import QueueConfig
-    from worker.queue.admin import QueueAdmin
+    from worker.queue.quick_reads import QueueReads
     from worker.queue.worker_queue import WorkerQueue
 
 T = TypeVar("T")
@@ -213,7 +213,7 @@ def run(
 
 def read(
     ctx: typer.Context,
-    operation: Callable[[QueueAdmin], Awaitable[T]],
+    operation: Callable[[QueueReads], Awaitable[T]],
     *,
     ends_on_interrupt: bool = False,
     options: Mapping[str, str] | None = None,

@@ -11,14 +11,46 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from worker.core.config import QueueConfig
 from worker.queue.admin import QueueAdmin
 from worker.storage.sqlite.quick_reads import QuickReads
 
 if TYPE_CHECKING:
+    from worker.core.callbacks import TaskCallback
+    from worker.core.models import Task
+    from worker.core.states import TaskState
     from worker.storage.interface import Storage
+
+
+class QueueReads(Protocol):
+    """The read methods a read command may call (``wq``'s ``session.read`` gives it one):
+    those :class:`QuickReadQueue` answers, each held to the queue's own answer by a test.
+    A command that needs another goes through ``session.run``, or adds it here, to
+    :class:`~worker.storage.sqlite.quick_reads.QuickReads` and to those tests."""
+
+    async def get_task(self, task_id: str) -> Task: ...
+
+    async def why(self, task_id: str) -> str: ...
+
+    async def task_callbacks(self, task_id: str) -> list[TaskCallback]: ...
+
+    async def list_tasks(
+        self,
+        state: TaskState | str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        after_id: str | None = None,
+        *,
+        after_priority: int | None = None,
+    ) -> list[Task]: ...
+
+    async def get_statistics(self, window_s: float = 300.0) -> dict[str, Any]: ...
+
+    async def get_queue_stats(self, queue: str | None = None) -> dict[str, int]: ...
+
+    async def paused_queues(self) -> dict[str, float]: ...
 
 
 class QuickReadQueue(QueueAdmin):
