@@ -228,6 +228,22 @@ async def test_a_worker_with_a_task_limit_retires_after_its_tasks_end(database_u
         assert (stats["completed"], stats["pending"]) == (3, 2)
 
 
+async def test_a_burst_worker_that_reaches_its_limit_retires_rather_than_stops(
+    database_url: str,
+) -> None:
+    """In burst mode the worker's delivery before exit took the retirement for a stop, so
+    ``wq worker --burst --max-tasks N`` ended its pool with tasks still pending."""
+    async with WorkerQueue(runtime_config(database_url)) as queue:
+        await queue.enqueue([job_task(seconds=[0.01]) for _ in range(3)])
+        worker = Worker(queue, job_registry(), concurrency=1, max_tasks=2, burst=True,
+                        handle_signals=False)  # fmt: skip
+        async with asyncio.timeout(60):
+            counts = await worker.run()
+        assert counts["completed"] == 2
+        assert worker.retired == "it claimed 2 tasks, its limit (max tasks)"
+        assert not worker.stopping  # what wq worker reads: retired (exit 75), not stopped
+
+
 async def test_the_supervisor_s_orders_stop_a_worker_once_and_force_it_on_the_second(
     database_url: str,
 ) -> None:
@@ -400,6 +416,20 @@ async def test_children_are_replaced_after_their_task_limit(
     pool.proc.send_signal(signal.SIGTERM)
     assert await pool.exit_code() == 0, pool.output()
     await all_gone(set(pool.children()))
+
+
+@pytest.mark.sqlite_only("the count of claims is the same on either backend")
+async def test_a_burst_pool_replaces_a_retired_child_until_nothing_is_left(
+    pools: Pools, queue: WorkerQueue, database_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "jobs.log"
+    tasks = [pool_task(log, seconds=[0.01]) for _ in range(3)]
+    await queue.enqueue(tasks)
+    pool = pools.start(database_url, "--max-tasks", "1", "--burst", "-c", "1")
+    assert await pool.exit_code() == 0, pool.output()
+    stats = await queue.get_queue_stats()
+    assert (stats["completed"], stats["pending"]) == (3, 0), pool.output()
+    assert len({pid for what, _, _, pid in runs(log) if what == "started"}) == 3
 
 
 @pytest.mark.sqlite_only("a child that dies at its start never reaches the database")

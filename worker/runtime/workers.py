@@ -271,7 +271,8 @@ class Worker:
                 liveness=liveness,
                 retirement=self.retirement if self.retirement.enabled else None,
             )
-            if self.burst and not self._stop.is_set():
+            # Ran dry (not stopped, not retired: a retired worker's successor delivers).
+            if self.burst and not self._stop.is_set() and self.retired is None:
                 await self._deliver_before_exit(webhooks, callbacks)
         finally:
             for helper in helpers:
