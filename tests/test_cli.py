@@ -230,6 +230,13 @@ def test_refused_input_exits_2_whichever_check_refuses_it(database_url: str) -> 
         ("list", "-n", str(10**12)),  # the queue's bound
         ("list", "--after", "notaulid"),
         ("stats", "--watch", "--interval", "0"),
+        # A bad queue name failed every claim, logged each poll, for ever: refused at once.
+        ("worker", "--burst", "-q", ""),
+        ("worker", "--burst", "-c", "10001"),  # QUEUE_CONCURRENCY's bound
+        ("worker", "--burst", "-m", ""),  # importlib's ValueError: exit 70
+        ("worker", "--burst", "-m", "../x"),  # importlib's TypeError: exit 70
+        ("submit", "audio", ""),  # swept the working directory, every audio file under it
+        ("web", "--host", "0.0.0.0", "--token", " "),  # a token no client can send
         ("submit", "call", "os:getcwd", "-p", "99999999"),
         ("schedule", "add", "s", "--every", "0", "-k", "call", "-r", request),
         ("schedule", "add", "s", "--every", "-5", "-k", "call", "-r", request),
@@ -256,6 +263,10 @@ def test_refused_input_exits_2_whichever_check_refuses_it(database_url: str) -> 
     )
     assert "--older-than must be" in one_error_line(results[-2])
     assert "--interval: at least 0.1s between refreshes, got 0s" in one_error_line(results[3])
+    assert "--queue must be a queue name" in one_error_line(results[4])
+    assert "-m '': a module's dotted name" in one_error_line(results[6])
+    assert "an empty path" in one_error_line(results[8])
+    assert "--token must not be empty or only spaces" in one_error_line(results[9])
     assert "no schedules" in wq(database_url, "schedule", "list").err
 
 

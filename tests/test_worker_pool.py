@@ -25,7 +25,7 @@ import pytest
 from tests.pool_jobs import PoolJob
 from tests.runtime_worker import job_registry, job_task, runtime_config, wait_until
 from tests.test_cli import ROOT, cli_env, wq_command
-from worker import Task, TaskItem, TaskState, Worker, WorkerQueue
+from worker import InvalidInputError, Task, TaskItem, TaskState, Worker, WorkerQueue
 from worker.runtime.cores import usable_cores
 from worker.runtime.pool import FORCE, STOP, describe_exit, restart_delay
 from worker.runtime.retirement import MIB, RETIRED_EXIT_CODE, Retirement
@@ -226,6 +226,15 @@ async def test_a_worker_with_a_task_limit_retires_after_its_tasks_end(database_u
         assert worker.retired == "it claimed 3 tasks, its limit (max tasks)"
         stats = await queue.get_queue_stats()
         assert (stats["completed"], stats["pending"]) == (3, 2)
+
+
+async def test_a_worker_refuses_bad_queue_names_and_concurrency(database_url: str) -> None:
+    """A bad queue name failed every claim, logged with its traceback each poll, for ever."""
+    async with WorkerQueue(runtime_config(database_url)) as queue:
+        with pytest.raises(InvalidInputError, match=r"queues\[1\] must be a queue name"):
+            Worker(queue, job_registry(), queues=["a", ""], handle_signals=False)
+        with pytest.raises(ValueError, match="concurrency must be from 1 to 10,000"):
+            Worker(queue, job_registry(), concurrency=10_001, handle_signals=False)
 
 
 async def test_a_burst_worker_that_reaches_its_limit_retires_rather_than_stops(

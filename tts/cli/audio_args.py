@@ -51,6 +51,8 @@ def audio_files(paths: Iterable[str]) -> list[str]:
     """
     found: dict[str, None] = {}
     for given in paths:
+        if not given.strip():  # "" would be the working directory, swept whole
+            raise ValueError("an empty path: name a file or a directory")
         path = Path(os.path.abspath(os.path.expanduser(given)))
         if path.is_dir():
             inside = sorted(str(p) for p in path.rglob("*") if is_audio_file(p))
@@ -60,6 +62,8 @@ def audio_files(paths: Iterable[str]) -> list[str]:
             found.update(dict.fromkeys(inside))
         elif path.is_file():
             found[str(path)] = None
+        elif path.exists():
+            raise ValueError(f"not a regular file or a directory: {given}")
         else:
             raise ValueError(f"no such file or directory: {given}")
     return list(found)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -42,10 +43,28 @@ def import_processors(modules: list[str]) -> None:
     if not sys.flags.safe_path and "" not in sys.path and here not in sys.path:
         sys.path.append(here)
     for name in modules:
+        if not _MODULE_NAME.fullmatch(name):  # importlib's own refusals are no ImportError
+            usage_error(f"-m {name!r}: a module's dotted name, like yourpackage.jobs")
         try:
             importlib.import_module(name)
         except ImportError as exc:
             usage_error(f"cannot import processors module {name!r}: {exc}")
+
+
+def _check_queues(names: list[str]) -> None:
+    """Refuse a bad ``--queue`` before the worker starts: it would fail every claim."""
+    from worker.core.arguments import queue_name
+    from worker.core.errors import InvalidInputError
+
+    for name in names:
+        try:
+            queue_name("--queue", name)
+        except InvalidInputError as refused:
+            usage_error(str(refused))
+
+
+#: A module's dotted name (``a.b.c``), what ``-m`` takes.
+_MODULE_NAME = re.compile(r"[^\W\d]\w*(\.[^\W\d]\w*)*")
 
 
 def run_worker(
@@ -53,7 +72,9 @@ def run_worker(
     *,
     concurrency: Annotated[
         int | None,
-        typer.Option("--concurrency", "-c", min=1, help="Tasks at once [QUEUE_CONCURRENCY]."),
+        typer.Option(
+            "--concurrency", "-c", min=1, max=10_000, help="Tasks at once [QUEUE_CONCURRENCY]."
+        ),
     ] = None,
     queues: Annotated[
         list[str] | None,
@@ -143,6 +164,7 @@ def run_worker(
             f"use one of {', '.join(LOG_FORMATS)}", param_hint="'--log-format'"
         )
     chosen: LogFormat = "json" if log_format.lower() == "json" else "text"
+    _check_queues(queues or [])
     configure_logging(log_level, chosen)
     config = load_config(ctx, warnings_to_log=chosen == "json")
     tasks_limit = config.worker_max_tasks if max_tasks is None else max_tasks

@@ -73,8 +73,8 @@ def serve_web(
         from worker.web.guard import is_loopback
     except ImportError as exc:
         usage_error(f"wq web needs the web extra: pip install 'worker-queue[web]' ({exc})")
-    if token == "":
-        usage_error("--token must not be empty")
+    if token is not None and not token.strip():
+        usage_error("--token must not be empty or only spaces")
     if user == "" or (user is not None and ":" in user):
         usage_error("--user must be a name without ':'")
 
@@ -96,6 +96,8 @@ def serve_web(
         secret = token
         if secret is None and queue.config.web_token is not None:
             secret = queue.config.web_token.get_secret_value() or None
+            if secret is not None and not secret.strip():
+                usage_error("QUEUE_WEB_TOKEN must not be only spaces")
         name = user if user is not None else queue.config.web_user or None
         password = queue.config.web_password
         phrase = None if password is None else password.get_secret_value() or None

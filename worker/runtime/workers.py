@@ -38,7 +38,7 @@ import signal
 import socket
 from collections.abc import Iterable, Sequence
 
-from worker.core import observers
+from worker.core import arguments, observers
 from worker.core.config import QueueConfig
 from worker.core.errors import QueueError
 from worker.core.models import Resources, Task
@@ -55,6 +55,9 @@ from worker.runtime.retirement import MIB, Retirement
 from worker.runtime.scheduler import schedule_loop
 from worker.runtime.sweeper import retry_sweeper
 from worker.webhooks import drain_webhooks, webhook_loop
+
+#: The most tasks a worker runs at once (``QUEUE_CONCURRENCY``'s bound).
+MAX_CONCURRENCY = 10_000
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +173,12 @@ class Worker:
         self.queue = queue
         self.registry = registry or default_registry
         self.concurrency = concurrency or queue.config.concurrency
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
-        self.queues = None if queues is None else list(queues)
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ValueError(
+                f"concurrency must be from 1 to {MAX_CONCURRENCY:,}, got {self.concurrency}"
+            )
+        # Refused here: a bad name would fail every claim, logged each poll, for ever.
+        self.queues = arguments.queue_names("queues", queues)
         self.burst = burst
         #: What this worker has to give its tasks: by default the machine's memory and CPUs,
         #: and no GPU (a worker with one says so), so a task that declares needs runs only
