@@ -102,6 +102,13 @@ async def test_a_revision_from_a_newer_version_is_named_so(tmp_path: Path) -> No
     with pytest.raises(SchemaOutdatedError, match="newer than this version") as caught:
         await WorkerQueue(config_for(path)).initialize(read_only=True)
     assert caught.value.newer
+    # So does the migrating open (wq db upgrade, wq submit): it was Alembic's CommandError,
+    # "Can't locate revision", an internal error (exit 70) to wq.
+    with pytest.raises(SchemaOutdatedError, match="newer than this version") as caught:
+        await WorkerQueue(config_for(path)).initialize()
+    assert caught.value.revision == "9999"
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("9999",)
 
 
 async def test_an_empty_file_has_no_revision(tmp_path: Path) -> None:

@@ -19,8 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from worker.core.errors import SchemaMismatchError
-from worker.storage.revision import missing_columns
+from worker.core.errors import SchemaMismatchError, SchemaOutdatedError
+from worker.storage.revision import REVISIONS, missing_columns
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,11 @@ def current_revision(connection: Connection) -> str | None:
 def upgrade_to_head(connection: Connection) -> None:
     """Upgrade inside the caller's transaction (nothing to do when already at head), then
     check that every declared column is there."""
-    if current_revision(connection) != head_revision():
+    current, head = current_revision(connection), head_revision()
+    if current is not None and current not in REVISIONS:  # Alembic's CommandError, else
+        url = connection.engine.url.render_as_string()
+        raise SchemaOutdatedError(url, current, head or REVISIONS[-1], newer=True)
+    if current != head:
         command.upgrade(alembic_config(connection), "head")
     missing = missing_columns(connection)
     if missing:
