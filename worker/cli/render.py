@@ -303,20 +303,23 @@ def tasks_table(tasks: list[Task], now: float | None = None, width: int | None =
         for name, column in cells.items()
     }
     widths["queue"] = min(widths["queue"], _QUEUE_WIDTH)
+
+    def left() -> int:  # the columns the name and request column is left
+        return width - sum(widths.values()) - _GAP * len(widths)
+
     for name in _GIVE_WAY:
-        if sum(widths.values()) + _GAP * len(widths) + _NAME_ROOM <= width:
+        if left() >= _NAME_ROOM:
             break
         del cells[name], widths[name]
     # Narrower still: the queue's name folds into less, so that the ids stay whole.
-    excess = sum(widths.values()) + _GAP * len(widths) + _NAME_ROOM - width
-    if excess > 0:
-        widths["queue"] = max(widths["queue"] - excess, len("queue"))
+    if left() < _NAME_ROOM:
+        widths["queue"] = max(widths["queue"] - (_NAME_ROOM - left()), len("queue"))
     table = plain_table()
     for name in cells:
         table.add_column(name, width=widths[name], no_wrap=name != "queue", overflow="fold")
     table.add_column("name / request", max_width=_NAME_WIDTH, overflow="fold")
     # A request's summary is cut to one line of the room left; a name is shown whole.
-    room = min(_NAME_WIDTH, max(width - sum(widths.values()) - _GAP * len(widths), 4))
+    room = min(_NAME_WIDTH, max(left(), 4))
     names = [t.name or request_summary(t.items[0].request, room) for t in tasks]
     for row in zip(*cells.values(), names, strict=True):
         table.add_row(*row)

@@ -21,6 +21,7 @@ import typer
 
 from worker.cli.logs import LOG_FORMATS, LogFormat, configure_logging
 from worker.cli.session import ExitCode, Options, fail, load_config, run, usage_error
+from worker.core.limits import MAX_CONCURRENCY
 
 if TYPE_CHECKING:
     from worker.core.config import QueueConfig
@@ -73,7 +74,11 @@ def run_worker(
     concurrency: Annotated[
         int | None,
         typer.Option(
-            "--concurrency", "-c", min=1, max=10_000, help="Tasks at once [QUEUE_CONCURRENCY]."
+            "--concurrency",
+            "-c",
+            min=1,
+            max=MAX_CONCURRENCY,
+            help="Tasks at once [QUEUE_CONCURRENCY].",
         ),
     ] = None,
     queues: Annotated[

@@ -38,7 +38,7 @@ from pydantic_core import PydanticCustomError
 
 from worker.core.database_url import async_database_url
 from worker.core.errors import ConfigurationError
-from worker.core.limits import MAX_ATTEMPTS, MAX_DURATION_S
+from worker.core.limits import MAX_ATTEMPTS, MAX_CONCURRENCY, MAX_DURATION_S
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +184,9 @@ class QueueConfig(BaseModel):
     concurrency: int = _setting(
         4,
         "QUEUE_CONCURRENCY",
-        "Tasks a worker process runs at once (1 to 10,000).",
+        f"Tasks a worker process runs at once (1 to {MAX_CONCURRENCY:,}).",
         ge=1,
-        le=10_000,
+        le=MAX_CONCURRENCY,
     )
     worker_timeout: float = _duration(
         300.0,

@@ -13,3 +13,5 @@ MAX_ATTEMPTS = 1_000_000
 #: stops at its ends.
 MIN_PRIORITY = -1_000_000
 MAX_PRIORITY = 1_000_000
+#: The most tasks a worker process runs at once (``QUEUE_CONCURRENCY``, ``wq worker -c``).
+MAX_CONCURRENCY = 10_000

@@ -41,6 +41,7 @@ from collections.abc import Iterable, Sequence
 from worker.core import arguments, observers
 from worker.core.config import QueueConfig
 from worker.core.errors import QueueError
+from worker.core.limits import MAX_CONCURRENCY
 from worker.core.models import Resources, Task
 from worker.queue.worker_queue import WorkerQueue
 from worker.runtime.acks import AckBuffer
@@ -55,9 +56,6 @@ from worker.runtime.retirement import MIB, Retirement
 from worker.runtime.scheduler import schedule_loop
 from worker.runtime.sweeper import retry_sweeper
 from worker.webhooks import drain_webhooks, webhook_loop
-
-#: The most tasks a worker runs at once (``QUEUE_CONCURRENCY``'s bound).
-MAX_CONCURRENCY = 10_000
 
 log = logging.getLogger(__name__)
 
