@@ -16,6 +16,7 @@ import pytest
 from pydantic import BaseModel
 
 from worker import QueueConfig, Task, WorkerQueue, register_request_kind
+from worker.core import garbage
 from worker.core.garbage import _PAUSES, paused_collection
 from worker.queue import producing
 
@@ -90,6 +91,64 @@ def test_a_child_forked_inside_a_block_has_the_collector_on() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+def generation_of(thing: object) -> int:
+    """The collector's generation holding ``thing``."""
+    for generation in (0, 1, 2):
+        if any(other is thing for other in gc.get_objects(generation=generation)):
+            return generation
+    raise AssertionError(f"{thing!r} is in no generation (untracked or frozen)")
+
+
+def containers(count: int) -> list[list[int]]:
+    """``count`` new tracked objects."""
+    return [[] for _ in range(count)]
+
+
+def test_what_a_long_block_made_goes_to_the_oldest_generation_unwalked() -> None:
+    gc.collect()  # a full pass: the budget is whole, the young generations empty
+    with paused_collection():
+        made = containers(garbage.PROMOTE_AT)
+    assert generation_of(made[-1]) == 2
+    assert gc.get_count()[0] < 700  # no young pass is due to walk them
+
+
+def test_what_a_short_block_made_stays_young() -> None:
+    gc.collect()
+    with paused_collection():
+        made = containers(100)
+    assert generation_of(made[-1]) == 0
+
+
+def test_a_program_that_froze_objects_keeps_them_frozen() -> None:
+    gc.collect()
+    gc.freeze()  # what a pre-forking server does once it has started
+    try:
+        frozen = gc.get_freeze_count()
+        with paused_collection():
+            made = containers(garbage.PROMOTE_AT)
+        assert gc.get_freeze_count() == frozen
+        assert generation_of(made[-1]) in (0, 1)  # walked as usual
+    finally:
+        gc.unfreeze()
+
+
+def test_no_more_than_the_budget_is_moved_between_two_full_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(garbage, "PROMOTE_BUDGET", 3 * garbage.PROMOTE_AT)
+    gc.collect()
+    batches: list[list[list[int]]] = []
+    for _ in range(2):
+        with paused_collection():
+            batches.append(containers(2 * garbage.PROMOTE_AT))
+    assert generation_of(batches[0][-1]) == 2
+    assert generation_of(batches[1][-1]) in (0, 1)  # past the budget: walked as usual
+    gc.collect()  # a full pass, which collects any cycle among those moved: a new budget
+    with paused_collection():
+        batches.append(containers(2 * garbage.PROMOTE_AT))
+    assert generation_of(batches[2][-1]) == 2
+
+
 @register_request_kind("test-garbage-echo")
 class Echo(BaseModel):
     text: str
@@ -131,6 +190,35 @@ def test_a_bulk_submission_runs_no_collection_between_its_slices(
     assert len(built) > 1  # in slices, or this test shows nothing
     assert passes == []
     assert gc.isenabled()
+
+
+def test_no_young_pass_walks_a_bulk_submission_after_it(tmp_path: Path) -> None:
+    """The 20,000 tasks a submit_many returns (180,000 tracked objects) are not walked by
+    the young pass that would otherwise start as soon as the collector is on again."""
+    young: list[int] = []
+
+    def on_pass(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            young.append(gc.get_count()[0])
+
+    async def main() -> None:
+        config = QueueConfig(database_url=str(tmp_path / "queue.db"))
+        async with WorkerQueue(config) as queue:
+            requests = [Echo(text=f"text {i}") for i in range(20_000)]
+            gc.collect()
+            gc.callbacks.append(on_pass)
+            try:
+                tasks = await queue.submit_many(requests)
+                after = containers(5_000)  # allocations that start any pass due
+            finally:
+                gc.callbacks.remove(on_pass)
+            assert len(tasks) == 20_000
+            assert len(after) == 5_000
+            assert generation_of(tasks[-1]) == 2
+
+    asyncio.run(main())
+    assert young  # the passes still run
+    assert max(young) < garbage.PROMOTE_AT, young
 
 
 def test_a_bulk_submission_leaves_the_collector_on_whenever_it_waits(tmp_path: Path) -> None:

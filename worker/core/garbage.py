@@ -17,6 +17,18 @@ own blocks open and close inside it). It is process-wide: other threads allocati
 are not collected either, for the few tens of milliseconds a block lasts; reference counting
 still frees all but cycles, which the next pass collects.
 
+When the last block ends, what the blocks made is still in the youngest generation, and the
+first allocation after it would start a pass that walks all of it: 40 to 60 ms of a
+``submit_many`` of 50,000, whose returned tasks are 450,000 tracked objects. So, when the
+blocks made at least :data:`PROMOTE_AT` of them, they are moved to the oldest generation
+unwalked instead (``gc.freeze()`` then ``gc.unfreeze()``, two list splices), as if they had
+survived the young passes, which they would have. A garbage cycle among them then waits for
+the next full pass, and the young passes these objects skip are what leads to one; so at
+most :data:`PROMOTE_BUDGET` objects are moved between two full passes, and past that they
+are walked as usual (a program doing nothing but bulk calls still has its cycles collected,
+a few batches late at most). Nothing is moved while the program holds objects frozen of its
+own (``gc.get_freeze_count()``), which ``gc.unfreeze()`` would let go.
+
 A block must not span an ``await``: a coroutine suspended in one and never resumed (its loop
 closed under it) would be freed only by the collector it keeps off, which would stay off.
 """
@@ -29,6 +41,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+#: The fewest objects made in paused blocks for which, when the last ends, they are moved to
+#: the oldest generation rather than walked by the next young pass (about 3 ms of walking).
+PROMOTE_AT = 10_000
+#: The most objects moved that way between two full passes.
+PROMOTE_BUDGET = 2_000_000
+
+
+def _full_passes() -> int:
+    return int(gc.get_stats()[-1]["collections"])
+
 
 class _Pauses:
     """The blocks open now, and whether the first one turned the collector off."""
@@ -37,6 +59,10 @@ class _Pauses:
         self._lock = threading.Lock()
         self._open = 0
         self._turned_off = False
+        #: How many full passes had run at the last promotion, and the objects moved since
+        #: the first one after that pass.
+        self._passes = -1
+        self._promoted = 0
 
     def begin(self) -> None:
         with self._lock:
@@ -50,7 +76,22 @@ class _Pauses:
             self._open -= 1
             if self._open == 0 and self._turned_off:
                 self._turned_off = False
+                self._promote()
                 gc.enable()
+
+    def _promote(self) -> None:
+        """Move the young generations to the oldest, unwalked (see the module docstring)."""
+        young = gc.get_count()[0]
+        if young < PROMOTE_AT or gc.get_freeze_count():
+            return
+        passes = _full_passes()
+        if passes != self._passes:  # a full pass ran since the last promotion
+            self._passes, self._promoted = passes, 0
+        if self._promoted + young > PROMOTE_BUDGET:
+            return
+        self._promoted += young
+        gc.freeze()
+        gc.unfreeze()
 
     def after_fork(self) -> None:
         """In a child forked while a block was open (or the lock held): no block is open
