@@ -229,6 +229,60 @@ def test_database_urls() -> None:
         QueueConfig(database_url="sqlite+pysqlcipher:///q.db")
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://u@db:99999/q", "the port 99999 is not valid, it takes 1 to 65535"),
+        (f"postgresql://u@{'h' * 300}/q", "is not a valid host name (labels of 1 to 63"),
+        ("postgresql://u@db/q?sslmode=require", "'sslmode' is not a PostgreSQL URL option; use"),
+        ("postgresql://u@db/q?nosuch=1", "'nosuch' is not a PostgreSQL URL option (the options: "),
+        ("postgresql://u@db/q?ssl=bogus", "ssl='bogus' is not valid: it takes one of disable,"),
+        ("postgresql://u@db/q?timeout=abc", "timeout='abc' is not valid: it takes seconds"),
+        ("postgresql://u@db/q?timeout=nan", "timeout='nan' is not valid"),
+        ("postgresql://u@db/q?statement_cache_size=-1", "statement_cache_size='-1' is not valid"),
+        ("postgresql://u@db/q?direct_tls=maybe", "direct_tls='maybe' is not valid: it takes true"),
+        ("postgresql://u@db/q?port=0", "port='0' is not valid: it takes a port, 1 to 65535"),
+        ("postgresql://u@db/q?timeout=1&timeout=2", "the URL option timeout is given 2 times"),
+    ],
+)  # fmt: skip
+def test_a_postgresql_url_is_checked_before_anything_connects(url: str, message: str) -> None:
+    """What asyncpg would fail on at the first connection with an OverflowError, a TypeError
+    or a UnicodeError (or send to the server as a setting) is refused with the setting named."""
+    with pytest.raises(ConfigurationError) as caught:
+        QueueConfig.from_env({"QUEUE_DATABASE_URL": url})
+    assert str(caught.value).startswith("QUEUE_DATABASE_URL: ")
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_postgresql_url_options_that_asyncpg_takes() -> None:
+    from worker.core.database_url import postgres_options
+    from worker.storage.postgres.listener import asyncpg_connect_args
+
+    url = (
+        "postgresql://u:pw@[::1]:5433/q?ssl=disable&timeout=5&command_timeout=30"
+        "&statement_cache_size=0&direct_tls=false&target_session_attrs=any"
+        "&prepared_statement_cache_size=10"
+    )
+    config = QueueConfig(database_url=url)
+    assert config.database_url.startswith("postgresql+asyncpg://u:pw@[::1]:5433/q?")
+    assert postgres_options({"timeout": "5", "ssl": "require", "direct_tls": "OFF"}) == {
+        "timeout": 5.0,
+        "direct_tls": False,
+    }
+    # The LISTEN connection: what asyncpg's DSN parser reads stays in the DSN, the rest are
+    # arguments (in the DSN, asyncpg would send ssl=disable to the server as a setting).
+    dsn, arguments = asyncpg_connect_args(config.database_url)
+    assert dsn == "postgresql://u:pw@[::1]:5433/q?target_session_attrs=any"
+    assert arguments == {
+        "ssl": "disable",
+        "timeout": 5.0,
+        "command_timeout": 30.0,
+        "statement_cache_size": 0,
+        "direct_tls": False,
+    }
+
+
 def test_a_missing_driver_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "aiosqlite", None)  # as if it were not installed
     with pytest.raises(ConfigurationError) as caught:

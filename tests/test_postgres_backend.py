@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.postgres_server import ScratchDatabases
@@ -74,6 +75,27 @@ async def test_an_enqueue_elsewhere_wakes_this_process_and_so_after_a_lost_conne
 
         await wait_until(reopened, 10, "the LISTEN connection reopened")
         assert await _woken(queue, other) < 5.0
+
+
+async def test_url_options_reach_the_driver_and_the_listen_connection(postgres_url: str) -> None:
+    """``timeout=5`` and ``statement_cache_size=0`` reach asyncpg as numbers (as text they
+    failed inside it with a TypeError), and ``ssl=disable`` reaches the LISTEN connection as
+    an argument (in its DSN, asyncpg sent it to the server as a setting, which refused it, so
+    no wake-up ever came)."""
+    options = {"ssl": "disable", "timeout": "5", "statement_cache_size": "0"}
+    url = make_url(postgres_url).update_query_dict(options).render_as_string(False)
+    async with (
+        WorkerQueue(QueueConfig(database_url=url)) as queue,
+        WorkerQueue(QueueConfig(database_url=url)) as other,
+    ):
+        queue.receive_wakeups()
+        listener = queue._listener
+        assert isinstance(listener, Listener)
+        async with asyncio.timeout(10):
+            await listener.listening.wait()
+        assert await _woken(queue, other) < 5.0
+        claimed = await queue.dequeue(1)
+        assert len(claimed) == 1
 
 
 async def test_notify_off_sends_and_listens_for_nothing(postgres_url: str) -> None:

@@ -10,9 +10,13 @@ it into a :class:`~worker.core.errors.ConfigurationError` naming the setting).
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
+import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 EXAMPLE = "sqlite+aiosqlite:///data/queue.db"
@@ -108,11 +112,137 @@ def async_database_url(value: str) -> str:
             f"{backend_name} needs the {backend.driver} driver, which is not installed "
             f"({shown}): {backend.install}"
         )
+    if backend_name == "postgresql":
+        if url.port is not None and not 1 <= url.port <= 65535:
+            raise ValueError(f"the port {url.port} is not valid, it takes 1 to 65535 ({shown})")
+        if url.host:
+            _check_host(url.host)
+        postgres_options(url.query)
     if driver == backend.driver:
         return value
     return url.set(drivername=f"{backend_name}+{backend.driver}").render_as_string(
         hide_password=False
     )
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError
+    return value
+
+
+def _flag(text: str) -> bool:
+    flags = {"true": True, "1": True, "yes": True, "on": True}
+    flags |= {"false": False, "0": False, "no": False, "off": False}
+    return flags[text.lower()]
+
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _ssl(text: str) -> str:
+    if text not in SSL_MODES:
+        raise ValueError
+    return text
+
+
+def _port(text: str) -> str:
+    if not 1 <= int(text) <= 65535:
+        raise ValueError
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """An option a PostgreSQL URL's query may set: what it holds, and how its text is read
+    (``check`` raises ``ValueError`` or ``KeyError`` for a value it refuses). ``typed``: the
+    driver takes what ``check`` returns, not the text."""
+
+    what: str
+    check: Callable[[str], Any] | None = None
+    typed: bool = False
+
+
+#: asyncpg's ``connect()`` options a string can give, and SQLAlchemy's
+#: ``prepared_statement_cache_size``.
+POSTGRES_OPTIONS = {
+    "host": Option("a host name or socket directory (one per host)"),
+    "port": Option("a port, 1 to 65535 (one per host)", _port),
+    "user": Option("a user name"),
+    "password": Option("a password"),
+    "database": Option("a database name"),
+    "passfile": Option("a password file"),
+    "service": Option("a service name"),
+    "servicefile": Option("a service file"),
+    "target_session_attrs": Option("e.g. primary, standby, read-write"),
+    "krbsrvname": Option("a Kerberos service name"),
+    "gsslib": Option("gssapi or sspi"),
+    "ssl": Option("one of " + ", ".join(SSL_MODES), _ssl),
+    "direct_tls": Option("true or false", _flag, typed=True),
+    "timeout": Option("seconds, above 0", _seconds, typed=True),
+    "command_timeout": Option("seconds, above 0", _seconds, typed=True),
+    "statement_cache_size": Option("a count, 0 or more", _count, typed=True),
+    "max_cached_statement_lifetime": Option("seconds, 0 or more", _count, typed=True),
+    "max_cacheable_statement_size": Option("bytes, 0 or more", _count, typed=True),
+    "prepared_statement_cache_size": Option("a count, 0 or more", _count, typed=True),
+}
+#: Names that users of libpq's URLs reach for, and asyncpg's.
+_LIBPQ_NAMES = {"sslmode": "ssl", "dbname": "database", "connect_timeout": "timeout"}
+
+
+def postgres_options(query: Mapping[str, str | tuple[str, ...]]) -> dict[str, Any]:
+    """The options of a PostgreSQL URL's query that the driver takes as other than text,
+    read (``timeout=5`` -> 5.0), or ``ValueError`` naming the first one that is unknown,
+    given twice or holds what it cannot."""
+    typed: dict[str, Any] = {}
+    for name, given in query.items():
+        option = POSTGRES_OPTIONS.get(name)
+        if option is None:
+            hint = f"; use {_LIBPQ_NAMES[name]}=" if name in _LIBPQ_NAMES else ""
+            raise ValueError(
+                f"{name!r} is not a PostgreSQL URL option{hint} (the options: "
+                f"{', '.join(POSTGRES_OPTIONS)})"
+            )
+        values = (given,) if isinstance(given, str) else given
+        if len(values) > 1 and name not in ("host", "port"):
+            raise ValueError(f"the URL option {name} is given {len(values)} times")
+        for value in values:
+            if option.check is None:
+                continue
+            try:
+                result = option.check(value)
+            except (ValueError, KeyError):
+                raise ValueError(
+                    f"the URL option {name}={value!r} is not valid: it takes {option.what}"
+                ) from None
+            if option.typed:
+                typed[name] = result
+    return typed
+
+
+def _check_host(host: str) -> None:
+    """``ValueError`` unless ``host`` is an IP address or a valid host name."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return
+    except ValueError:
+        pass
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        shown = host if len(host) <= 40 else f"{host[:40]}... ({len(host)} characters)"
+        raise ValueError(
+            f"the host {shown!r} is not a valid host name (labels of 1 to 63 characters, "
+            "separated by dots)"
+        ) from None
 
 
 def in_memory(database_url: str) -> bool:

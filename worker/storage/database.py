@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import exc
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from worker.core.config import QueueConfig
+from worker.core.database_url import postgres_options
 from worker.core.errors import DatabaseNotFoundError, QueueClosedError, QueueError, StorageError
 from worker.core.garbage import paused_collection
 from worker.storage.backend import Backend, backend_for
@@ -231,6 +232,9 @@ class Database:
             # JSON columns arrive as text, as SQLite's do: the row codec parses them (or
             # not: the usual "[]" and "{}" are never parsed), not the driver.
             kwargs["json_deserializer"] = str
+            # The URL's options asyncpg takes as numbers or flags (timeout=5), read: the
+            # driver gets the text of a query otherwise (worker.core.database_url).
+            kwargs["connect_args"] = postgres_options(make_url(self.url).query)
         target: str | URL = self.url
         if read_only and path is not None and not writable(path):
             target = read_only_url(self.url, path)

@@ -23,6 +23,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from worker.core.database_url import postgres_options
+
 log = logging.getLogger(__name__)
 
 TASKS_CHANNEL = "worker_queue_tasks"
@@ -37,12 +39,27 @@ def notify(channel: str) -> sa.TextClause:
     return sa.text(f"SELECT pg_notify('{channel}', '')")
 
 
-def asyncpg_dsn(url: str) -> str:
-    """A SQLAlchemy ``postgresql+asyncpg://`` URL as the DSN asyncpg takes."""
+#: The URL options asyncpg reads from a DSN's query; it sends any other to the server as a
+#: setting (``ssl=require`` would be refused there), so those are passed as arguments.
+DSN_OPTIONS = frozenset(
+    {"host", "port", "user", "password", "database", "passfile", "service",
+     "target_session_attrs", "krbsrvname", "gsslib"}
+)  # fmt: skip
+
+
+def asyncpg_connect_args(url: str) -> tuple[str, dict[str, Any]]:
+    """A SQLAlchemy ``postgresql+asyncpg://`` URL as asyncpg's ``connect()`` takes it: the
+    DSN, and the URL's other options as arguments, read as the engine's are."""
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url).set(drivername="postgresql")
-    return parsed.render_as_string(hide_password=False)
+    arguments: dict[str, Any] = {
+        name: value for name, value in parsed.query.items() if name not in DSN_OPTIONS
+    }
+    arguments |= postgres_options(parsed.query)
+    arguments.pop("prepared_statement_cache_size", None)  # SQLAlchemy's, not asyncpg's
+    dsn = parsed.difference_update_query(arguments.keys() | {"prepared_statement_cache_size"})
+    return dsn.render_as_string(hide_password=False), arguments
 
 
 def _ended(lost: asyncio.Event, connection: Any) -> None:
@@ -53,7 +70,7 @@ class Listener:
     """One LISTENing connection calling ``on_notify[channel]()`` for each notification."""
 
     def __init__(self, url: str, on_notify: dict[str, Callable[[], None]]) -> None:
-        self._dsn = asyncpg_dsn(url)
+        self._dsn, self._arguments = asyncpg_connect_args(url)
         self._on_notify = on_notify
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()  # set while LISTEN is in force (tests wait on it)
@@ -80,7 +97,7 @@ class Listener:
         failures = 0
         while True:
             try:
-                connection = await asyncpg.connect(self._dsn)
+                connection = await asyncpg.connect(self._dsn, **self._arguments)
             except (OSError, asyncpg.PostgresError) as error:
                 wait = RECONNECT_S[min(failures, len(RECONNECT_S) - 1)]
                 log.warning("cannot open the LISTEN connection (%s); again in %s s", error, wait)
