@@ -208,7 +208,7 @@ def test_usage_errors_exit_2(database_url: str) -> None:
     assert bad_age.code == 2
     assert "--older-than" in bad_age.err
     assert bad_voice.code == 2
-    assert "invalid tts request: voice_id" in one_error_line(bad_voice)
+    assert "invalid tts request: --voice: a voice is engine.voice" in one_error_line(bad_voice)
     assert bad_state.code == 2
     assert "Traceback" not in bad_state.err
     bad_config = wq(database_url, "list", env={"QUEUE_MAX_ATTEMPTS": "0"})

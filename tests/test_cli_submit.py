@@ -161,3 +161,32 @@ def test_worker_burst_runs_submitted_work(database_url: str) -> None:
     assert "code 3" in (bad.last_error or "")
     assert missing.code == 2
     assert "no_such_module_xyz" in one_error_line(missing)
+
+
+def test_refusals_name_the_option_and_say_it_plainly(tmp_path: Path) -> None:
+    """A refused value is named by the option that gave it (not the field it sets:
+    voice_id, output_format, timeout_s, interval_s), without pydantic's "Value error,"
+    prefix or its words for a discriminated union, and without the interpreter's advice."""
+    db = tmp_path / "queue.db"
+    call = ("--kind", "call", "--request", '{"target": "os:getcwd"}')
+    audio = '{"path": "a.wav", "operations": [{"op": "nosuch"}]}'
+    cases = {
+        ("submit", "tts", "hi", "-v", "en_US"): "--voice: a voice is engine.voice, e.g. piper.",
+        ("submit", "tts", "hi", "-v", VOICE, "--format", "wma"): "--format: Input should be",
+        ("submit", "tts", "hi", "-v", VOICE, "--speed", "nan"): "--speed: Input should be a finite",
+        ("submit", "tts", "!!!", "-v", VOICE): "text: text must contain at least one letter",
+        ("submit", "tts", "hi", "-v", VOICE, "--timeout", "9999d"): "invalid task: --timeout: ",
+        ("submit", "call", "os:getcwd", "--args", f"[{'9' * 5000}]"): "an integer of more than",
+        ("schedule", "add", "s", "--every", "0s", *call): "schedule 's': --every: Input should",
+        ("schedule", "add", "s", "--cron", "* * * * *", "--tz", "No/Where", *call):
+            "schedule 's': --timezone: unknown timezone 'No/Where'",
+        ("schedule", "add", "s", "--every", "1m", "--kind", "audio", "--request", audio):
+            "operations.0: op 'nosuch' is none of 'analyze', 'convert'",
+    }  # fmt: skip
+    assert wq(db, "db", "upgrade").code == 0
+    for args, result in zip(cases, wq_all(db, *cases), strict=True):
+        assert result.code == 2, (args, result.err)
+        assert cases[args] in result.err, (args, result.err)
+        for internal in ("voice_id", "output_format", "timeout_s", "interval_s", "Value error"):
+            assert internal not in result.err, (args, result.err)
+        assert "set_int_max_str_digits" not in result.err

@@ -14,6 +14,10 @@ _SPEAKABLE = re.compile(r"[^\W_]")  # a letter or digit, in any script
 OutputFormat = Literal["wav", "flac", "ogg", "mp3"]
 
 
+#: A voice id: the engine's name, a dot, the voice's name.
+_VOICE_ID = re.compile(r"[a-z][a-z0-9_\-]*\.[A-Za-z0-9][A-Za-z0-9_\-.]*")
+
+
 @register_request_kind("tts")
 class TextToSpeechRequest(BaseModel):
     """Speak ``text`` with ``voice_id`` (``engine.voice``, e.g. ``piper.en_US-joe-medium``).
@@ -24,10 +28,20 @@ class TextToSpeechRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     text: str = Field(min_length=1, max_length=100_000)
-    voice_id: str = Field(pattern=r"^[a-z][a-z0-9_\-]*\.[A-Za-z0-9][A-Za-z0-9_\-.]*$")
-    speed: float = Field(1.0, gt=0.25, le=4.0)
+    voice_id: str = Field(json_schema_extra={"pattern": f"^{_VOICE_ID.pattern}$"})
+    speed: float = Field(1.0, gt=0.25, le=4.0, allow_inf_nan=False)
     output_format: OutputFormat = "wav"
     sample_rate: int | None = Field(None, ge=8000, le=192_000)
+
+    @field_validator("voice_id")
+    @classmethod
+    def _voice(cls, value: str) -> str:
+        if _VOICE_ID.fullmatch(value) is None:
+            raise ValueError(
+                f"a voice is engine.voice, e.g. piper.en_US-joe-medium (wq voices lists "
+                f"them), got {value!r}"
+            )
+        return value
 
     @field_validator("text")
     @classmethod

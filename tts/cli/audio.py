@@ -24,6 +24,7 @@ from worker.cli.submit import (
     shared_options,
 )
 from worker.core.states import TaskState
+from worker.core.validation_errors import error_message
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
@@ -58,7 +59,7 @@ def _audio_error(exc: ValidationError, ops: list[str]) -> str:
     if len(loc) >= 2 and loc[0] == "operations" and isinstance(loc[1], int) and loc[1] < len(ops):
         field_path = ".".join(str(part) for part in loc[3:])  # loc[2] is the op's tag
         where = f"{field_path}: " if field_path else ""
-        return f"invalid --op {ops[loc[1]]!r}: {where}{error['msg']}"
+        return f"invalid --op {ops[loc[1]]!r}: {where}{error_message(error)}"
     return f"invalid audio request: {validation_message(exc)}"
 
 

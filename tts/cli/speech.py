@@ -71,7 +71,8 @@ def submit_tts(
         "speed": speed,
         "sample_rate": sample_rate,
     }
-    request = build_request("tts", fields)  # a malformed voice id is refused here
+    names = {"voice_id": "--voice", "output_format": "--format", "sample_rate": "--sample-rate"}
+    request = build_request("tts", fields, names | {"speed": "--speed"})  # a bad voice id too
     if not no_voice_check:
         check_voice(voice)
     options = shared_options(locals())

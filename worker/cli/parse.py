@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -108,6 +109,9 @@ def _json(text: str) -> Any:
         raise ValueError(f"invalid JSON {text!r}: {exc.msg} at position {exc.pos}") from None
     except RecursionError:
         raise ValueError(f"JSON nested too deeply: {text:.80}") from None
+    except ValueError:  # past the interpreter's limit on the digits of an integer
+        limit = sys.get_int_max_str_digits()
+        raise ValueError(f"the JSON holds an integer of more than {limit} digits") from None
     problem = json_problem(value)
     if problem is not None:
         raise ValueError(f"the JSON {problem}")

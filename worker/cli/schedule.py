@@ -18,6 +18,32 @@ from worker.cli.parse import duration_option, parse_json_object, priority_option
 from worker.cli.session import print_json, run
 from worker.cli.submit import MaxAttemptsOpt, QueueOpt, TimeoutOpt, build_request
 
+#: Where the queue's errors for a schedule point (``schedule 'nightly'.timing.interval_s``,
+#: ``schedule 'nightly': options.timeout_s``), and the option of ``wq schedule add`` for it.
+_OPTIONS = {
+    "timing.cron": "--cron",
+    "timing.interval_s": "--every",
+    "timing.timezone": "--timezone",
+    "catch_up": "--catch-up",
+    "max_catch_up": "--max-catch-up",
+    "options.queue": "--queue",
+    "options.priority": "--priority",
+    "options.max_attempts": "--max-attempts",
+    "options.timeout_s": "--timeout",
+    "options.name": "--name",
+    "options.on_success": "--on-success",
+    "options.on_failure": "--on-failure",
+}
+
+
+def _as_options(message: str, name: str) -> str:
+    """The queue's error for schedule ``name`` with each field it names as its option."""
+    for start in (f"schedule {name!r}.", f"schedule {name!r}: "):
+        for field, option in _OPTIONS.items():
+            message = message.replace(f"{start}{field}:", f"schedule {name!r}: {option}:")
+    return message
+
+
 if TYPE_CHECKING:
     from worker.core.schedules import Schedule
     from worker.queue.worker_queue import WorkerQueue
@@ -109,7 +135,15 @@ def add(
     model = build_request(kind, fields)
 
     async def act(queue_: WorkerQueue) -> tuple[Schedule, float]:
-        saved = await queue_.schedule(
+        from worker.core.errors import InvalidInputError
+
+        try:
+            return await declare(queue_), queue_.clock()
+        except InvalidInputError as exc:
+            raise InvalidInputError(_as_options(str(exc), name)) from exc
+
+    async def declare(queue_: WorkerQueue) -> Schedule:
+        return await queue_.schedule(
             name,
             request=model,
             cron=cron,
@@ -125,7 +159,6 @@ def add(
             on_success=on_success,
             on_failure=on_failure,
         )
-        return saved, queue_.clock()
 
     saved, now = run(ctx, act, "create")
     if as_json:

@@ -82,12 +82,18 @@ def warn(message: str) -> None:
     typer.echo(f"wq: warning: {message}", err=True)
 
 
-def validation_message(exc: ValidationError) -> str:
-    """A pydantic error as one line naming each field."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']}"
-        for error in exc.errors()
-    )
+def validation_message(exc: ValidationError, options: Mapping[str, str] | None = None) -> str:
+    """A pydantic error as one line naming each field, as the command's option for it where
+    ``options`` maps the field to one (``{"voice_id": "--voice"}``)."""
+    from worker.core.validation_errors import error_message
+
+    parts = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        if loc and options and loc[0] in options:
+            loc[0] = options[loc[0]]
+        parts.append(f"{'.'.join(loc) or 'value'}: {error_message(error)}")
+    return "; ".join(parts)
 
 
 class _Collect(logging.Handler):

@@ -112,11 +112,27 @@ class Submission:
                 idempotency_key=self.idempotency_key,
             )
         except ValidationError as exc:
-            usage_error(f"invalid task: {validation_message(exc)}")
+            usage_error(f"invalid task: {validation_message(exc, TASK_OPTIONS)}")
 
 
-def build_request(kind: str, fields: dict[str, Any]) -> BaseModel:
-    """The registered model of ``kind``, validated from ``fields`` (None values left out)."""
+#: The options of ``wq submit`` that set a task's fields, named in its errors.
+TASK_OPTIONS = {
+    "queue": "--queue",
+    "priority": "--priority",
+    "schedule_at": "--delay",
+    "max_attempts": "--max-attempts",
+    "timeout_s": "--timeout",
+    "name": "--name",
+    "depends_on": "--depends-on",
+    "idempotency_key": "--idempotency-key",
+}
+
+
+def build_request(
+    kind: str, fields: dict[str, Any], options: Mapping[str, str] | None = None
+) -> BaseModel:
+    """The registered model of ``kind``, validated from ``fields`` (None values left out);
+    an error names the field as ``options`` maps it to the command's option, if it does."""
     from pydantic import ValidationError
 
     from worker.core.kinds import model_for
@@ -128,7 +144,7 @@ def build_request(kind: str, fields: dict[str, Any]) -> BaseModel:
     try:
         return model.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        usage_error(f"invalid {kind} request: {validation_message(exc)}")
+        usage_error(f"invalid {kind} request: {validation_message(exc, options)}")
 
 
 def _parsed(parser: Callable[[str], T], value: str | None, option: str) -> T | None:
@@ -209,7 +225,9 @@ def submit_command(
     pairs = [_parsed(parse_env_pair, pair, "--env") for pair in env or []]
     variables = dict(pair for pair in pairs if pair is not None)
     request = build_request(
-        "command", {"argv": argv, "cwd": cwd, "env": variables, "timeout_s": timeout}
+        "command",
+        {"argv": argv, "cwd": cwd, "env": variables, "timeout_s": timeout},
+        {"argv": "ARGV", "cwd": "--cwd", "env": "--env", "timeout_s": "--timeout"},
     )
     options = shared_options(locals())
     submit(ctx, options, request)
@@ -244,7 +262,7 @@ def submit_call(
         "args": _parsed(parse_json_list, args, "--args"),
         "kwargs": _parsed(parse_json_object, kwargs, "--kwargs"),
     }
-    request = build_request("call", fields)
+    request = build_request("call", fields, {"args": "--args", "kwargs": "--kwargs"})
     options = shared_options(locals())
     submit(ctx, options, request)
 

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from worker.core.errors import InvalidInputError
 from worker.core.limits import MAX_ATTEMPTS, MAX_DURATION_S
 from worker.core.storable import MAX_JSON_DEPTH, safe_text, text_problem
+from worker.core.validation_errors import error_message
 
 #: The most tasks one call may claim or sweep (as ``QUEUE_BATCH_SIZE``).
 MAX_BATCH = 100_000
@@ -140,7 +141,7 @@ def problems(prefix: str, exc: ValidationError) -> str:
         loc = [_loc(part) for part in error["loc"] if part not in _UNION_TAGS]
         if len(loc) > _SHOWN_DEPTH:
             loc = [*loc[:_SHOWN_DEPTH], "..."]
-        message = error["msg"]
+        message = error_message(error)
         if error["type"] in ("recursion_loop", "recursion_depth_exceeded"):
             message = f"nested too deeply (at most {MAX_JSON_DEPTH} levels)"
         found.append(f"{prefix}{''.join(loc)}: {message}")

@@ -22,6 +22,7 @@ from worker.core.errors import (
     TaskNotFoundError,
     UnknownRequestKindError,
 )
+from worker.core.validation_errors import error_message
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def validation_detail(errors: Any) -> str:
             parts.append(f"body: not JSON ({cause}{where})" if cause else "body: not JSON")
             continue
         location = [str(p) for p in error.get("loc", ()) if p != "body"]
-        parts.append(f"{'.'.join(location) or 'body'}: {error.get('msg', 'invalid')}")
+        parts.append(f"{'.'.join(location) or 'body'}: {error_message(error)}")
     return "; ".join(parts)
 
 

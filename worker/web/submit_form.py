@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from worker.core.errors import QueueError
 from worker.core.kinds import registered_kinds
+from worker.core.validation_errors import error_message
 from worker.web.csrf import form_fields
 from worker.web.documents import build_task
 from worker.web.schemas import Submit
@@ -221,12 +222,12 @@ async def _submitted(
         registered_kinds()[form.kind].model_validate(request)
     except ValidationError as exc:
         for error in exc.errors():
-            _add(form.errors, _where(("request", *error["loc"])), str(error["msg"]))
+            _add(form.errors, _where(("request", *error["loc"])), error_message(error))
     try:
         submitted = Submit.model_validate(body)
     except ValidationError as exc:
         for error in exc.errors():
-            _add(form.errors, _where(tuple(error["loc"])), str(error["msg"]))
+            _add(form.errors, _where(tuple(error["loc"])), error_message(error))
     if submitted is None or form.errors:
         return None
     try:
