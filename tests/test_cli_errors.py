@@ -123,3 +123,41 @@ def test_a_ctrl_c_swallowed_while_loading_still_interrupts(
     assert result.exit_code == 130, result.output
     assert "wq: error: interrupted" in result.stderr
     assert not db_path.exists()  # stopped before anything was opened
+
+
+def test_control_characters_in_a_task_are_shown_not_obeyed(tmp_path: Path) -> None:
+    """A task's name, error and progress message are its producer's text: printed raw, an
+    ESC in them would recolour, move the cursor or retitle the user's terminal."""
+    from tests.support import make_task
+    from tests.test_cli import wq_all
+
+    db = tmp_path / "queue.db"
+    evil = "evil\x1b]0;owned\x07\x1b[2J\x9b31m"
+    with_queue(db, lambda queue: queue.enqueue([make_task(name=evil)]))
+    [task] = with_queue(db, lambda queue: queue.list_tasks())
+    for result in wq_all(db, ("list",), ("status", task.id), ("list", "--state", "pending")):
+        assert result.code == 0, result.err
+        assert "evil\\x1b]0;owned\\x07\\x1b[2J\\x9b31m" in result.out
+        assert not any(char in result.out for char in "\x1b\x07\x9b")
+
+
+def test_a_closed_stdout_or_an_ascii_one_is_no_error(tmp_path: Path) -> None:
+    """``wq worker >&-`` (a daemon started without standard output) runs, and what a
+    command prints is dropped; with PYTHONIOENCODING=ascii, what the encoding cannot hold
+    shows as ``?``. Both were "internal error" (exit 70) before anything ran."""
+    import os
+    import subprocess
+
+    from tests.support import make_task
+    from tests.test_cli import ROOT, cli_env, wq, wq_command
+
+    db = tmp_path / "queue.db"
+    with_queue(db, lambda queue: queue.enqueue([make_task(name="naïve · ✓")]))
+    closed = subprocess.run(
+        wq_command(db, "list"), stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=ROOT,
+        timeout=60, check=False, preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert (closed.returncode, closed.stderr) == (0, "")
+    ascii_out = wq(db, "list", env={"PYTHONIOENCODING": "ascii"})
+    assert ascii_out.code == 0, ascii_out.err
+    assert "na?ve ? ?" in ascii_out.out

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Iterator, MutableMapping
@@ -220,9 +221,25 @@ def load_plugins(target: typer.Typer = app) -> None:
             warn(f"plugin {ep.name!r} ({ep.value}) could not be loaded: {exc}")
 
 
+def _usable_streams() -> None:
+    """Standard streams a command can print to whatever it was started with: a closed one
+    (``wq worker >&-``: Python has None for it) discards what is printed, and one whose
+    encoding cannot hold a character (``PYTHONIOENCODING=ascii``; a table's rules are box
+    drawing characters) shows ``?`` for it rather than failing."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+        elif (getattr(stream, "encoding", None) or "").lower().replace("-", "") != "utf8":
+            reconfigure = getattr(stream, "reconfigure", None)
+            if reconfigure is not None:
+                reconfigure(errors="replace")
+
+
 def main() -> None:
     """The console script: run ``app`` as ``wq``; an exception no command handled becomes
     one line on stderr and the exit code of its class (see the table above)."""
+    _usable_streams()
     install_interrupts()
     try:
         load_plugins()

@@ -54,6 +54,20 @@ CALLBACK_STYLES = {
 
 # -- plain values --------------------------------------------------------------------------
 
+#: Control characters (C0 but tab and newline, DEL, C1) shown as escapes: printed, a
+#: terminal acts on them (ESC and CSI start the sequences that recolour, move the cursor,
+#: clear the screen or retitle the window), so a task's name or error could do that.
+_CONTROLS = {
+    code: f"\\x{code:02x}"
+    for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))
+    if code not in (0x09, 0x0A)
+}
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters as ``\\xNN`` escapes (see :data:`_CONTROLS`)."""
+    return text.translate(_CONTROLS)
+
 
 def request_kind(request: BaseModel) -> str:
     if isinstance(request, UnloadedRequest):
@@ -68,7 +82,7 @@ def request_summary(request: BaseModel, width: int = 60) -> str:
     """``kind: {fields as JSON}``, cut to ``width`` columns of a terminal (a wide character,
     CJK or emoji, takes two)."""
     data = request.data if isinstance(request, UnloadedRequest) else request.model_dump(mode="json")
-    text = f"{request_kind(request)}: {json.dumps(data, ensure_ascii=False)}"
+    text = printable(f"{request_kind(request)}: {json.dumps(data, ensure_ascii=False)}")
     return text if cell_len(text) <= width else set_cell_size(text, width - 1).rstrip() + "…"
 
 
@@ -118,7 +132,7 @@ def progress_text(task: Task) -> str:
     amount = f"{current:g}" if progress.total is None else f"{current:g}/{progress.total:g}"
     if progress.total:
         amount += f" ({100 * current / progress.total:.0f}%)"
-    return f"{amount} {progress.message}" if progress.message and not done else amount
+    return f"{amount} {printable(progress.message)}" if progress.message and not done else amount
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +158,7 @@ def progress_view(task: Task) -> ProgressView:
             else ProgressView(label, 1.0, 1.0)
         )
     if progress.message:
-        label = f"{label}: {progress.message}"
+        label = f"{label}: {printable(progress.message)}"
     return ProgressView(label, progress.current, total)
 
 
@@ -190,7 +204,8 @@ def task_panel(
         end = task.finished_at if task.finished_at is not None else now
         rows.append(("ran for", duration(end - task.started_at)))
     if running:
-        lease = f"worker {task.worker_id or '-'}, lease until {instant(task.lease_expires_at, now)}"
+        until = instant(task.lease_expires_at, now)
+        lease = f"worker {printable(task.worker_id or '-')}, lease until {until}"
         rows.append(("lease", lease))
     if task.timeout_s is not None:
         rows.append(("timeout", duration(task.timeout_s)))
@@ -200,7 +215,7 @@ def task_panel(
     if task.cancel_requested_at is not None:
         rows.append(("cancel", f"requested {instant(task.cancel_requested_at, now)}"))
     if task.last_error:
-        rows.append(("last error", Text(task.last_error, style="red")))
+        rows.append(("last error", Text(printable(task.last_error), style="red")))
     rows += _callback_rows(task, callbacks, now)
     for label, value in rows:
         grid.add_row(label, value)
@@ -211,14 +226,14 @@ def task_panel(
     for index, item in enumerate(task.items):
         outcome: RenderableType = "-"
         if item.error:
-            outcome = Text(item.error, style="red")
+            outcome = Text(printable(item.error), style="red")
         elif item.result is not None:
-            outcome = json.dumps(item.result, ensure_ascii=False)
+            outcome = printable(json.dumps(item.result, ensure_ascii=False))
         items.add_row(str(index), request_summary(item.request), outcome)
     parts: list[RenderableType] = [grid, Text(""), items]
     if task.errors:
         parts += [Text(""), _attempts_table(task, now)]
-    title = f"task {task.id}" + (f" · {task.name}" if task.name else "")
+    title = f"task {task.id}" + (f" · {printable(task.name)}" if task.name else "")
     return Panel(Group(*parts), title=Text(title), title_align="left", expand=False)
 
 
@@ -232,7 +247,10 @@ def _attempts_table(task: Task, now: float) -> Table:
     for entry in task.errors:
         ended = instant(entry.at, now) + (" (lease expired)" if entry.expired else "")
         table.add_row(
-            str(entry.attempt), ended, entry.worker or "-", Text(entry.error, style="red")
+            str(entry.attempt),
+            ended,
+            printable(entry.worker or "-"),
+            Text(printable(entry.error), style="red"),
         )
     return table
 
@@ -256,7 +274,7 @@ def callback_text(run: TaskCallback, now: float) -> Text:
     else:
         text.append(f" after {attempts}")
     if run.last_error:
-        text.append(f"; last error: {run.last_error}", style="red")
+        text.append(f"; last error: {printable(run.last_error)}", style="red")
     return text
 
 
@@ -320,7 +338,7 @@ def tasks_table(tasks: list[Task], now: float | None = None, width: int | None =
     table.add_column("name / request", max_width=_NAME_WIDTH, overflow="fold")
     # A request's summary is cut to one line of the room left; a name is shown whole.
     room = min(_NAME_WIDTH, max(left(), 4))
-    names = [t.name or request_summary(t.items[0].request, room) for t in tasks]
+    names = [printable(t.name or "") or request_summary(t.items[0].request, room) for t in tasks]
     for row in zip(*cells.values(), names, strict=True):
         table.add_row(*row)
     return table
@@ -341,7 +359,7 @@ def schedules_table(schedules: list[Schedule], now: float) -> Table:
         else:
             table.add_column(name, no_wrap=name == "next run")
     for schedule in schedules:
-        request = json.dumps(schedule.request, ensure_ascii=False)
+        request = printable(json.dumps(schedule.request, ensure_ascii=False))
         enqueues = f"{schedule.kind}: {request}"
         if len(enqueues) > 40:
             enqueues = enqueues[:39] + "…"
