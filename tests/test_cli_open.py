@@ -36,6 +36,22 @@ def test_no_read_or_write_command_creates_a_database(tmp_path: Path) -> None:
     assert listing(tmp_path) == []
 
 
+def test_a_file_uri_is_a_file_like_a_path(tmp_path: Path) -> None:
+    """``sqlite:///file:PATH?uri=true`` names PATH: a read command finds no database there
+    (it created an empty file and asked for ``wq db upgrade`` before), ``submit`` creates
+    it, and a command given the plain path reads what was submitted."""
+    db = tmp_path / "queue.db"
+    uri = f"sqlite:///file:{db}?uri=true"
+    listed = wq(uri, "list")
+    assert listed.code == 3
+    assert f"no database at {db}" in one_error_line(listed)
+    assert listing(tmp_path) == []
+    submitted = wq(uri, "submit", "call", "os:getcwd")
+    assert submitted.code == 0, submitted.err
+    plain = wq(db, "list")
+    assert submitted.out.strip() in plain.out
+
+
 def test_read_commands_never_take_the_write_lock(db_path: Path) -> None:
     task = make_task()
     with_queue(db_path, lambda queue: queue.enqueue([task]))
@@ -125,7 +141,8 @@ def test_a_database_in_memory_is_refused_by_every_command(tmp_path: Path) -> Non
         ("list",),
         ("worker", "--burst"),
     )
-    for db in (":memory:", "sqlite+aiosqlite://", "sqlite:///:memory:"):
+    memory = ("sqlite:///file:q.db?mode=memory&uri=true", "sqlite:///file::memory:?uri=true")
+    for db in (":memory:", "sqlite+aiosqlite://", "sqlite:///:memory:", *memory):
         for result in wq_all(db, *commands):
             assert result.code == 2, result
             line = one_error_line(result)

@@ -211,7 +211,7 @@ def test_database_urls() -> None:
     for given in ("sqlite:////x/q.db", "sqlite+pysqlite:////x/q.db"):
         assert QueueConfig(database_url=given).database_url == "sqlite+aiosqlite:////x/q.db"
     assert QueueConfig(database_url="sqlite://").database_url == "sqlite+aiosqlite://"
-    url = "sqlite+aiosqlite:///rel/q.db?timeout=5"
+    url = "sqlite+aiosqlite:///file:rel/q.db?mode=ro&uri=true"
     assert QueueConfig(database_url=url).database_url == url
     # PostgreSQL: asyncpg, whichever driver the URL names.
     for given in ("postgresql://u@db/q", "postgresql+psycopg2://u@db/q"):
@@ -281,6 +281,45 @@ def test_postgresql_url_options_that_asyncpg_takes() -> None:
         "statement_cache_size": 0,
         "direct_tls": False,
     }
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///q.db?mode=ro", "the URL option mode is SQLite's, read only in a file: URI"),
+        ("sqlite:///q.db?timeout=5", "timeout cannot be set: QUEUE_BUSY_TIMEOUT sets how long"),
+        ("sqlite:///q.db?isolation_level=x", "isolation_level cannot be set: the queue opens"),
+        ("sqlite:///q.db?nosuch=1", "'nosuch' is not a SQLite URL option (the options: uri,"),
+        ("sqlite:///file:q.db?mode=rx&uri=true", "mode='rx' is not valid: it takes ro, rw, rwc"),
+        ("sqlite:///file:q.db?uri=yes", "uri='yes' is not valid: it takes true, false"),
+        ("sqlite:///file:q.db?mode=ro&mode=rw&uri=true", "the URL option mode is given 2 times"),
+    ],
+)  # fmt: skip
+def test_a_sqlite_url_option_the_driver_would_ignore_is_refused(url: str, message: str) -> None:
+    """pysqlite ignores an option it does not know, and one of SQLite's own outside a file:
+    URI, with a warning that reached wq's user raw; the queue's busy timeout would win
+    over the URL's without a word."""
+    with pytest.raises(ConfigurationError) as caught:
+        QueueConfig.from_env({"QUEUE_DATABASE_URL": url})
+    assert str(caught.value).startswith("QUEUE_DATABASE_URL: ")
+    assert message in str(caught.value)
+
+
+def test_a_file_uri_names_its_file_and_memory() -> None:
+    from worker.core.database_url import in_memory
+    from worker.storage.sqlite.connection import sqlite_path
+
+    def path(url: str) -> Path | None:
+        return sqlite_path(QueueConfig(database_url=url).database_url)
+
+    assert path("sqlite:///file:data/q.db?uri=true") == Path("data/q.db")
+    assert path("sqlite:///file:/abs/a%20b.db?mode=ro&uri=true") == Path("/abs/a b.db")
+    assert path("sqlite:///file:///abs/q.db?uri=true") == Path("/abs/q.db")
+    assert path("sqlite:///file://localhost/abs/q.db?uri=true") == Path("/abs/q.db")
+    for memory in ("sqlite:///file:q.db?mode=memory&uri=true", "sqlite:///file::memory:"):
+        assert path(memory) is None
+        assert in_memory(memory)
+    assert not in_memory("sqlite:///file:q.db?mode=ro&uri=true")
 
 
 def test_a_missing_driver_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -57,7 +57,7 @@ def test_every_list_page_has_its_statement() -> None:
         "sqlite:////abs/q.db",
         "sqlite+aiosqlite:////tmp/a%2Fb.db",
         "sqlite+pysqlite:///q.db",
-        "sqlite+aiosqlite:///q.db?timeout=3",
+        "sqlite+aiosqlite:///q.db?cached_statements=3",
         "sqlite+aiosqlite:///file:q.db?mode=ro&uri=true",
         "sqlite+aiosqlite:///:memory:",
         "sqlite://",

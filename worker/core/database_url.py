@@ -112,6 +112,8 @@ def async_database_url(value: str) -> str:
             f"{backend_name} needs the {backend.driver} driver, which is not installed "
             f"({shown}): {backend.install}"
         )
+    if backend_name == "sqlite":
+        check_sqlite_options(url.query)
     if backend_name == "postgresql":
         if url.port is not None and not 1 <= url.port <= 65535:
             raise ValueError(f"the port {url.port} is not valid, it takes 1 to 65535 ({shown})")
@@ -228,6 +230,53 @@ def postgres_options(query: Mapping[str, str | tuple[str, ...]]) -> dict[str, An
     return typed
 
 
+#: What a SQLite URL's query may set: pysqlite's ``uri`` and ``cached_statements``, and, in
+#: a ``file:`` URI with ``uri=true``, SQLite's own URI parameters with what each takes.
+SQLITE_OPTIONS = {"uri": ("true", "false"), "cached_statements": None}
+SQLITE_URI_OPTIONS = {
+    "mode": ("ro", "rw", "rwc", "memory"),
+    "cache": ("shared", "private"),
+    "immutable": ("0", "1"),
+    "nolock": ("0", "1"),
+    "psow": ("0", "1"),
+    "vfs": None,
+    "modeof": None,
+}
+#: The options the queue sets itself, refused in a URL (the driver would take the URL's, or
+#: the queue's would silently win), with the setting to use.
+_SQLITE_SET = {
+    "timeout": "QUEUE_BUSY_TIMEOUT sets how long a connection waits for the write lock",
+    "isolation_level": "the queue opens every transaction itself (BEGIN IMMEDIATE)",
+    "detect_types": "the queue decodes its columns itself",
+    "check_same_thread": "the driver runs each connection in a thread of its own",
+}
+
+
+def check_sqlite_options(query: Mapping[str, str | tuple[str, ...]]) -> None:
+    """``ValueError`` naming the first option of a SQLite URL's query that the driver would
+    ignore (with a warning) or the queue would override, or that holds what it cannot."""
+    uri = query.get("uri") == "true"
+    for name, given in query.items():
+        if name in _SQLITE_SET:
+            raise ValueError(f"the URL option {name} cannot be set: {_SQLITE_SET[name]}")
+        if name in SQLITE_URI_OPTIONS and not uri:
+            raise ValueError(
+                f"the URL option {name} is SQLite's, read only in a file: URI with uri=true, "
+                f"e.g. sqlite:///file:data/queue.db?{name}=...&uri=true"
+            )
+        allowed = SQLITE_OPTIONS.get(name, SQLITE_URI_OPTIONS.get(name, ()))
+        if name not in SQLITE_OPTIONS and name not in SQLITE_URI_OPTIONS:
+            known = ", ".join([*SQLITE_OPTIONS, *SQLITE_URI_OPTIONS])
+            raise ValueError(f"{name!r} is not a SQLite URL option (the options: {known})")
+        values = (given,) if isinstance(given, str) else given
+        if len(values) > 1:
+            raise ValueError(f"the URL option {name} is given {len(values)} times")
+        if allowed is not None and values[0] not in allowed:
+            raise ValueError(
+                f"the URL option {name}={values[0]!r} is not valid: it takes " + ", ".join(allowed)
+            )
+
+
 def _check_host(host: str) -> None:
     """``ValueError`` unless ``host`` is an IP address or a valid host name."""
     try:
@@ -258,7 +307,9 @@ def in_memory(database_url: str) -> bool:
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file::memory:"):
         return True
-    return database.startswith("file:") and "mode=memory" in database
+    return database.startswith("file:") and (
+        url.query.get("mode") == "memory" or "mode=memory" in database
+    )
 
 
 def installed(module: str) -> bool:
