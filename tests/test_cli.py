@@ -178,6 +178,28 @@ def test_unknown_ids_exit_1_naming_the_id(database_url: str) -> None:
         assert result.out == ""
 
 
+def test_a_task_id_in_lower_case_is_the_same_id(tmp_path: Path) -> None:
+    """A ULID's letters are case-insensitive (Crockford's base 32): one copied from a
+    lower-casing log or URL finds its task."""
+    db = tmp_path / "queue.db"
+    with_queue(db, lambda queue: queue.enqueue([make_task(), make_task()]))
+    first, second = (t.id for t in with_queue(db, lambda queue: queue.list_tasks()))
+    status, why, after, depending = wq_all(
+        db,
+        ("status", "--json", first.lower()),
+        ("why", first.lower()),
+        ("list", "--json", "--after", first.lower()),
+        ("submit", "call", "os:getcwd", "--json", "--depends-on", second.lower()),
+    )
+    assert status.code == 0, status.err
+    assert status.json()["id"] == first
+    assert why.code == 0, why.err
+    assert [t["id"] for t in after.json()["tasks"]] == [second]
+    assert depending.json()["depends_on"] == [second]
+    cancelled = wq(db, "cancel", first.lower())
+    assert cancelled.code == 0, cancelled.err
+
+
 def test_a_global_option_after_the_command_says_where_it_goes(tmp_path: Path) -> None:
     late = wq(None, "list", "--db", str(tmp_path / "q.db"))
     assert late.code == 2

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from worker.cli.parse import duration_option
+from worker.cli.parse import duration_option, parse_task_id
 from worker.cli.session import print_json, read, usage_error
 from worker.core.selection import Cursor
 from worker.core.states import TaskState
@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from worker.queue.quick_reads import QueueReads
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document instead.")]
-TaskId = Annotated[str, typer.Argument(metavar="ID", help="The task id.")]
+TaskId = Annotated[
+    str, typer.Argument(metavar="ID", parser=parse_task_id, help="The task id (any letter case).")
+]
 
 
 #: The options of wq list and wq stats, by the argument of the queue's method each becomes.
@@ -68,7 +70,10 @@ def list_tasks(
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 50,
     after: Annotated[
-        str | None, typer.Option("--after", metavar="ID", help="Start after this task id.")
+        str | None,
+        typer.Option(
+            "--after", metavar="ID", parser=parse_task_id, help="Start after this task id."
+        ),
     ] = None,
     after_priority: Annotated[
         int | None,

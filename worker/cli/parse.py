@@ -76,6 +76,12 @@ duration_option = for_option(parse_duration)
 priority_option = for_option(parse_priority)
 
 
+def parse_task_id(text: str) -> str:
+    """A task id as typed: a ULID's letters are case-insensitive (Crockford's base 32), and
+    the queue spells them in capitals."""
+    return text.upper()
+
+
 def parse_env_pair(text: str) -> tuple[str, str]:
     """``"NAME=value"`` -> ``("NAME", "value")``; the value may be empty or contain ``=``."""
     name, sep, value = text.partition("=")

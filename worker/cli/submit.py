@@ -23,6 +23,7 @@ from worker.cli.parse import (
     parse_env_pair,
     parse_json_list,
     parse_json_object,
+    parse_task_id,
     priority_option,
 )
 from worker.cli.session import ExitCode, fail, print_json, run, usage_error, validation_message
@@ -68,7 +69,12 @@ TimeoutOpt = Annotated[
 NameOpt = Annotated[str | None, typer.Option("--name", help="A label for people.")]
 DependsOpt = Annotated[
     list[str] | None,
-    typer.Option("--depends-on", metavar="ID", help="Run after this task completes (repeat)."),
+    typer.Option(
+        "--depends-on",
+        metavar="ID",
+        parser=parse_task_id,
+        help="Run after this task completes (repeat).",
+    ),
 ]
 KeyOpt = Annotated[
     str | None,
