@@ -190,3 +190,25 @@ def test_refusals_name_the_option_and_say_it_plainly(tmp_path: Path) -> None:
         for internal in ("voice_id", "output_format", "timeout_s", "interval_s", "Value error"):
             assert internal not in result.err, (args, result.err)
         assert "set_int_max_str_digits" not in result.err
+
+
+def test_a_program_argument_that_is_not_utf8_is_refused_naming_it(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 (a terminal in another encoding) in a program's argument,
+    directory or environment: refused before anything is written, naming the option and
+    the byte. The argument and the directory failed when stored ("cannot be stored:
+    Error serializing to JSON"), and a variable's name was stored with U+FFFD for them."""
+    db = tmp_path / "queue.db"
+    byte = "\udcff"  # the byte 0xff, as os.fsdecode reads it; subprocess passes it as 0xff
+    results = wq_all(
+        db,
+        ("submit", "command", "--", f"l{byte}s"),
+        ("submit", "command", "--cwd", f"/tmp/{byte}", "--", "ls"),
+        ("submit", "command", "-e", f"A{byte}B=1", "--", "ls"),
+        ("submit", "command", "-e", f"A={byte}", "--", "ls"),
+    )
+    for result, option in zip(results, ("ARGV", "--cwd", "--env", "--env"), strict=True):
+        assert result.code == 2, result.err
+        line = one_error_line(result)
+        assert f"invalid command request: {option}: " in line
+        assert "holds the byte \\xff at position " in line
+    assert with_queue(db, lambda queue: queue.get_queue_stats())["total"] == 0

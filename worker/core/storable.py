@@ -46,6 +46,12 @@ def text_problem(value: str, *, where: bool = True) -> str | None:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         at = f" at position {exc.start}" if where else ""
+        code = ord(value[exc.start])
+        if 0xDC80 <= code <= 0xDCFF:  # a byte Python could not decode (surrogateescape)
+            return (
+                f"holds the byte \\x{code - 0xDC00:02x}{at}, which is not UTF-8 (text from "
+                "a terminal or file in another encoding?): only UTF-8 text can be stored"
+            )
         return (
             f"holds a lone surrogate ({value[exc.start]!r}{at}), "
             "which cannot be stored as UTF-8 text"
