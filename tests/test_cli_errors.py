@@ -161,3 +161,6 @@ def test_a_closed_stdout_or_an_ascii_one_is_no_error(tmp_path: Path) -> None:
     ascii_out = wq(db, "list", env={"PYTHONIOENCODING": "ascii"})
     assert ascii_out.code == 0, ascii_out.err
     assert "na?ve ? ?" in ascii_out.out
+    as_json = wq(db, "list", "--json", env={"PYTHONIOENCODING": "ascii"})
+    assert as_json.out.isascii()
+    assert [t["name"] for t in as_json.json()["tasks"]] == ["naïve · ✓"]  # escaped, whole

@@ -48,7 +48,7 @@ import typer
 import typer.main
 from typer.core import TyperGroup
 
-from worker.cli.session import Options, install_interrupts, unexpected, warn
+from worker.cli.session import Options, in_utf8, install_interrupts, unexpected, warn
 
 EXIT_CODES = (
     "Exit codes: 0 ok; 1 queue error (unknown task, invalid state transition); "
@@ -230,7 +230,7 @@ def _usable_streams() -> None:
         stream = getattr(sys, name)
         if stream is None:
             setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
-        elif (getattr(stream, "encoding", None) or "").lower().replace("-", "") != "utf8":
+        elif not in_utf8(stream):
             reconfigure = getattr(stream, "reconfigure", None)
             if reconfigure is not None:
                 reconfigure(errors="replace")

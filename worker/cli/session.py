@@ -381,7 +381,15 @@ def unexpected(exc: Exception) -> tuple[ExitCode, str]:
     return ExitCode.INTERNAL, f"internal error: {detail} (wq --debug ... shows the traceback)"
 
 
+def in_utf8(stream: object) -> bool:
+    """Whether ``stream`` writes UTF-8."""
+    encoding = str(getattr(stream, "encoding", None) or "")
+    return encoding.lower().replace("-", "").replace("_", "") == "utf8"
+
+
 def print_json(document: Any) -> None:
-    """Write one JSON document to stdout."""
-    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    """Write one JSON document to stdout: in UTF-8 as it is, and with ``\\u`` escapes for
+    what is not ASCII on a stream in another encoding (which would print ``?`` for it)."""
+    text = json.dumps(document, indent=2, ensure_ascii=not in_utf8(sys.stdout))
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
