@@ -10,7 +10,6 @@ it into a :class:`~worker.core.errors.ConfigurationError` naming the setting).
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -279,6 +278,8 @@ def check_sqlite_options(query: Mapping[str, str | tuple[str, ...]]) -> None:
 
 def _check_host(host: str) -> None:
     """``ValueError`` unless ``host`` is an IP address or a valid host name."""
+    import ipaddress  # 1.6 ms: only for a PostgreSQL URL
+
     try:
         ipaddress.ip_address(host.strip("[]"))
         return
