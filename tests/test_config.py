@@ -291,7 +291,9 @@ def test_postgresql_url_options_that_asyncpg_takes() -> None:
         ("sqlite:///q.db?isolation_level=x", "isolation_level cannot be set: the queue opens"),
         ("sqlite:///q.db?nosuch=1", "'nosuch' is not a SQLite URL option (the options: uri,"),
         ("sqlite:///file:q.db?mode=rx&uri=true", "mode='rx' is not valid: it takes ro, rw, rwc"),
-        ("sqlite:///file:q.db?uri=yes", "uri='yes' is not valid: it takes true, false"),
+        ("sqlite:///file:q.db?uri=maybe", "uri='maybe' is not valid: it takes 1, yes, true"),
+        ("sqlite:///q.db?cache=shared&uri=true", "the URL option cache is SQLite's, read only"),
+        ("sqlite:///file://host/q.db?uri=true", "a SQLite URI names no host, got 'host'"),
         ("sqlite:///file:q.db?mode=ro&mode=rw&uri=true", "the URL option mode is given 2 times"),
     ],
 )  # fmt: skip
@@ -313,13 +315,20 @@ def test_a_file_uri_names_its_file_and_memory() -> None:
         return sqlite_path(QueueConfig(database_url=url).database_url)
 
     assert path("sqlite:///file:data/q.db?uri=true") == Path("data/q.db")
+    assert path("sqlite:///file:data/q.db?mode=ro&uri=1") == Path("data/q.db")
+    assert path("sqlite:///file:q.db?immutable=true&uri=True") == Path("q.db")
+    # Without uri=true pysqlite opens a file named so: the checkpointer must watch that one.
+    assert path("sqlite:///file:data.db") == Path("file:data.db")
+    assert path("sqlite:///file::memory:") == Path("file::memory:")
     assert path("sqlite:///file:/abs/a%20b.db?mode=ro&uri=true") == Path("/abs/a b.db")
     assert path("sqlite:///file:///abs/q.db?uri=true") == Path("/abs/q.db")
     assert path("sqlite:///file://localhost/abs/q.db?uri=true") == Path("/abs/q.db")
-    for memory in ("sqlite:///file:q.db?mode=memory&uri=true", "sqlite:///file::memory:"):
+    uris = ("file:q.db?mode=memory&uri=true", "file::memory:?uri=true", "file:/x?vfs=memdb&uri=1")
+    for memory in (f"sqlite:///{uri}" for uri in uris):
         assert path(memory) is None
         assert in_memory(memory)
     assert not in_memory("sqlite:///file:q.db?mode=ro&uri=true")
+    assert not in_memory("sqlite:///file::memory:")  # a file of that name
 
 
 def test_a_missing_driver_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -112,7 +112,8 @@ def async_database_url(value: str) -> str:
             f"({shown}): {backend.install}"
         )
     if backend_name == "sqlite":
-        check_sqlite_options(url.query)
+        check_sqlite_options(url.database or "", url.query)
+        sqlite_location(url.database or "", url.query)  # an authority SQLite would refuse
     if backend_name == "postgresql":
         if url.port is not None and not 1 <= url.port <= 65535:
             raise ValueError(f"the port {url.port} is not valid, it takes 1 to 65535 ({shown})")
@@ -229,15 +230,20 @@ def postgres_options(query: Mapping[str, str | tuple[str, ...]]) -> dict[str, An
     return typed
 
 
+#: The words for a flag in a SQLite URL: SQLAlchemy's reading of ``uri`` (``asbool``) and
+#: SQLite's of its own flags (``sqlite3_uri_boolean``) agree on these.
+_SQLITE_FLAGS = {"1": True, "yes": True, "true": True, "on": True}
+_SQLITE_FLAGS |= {"0": False, "no": False, "false": False, "off": False}
+_FLAG = tuple(_SQLITE_FLAGS)
 #: What a SQLite URL's query may set: pysqlite's ``uri`` and ``cached_statements``, and, in
-#: a ``file:`` URI with ``uri=true``, SQLite's own URI parameters with what each takes.
-SQLITE_OPTIONS = {"uri": ("true", "false"), "cached_statements": None}
-SQLITE_URI_OPTIONS = {
+#: a ``file:`` URI with ``uri=true``, SQLite's own URI parameters, with what each takes.
+SQLITE_OPTIONS: dict[str, tuple[str, ...] | None] = {"uri": _FLAG, "cached_statements": None}
+SQLITE_URI_OPTIONS: dict[str, tuple[str, ...] | None] = {
     "mode": ("ro", "rw", "rwc", "memory"),
     "cache": ("shared", "private"),
-    "immutable": ("0", "1"),
-    "nolock": ("0", "1"),
-    "psow": ("0", "1"),
+    "immutable": _FLAG,
+    "nolock": _FLAG,
+    "psow": _FLAG,
     "vfs": None,
     "modeof": None,
 }
@@ -251,29 +257,61 @@ _SQLITE_SET = {
 }
 
 
-def check_sqlite_options(query: Mapping[str, str | tuple[str, ...]]) -> None:
+def _one(query: Mapping[str, str | tuple[str, ...]], name: str) -> str | None:
+    given = query.get(name)
+    return given if given is None or isinstance(given, str) else given[-1]
+
+
+def _uri(query: Mapping[str, str | tuple[str, ...]]) -> bool:
+    """Whether pysqlite opens the URL's database as a URI (``uri`` read as SQLAlchemy does)."""
+    return _SQLITE_FLAGS.get((_one(query, "uri") or "false").strip().lower(), False)
+
+
+def check_sqlite_options(database: str, query: Mapping[str, str | tuple[str, ...]]) -> None:
     """``ValueError`` naming the first option of a SQLite URL's query that the driver would
     ignore (with a warning) or the queue would override, or that holds what it cannot."""
-    uri = query.get("uri") == "true"
+    uri = _uri(query) and database.startswith("file:")
     for name, given in query.items():
         if name in _SQLITE_SET:
             raise ValueError(f"the URL option {name} cannot be set: {_SQLITE_SET[name]}")
-        if name in SQLITE_URI_OPTIONS and not uri:
-            raise ValueError(
-                f"the URL option {name} is SQLite's, read only in a file: URI with uri=true, "
-                f"e.g. sqlite:///file:data/queue.db?{name}=...&uri=true"
-            )
-        allowed = SQLITE_OPTIONS.get(name, SQLITE_URI_OPTIONS.get(name, ()))
         if name not in SQLITE_OPTIONS and name not in SQLITE_URI_OPTIONS:
             known = ", ".join([*SQLITE_OPTIONS, *SQLITE_URI_OPTIONS])
             raise ValueError(f"{name!r} is not a SQLite URL option (the options: {known})")
         values = (given,) if isinstance(given, str) else given
         if len(values) > 1:
             raise ValueError(f"the URL option {name} is given {len(values)} times")
-        if allowed is not None and values[0] not in allowed:
+        allowed = SQLITE_OPTIONS[name] if name in SQLITE_OPTIONS else SQLITE_URI_OPTIONS[name]
+        if allowed is not None and values[0].strip().lower() not in allowed:
             raise ValueError(
                 f"the URL option {name}={values[0]!r} is not valid: it takes " + ", ".join(allowed)
             )
+        if name in SQLITE_URI_OPTIONS and not uri:
+            raise ValueError(
+                f"the URL option {name} is SQLite's, read only in a file: URI with uri=true "
+                f"(sqlite:///file:PATH?{name}=...&uri=true)"
+            )
+
+
+def sqlite_location(database: str, query: Mapping[str, str | tuple[str, ...]]) -> str | None:
+    """The file SQLite opens for a SQLite URL's database and query, or None for a database
+    in memory. As pysqlite hands them over: ``file:...`` is a URI only with ``uri=true``
+    (without it, the file is named ``file:...``), and a URI names its file as SQLite reads
+    it (``file:rel``, ``file:/abs``, ``file:///abs``, ``file://localhost/abs``, percent
+    escapes); ``mode=memory``, ``vfs=memdb`` and ``file::memory:`` are in memory."""
+    if not database or database == ":memory:":
+        return None
+    if not (_uri(query) and database.startswith("file:")):
+        return database
+    if _one(query, "mode") == "memory" or _one(query, "vfs") == "memdb":
+        return None
+    rest = database[len("file:") :].split("?", 1)[0].split("#", 1)[0]
+    if rest.startswith("//"):  # file://AUTHORITY/PATH: SQLite takes "" or "localhost"
+        authority, _, rest = rest[2:].partition("/")
+        rest = "/" + rest
+        if authority not in ("", "localhost"):
+            raise ValueError(f"a SQLite URI names no host, got {authority!r} in {database!r}")
+    path = unquote(rest)
+    return None if not path or path.startswith(":memory:") else path
 
 
 def _check_host(host: str) -> None:
@@ -297,7 +335,8 @@ def _check_host(host: str) -> None:
 
 def in_memory(database_url: str) -> bool:
     """Whether ``database_url`` is a SQLite database in memory (``:memory:``, no file, or a
-    ``file:`` URI with ``mode=memory``): one that ends with the process that opened it."""
+    ``file:`` URI in memory, see :func:`sqlite_location`): one that ends with the process
+    that opened it."""
     if sqlite_file(database_url) is not None:
         return False
     from sqlalchemy.engine import make_url
@@ -305,12 +344,7 @@ def in_memory(database_url: str) -> bool:
     url = make_url(file_url(database_url))
     if not url.get_backend_name().startswith("sqlite"):
         return False
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file::memory:"):
-        return True
-    return database.startswith("file:") and (
-        url.query.get("mode") == "memory" or "mode=memory" in database
-    )
+    return sqlite_location(url.database or "", url.query) is None
 
 
 def installed(module: str) -> bool:

@@ -22,12 +22,16 @@ first allocation after it would start a pass that walks all of it: 40 to 60 ms o
 ``submit_many`` of 50,000, whose returned tasks are 450,000 tracked objects. So, when the
 blocks made at least :data:`PROMOTE_AT` of them, they are moved to the oldest generation
 unwalked instead (``gc.freeze()`` then ``gc.unfreeze()``, two list splices), as if they had
-survived the young passes, which they would have. A garbage cycle among them then waits for
-the next full pass, and the young passes these objects skip are what leads to one; so at
-most :data:`PROMOTE_BUDGET` objects are moved between two full passes, and past that they
-are walked as usual (a program doing nothing but bulk calls still has its cycles collected,
-a few batches late at most). Nothing is moved while the program holds objects frozen of its
-own (``gc.get_freeze_count()``), which ``gc.unfreeze()`` would let go.
+survived the young passes, which they would have. A garbage cycle among them (the
+program's other threads, or the caller, may make some while a block is open) then waits for
+the next full pass, and the collector counts the objects that lead to one as they leave
+the young passes, which these skip: so once :data:`PROMOTE_BUDGET` objects have been moved
+since the last full pass, the block that would pass it runs one instead (``gc.collect()``,
+after the blocks' lock is let go: a finalizer it runs may open a block). What cycles the
+moves keep alive is bounded by that budget, whatever the rest of the program does. Nothing
+is moved while the program holds objects frozen of its own (``gc.get_freeze_count()``),
+which ``gc.unfreeze()`` would let go; and a thread of its own that freezes objects between
+the two calls would have them let go, the one race this leaves.
 
 A block must not span an ``await``: a coroutine suspended in one and never resumed (its loop
 closed under it) would be freed only by the collector it keeps off, which would stay off.
@@ -44,8 +48,9 @@ from contextlib import contextmanager
 #: The fewest objects made in paused blocks for which, when the last ends, they are moved to
 #: the oldest generation rather than walked by the next young pass (about 3 ms of walking).
 PROMOTE_AT = 10_000
-#: The most objects moved that way between two full passes.
-PROMOTE_BUDGET = 2_000_000
+#: The most objects moved that way between two full passes (a block that would move more
+#: runs a full pass instead).
+PROMOTE_BUDGET = 1_000_000
 
 
 def _full_passes() -> int:
@@ -72,26 +77,31 @@ class _Pauses:
                 gc.disable()
 
     def end(self) -> None:
+        collect = False
         with self._lock:
             self._open -= 1
             if self._open == 0 and self._turned_off:
                 self._turned_off = False
-                self._promote()
+                collect = self._promote()
                 gc.enable()
+        if collect:
+            gc.collect()
 
-    def _promote(self) -> None:
-        """Move the young generations to the oldest, unwalked (see the module docstring)."""
+    def _promote(self) -> bool:
+        """Move the young generations to the oldest, unwalked; or, True, a full pass is due
+        instead (see the module docstring)."""
         young = gc.get_count()[0]
         if young < PROMOTE_AT or gc.get_freeze_count():
-            return
+            return False
         passes = _full_passes()
         if passes != self._passes:  # a full pass ran since the last promotion
             self._passes, self._promoted = passes, 0
         if self._promoted + young > PROMOTE_BUDGET:
-            return
+            return True
         self._promoted += young
         gc.freeze()
         gc.unfreeze()
+        return False
 
     def after_fork(self) -> None:
         """In a child forked while a block was open (or the lock held): no block is open

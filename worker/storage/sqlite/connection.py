@@ -9,43 +9,27 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.core.config import QueueConfig
+from worker.core.database_url import sqlite_location
 
 #: The execution option of an engine whose transactions open with ``BEGIN IMMEDIATE``.
 LOCK_FIRST = "worker_lock_first"
 
 
 def sqlite_path(database_url: str) -> Path | None:
-    """The file behind a SQLite URL, or None (another backend, or in memory)."""
+    """The file behind a SQLite URL, or None (another backend, or in memory; see
+    :func:`~worker.core.database_url.sqlite_location`)."""
     url = make_url(database_url)
     if not url.get_backend_name().startswith("sqlite"):
         return None
-    database = url.database
-    if not database or database == ":memory:":
-        return None
-    if database.startswith("file:"):  # a URI (sqlite:///file:PATH?...&uri=true)
-        return _uri_path(database, url.query.get("mode"))
-    return Path(database)
-
-
-def _uri_path(uri: str, mode: object) -> Path | None:
-    """The file a SQLite ``file:`` URI names, or None for one in memory."""
-    rest = uri[len("file:") :].split("?", 1)[0].split("#", 1)[0]
-    if rest.startswith("//"):  # file://AUTHORITY/PATH: SQLite takes "" or "localhost"
-        authority, _, rest = rest[2:].partition("/")
-        rest = "/" + rest
-        if authority not in ("", "localhost"):
-            return None  # SQLite refuses it when it opens
-    path = unquote(rest)
-    if mode == "memory" or "mode=memory" in uri or not path or path.startswith(":memory:"):
-        return None
-    return Path(path)
+    location = sqlite_location(url.database or "", url.query)
+    return None if location is None else Path(location)
 
 
 def use_wal(cursor: Any, busy_timeout_s: float) -> None:
