@@ -198,6 +198,9 @@ def test_a_task_id_in_lower_case_is_the_same_id(tmp_path: Path) -> None:
     assert depending.json()["depends_on"] == [second]
     cancelled = wq(db, "cancel", first.lower())
     assert cancelled.code == 0, cancelled.err
+    nonsense = wq(db, "status", "nonsense")  # no ULID: named as typed
+    assert nonsense.code == 1
+    assert "task 'nonsense' not found" in nonsense.err
 
 
 def test_a_global_option_after_the_command_says_where_it_goes(tmp_path: Path) -> None:

@@ -164,3 +164,35 @@ def test_a_closed_stdout_or_an_ascii_one_is_no_error(tmp_path: Path) -> None:
     as_json = wq(db, "list", "--json", env={"PYTHONIOENCODING": "ascii"})
     assert as_json.out.isascii()
     assert [t["name"] for t in as_json.json()["tasks"]] == ["naïve · ✓"]  # escaped, whole
+
+
+def test_a_closed_stdout_is_null_on_its_own_descriptor() -> None:
+    """With standard input closed too, /dev/null opened plainly took descriptor 0 and left 1
+    closed: the next file opened became the output, which child processes inherit."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_cli import ROOT, cli_env
+
+    code = (
+        "import os, sys\n"
+        "from worker.cli import _usable_streams\n"
+        "_usable_streams()\n"
+        "print('dropped')\n"
+        "with open(os.devnull) as other:\n"
+        "    sys.stderr.write(f'{os.readlink(\"/proc/self/fd/1\")} {other.fileno()}')\n"
+    )
+
+    def close_in_and_out() -> None:
+        os.close(0)
+        os.close(1)
+
+    done = subprocess.run(
+        [sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env=cli_env(),
+        cwd=ROOT, timeout=60, check=False, preexec_fn=close_in_and_out,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    target, descriptor = done.stderr.split()
+    assert target == "/dev/null"
+    assert int(descriptor) not in (1, 2)  # 0 is free: standard input is closed

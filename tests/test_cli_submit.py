@@ -212,3 +212,20 @@ def test_a_program_argument_that_is_not_utf8_is_refused_naming_it(tmp_path: Path
         assert f"invalid command request: {option}: " in line
         assert "holds the byte \\xff at position " in line
     assert with_queue(db, lambda queue: queue.get_queue_stats())["total"] == 0
+
+
+def test_a_command_request_checks_every_text_however_given() -> None:
+    """A tuple for argv and a read-only mapping for env (what the API takes as well as a list
+    and a dict) are checked as those are."""
+    from types import MappingProxyType
+
+    from pydantic import ValidationError
+
+    from worker.builtins.requests import CommandRequest
+
+    with pytest.raises(ValidationError, match=r"argv\[1\] holds the byte \\xff"):
+        CommandRequest(argv=("echo", "\udcff"))
+    with pytest.raises(ValidationError, match=r"env\['A'\] holds the byte \\xff"):
+        CommandRequest(argv=["ls"], env=MappingProxyType({"A": "\udcff"}))
+    with pytest.raises(ValidationError, match=r"the env name 'A\\udcff' holds the byte"):
+        CommandRequest(argv=["ls"], env=MappingProxyType({"A\udcff": "1"}))

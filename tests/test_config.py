@@ -331,6 +331,19 @@ def test_a_file_uri_names_its_file_and_memory() -> None:
     assert not in_memory("sqlite:///file::memory:")  # a file of that name
 
 
+def test_the_listen_connection_keeps_every_host() -> None:
+    """asyncpg's DSN parser keeps a repeated query key's last value: several hosts go in
+    one, comma-separated, as it reads them."""
+    from sqlalchemy.engine import make_url
+
+    from worker.storage.postgres.listener import asyncpg_connect_args
+
+    url = QueueConfig(database_url="postgresql://u@/q?host=h1:5432&host=h2:5433").database_url
+    dsn, arguments = asyncpg_connect_args(url)
+    assert make_url(dsn).query == {"host": "h1:5432,h2:5433"}
+    assert arguments == {}
+
+
 def test_a_missing_driver_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "aiosqlite", None)  # as if it were not installed
     with pytest.raises(ConfigurationError) as caught:

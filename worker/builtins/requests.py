@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
@@ -44,21 +45,28 @@ class CommandRequest(BaseModel):
 
     @field_validator("argv", "cwd", "env", mode="before")
     @classmethod
+    def _storable_as_given(cls, value: Any, info: ValidationInfo) -> Any:
+        """Each text as given can be stored: pydantic replaces what it cannot read in a
+        mapping's key (a variable's name from a non-UTF-8 terminal) before any check after
+        it; the rest is checked after validation (a list, a tuple or any iterable)."""
+        if isinstance(value, Mapping):
+            for key in value:
+                if isinstance(key, str):
+                    check_text(key, f"the {info.field_name} name '{safe_text(key)}'")
+        return value
+
+    @field_validator("argv", "cwd", "env")
+    @classmethod
     def _storable(cls, value: Any, info: ValidationInfo) -> Any:
-        """Each text as given can be stored (a program's argument or environment from a
-        non-UTF-8 terminal is not UTF-8: pydantic took such a list item or a path as it was,
-        to fail when stored, and replaced what it could not read in a name)."""
+        """Each text can be stored (pydantic takes a list item or an optional text that is
+        not UTF-8 as it is, to fail when stored)."""
         name = info.field_name or "value"
         if isinstance(value, str):
             check_text(value, name)
         elif isinstance(value, list):
             for index, item in enumerate(value):
-                if isinstance(item, str):
-                    check_text(item, f"{name}[{index}]")
+                check_text(item, f"{name}[{index}]")
         elif isinstance(value, dict):
             for key, item in value.items():
-                if isinstance(key, str):
-                    check_text(key, f"the {name} name {safe_text(key)!r}")
-                if isinstance(item, str):
-                    check_text(item, f"{name}[{safe_text(str(key))!r}]")
+                check_text(item, f"{name}['{safe_text(key)}']")
         return value

@@ -226,10 +226,16 @@ def _usable_streams() -> None:
     (``wq worker >&-``: Python has None for it) discards what is printed, and one whose
     encoding cannot hold a character (``PYTHONIOENCODING=ascii``; a table's rules are box
     drawing characters) shows ``?`` for it rather than failing."""
-    for name in ("stdout", "stderr"):
+    for name, descriptor in (("stdout", 1), ("stderr", 2)):
         stream = getattr(sys, name)
         if stream is None:
-            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+            # /dev/null on the descriptor itself: a file opened next would take it (the
+            # lowest free one), and a child process would inherit it as its output.
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != descriptor:
+                os.dup2(null, descriptor)
+                os.close(null)
+            setattr(sys, name, open(descriptor, "w", encoding="utf-8", closefd=False))  # noqa: SIM115
         elif not in_utf8(stream):
             reconfigure = getattr(stream, "reconfigure", None)
             if reconfigure is not None:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from worker.core.ids import is_ulid
 from worker.core.states import Priority
 from worker.core.storable import json_problem
 
@@ -78,8 +79,10 @@ priority_option = for_option(parse_priority)
 
 def parse_task_id(text: str) -> str:
     """A task id as typed: a ULID's letters are case-insensitive (Crockford's base 32), and
-    the queue spells them in capitals."""
-    return text.upper()
+    the queue spells them in capitals (what is no ULID in capitals either is left as typed,
+    for the error that names it)."""
+    upper = text.upper()
+    return upper if is_ulid(upper) else text
 
 
 def parse_env_pair(text: str) -> tuple[str, str]:

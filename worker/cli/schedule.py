@@ -41,7 +41,8 @@ def _as_options(message: str, name: str) -> str:
     for start in (f"schedule {name!r}.", f"schedule {name!r}: "):
         for field, option in _OPTIONS.items():
             message = message.replace(f"{start}{field}:", f"schedule {name!r}: {option}:")
-    return message
+    message = message.replace(f"schedule {name!r}.timing: ", f"schedule {name!r}: ")
+    return message.replace("cron or interval_s", "--cron or --every")
 
 
 if TYPE_CHECKING:

@@ -24,6 +24,8 @@ def error_message(error: Mapping[str, Any]) -> str:
     if kind == "union_tag_invalid":
         name = str(context.get("discriminator", "the tag")).strip("'")
         return f"{name} {context.get('tag')!r} is none of {context.get('expected_tags')}"
+    if kind == "string_unicode":  # pydantic's words for a text holding a lone surrogate
+        return "holds a byte that is not UTF-8 (text from a terminal or file in another encoding?)"
     if kind == "union_tag_not_found":
         name = str(context.get("discriminator", "the tag")).strip("'")
         return f"{name} is missing"

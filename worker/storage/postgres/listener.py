@@ -59,6 +59,10 @@ def asyncpg_connect_args(url: str) -> tuple[str, dict[str, Any]]:
     arguments |= postgres_options(parsed.query)
     arguments.pop("prepared_statement_cache_size", None)  # SQLAlchemy's, not asyncpg's
     dsn = parsed.difference_update_query(arguments.keys() | {"prepared_statement_cache_size"})
+    for name in ("host", "port"):  # several hosts: asyncpg's parser keeps a repeated key's last
+        given = dsn.query.get(name)
+        if isinstance(given, tuple):
+            dsn = dsn.update_query_dict({name: ",".join(given)})
     return dsn.render_as_string(hide_password=False), arguments
 
 
