@@ -48,6 +48,16 @@ async def _woken(queue: WorkerQueue, other: WorkerQueue) -> float:
     return time.monotonic() - sent
 
 
+async def _listening(queue: WorkerQueue) -> Listener:
+    """``queue``'s LISTEN connection, once it listens."""
+    queue.receive_wakeups()
+    listener = queue._listener
+    assert isinstance(listener, Listener)
+    async with asyncio.timeout(10):
+        await listener.listening.wait()
+    return listener
+
+
 async def test_an_enqueue_elsewhere_wakes_this_process_and_so_after_a_lost_connection(
     postgres_url: str,
 ) -> None:
@@ -57,11 +67,7 @@ async def test_an_enqueue_elsewhere_wakes_this_process_and_so_after_a_lost_conne
         WorkerQueue(QueueConfig(database_url=postgres_url)) as queue,
         WorkerQueue(QueueConfig(database_url=postgres_url)) as other,
     ):
-        queue.receive_wakeups()
-        listener = queue._listener
-        assert isinstance(listener, Listener)
-        async with asyncio.timeout(10):
-            await listener.listening.wait()
+        listener = await _listening(queue)
         assert await _woken(queue, other) < 5.0
         killed = await raw_sql(
             postgres_url,
@@ -88,11 +94,7 @@ async def test_url_options_reach_the_driver_and_the_listen_connection(postgres_u
         WorkerQueue(QueueConfig(database_url=url)) as queue,
         WorkerQueue(QueueConfig(database_url=url)) as other,
     ):
-        queue.receive_wakeups()
-        listener = queue._listener
-        assert isinstance(listener, Listener)
-        async with asyncio.timeout(10):
-            await listener.listening.wait()
+        await _listening(queue)
         assert await _woken(queue, other) < 5.0
         claimed = await queue.dequeue(1)
         assert len(claimed) == 1
