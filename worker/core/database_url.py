@@ -141,10 +141,15 @@ def _count(text: str) -> int:
     return value
 
 
+#: The words for a flag in a URL's query: SQLAlchemy's reading of SQLite's ``uri``
+#: (``asbool``), SQLite's of its own flags (``sqlite3_uri_boolean``) and asyncpg's options
+#: all take these.
+_FLAGS = {"1": True, "yes": True, "true": True, "on": True}
+_FLAGS |= {"0": False, "no": False, "false": False, "off": False}
+
+
 def _flag(text: str) -> bool:
-    flags = {"true": True, "1": True, "yes": True, "on": True}
-    flags |= {"false": False, "0": False, "no": False, "off": False}
-    return flags[text.lower()]
+    return _FLAGS[text.strip().lower()]
 
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -230,11 +235,7 @@ def postgres_options(query: Mapping[str, str | tuple[str, ...]]) -> dict[str, An
     return typed
 
 
-#: The words for a flag in a SQLite URL: SQLAlchemy's reading of ``uri`` (``asbool``) and
-#: SQLite's of its own flags (``sqlite3_uri_boolean``) agree on these.
-_SQLITE_FLAGS = {"1": True, "yes": True, "true": True, "on": True}
-_SQLITE_FLAGS |= {"0": False, "no": False, "false": False, "off": False}
-_FLAG = tuple(_SQLITE_FLAGS)
+_FLAG = tuple(_FLAGS)
 #: What a SQLite URL's query may set: pysqlite's ``uri`` and ``cached_statements``, and, in
 #: a ``file:`` URI with ``uri=true``, SQLite's own URI parameters, with what each takes.
 SQLITE_OPTIONS: dict[str, tuple[str, ...] | None] = {"uri": _FLAG, "cached_statements": None}
@@ -264,7 +265,7 @@ def _one(query: Mapping[str, str | tuple[str, ...]], name: str) -> str | None:
 
 def _uri(query: Mapping[str, str | tuple[str, ...]]) -> bool:
     """Whether pysqlite opens the URL's database as a URI (``uri`` read as SQLAlchemy does)."""
-    return _SQLITE_FLAGS.get((_one(query, "uri") or "false").strip().lower(), False)
+    return _FLAGS.get((_one(query, "uri") or "false").strip().lower(), False)
 
 
 def check_sqlite_options(database: str, query: Mapping[str, str | tuple[str, ...]]) -> None:

@@ -53,12 +53,14 @@ def asyncpg_connect_args(url: str) -> tuple[str, dict[str, Any]]:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url).set(drivername="postgresql")
+    outside = [name for name in parsed.query if name not in DSN_OPTIONS]
+    typed = postgres_options(parsed.query)
     arguments: dict[str, Any] = {
-        name: value for name, value in parsed.query.items() if name not in DSN_OPTIONS
+        name: typed.get(name, parsed.query[name])
+        for name in outside
+        if name != "prepared_statement_cache_size"  # SQLAlchemy's, not asyncpg's
     }
-    arguments |= postgres_options(parsed.query)
-    arguments.pop("prepared_statement_cache_size", None)  # SQLAlchemy's, not asyncpg's
-    dsn = parsed.difference_update_query(arguments.keys() | {"prepared_statement_cache_size"})
+    dsn = parsed.difference_update_query(outside)
     for name in ("host", "port"):  # several hosts: asyncpg's parser keeps a repeated key's last
         given = dsn.query.get(name)
         if isinstance(given, tuple):
