@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from worker import QueueConfig, Task, WorkerQueue, register_request_kind
+from worker import QueueConfig, Task, TaskItem, WorkerQueue, register_request_kind
 from worker.core import garbage
 from worker.core.garbage import _PAUSES, paused_collection
 from worker.queue import producing
@@ -170,6 +170,98 @@ def test_cycles_moved_unwalked_are_collected_once_the_budget_is_spent(
 @register_request_kind("test-garbage-echo")
 class Echo(BaseModel):
     text: str
+
+
+def built(count: int) -> list[Task]:
+    """``count`` tasks built in a row, as a program builds a batch to enqueue."""
+    return [Task(items=[TaskItem(request=Echo(text=f"text {i}"))]) for i in range(count)]
+
+
+@pytest.fixture
+def any_pace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every run of tasks built counts as a batch, however busy the machine; the next task
+    built begins a run."""
+    monkeypatch.setattr(garbage, "BATCH_WINDOW_S", 3600.0)
+    monkeypatch.setattr(_PAUSES, "_built", 0)
+
+
+@pytest.mark.usefixtures("any_pace")
+def test_a_batch_of_tasks_built_in_a_row_is_walked_by_no_full_pass() -> None:
+    """50,000 tasks are 600,000 tracked objects: as they grow, the collector's full passes
+    would walk them again and again (seven passes, two thirds of the building)."""
+    full: list[int] = []
+
+    def on_pass(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(info["generation"])
+
+    gc.collect()  # the budget is whole
+    gc.callbacks.append(on_pass)
+    try:
+        tasks = built(50_000)
+    finally:
+        gc.callbacks.remove(on_pass)
+    assert full == []
+    assert generation_of(tasks[0]) == 2
+
+
+@pytest.mark.usefixtures("any_pace")
+def test_the_task_that_ends_a_run_moves_what_is_young() -> None:
+    gc.collect()
+    tasks = built(2 * garbage.BATCH_RUN)
+    assert generation_of(tasks[-1]) == 2
+    after = built(1)
+    assert generation_of(after[0]) == 0
+
+
+def test_tasks_built_now_and_then_are_left_to_the_collector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run of tasks that took longer than the window is not a batch being built."""
+    ticks = iter(range(1_000_000))
+    monkeypatch.setattr(garbage, "perf_counter", lambda: float(next(ticks)))  # a second each
+    gc.collect()
+    tasks = built(2 * garbage.BATCH_RUN)
+    assert generation_of(tasks[-1]) == 0
+
+
+@pytest.mark.usefixtures("any_pace")
+def test_tasks_built_with_the_collector_off_or_objects_frozen_are_not_moved() -> None:
+    gc.collect()
+    gc.disable()
+    tasks = built(2 * garbage.BATCH_RUN)
+    gc.enable()
+    assert generation_of(tasks[-1]) in (0, 1)  # walked by the young passes as usual
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        more = built(2 * garbage.BATCH_RUN)
+        assert gc.get_freeze_count() == frozen
+        assert generation_of(more[-1]) in (0, 1)
+    finally:
+        gc.unfreeze()
+
+
+@pytest.mark.usefixtures("any_pace")
+def test_cycles_made_while_a_batch_is_built_are_collected_once_the_budget_is_spent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(garbage, "PROMOTE_BUDGET", 10 * garbage.BATCH_RUN * 12)
+    gc.collect()
+    passes = garbage._full_passes()
+    first = built(2 * garbage.BATCH_RUN - 1)
+    gc.collect(0)  # no young pass is due before the run's last task
+    cycle = Node()
+    cycle.other = cycle
+    gone = weakref.ref(cycle)
+    del cycle
+    first += built(1)
+    assert generation_of(first[-1]) == 2
+    assert gone() is not None  # moved unwalked: it waits for a full pass
+    assert garbage._full_passes() == passes
+    built(20 * garbage.BATCH_RUN)  # past the budget
+    assert garbage._full_passes() > passes
+    assert gone() is None
 
 
 def test_a_bulk_submission_runs_no_collection_between_its_slices(
