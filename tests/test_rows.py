@@ -374,6 +374,9 @@ def test_uniform_rows_are_the_rows_each_task_would_give_and_insert_alike(
         one.__dict__["items"] = [TaskItem(request=request, response_url=url)]
         expected.append(insert_values(one, items_json(one.items)))
     assert list(rows) == expected
+    assert len(rows) == len(expected)
+    assert [rows[i] for i in range(len(rows))] == expected  # built when read, by index too
+    assert (rows[-1], rows[2:5], rows[::3]) == (expected[-1], expected[2:5], expected[::3])
     assert rows.varying() == {0: ids, INSERT_COLUMNS.index("items"): rows.items}
 
     insert = MultiRowInsert("t", PLAIN_INSERT_COLUMNS)

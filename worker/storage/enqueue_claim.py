@@ -97,7 +97,7 @@ class TaskStore:
 
     async def insert(
         self,
-        rows: list[InsertRow],
+        rows: Sequence[InsertRow],
         now: float,
         *,
         max_pending: int = 0,
@@ -129,7 +129,7 @@ class TaskStore:
     async def insert_within(
         self,
         body: Callable[[Txn, Callable[[Txn], tuple[list[str], int]]], T],
-        rows: list[InsertRow],
+        rows: Sequence[InsertRow],
         now: float,
     ) -> T:
         """Run ``body(txn, insert)`` as one transaction, where ``insert(txn)`` inserts the rows
@@ -141,7 +141,7 @@ class TaskStore:
         )
 
     def _insert_body(
-        self, rows: list[InsertRow], now: float, max_pending: int = 0
+        self, rows: Sequence[InsertRow], now: float, max_pending: int = 0
     ) -> Callable[[Txn], tuple[list[str], int]]:
         wake, key_locks = self._sql.wake_tasks, self._sql.key_locks
         # A batch in which no task names a callback goes without those columns.
@@ -164,7 +164,7 @@ class TaskStore:
         reads_first = keyed or bool(max_pending) or depends
 
         def body(txn: Txn) -> tuple[list[str], int]:
-            ids = [row[ROW_ID] for row in rows]
+            ids = list(rows.ids) if isinstance(rows, UniformRows) else [row[ROW_ID] for row in rows]
             if max_pending:  # queue locks come before key locks, in every transaction
                 queues = Counter(row[ROW_QUEUE] for row in rows)
                 if self._sql.queue_locks is not None:
@@ -192,7 +192,7 @@ class TaskStore:
     async def _inserting(
         self,
         body: Callable[[Txn], T],
-        rows: list[InsertRow],
+        rows: Sequence[InsertRow],
         *,
         lock_first: bool,
         atomic: bool,
@@ -385,7 +385,7 @@ def _still_held(whole: Sequence[Any] | None, lease_id: str) -> bool:
     return whole is not None and whole[_LEASE_AT] == lease_id
 
 
-def _reads_first(rows: list[InsertRow]) -> bool:
+def _reads_first(rows: Sequence[InsertRow]) -> bool:
     """Whether an insert reads before it writes (idempotency keys, dependencies)."""
     if isinstance(rows, UniformRows):
         row = rows.template
@@ -417,7 +417,7 @@ def _repeated(ids: list[str]) -> set[str]:
     return {task_id for task_id, times in Counter(ids).items() if times > 1}
 
 
-def _fresh(rows: list[InsertRow], ids: list[str], existing: dict[str, str]) -> list[InsertRow]:
+def _fresh(rows: Sequence[InsertRow], ids: list[str], existing: dict[str, str]) -> list[InsertRow]:
     """The rows to insert: not those whose idempotency key a live task (``existing``) or an
     earlier row holds; their ``ids`` entries become the holder's id."""
     fresh: list[InsertRow] = []
@@ -444,7 +444,9 @@ def _check_room(txn: Txn, count: Prepared, adding: Counter[str], limit: int) -> 
             raise QueueFullError(queue, pending, adding[queue], limit)
 
 
-def _live_keys(txn: Txn, rows: list[InsertRow], locks: Prepared | None = None) -> dict[str, str]:
+def _live_keys(
+    txn: Txn, rows: Sequence[InsertRow], locks: Prepared | None = None
+) -> dict[str, str]:
     """Live tasks' ids by idempotency key, for the keys these rows carry; with ``locks``
     (the backend's key locks) each key is locked first, until the transaction ends."""
     keys = {row[ROW_KEY] for row in rows if row[ROW_KEY] is not None}

@@ -90,7 +90,7 @@ class Storage(Protocol):
 
     async def insert(
         self,
-        rows: list[InsertRow],
+        rows: Sequence[InsertRow],
         now: float,
         *,
         max_pending: int = 0,

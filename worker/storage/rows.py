@@ -8,8 +8,8 @@ that is almost always empty (``[]``, ``{}``) is not parsed at all.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -183,19 +183,37 @@ def uniform_rows(
     return UniformRows(template, ids, texts)
 
 
-class UniformRows(list[InsertRow]):
+class UniformRows(Sequence[InsertRow]):
     """The rows of :func:`uniform_rows`: ``template``'s values but for each row's id
     (``ids``) and items column (``items``), which the insert's checks and the bulk loads
-    read instead of every row (:meth:`varying`); the rows themselves are there for every
-    other reader."""
+    read instead of every row (:meth:`varying`). A row is built when it is read (building
+    all 50,000 of a ``submit_many`` took 22 ms, a twentieth of its call, and the multi-row
+    insert on SQLite reads only the first)."""
 
     def __init__(self, template: InsertRow, ids: Sequence[str], items: list[str]) -> None:
-        before, after = template[1:_ROW_ITEMS], template[_ROW_ITEMS + 1 :]
-        pairs = zip(ids, items, strict=True)
-        super().__init__([(task_id, *before, text, *after) for task_id, text in pairs])
         self.template = template
         self.ids = ids
         self.items = items
+        self._before, self._after = template[1:_ROW_ITEMS], template[_ROW_ITEMS + 1 :]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, index: int) -> InsertRow: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[InsertRow]: ...
+
+    def __getitem__(self, index: int | slice) -> InsertRow | list[InsertRow]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return (self.ids[index], *self._before, self.items[index], *self._after)
+
+    def __iter__(self) -> Iterator[InsertRow]:
+        before, after = self._before, self._after
+        for task_id, text in zip(self.ids, self.items, strict=True):
+            yield (task_id, *before, text, *after)
 
     def varying(self) -> dict[int, Sequence[Any]]:
         """The columns that differ from row to row, by position: the ids and the items."""

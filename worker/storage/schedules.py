@@ -13,7 +13,7 @@ fire either.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -142,7 +142,7 @@ class ScheduleStore:
         expected: float,
         next_run_at: float,
         last_tick_at: float | None,
-        rows: list[InsertRow],
+        rows: Sequence[InsertRow],
         now: float,
     ) -> tuple[list[str], int] | None:
         """Advance the schedule from ``expected`` to ``next_run_at`` and insert its tick's

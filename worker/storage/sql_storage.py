@@ -123,7 +123,7 @@ class SqlStorage:
 
     async def insert(
         self,
-        rows: list[InsertRow],
+        rows: Sequence[InsertRow],
         now: float,
         *,
         max_pending: int = 0,
