@@ -16,6 +16,7 @@ from tests.support import FakeClock, make_task, raw_sql
 from tts import TextToSpeechRequest
 from worker import (
     AttemptError,
+    QueueConfig,
     Task,
     TaskItem,
     TaskState,
@@ -32,6 +33,8 @@ from worker.storage.row_decode import UNPACK_ORDER, task_from_claim, task_from_v
 from worker.storage.rows import (
     RAW_COLUMNS,
     ROW_COLUMNS,
+    ROW_FIELDS,
+    UniformRows,
     insert_values,
     items_json,
     uniform_rows,
@@ -355,6 +358,59 @@ async def test_a_claim_taken_away_before_its_row_is_read_back_is_not_run(
         claimed = await queue.dequeue(10)
     assert [task.id for task in claimed] == [plain.id]
     assert any("claim dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_row_fields_are_every_field_a_row_holds_but_the_id_and_the_metadata() -> None:
+    """Tasks alike in ROW_FIELDS share one row but for id and items (enqueue's uniform
+    rows): a field the row reads and the list leaves out would be written from the first
+    task for all of them."""
+
+    def dated() -> Task:
+        task = make_task()
+        task.__dict__.update(created_at=1.0, updated_at=1.0, schedule_at=1.0)
+        return task
+
+    before = insert_values(dated(), "[]")
+    read = set()
+    for name in Task.model_fields:
+        changed = dated()
+        changed.__dict__[name] = object()  # a value no field holds
+        try:
+            if insert_values(changed, "[]") != before:
+                read.add(name)
+        except (AttributeError, TypeError, ValueError):  # it read the value
+            read.add(name)
+    assert read - {"id", "metadata"} == set(ROW_FIELDS)
+    assert {"id", "metadata"} <= read
+
+
+async def test_an_enqueue_of_tasks_alike_stores_each_one_as_given(tmp_path: Path) -> None:
+    shared = {"batch": 7}
+    alike = [make_task(f"alike {n}", priority=2, metadata=shared) for n in range(5)]
+    # Equal metadata whose JSON differs (1, 1.0, true); a task unlike those before it.
+    numbers = [make_task("one", metadata={"n": 1}), make_task("float", metadata={"n": 1.0})]
+    numbers.append(make_task("true", metadata={"n": True}))
+    mixed = [make_task("first"), make_task("second"), make_task("late", priority=3)]
+    async with WorkerQueue(QueueConfig(database_url=str(tmp_path / "rows.db"))) as queue:
+        for batch in (alike, numbers, mixed):
+            await queue.enqueue(batch)
+            for task in batch:
+                stored = await queue.get_task(task.id)
+                assert stored.items[0].request == task.items[0].request
+                assert (stored.priority, stored.metadata) == (task.priority, task.metadata)
+                assert json.dumps(stored.metadata) == json.dumps(task.metadata)
+    assert len({task.id for task in alike + numbers + mixed}) == 11
+
+
+def test_a_batch_of_tasks_alike_gives_uniform_rows() -> None:
+    from worker.queue.encode import task_rows
+
+    tasks = [make_task(f"t{n}", priority=1) for n in range(4)]
+    rows = task_rows(tasks, 5.0)
+    assert isinstance(rows, UniformRows)
+    assert list(rows) == [insert_values(task, items_json(task.items)) for task in tasks]
+    unlike = [*tasks[:2], make_task("other", name="different")]
+    assert not isinstance(task_rows(unlike, 5.0), UniformRows)
 
 
 def test_uniform_rows_are_the_rows_each_task_would_give_and_insert_alike(
