@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from worker.core.errors import InvalidTaskError, UnknownRequestKindError
 from worker.core.ids import new_ids
 from worker.core.models import Task
-from worker.storage.rows import InsertRow, UniformRows, insert_values, items_json, row_fields
+from worker.storage.rows import (
+    Encoders,
+    InsertRow,
+    UniformRows,
+    insert_values,
+    items_json,
+    row_fields,
+)
 
 
 def task_rows(checked: list[Task], now: float) -> Sequence[InsertRow]:
@@ -29,20 +36,19 @@ def task_rows(checked: list[Task], now: float) -> Sequence[InsertRow]:
     template: InsertRow = ()
     first: tuple[object, ...] = ()
     first_metadata: object = None
+    encoders: Encoders = {}
     for index, task in enumerate(checked):
-        try:
-            text = items_json(task.items)
-        except UnknownRequestKindError as exc:
-            raise InvalidTaskError(f"tasks[{index}].items: {exc}") from exc
-        except ValueError as exc:  # a value the database cannot store, named
-            raise InvalidTaskError(f"tasks[{index}].{exc}") from exc
+        text = _items(index, task, encoders)
         # Known-good values, set without re-running validation (enqueue's hot path).
         fields = task.__dict__
-        if not task.id:
+        if not fields["id"]:
             fields["id"] = next(fresh_ids)
-        for name in ("created_at", "updated_at", "schedule_at"):
-            if not fields[name]:
-                fields[name] = now
+        if not fields["created_at"]:
+            fields["created_at"] = now
+        if not fields["updated_at"]:
+            fields["updated_at"] = now
+        if not fields["schedule_at"]:
+            fields["schedule_at"] = now
         if rows is None:
             values, metadata = row_fields(fields), fields["metadata"]
             if index == 0:
@@ -62,6 +68,15 @@ def task_rows(checked: list[Task], now: float) -> Sequence[InsertRow]:
     if rows is not None:
         return rows
     return UniformRows(template, [task.id for task in checked], texts) if checked else []
+
+
+def _items(index: int, task: Task, encoders: Encoders) -> str:
+    try:
+        return items_json(task.items, encoders)
+    except UnknownRequestKindError as exc:
+        raise InvalidTaskError(f"tasks[{index}].items: {exc}") from exc
+    except ValueError as exc:  # a value the database cannot store, named
+        raise InvalidTaskError(f"tasks[{index}].{exc}") from exc
 
 
 def _row(index: int, task: Task, items: str) -> InsertRow:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
 import sqlalchemy as sa
@@ -38,44 +38,55 @@ RAW_COLUMNS = tuple(
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def items_json(items: list[TaskItem]) -> str:
+#: Each request model's kind name and serializer, looked up once per batch (the registry
+#: and the models do not change within one).
+Encoders = dict[type[Any], tuple[str, Callable[[Any], bytes]]]
+
+
+def encoder(model: type[Any], encoders: Encoders) -> tuple[str, Callable[[Any], bytes]]:
+    """``model``'s kind name and JSON serializer, from ``encoders`` or looked up into it;
+    :class:`~worker.core.errors.UnknownRequestKindError` for a model of no registered kind."""
+    known = encoders.get(model)
+    if known is None:
+        known = encoders[model] = (kinds.kind_of(model), model.__pydantic_serializer__.to_json)
+    return known
+
+
+def items_json(items: list[TaskItem], encoders: Encoders | None = None) -> str:
     """The ``items`` column's JSON text: each item's kind name, request and response URL.
 
     Kind names are letters, digits, ``-``, ``_`` and ``.`` (the registry checks), so they
     need no escaping. Requests go through pydantic-core's serializer directly: ``model_dump_json``
     with its defaults, without the wrapper (a test pins the two equal). A request or URL
     the database cannot store raises ``ValueError`` naming the item (``items[1].request
-    ...``; see :mod:`worker.core.storable`).
+    ...``; see :mod:`worker.core.storable`). ``encoders`` is a batch's (see
+    :data:`Encoders`).
     """
+    known = {} if encoders is None else encoders
     parts = []
-    for item in items:
+    for index, item in enumerate(items):
         request = item.request
-        model = type(request)
-        kind = kinds.kind_of(model)
+        kind, to_json = encoder(type(request), known)
         try:
-            body = model.__pydantic_serializer__.to_json(request).decode()
+            body = to_json(request).decode()
         except PydanticSerializationError as exc:  # a lone surrogate, for one
-            raise ValueError(f"{_named(items, item)}.request cannot be stored: {exc}") from exc
+            raise ValueError(f"items[{index}].request cannot be stored: {exc}") from exc
         # The serializer wrote UTF-8; only the depth is left to check, and only a text this
         # long can be too deep (this runs for every task of a bulk enqueue).
         if len(body) > _DEEP_ENOUGH:
-            check_json_text(body, f"{_named(items, item)}.request")
+            check_json_text(body, f"items[{index}].request")
         url = item.response_url
         if url is not None and not url.isascii():
-            check_text(url, f"{_named(items, item)}.response_url")
+            check_text(url, f"items[{index}].response_url")
         parts.append(
             f'{{"kind":"{kind}","request":{body},'
             f'"response_url":{"null" if url is None else _dumps(url)}}}'
         )
-    return f"[{','.join(parts)}]"
+    return f"[{parts[0]}]" if len(parts) == 1 else f"[{','.join(parts)}]"
 
 
 #: JSON text nested deeper than the limit has at least two brackets per level.
 _DEEP_ENOUGH = 2 * MAX_JSON_DEPTH
-
-
-def _named(items: list[TaskItem], item: TaskItem) -> str:
-    return f"items[{next(i for i, other in enumerate(items) if other is item)}]"
 
 
 def outcomes_json(results: Sequence[Any]) -> str:
@@ -171,20 +182,17 @@ def uniform_rows(
     if response_url is not None and not response_url.isascii():
         check_text(response_url, "response_url")
     url = "null" if response_url is None else _dumps(response_url)
-    encoders: dict[type[Any], tuple[str, Any]] = {}
+    encoders: Encoders = {}
     texts: list[str] = []
     append = texts.append
     for index, request in enumerate(requests):
         model = type(request)
-        known = encoders.get(model)
-        if known is None:
-            if not isinstance(request, BaseModel):
-                raise TypeError(
-                    f"requests[{index}] must be an instance of a registered request model, "
-                    f"got {model.__name__}"
-                )
-            known = encoders[model] = (kinds.kind_of(model), model.__pydantic_serializer__.to_json)
-        kind, to_json = known
+        if model not in encoders and not isinstance(request, BaseModel):
+            raise TypeError(
+                f"requests[{index}] must be an instance of a registered request model, "
+                f"got {model.__name__}"
+            )
+        kind, to_json = encoder(model, encoders)
         try:
             body = to_json(request).decode()
         except PydanticSerializationError as exc:
