@@ -446,3 +446,25 @@ def test_uniform_rows_are_the_rows_each_task_would_give_and_insert_alike(
     assert [row[0] for row in by_rows] == ids
     with pytest.raises(ValueError, match="another length"):
         insert(conn, rows, {**rows.varying(), 0: ids[:-1]})
+
+
+def test_uniform_rows_insert_through_sqlalchemy_executemany_too(tmp_path: Path) -> None:
+    """Drivers with no bulk load of their own insert a batch's rows by ``executemany``,
+    which takes lists and tuples only."""
+    from worker.storage.txn import ConnectionTxn
+
+    task = make_task("template")
+    requests = [TextToSpeechRequest(text=f"t{n}", voice_id="kokoro.af_heart") for n in range(3)]
+    ids = new_ids(len(requests))
+    rows = uniform_rows(insert_values(task, ""), ids, requests, task.items[0].response_url)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'many.db'}")
+    tasks.metadata.create_all(engine)
+    statements = Statements(engine.dialect, wake=False)
+    with engine.begin() as conn:
+        ConnectionTxn(conn, statements).many(statements.insert_plain, rows)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(tasks.c.id, tasks.c.task_items).order_by(tasks.c.id)).all()
+    engine.dispose()
+    assert [tuple(row) for row in stored] == [
+        (task_id, json.loads(text)) for task_id, text in zip(ids, rows.items, strict=True)
+    ]

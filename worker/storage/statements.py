@@ -114,12 +114,13 @@ class Prepared:
     ) -> Sequence[tuple[Any, ...]]:
         """:meth:`params` for each row of values. Rows that are tuples (all of them, then:
         a bulk insert's :class:`worker.storage.rows.InsertRow`) follow :attr:`names` and are taken
-        as they are."""
+        as they are, in a list (SQLAlchemy's ``executemany`` takes no other sequence, such as
+        the :class:`~worker.storage.rows.UniformRows` built as they are read)."""
         if rows and isinstance(rows[0], tuple):
             width = len(self.names)
             if len(rows[0]) != width:
                 raise ValueError(f"rows of {width} values expected, got {len(rows[0])}")
-            return rows  # type: ignore[return-value]
+            return rows if isinstance(rows, list) else list(rows)  # type: ignore[arg-type]
         return [self.params(**row) for row in rows]  # type: ignore[arg-type]
 
 
