@@ -7,6 +7,9 @@ import asyncio
 import contextlib
 import gc
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import weakref
 from collections.abc import Iterator
@@ -91,6 +94,65 @@ def test_a_child_forked_inside_a_block_has_the_collector_on() -> None:
             os._exit(0 if ok and gc.isenabled() else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX: fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_forked_in_the_middle_of_a_move_has_nothing_frozen_and_the_collector_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What another thread's fork sees between a move's ``gc.freeze()`` and its
+    ``gc.unfreeze()``, the collector off for it."""
+    gc.collect()
+    monkeypatch.setattr(_PAUSES, "_moving", True)
+    monkeypatch.setattr(_PAUSES, "_turned_off", True)
+    gc.disable()
+    gc.freeze()
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if gc.get_freeze_count() == 0 and gc.isenabled() else 1)
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_finalizer_that_opens_a_block_while_a_batch_is_moved_does_not_hang() -> None:
+    """The move holds the blocks' lock: a pass started there, by an allocation, would run
+    finalizers, and one that opens a block would wait for that lock for good."""
+    program = textwrap.dedent(
+        """
+        import gc
+        from time import perf_counter
+        from worker.core import garbage
+        from worker.core.garbage import _PAUSES, paused_collection
+        opened = []
+        counted = garbage._full_passes
+        def allocating():  # as any allocation under the lock could
+            [[] for _ in range(50)]
+            return counted()
+        garbage._full_passes = allocating
+        garbage.BATCH_WINDOW_S = 3600.0  # every run a batch, however busy the machine
+        class Closing:
+            def __del__(self):
+                with paused_collection():
+                    opened.append(1)
+        _PAUSES.run_built(perf_counter())
+        gc.collect()
+        cycle = Closing()
+        cycle.me = cycle
+        del cycle
+        gc.set_threshold(10)
+        _PAUSES.run_built(perf_counter())
+        gc.set_threshold(700)
+        gc.collect()
+        assert opened == [1], opened
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", program], timeout=60, check=False)
+    assert done.returncode == 0
 
 
 def generation_of(thing: object) -> int:

@@ -47,7 +47,14 @@ machine). So every task built counts (:func:`task_built`, from the model's
 ``model_post_init``), and when :data:`BATCH_RUN` of them were built within
 :data:`BATCH_WINDOW_S`, a batch is being built: what is young is moved to the oldest
 generation as above, under the same budget, unless a block is open or the collector is off.
-A program that builds a task now and then is left to the collector as it is.
+A program that builds a task now and then is left to the collector as it is. The count is
+the process's, and so is what is moved: other threads' young objects go too, and a garbage
+cycle among them waits for the full pass the budget brings.
+
+The lock these share is held only with the collector off (a move turns it off for its
+while): a pass started by an allocation under it could run a finalizer that opens a block,
+which would wait for the lock for good. A child forked by another thread in the middle of
+a move lets go of what the move froze.
 """
 
 from __future__ import annotations
@@ -84,7 +91,10 @@ class _Pauses:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open = 0
+        #: Whether the collector is off because of a block (or a move), and was on before.
         self._turned_off = False
+        #: Whether a move is between its ``gc.freeze()`` and ``gc.unfreeze()``.
+        self._moving = False
         #: How many full passes had run at the last promotion, and the objects moved since
         #: the first one after that pass.
         self._passes = -1
@@ -107,9 +117,9 @@ class _Pauses:
         with self._lock:
             self._open -= 1
             if self._open == 0 and self._turned_off:
-                self._turned_off = False
                 collect = self._promote(gc.get_count()[0], PROMOTE_AT)
                 gc.enable()
+                self._turned_off = False
         if collect:
             gc.collect()
 
@@ -129,9 +139,18 @@ class _Pauses:
             began, self._run_ended = self._run_ended, now
             if now - began > BATCH_WINDOW_S or self._open or not gc.isenabled():
                 return
-            # At most this many: the youngest generation's, and each young pass's survivors.
-            young, passes, _ = gc.get_count()
-            collect = self._promote(young + passes * (gc.get_threshold()[0] + 1), 0)
+            # Off while the lock is held, as in a block: a pass started by an allocation
+            # here could run a finalizer that opens a block, and so takes the lock again.
+            self._turned_off = True
+            gc.disable()
+            try:
+                # At most this many: the youngest generation's, and each young pass's
+                # survivors.
+                young, passes, _ = gc.get_count()
+                collect = self._promote(young + passes * (gc.get_threshold()[0] + 1), 0)
+            finally:
+                gc.enable()
+                self._turned_off = False
         if collect:
             gc.collect()
 
@@ -147,8 +166,10 @@ class _Pauses:
         if self._promoted + young > PROMOTE_BUDGET:
             return True
         self._promoted += young
+        self._moving = True
         gc.freeze()
         gc.unfreeze()
+        self._moving = False
         return False
 
     def _frozen(self) -> bool:
@@ -162,10 +183,14 @@ class _Pauses:
         return False
 
     def after_fork(self) -> None:
-        """In a child forked while a block was open (or the lock held): no block is open
-        there, so the collector is as it was before the first one."""
+        """In a child forked while a block was open (or the lock held, by another thread):
+        no block is open there, so the collector is as it was before the first one, and
+        what a move had frozen is let go."""
         self._lock = threading.Lock()
-        if self._open and self._turned_off:
+        if self._moving:  # only what the move froze is frozen (see _promote)
+            gc.unfreeze()
+            self._moving = False
+        if self._turned_off:
             gc.enable()
         self._open = 0
         self._turned_off = False
